@@ -1,0 +1,1 @@
+//! Building consented clinical reports.

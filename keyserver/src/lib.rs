@@ -1,0 +1,1 @@
+//! The medseal key server.
