@@ -1,0 +1,41 @@
+//! The command tree. Each subcommand lives in its own module and stays thin.
+
+mod inspect;
+mod open;
+mod seal;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Seal, open and deliver consented clinical media.
+#[derive(Debug, Parser)]
+#[command(name = "medseal", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Encrypt and authenticate a file into a sealed .mseal file.
+    Seal(seal::Args),
+    /// Verify and decrypt a sealed file.
+    Open(open::Args),
+    /// Print a sealed file's header as JSON (needs no key).
+    Inspect(inspect::Args),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Seal(a) => seal::run(a),
+        Command::Open(a) => open::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}
+
+/// Parses `--threads`: a positive count.
+fn parse_threads(s: &str) -> Result<std::num::NonZeroUsize, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not a positive number of threads"))
+}

@@ -1,0 +1,83 @@
+//! `medseal open`: sealed file in, verified plaintext out.
+
+use std::num::NonZeroUsize;
+
+use anyhow::{Context, Result, bail};
+use medseal_format::{KeyMode, OpenOptions, Opener, Secret};
+
+use crate::files::{InputPath, Output, check_one_stdin};
+use crate::{progress, secrets};
+
+/// Arguments of `medseal open`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The password, read from this file (`-` for stdin).
+    #[arg(long, value_name = "FILE", conflicts_with = "key_file")]
+    password_file: Option<String>,
+    /// The organisation key: 32 raw bytes, or hex, or base64.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<String>,
+    /// Worker threads (default: every core).
+    #[arg(long, value_name = "N", value_parser = super::parse_threads)]
+    threads: Option<NonZeroUsize>,
+    /// Where to write (`-` for stdout). Default: IN without `.mseal`.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<String>,
+    /// The sealed file (`-` for stdin).
+    #[arg(value_name = "IN")]
+    input: String,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let input = InputPath::from(a.input.as_str());
+    let pw_path = a.password_file.as_deref().map(InputPath::from);
+    let key_path = a.key_file.as_deref().map(InputPath::from);
+    check_one_stdin(&[Some(&input), pw_path.as_ref(), key_path.as_ref()])?;
+
+    let dest = match (&a.output, &input) {
+        (Some(o), _) => o.clone(),
+        (None, InputPath::Stdin) => "-".to_owned(),
+        (None, InputPath::File(p)) => {
+            let name = p.to_string_lossy();
+            match name.strip_suffix(".mseal") {
+                Some(d) if !d.is_empty() && !std::path::Path::new(d).exists() => d.to_owned(),
+                Some(d) if !d.is_empty() => bail!("{d} already exists; name the output with -o"),
+                _ => bail!("cannot derive an output name from {name}; name it with -o"),
+            }
+        }
+    };
+
+    let reader = input.open_raw()?;
+    let (reader, bar) = progress::wrap(reader, input.len(), "opening");
+    let opener = Opener::new(reader).with_context(|| format!("cannot open {input}"))?;
+
+    let password;
+    let key;
+    let secret = match (opener.header().key_mode(), &pw_path, &key_path) {
+        (_, Some(p), _) => {
+            password = secrets::read_password(p)?;
+            Secret::Password(&password)
+        }
+        (_, None, Some(k)) => {
+            key = secrets::read_key(k)?;
+            Secret::Key(&key)
+        }
+        (KeyMode::Password { .. }, None, None) => {
+            bail!("{input} is sealed with a password; give --password-file")
+        }
+        (KeyMode::StaticKey { .. }, None, None) => {
+            bail!("{input} is sealed with an organisation key; give --key-file")
+        }
+        (KeyMode::KeyServer { origin, .. }, None, None) => {
+            bail!("{input} needs a key from the key server {origin}; key server access is not built into this version")
+        }
+    };
+
+    let mut out = Output::create(&dest, &input)?;
+    let opts = OpenOptions { threads: a.threads };
+    opener
+        .open(secret, &mut out, &opts)
+        .with_context(|| format!("cannot open {input}"))?;
+    bar.finish_and_clear();
+    out.commit()
+}

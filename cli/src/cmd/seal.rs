@@ -1,0 +1,126 @@
+//! `medseal seal`: plaintext in, sealed file out.
+
+use std::num::NonZeroUsize;
+
+use anyhow::{Context, Result, bail};
+use medseal_format::{DEFAULT_PBKDF2_ITERATIONS, SealKey, SealOptions};
+
+use crate::files::{InputPath, Output, check_one_stdin};
+use crate::{progress, secrets};
+
+/// Arguments of `medseal seal`.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("secret").required(true).args(["password_file", "key_file"]))]
+pub struct Args {
+    /// Seal with a password read from this file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<String>,
+    /// Seal with an organisation key: 32 raw bytes, or hex, or base64.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<String>,
+    /// A label for the organisation key, recorded in the header.
+    #[arg(long, value_name = "LABEL", requires = "key_file", default_value = "")]
+    key_id: String,
+    /// PBKDF2-HMAC-SHA256 iterations for a password.
+    #[arg(long, value_name = "N", requires = "password_file", default_value_t = DEFAULT_PBKDF2_ITERATIONS)]
+    iterations: u32,
+    /// Plaintext bytes per chunk: a power of two from 4K to 1M.
+    #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_chunk_size)]
+    chunk_size: u8,
+    /// Worker threads (default: every core).
+    #[arg(long, value_name = "N", value_parser = super::parse_threads)]
+    threads: Option<NonZeroUsize>,
+    /// Where to write (`-` for stdout). Default: IN with `.mseal` added.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<String>,
+    /// The file to seal (`-` for stdin).
+    #[arg(value_name = "IN")]
+    input: String,
+}
+
+/// Turns `64K`, `1M` or a byte count into log2 of the chunk size.
+fn parse_chunk_size(s: &str) -> Result<u8, String> {
+    let (num, mult) = match s.to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1u64 << 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 1u64 << 20),
+        t => (t, 1),
+    };
+    let bytes = num
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is not a size"))?;
+    let ok = bytes.is_power_of_two()
+        && (medseal_format::MIN_CHUNK_LOG2..=medseal_format::MAX_CHUNK_LOG2)
+            .contains(&(bytes.trailing_zeros() as u8));
+    if !ok {
+        return Err("the chunk size must be a power of two from 4K to 1M".into());
+    }
+    Ok(bytes.trailing_zeros() as u8)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let input = InputPath::from(a.input.as_str());
+    let pw_path = a.password_file.as_deref().map(InputPath::from);
+    let key_path = a.key_file.as_deref().map(InputPath::from);
+    check_one_stdin(&[Some(&input), pw_path.as_ref(), key_path.as_ref()])?;
+
+    let dest = match (&a.output, &input) {
+        (Some(o), _) => o.clone(),
+        (None, InputPath::Stdin) => "-".to_owned(),
+        (None, InputPath::File(p)) => {
+            let d = format!("{}.mseal", p.display());
+            if std::path::Path::new(&d).exists() {
+                bail!("{d} already exists; name the output with -o");
+            }
+            d
+        }
+    };
+
+    let password;
+    let key;
+    let seal_key = match (&pw_path, &key_path) {
+        (Some(p), _) => {
+            password = secrets::read_password(p)?;
+            SealKey::Password {
+                password: &password,
+                iterations: a.iterations,
+            }
+        }
+        (None, Some(k)) => {
+            key = secrets::read_key(k)?;
+            SealKey::StaticKey {
+                key: &key,
+                key_id: &a.key_id,
+            }
+        }
+        (None, None) => bail!("give --password-file or --key-file"),
+    };
+
+    let reader = input.open_raw()?;
+    let (reader, bar) = progress::wrap(reader, input.len(), "sealing");
+    let mut out = Output::create(&dest, &input)?;
+    let opts = SealOptions {
+        chunk_log2: a.chunk_size,
+        threads: a.threads,
+    };
+    medseal_format::seal(seal_key, reader, &mut out, &opts)
+        .with_context(|| format!("cannot seal {input}"))?;
+    bar.finish_and_clear();
+    out.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_chunk_size;
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(parse_chunk_size("1M"), Ok(20));
+        assert_eq!(parse_chunk_size("64k"), Ok(16));
+        assert_eq!(parse_chunk_size("4096"), Ok(12));
+        assert!(parse_chunk_size("2M").is_err());
+        assert!(parse_chunk_size("3000").is_err());
+        assert!(parse_chunk_size("x").is_err());
+    }
+}

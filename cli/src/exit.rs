@@ -1,0 +1,43 @@
+//! Exit codes and the one-line error message.
+//!
+//! | code | meaning                                                   |
+//! |------|-----------------------------------------------------------|
+//! | 0    | success                                                   |
+//! | 1    | any other failure (I/O, bad arguments found after parsing) |
+//! | 2    | command-line usage error (from the argument parser)        |
+//! | 3    | wrong key or password, or the wrong kind of secret         |
+//! | 4    | the file is damaged or was tampered with                   |
+//! | 5    | not a medseal file, or an unsupported version              |
+//! | 6    | refused by policy (e.g. too few PBKDF2 iterations)         |
+
+use std::process::ExitCode;
+
+use medseal_format::ErrorKind;
+
+/// Picks the exit code from the first format error in the chain, if any.
+pub fn code_for(err: &anyhow::Error) -> ExitCode {
+    let kind = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<medseal_format::Error>())
+        .map(medseal_format::Error::kind);
+    ExitCode::from(match kind {
+        Some(ErrorKind::Key) => 3,
+        Some(ErrorKind::Integrity) => 4,
+        Some(ErrorKind::Format) => 5,
+        Some(ErrorKind::Policy) => 6,
+        Some(ErrorKind::Environment) | None => 1,
+    })
+}
+
+/// The whole context chain on one line, `outer: inner: cause`.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string().replace(['\n', '\r'], " ");
+        // `anyhow` contexts often repeat their cause; keep the line short.
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,181 @@
+//! Where bytes come from and go to: files, or `-` for stdin/stdout.
+//!
+//! Output files are written to a temporary file beside the destination and
+//! renamed into place only on success, so a failure never leaves partial
+//! output behind (and never clobbers an existing file with half a result).
+//! Temporary and final files are created 0600: they may hold patient data.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// A path argument where `-` means stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputPath {
+    /// Standard input.
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+impl From<&str> for InputPath {
+    fn from(s: &str) -> Self {
+        if s == "-" {
+            InputPath::Stdin
+        } else {
+            InputPath::File(PathBuf::from(s))
+        }
+    }
+}
+
+impl fmt::Display for InputPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputPath::Stdin => f.write_str("standard input"),
+            InputPath::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+impl InputPath {
+    /// Opens for reading.
+    pub fn open_raw(&self) -> Result<Box<dyn Read>> {
+        Ok(match self {
+            InputPath::Stdin => Box::new(io::stdin()),
+            InputPath::File(p) => {
+                let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+                if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+                    bail!("{} is a directory", p.display());
+                }
+                Box::new(f)
+            }
+        })
+    }
+
+    /// Size in bytes, when it is a regular file.
+    pub fn len(&self) -> Option<u64> {
+        match self {
+            InputPath::Stdin => None,
+            InputPath::File(p) => std::fs::metadata(p)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len()),
+        }
+    }
+
+    /// The file path, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            InputPath::Stdin => None,
+            InputPath::File(p) => Some(p),
+        }
+    }
+}
+
+/// Refuses to use stdin for two things at once.
+pub fn check_one_stdin(uses: &[Option<&InputPath>]) -> Result<()> {
+    if uses.iter().flatten().filter(|p| ***p == InputPath::Stdin).count() > 1 {
+        bail!("standard input can be used for only one of the input and the secret");
+    }
+    Ok(())
+}
+
+/// A destination being written: stdout, or a temporary file that becomes the
+/// real file on [`Output::commit`].
+pub enum Output {
+    /// Standard output (cannot be rolled back: callers must check the exit code).
+    Stdout(BufWriter<io::StdoutLock<'static>>),
+    /// A temporary file in the destination's directory.
+    File {
+        tmp: BufWriter<tempfile::NamedTempFile>,
+        dest: PathBuf,
+    },
+}
+
+impl Output {
+    /// Starts writing to `dest` (`-` for stdout). `input` is refused as a
+    /// destination so that a file is never overwritten by its own transformation.
+    pub fn create(dest: &str, input: &InputPath) -> Result<Self> {
+        if dest == "-" {
+            return Ok(Output::Stdout(BufWriter::with_capacity(
+                1 << 20,
+                io::stdout().lock(),
+            )));
+        }
+        let dest = PathBuf::from(dest);
+        if let Some(inp) = input.path() {
+            if same_file(inp, &dest) {
+                bail!("the output {} is the input file", dest.display());
+            }
+        }
+        if dest.is_dir() {
+            bail!("the output {} is a directory", dest.display());
+        }
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".medseal-")
+            .suffix(".part")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        Ok(Output::File {
+            tmp: BufWriter::with_capacity(1 << 20, tmp),
+            dest,
+        })
+    }
+
+    /// Flushes and, for a file, syncs and renames it into place.
+    pub fn commit(self) -> Result<()> {
+        match self {
+            Output::Stdout(mut w) => w.flush().context("cannot write to standard output"),
+            Output::File { tmp, dest } => {
+                let tmp = tmp
+                    .into_inner()
+                    .map_err(|e| e.into_error())
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                tmp.as_file()
+                    .sync_all()
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                tmp.persist(&dest)
+                    .map_err(|e| e.error)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Stdout(w) => w.write(buf),
+            Output::File { tmp, .. } => tmp.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Stdout(w) => w.write_all(buf),
+            Output::File { tmp, .. } => tmp.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Stdout(w) => w.flush(),
+            Output::File { tmp, .. } => tmp.flush(),
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

@@ -1,0 +1,89 @@
+//! Reading secrets from files (or stdin): key files and password files.
+//!
+//! Secrets never come from the command line itself, where other users of the
+//! machine could read them from the process list.
+
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use medseal_format::{KEY_LEN, Key};
+use zeroize::Zeroizing;
+
+use crate::files::InputPath;
+
+/// Upper bound on a secret file: anything larger is not a key or password.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+fn read_secret_file(path: &InputPath) -> Result<Zeroizing<Vec<u8>>> {
+    let mut buf = Zeroizing::new(Vec::new());
+    path.open_raw()?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read {path}"))?;
+    if buf.len() as u64 > MAX_SECRET_FILE {
+        bail!("{path} is too large to be a key or password file");
+    }
+    Ok(buf)
+}
+
+/// A password file holds the password; one trailing newline is not part of it.
+pub fn read_password(path: &InputPath) -> Result<Zeroizing<Vec<u8>>> {
+    let mut pw = read_secret_file(path)?;
+    if pw.ends_with(b"\n") {
+        pw.pop();
+        if pw.ends_with(b"\r") {
+            pw.pop();
+        }
+    }
+    if pw.is_empty() {
+        bail!("the password in {path} is empty");
+    }
+    Ok(pw)
+}
+
+/// A key file holds 32 raw bytes, or their hex or base64 encoding.
+pub fn read_key(path: &InputPath) -> Result<Key> {
+    let raw = read_secret_file(path)?;
+    parse_key(&raw).with_context(|| format!("{path} is not a key file"))
+}
+
+fn parse_key(raw: &[u8]) -> Result<Key> {
+    if raw.len() == KEY_LEN {
+        return Ok(Key::from_slice(raw)?);
+    }
+    let text = std::str::from_utf8(raw)
+        .map(str::trim)
+        .map_err(|_| anyhow::anyhow!("expected 32 raw bytes, 64 hex digits or base64"))?;
+    let bytes = Zeroizing::new(if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        hex::decode(text)?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+            .map_err(|_| anyhow::anyhow!("expected 32 raw bytes, 64 hex digits or base64"))?
+    });
+    if bytes.len() != KEY_LEN {
+        bail!("the key must be 32 bytes, this one is {}", bytes.len());
+    }
+    Ok(Key::from_slice(&bytes)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_encodings() {
+        let k = [7u8; 32];
+        let want = Key::from_bytes(k).fingerprint();
+        let hex = hex::encode(k);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(k);
+        for raw in [k.to_vec(), hex.into_bytes(), format!("{b64}\n").into_bytes()] {
+            assert_eq!(parse_key(&raw).unwrap().fingerprint(), want);
+        }
+        assert!(parse_key(b"short").is_err());
+        assert!(parse_key(&[0xff; 31]).is_err());
+    }
+}
