@@ -77,7 +77,13 @@ impl InputPath {
 
 /// Refuses to use stdin for two things at once.
 pub fn check_one_stdin(uses: &[Option<&InputPath>]) -> Result<()> {
-    if uses.iter().flatten().filter(|p| ***p == InputPath::Stdin).count() > 1 {
+    if uses
+        .iter()
+        .flatten()
+        .filter(|p| ***p == InputPath::Stdin)
+        .count()
+        > 1
+    {
         bail!("standard input can be used for only one of the input and the secret");
     }
     Ok(())

@@ -55,15 +55,17 @@ fn parse_key(raw: &[u8]) -> Result<Key> {
     let text = std::str::from_utf8(raw)
         .map(str::trim)
         .map_err(|_| anyhow::anyhow!("expected 32 raw bytes, 64 hex digits or base64"))?;
-    let bytes = Zeroizing::new(if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        hex::decode(text)?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
-            .map_err(|_| anyhow::anyhow!("expected 32 raw bytes, 64 hex digits or base64"))?
-    });
+    let bytes = Zeroizing::new(
+        if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(text)?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+                .map_err(|_| anyhow::anyhow!("expected 32 raw bytes, 64 hex digits or base64"))?
+        },
+    );
     if bytes.len() != KEY_LEN {
         bail!("the key must be 32 bytes, this one is {}", bytes.len());
     }
@@ -80,7 +82,11 @@ mod tests {
         let want = Key::from_bytes(k).fingerprint();
         let hex = hex::encode(k);
         let b64 = base64::engine::general_purpose::STANDARD.encode(k);
-        for raw in [k.to_vec(), hex.into_bytes(), format!("{b64}\n").into_bytes()] {
+        for raw in [
+            k.to_vec(),
+            hex.into_bytes(),
+            format!("{b64}\n").into_bytes(),
+        ] {
             assert_eq!(parse_key(&raw).unwrap().fingerprint(), want);
         }
         assert!(parse_key(b"short").is_err());

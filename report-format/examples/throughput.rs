@@ -8,7 +8,10 @@ use medseal_format::{Key, OpenOptions, Opener, SealKey, SealOptions, Secret, sea
 fn main() -> Result<(), medseal_format::Error> {
     let mut args = std::env::args().skip(1);
     let mib: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1024);
-    let threads = args.next().and_then(|a| a.parse().ok()).and_then(NonZeroUsize::new);
+    let threads = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .and_then(NonZeroUsize::new);
     let data = vec![0x5au8; mib << 20];
     let key = Key::generate()?;
     // Pre-fault the output buffers so that page faults are not measured.
@@ -16,10 +19,16 @@ fn main() -> Result<(), medseal_format::Error> {
     sealed.clear();
     let t = Instant::now();
     seal(
-        SealKey::StaticKey { key: &key, key_id: "" },
+        SealKey::StaticKey {
+            key: &key,
+            key_id: "",
+        },
         &data[..],
         &mut sealed,
-        &SealOptions { threads, ..Default::default() },
+        &SealOptions {
+            threads,
+            ..Default::default()
+        },
     )?;
     let s = t.elapsed().as_secs_f64();
     let t = Instant::now();

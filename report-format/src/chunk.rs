@@ -160,7 +160,13 @@ mod tests {
     #[test]
     fn round_trip_full_and_last() {
         let c = codec();
-        for (last, n) in [(false, 4096), (true, 0), (true, 15), (true, 16), (true, 4095)] {
+        for (last, n) in [
+            (false, 4096),
+            (true, 0),
+            (true, 15),
+            (true, 16),
+            (true, 4095),
+        ] {
             let mut frame = vec![0u8; max_frame_len(4096)];
             frame[..16].copy_from_slice(&[9; 16]);
             for (i, b) in frame[16..16 + n].iter_mut().enumerate() {

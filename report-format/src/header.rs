@@ -322,7 +322,8 @@ impl Header {
             return Err(Error::HeaderDamaged("checksum mismatch"));
         }
         let chunk_log2 = raw[10];
-        check_chunk_log2(chunk_log2).map_err(|_| Error::HeaderDamaged("has an invalid chunk size"))?;
+        check_chunk_log2(chunk_log2)
+            .map_err(|_| Error::HeaderDamaged("has an invalid chunk size"))?;
         if raw[11] != 0 {
             return Err(Error::HeaderDamaged("has non-zero reserved bits"));
         }
@@ -403,7 +404,9 @@ impl Header {
                 }
                 zeroize::Zeroizing::new(*k.expose_secret())
             }
-            (KeyMode::KeyServer { .. }, Secret::Key(k)) => zeroize::Zeroizing::new(*k.expose_secret()),
+            (KeyMode::KeyServer { .. }, Secret::Key(k)) => {
+                zeroize::Zeroizing::new(*k.expose_secret())
+            }
             (KeyMode::StaticKey { .. }, Secret::Password(_)) => {
                 return Err(Error::SecretKindMismatch {
                     mode: "an organisation key",
@@ -460,10 +463,12 @@ fn check_chunk_log2(log2: u8) -> std::result::Result<(), String> {
 /// Lower-case hex, for fingerprints in messages and `inspect`.
 pub fn hex_lower(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Reads until `buf` is full or EOF; returns how many bytes were read.

@@ -148,7 +148,10 @@ pub fn seal_with_rng<R: Read, W: Write, G: TryCryptoRng + ?Sized>(
         } => {
             let mut salt = [0u8; PBKDF2_SALT_LEN];
             fill(&mut salt)?;
-            (KeyMode::Password { iterations, salt }, Secret::Password(password))
+            (
+                KeyMode::Password { iterations, salt },
+                Secret::Password(password),
+            )
         }
     };
     let mut salt = [0u8; SALT_LEN];
@@ -393,5 +396,7 @@ where
 }
 
 fn worker_lost() -> Error {
-    Error::Io(std::io::Error::other("a worker thread stopped unexpectedly"))
+    Error::Io(std::io::Error::other(
+        "a worker thread stopped unexpectedly",
+    ))
 }

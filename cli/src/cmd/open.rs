@@ -69,7 +69,9 @@ pub fn run(a: Args) -> Result<()> {
             bail!("{input} is sealed with an organisation key; give --key-file")
         }
         (KeyMode::KeyServer { origin, .. }, None, None) => {
-            bail!("{input} needs a key from the key server {origin}; key server access is not built into this version")
+            bail!(
+                "{input} needs a key from the key server {origin}; key server access is not built into this version"
+            )
         }
     };
 
