@@ -66,6 +66,22 @@ impl InputPath {
         }
     }
 
+    /// Opens a regular file for positional access; `None` for stdin, pipes
+    /// and devices, which must be streamed.
+    pub fn open_regular(&self) -> Result<Option<File>> {
+        let InputPath::File(p) = self else {
+            return Ok(None);
+        };
+        let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+        let meta = f
+            .metadata()
+            .with_context(|| format!("cannot open {}", p.display()))?;
+        if meta.is_dir() {
+            bail!("{} is a directory", p.display());
+        }
+        Ok(meta.is_file().then_some(f))
+    }
+
     /// The file path, if any.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -95,8 +111,9 @@ pub enum Output {
     /// Standard output (cannot be rolled back: callers must check the exit code).
     Stdout(BufWriter<io::StdoutLock<'static>>),
     /// A temporary file in the destination's directory.
+    /// Written unbuffered: the sealer and opener write whole frames.
     File {
-        tmp: BufWriter<tempfile::NamedTempFile>,
+        tmp: tempfile::NamedTempFile,
         dest: PathBuf,
     },
 }
@@ -129,10 +146,15 @@ impl Output {
             .suffix(".part")
             .tempfile_in(&dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-        Ok(Output::File {
-            tmp: BufWriter::with_capacity(1 << 20, tmp),
-            dest,
-        })
+        Ok(Output::File { tmp, dest })
+    }
+
+    /// The temporary file, for positional writes.
+    pub fn file(&self) -> Option<&File> {
+        match self {
+            Output::Stdout(_) => None,
+            Output::File { tmp, .. } => Some(tmp.as_file()),
+        }
     }
 
     /// Flushes and, for a file, syncs and renames it into place.
@@ -140,10 +162,6 @@ impl Output {
         match self {
             Output::Stdout(mut w) => w.flush().context("cannot write to standard output"),
             Output::File { tmp, dest } => {
-                let tmp = tmp
-                    .into_inner()
-                    .map_err(|e| e.into_error())
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
                 tmp.as_file()
                     .sync_all()
                     .with_context(|| format!("cannot write {}", dest.display()))?;
@@ -160,21 +178,21 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write(buf),
-            Output::File { tmp, .. } => tmp.write(buf),
+            Output::File { tmp, .. } => tmp.as_file().write(buf),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.write_all(buf),
-            Output::File { tmp, .. } => tmp.write_all(buf),
+            Output::File { tmp, .. } => tmp.as_file().write_all(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.flush(),
-            Output::File { tmp, .. } => tmp.flush(),
+            Output::File { tmp, .. } => tmp.as_file().flush(),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! | [`header`] | header layout, parsing without a key, authentication with one      |
 //! | [`chunk`]  | one frame: encrypt-then-MAC, verify-then-decrypt                   |
 //! | [`stream`] | the parallel pipeline over `Read`/`Write`: [`seal`], [`Opener`]    |
+//! | [`positional`] | the same over files: each worker reads and writes its own chunks |
 //! | [`error`]  | typed errors, grouped by what the user should do about them       |
 //!
 //! ## Example
@@ -45,6 +46,7 @@ pub mod chunk;
 pub mod error;
 pub mod header;
 pub mod keys;
+pub mod positional;
 pub mod stream;
 
 pub use error::{Error, ErrorKind, Result};
@@ -54,6 +56,7 @@ pub use header::{
 pub use keys::{
     DEFAULT_PBKDF2_ITERATIONS, KEY_LEN, Key, MAX_PBKDF2_ITERATIONS, MIN_PBKDF2_ITERATIONS, Secret,
 };
+pub use positional::{At, ReadAt, WriteAt, seal_at};
 pub use stream::{
     OpenOptions, OpenSummary, Opener, SealKey, SealOptions, SealSummary, seal, seal_with_rng,
 };

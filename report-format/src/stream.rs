@@ -122,6 +122,60 @@ pub fn seal_with_rng<R: Read, W: Write, G: TryCryptoRng + ?Sized>(
     opts: &SealOptions,
     rng: &mut G,
 ) -> Result<SealSummary> {
+    let (header, codec) = prepare_seal(key, opts, rng)?;
+    output.write_all(header.as_bytes())?;
+    let chunk_size = header.chunk_size();
+
+    let mut index = 0u64;
+    let mut plaintext_len = 0u64;
+    let mut sealed_len = header.as_bytes().len() as u64;
+    let mut done = false;
+    let produce = |mut buf: Vec<u8>| -> Result<Step> {
+        if done {
+            return Ok(Step::Done);
+        }
+        let n = read_full(&mut input, &mut buf[IV_LEN..IV_LEN + chunk_size])?;
+        let last = n < chunk_size;
+        done = last;
+        rng.try_fill_bytes(&mut buf[..IV_LEN])
+            .map_err(|_| Error::Random)?;
+        plaintext_len += n as u64;
+        let job = Job {
+            index,
+            last,
+            len: n,
+            buf,
+        };
+        index += 1;
+        Ok(Step::Job(job))
+    };
+    let work = |job: &mut Job| codec.seal(job.index, job.last, &mut job.buf, job.len);
+    let consume = |frame: &[u8]| -> Result<()> {
+        sealed_len += frame.len() as u64;
+        output.write_all(frame).map_err(Error::from)
+    };
+    let chunks = run_pipeline(
+        worker_count(opts.threads),
+        max_frame_len(chunk_size),
+        produce,
+        work,
+        consume,
+    )?;
+    output.flush()?;
+    Ok(SealSummary {
+        plaintext_len,
+        sealed_len,
+        chunks,
+    })
+}
+
+/// Builds the header for a new file and the codec for its chunks, drawing
+/// the salts from `rng`. Shared by the streaming and positional sealers.
+pub(crate) fn prepare_seal<G: TryCryptoRng + ?Sized>(
+    key: SealKey<'_>,
+    opts: &SealOptions,
+    rng: &mut G,
+) -> Result<(Header, ChunkCodec)> {
     let mut fill = |buf: &mut [u8]| rng.try_fill_bytes(buf).map_err(|_| Error::Random);
     let (mode, secret) = match key {
         SealKey::KeyServer {
@@ -159,50 +213,8 @@ pub fn seal_with_rng<R: Read, W: Write, G: TryCryptoRng + ?Sized>(
     let ikm = ikm_for_sealing(&mode, secret)?;
     let keys = FileKeys::derive(&ikm, &salt);
     let header = Header::seal(mode, opts.chunk_log2, salt, &keys)?;
-    output.write_all(header.as_bytes())?;
-
-    let chunk_size = header.chunk_size();
-    let codec = ChunkCodec::new(keys, header.mac(), chunk_size);
-    let mut index = 0u64;
-    let mut plaintext_len = 0u64;
-    let mut sealed_len = header.as_bytes().len() as u64;
-    let mut done = false;
-    let produce = |mut buf: Vec<u8>| -> Result<Step> {
-        if done {
-            return Ok(Step::Done);
-        }
-        let n = read_full(&mut input, &mut buf[IV_LEN..IV_LEN + chunk_size])?;
-        let last = n < chunk_size;
-        done = last;
-        fill(&mut buf[..IV_LEN])?;
-        plaintext_len += n as u64;
-        let job = Job {
-            index,
-            last,
-            len: n,
-            buf,
-        };
-        index += 1;
-        Ok(Step::Job(job))
-    };
-    let work = |job: &mut Job| codec.seal(job.index, job.last, &mut job.buf, job.len);
-    let consume = |frame: &[u8]| -> Result<()> {
-        sealed_len += frame.len() as u64;
-        output.write_all(frame).map_err(Error::from)
-    };
-    let chunks = run_pipeline(
-        threads(opts.threads),
-        max_frame_len(chunk_size),
-        produce,
-        work,
-        consume,
-    )?;
-    output.flush()?;
-    Ok(SealSummary {
-        plaintext_len,
-        sealed_len,
-        chunks,
-    })
+    let codec = ChunkCodec::new(keys, header.mac(), header.chunk_size());
+    Ok((header, codec))
 }
 
 /// Opens a sealed stream: first the header (no key needed), then the body.
@@ -216,6 +228,11 @@ impl<R: Read> Opener<R> {
     pub fn new(mut input: R) -> Result<Self> {
         let header = Header::read_from(&mut input)?;
         Ok(Opener { header, input })
+    }
+
+    /// Splits into the header and the reader positioned at the first chunk.
+    pub(crate) fn into_parts(self) -> (Header, R) {
+        (self.header, self.input)
     }
 
     /// The header, for choosing which secret to offer.
@@ -278,7 +295,13 @@ impl<R: Read> Opener<R> {
             plaintext_len += pt.len() as u64;
             output.write_all(pt).map_err(Error::from)
         };
-        let chunks = run_pipeline(threads(opts.threads), frame_len, produce, work, consume)?;
+        let chunks = run_pipeline(
+            worker_count(opts.threads),
+            frame_len,
+            produce,
+            work,
+            consume,
+        )?;
         output.flush()?;
         Ok(OpenSummary {
             plaintext_len,
@@ -287,7 +310,8 @@ impl<R: Read> Opener<R> {
     }
 }
 
-fn threads(requested: Option<NonZeroUsize>) -> usize {
+/// Worker threads to use: as requested, else one per available core.
+pub(crate) fn worker_count(requested: Option<NonZeroUsize>) -> usize {
     requested
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get)

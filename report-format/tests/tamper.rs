@@ -4,8 +4,11 @@
 
 use std::num::NonZeroUsize;
 
+use std::sync::Mutex;
+
 use medseal_format::{
-    Error, ErrorKind, Key, OpenOptions, Opener, SealKey, SealOptions, Secret, seal,
+    Error, ErrorKind, Key, OpenOptions, Opener, SealKey, SealOptions, Secret, WriteAt, seal,
+    seal_at,
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -38,13 +41,44 @@ fn seal_static(plain: &[u8], key: &Key) -> Vec<u8> {
     out
 }
 
+/// An in-memory `WriteAt`, for the positional path.
+#[derive(Default)]
+struct MemAt(Mutex<Vec<u8>>);
+
+impl WriteAt for MemAt {
+    fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<usize> {
+        let mut v = self.0.lock().unwrap();
+        let end = offset as usize + buf.len();
+        if v.len() < end {
+            v.resize(end, 0);
+        }
+        v[offset as usize..end].copy_from_slice(buf);
+        Ok(buf.len())
+    }
+}
+
+/// Opens through both the streaming and the positional path and checks that
+/// they agree exactly, in plaintext or in the error.
 fn open_with(sealed: &[u8], secret: Secret<'_>, threads: usize) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::new();
     let opts = OpenOptions {
         threads: NonZeroUsize::new(threads),
     };
-    Opener::new(sealed)?.open(secret, &mut out, &opts)?;
-    Ok(out)
+    let mut out = Vec::new();
+    let streamed = Opener::new(sealed).and_then(|o| o.open(secret, &mut out, &opts));
+    let mem = MemAt::default();
+    let positional = Opener::at(sealed).and_then(|o| o.open_at(secret, &mem, &opts, &|_| {}));
+    match (streamed, positional) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b);
+            assert_eq!(out, mem.0.into_inner().unwrap());
+            Ok(out)
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "paths disagree");
+            Err(a)
+        }
+        (a, b) => panic!("paths disagree: streamed {a:?}, positional {b:?}"),
+    }
 }
 
 fn open(sealed: &[u8]) -> Result<Vec<u8>, Error> {
@@ -349,6 +383,15 @@ proptest! {
         let n = (chunks as i64 * CHUNK as i64 + delta).max(0) as usize;
         let plain: Vec<u8> = (0..n).map(|i| (i as u8).wrapping_mul(seed | 1)).collect();
         let sealed = seal_static(&plain, &key());
+        // The positional sealer writes the same layout (fresh randomness aside).
+        let mem = MemAt::default();
+        let opts = SealOptions { chunk_log2: LOG2, threads: NonZeroUsize::new(threads) };
+        let k = key();
+        let summary = seal_at(SealKey::StaticKey { key: &k, key_id: "org" }, &plain[..], &mem, &opts, &|_| {}).unwrap();
+        let positional = mem.0.into_inner().unwrap();
+        prop_assert_eq!(positional.len() as u64, summary.sealed_len);
+        prop_assert_eq!(positional.len(), sealed.len());
+        prop_assert_eq!(open_with(&positional, Secret::Key(&k), threads).unwrap(), plain.clone());
         // Overhead: header, 48 per frame, 1..=16 bytes of padding.
         let frames = n / CHUNK + 1;
         let h = header_len(&sealed);

@@ -3,7 +3,10 @@
 use std::num::NonZeroUsize;
 
 use anyhow::{Context, Result, bail};
-use medseal_format::{KeyMode, OpenOptions, Opener, Secret};
+use std::fs::File;
+use std::io::Read;
+
+use medseal_format::{At, KeyMode, OpenOptions, Opener, Secret};
 
 use crate::files::{InputPath, Output, check_one_stdin};
 use crate::{progress, secrets};
@@ -47,13 +50,20 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
 
-    let reader = input.open_raw()?;
-    let (reader, bar) = progress::wrap(reader, input.len(), "opening");
-    let opener = Opener::new(reader).with_context(|| format!("cannot open {input}"))?;
+    let bar = progress::bar(input.len(), "opening");
+    let regular = input.open_regular()?;
+    let context = || format!("cannot open {input}");
+    let source = match &regular {
+        Some(file) => Source::File(Opener::at(file).with_context(context)?),
+        None => {
+            let reader: Box<dyn Read> = Box::new(bar.wrap_read(input.open_raw()?));
+            Source::Stream(Opener::new(reader).with_context(context)?)
+        }
+    };
 
     let password;
     let key;
-    let secret = match (opener.header().key_mode(), &pw_path, &key_path) {
+    let secret = match (source.header().key_mode(), &pw_path, &key_path) {
         (_, Some(p), _) => {
             password = secrets::read_password(p)?;
             Secret::Password(&password)
@@ -77,9 +87,30 @@ pub fn run(a: Args) -> Result<()> {
 
     let mut out = Output::create(&dest, &input)?;
     let opts = OpenOptions { threads: a.threads };
-    opener
-        .open(secret, &mut out, &opts)
-        .with_context(|| format!("cannot open {input}"))?;
+    let opened = match source {
+        // Files on both sides: every worker reads and writes its own chunks.
+        Source::File(opener) => match out.file() {
+            Some(dest_file) => opener.open_at(secret, dest_file, &opts, &|n| bar.inc(n)),
+            None => opener.open(secret, &mut out, &opts),
+        },
+        Source::Stream(opener) => opener.open(secret, &mut out, &opts),
+    };
+    opened.with_context(context)?;
     bar.finish_and_clear();
     out.commit()
+}
+
+/// The sealed input: a regular file (positional reads) or a stream.
+enum Source<'a> {
+    File(Opener<At<'a, File>>),
+    Stream(Opener<Box<dyn Read>>),
+}
+
+impl Source<'_> {
+    fn header(&self) -> &medseal_format::Header {
+        match self {
+            Source::File(o) => o.header(),
+            Source::Stream(o) => o.header(),
+        }
+    }
 }

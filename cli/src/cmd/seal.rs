@@ -97,15 +97,23 @@ pub fn run(a: Args) -> Result<()> {
         (None, None) => bail!("give --password-file or --key-file"),
     };
 
-    let reader = input.open_raw()?;
-    let (reader, bar) = progress::wrap(reader, input.len(), "sealing");
-    let mut out = Output::create(&dest, &input)?;
     let opts = SealOptions {
         chunk_log2: a.chunk_size,
         threads: a.threads,
     };
-    medseal_format::seal(seal_key, reader, &mut out, &opts)
-        .with_context(|| format!("cannot seal {input}"))?;
+    let mut out = Output::create(&dest, &input)?;
+    let bar = progress::bar(input.len(), "sealing");
+    let sealed = match (input.open_regular()?, out.file()) {
+        // Files on both sides: every worker reads and writes its own chunks.
+        (Some(file), Some(dest_file)) => {
+            medseal_format::seal_at(seal_key, &file, dest_file, &opts, &|n| bar.inc(n))
+        }
+        _ => {
+            let reader = bar.wrap_read(input.open_raw()?);
+            medseal_format::seal(seal_key, reader, &mut out, &opts)
+        }
+    };
+    sealed.with_context(|| format!("cannot seal {input}"))?;
     bar.finish_and_clear();
     out.commit()
 }

@@ -1,0 +1,291 @@
+//! Drives the real `medseal` binary: seal, open, inspect, exit codes, and
+//! that a failed open leaves no output file behind.
+
+use std::fs;
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use tempfile::TempDir;
+
+fn medseal() -> Command {
+    Command::cargo_bin("medseal").unwrap()
+}
+
+fn setup() -> TempDir {
+    let d = TempDir::new().unwrap();
+    let data: Vec<u8> = (0..3_000_123u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    fs::write(d.path().join("photo.jpg"), data).unwrap();
+    fs::write(d.path().join("pw"), "correct horse battery staple\n").unwrap();
+    fs::write(d.path().join("key"), [0x5au8; 32]).unwrap();
+    d
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn password_round_trip_with_default_names() {
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--password-file", "pw", "photo.jpg"])
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+    fs::rename(d.path().join("photo.jpg"), d.path().join("orig.jpg")).unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--password-file", "pw", "photo.jpg.mseal"])
+        .assert()
+        .success();
+    assert_eq!(
+        fs::read(d.path().join("photo.jpg")).unwrap(),
+        fs::read(d.path().join("orig.jpg")).unwrap()
+    );
+}
+
+#[test]
+fn key_file_round_trip_through_pipes() {
+    let d = setup();
+    let plain = fs::read(d.path().join("photo.jpg")).unwrap();
+    let sealed = medseal()
+        .current_dir(d.path())
+        .args(["seal", "--key-file", "key", "-"])
+        .write_stdin(plain.clone())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(sealed.starts_with(b"\x89MSEAL\r\n"));
+    let opened = medseal()
+        .current_dir(d.path())
+        .args(["open", "--key-file", "key", "-o", "-", "-"])
+        .write_stdin(sealed)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(opened, plain);
+}
+
+#[test]
+fn password_from_stdin() {
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--password-file", "-", "-o", "s.mseal", "photo.jpg"])
+        .write_stdin("from stdin\n")
+        .assert()
+        .success();
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--password-file", "-", "-o", "out", "s.mseal"])
+        .write_stdin("from stdin")
+        .assert()
+        .success();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--password-file", "-", "-"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("standard input"));
+}
+
+#[test]
+fn key_file_accepts_hex_and_base64() {
+    let d = setup();
+    fs::write(d.path().join("key.hex"), format!("{}\n", "5a".repeat(32))).unwrap();
+    fs::write(
+        d.path().join("key.b64"),
+        "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo=\n",
+    )
+    .unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args([
+            "seal",
+            "--key-file",
+            "key.hex",
+            "-o",
+            "s.mseal",
+            "photo.jpg",
+        ])
+        .assert()
+        .success();
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--key-file", "key.b64", "-o", "out", "s.mseal"])
+        .assert()
+        .success();
+    fs::write(d.path().join("bad.key"), "not a key").unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--key-file", "bad.key", "photo.jpg"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a key file"));
+}
+
+/// Flips one bit in the middle of the body and checks that open fails with
+/// exit code 4, one line on stderr, and no output file.
+#[test]
+fn tampered_file_leaves_no_output() {
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--key-file", "key", "-o", "s.mseal", "photo.jpg"])
+        .assert()
+        .success();
+    let mut bytes = fs::read(d.path().join("s.mseal")).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    fs::write(d.path().join("s.mseal"), bytes).unwrap();
+    let before = files_in(d.path());
+    let out = medseal()
+        .current_dir(d.path())
+        .args(["open", "--key-file", "key", "-o", "out.jpg", "s.mseal"])
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("damaged or tampered"), "{stderr}");
+    assert_eq!(files_in(d.path()), before, "no output, no temporary file");
+}
+
+#[test]
+fn wrong_password_exit_code_and_existing_output_untouched() {
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args([
+            "seal",
+            "--password-file",
+            "pw",
+            "-o",
+            "s.mseal",
+            "photo.jpg",
+        ])
+        .assert()
+        .success();
+    fs::write(d.path().join("wrong"), "nope").unwrap();
+    fs::write(d.path().join("out"), "precious").unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--password-file", "wrong", "-o", "out", "s.mseal"])
+        .assert()
+        .code(3)
+        .stderr("medseal: cannot open s.mseal: wrong key or password\n");
+    assert_eq!(
+        fs::read_to_string(d.path().join("out")).unwrap(),
+        "precious"
+    );
+}
+
+#[test]
+fn inspect_shows_the_header_without_a_key() {
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args([
+            "seal",
+            "--key-file",
+            "key",
+            "--key-id",
+            "org-2026",
+            "--chunk-size",
+            "64K",
+        ])
+        .args(["-o", "s.mseal", "photo.jpg"])
+        .assert()
+        .success();
+    let out = medseal()
+        .current_dir(d.path())
+        .args(["inspect", "s.mseal"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["format"], "medseal");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["key_mode"], "static-key");
+    assert_eq!(v["key_id"], "org-2026");
+    assert_eq!(v["chunk_size"], 65536);
+    assert_eq!(v["chunks"], 3_000_123 / 65536 + 1);
+    let max = v["plaintext_size_max"].as_u64().unwrap();
+    assert!((3_000_123..3_000_123 + 16).contains(&max));
+    assert_eq!(v["key_fingerprint"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn inspect_on_junk_is_a_clean_error() {
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args(["inspect", "photo.jpg"])
+        .assert()
+        .code(5)
+        .stdout("")
+        .stderr("medseal: cannot inspect photo.jpg: not a medseal file\n");
+    medseal()
+        .current_dir(d.path())
+        .args(["inspect", "missing.mseal"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "medseal: cannot open missing.mseal",
+        ));
+}
+
+#[test]
+fn refuses_to_overwrite_input_or_clobber_implicit_output() {
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--key-file", "key", "-o", "photo.jpg", "photo.jpg"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("is the input file"));
+    fs::write(d.path().join("photo.jpg.mseal"), "existing").unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--key-file", "key", "photo.jpg"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("already exists"));
+}
+
+#[test]
+fn sealed_output_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = setup();
+    medseal()
+        .current_dir(d.path())
+        .args(["seal", "--key-file", "key", "-o", "s.mseal", "photo.jpg"])
+        .assert()
+        .success();
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--key-file", "key", "-o", "plain", "s.mseal"])
+        .assert()
+        .success();
+    for f in ["s.mseal", "plain"] {
+        let mode = fs::metadata(d.path().join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
