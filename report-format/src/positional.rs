@@ -26,8 +26,8 @@ use crate::stream::{
 pub trait ReadAt: Sync {
     /// Reads up to `buf.len()` bytes at `offset`; 0 means end of input.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-    /// Current length of the input.
-    fn len(&self) -> io::Result<u64>;
+    /// Current size of the input in bytes.
+    fn size(&self) -> io::Result<u64>;
 }
 
 /// Writes at an absolute offset, from any thread.
@@ -41,7 +41,7 @@ impl ReadAt for std::fs::File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         std::os::unix::fs::FileExt::read_at(self, buf, offset)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 }
@@ -62,8 +62,8 @@ impl ReadAt for [u8] {
         buf[..n].copy_from_slice(&self[start..start + n]);
         Ok(n)
     }
-    fn len(&self) -> io::Result<u64> {
-        Ok(<[u8]>::len(self) as u64)
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.len() as u64)
     }
 }
 
@@ -71,8 +71,8 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         (**self).read_at(buf, offset)
     }
-    fn len(&self) -> io::Result<u64> {
-        (**self).len()
+    fn size(&self) -> io::Result<u64> {
+        (**self).size()
     }
 }
 
@@ -195,7 +195,7 @@ where
     let (header, codec) = crate::stream::prepare_seal(key, opts, &mut getrandom::SysRng)?;
     let header_len = header.as_bytes().len() as u64;
     write_all_at(output, header.as_bytes(), 0)?;
-    let len = input.len()?;
+    let len = input.size()?;
     let chunk = header.chunk_size() as u64;
     let frame = max_frame_len(header.chunk_size()) as u64;
     let chunks = len / chunk + 1;
@@ -214,7 +214,7 @@ where
             Ok(())
         },
     )?;
-    if input.len()? != len {
+    if input.size()? != len {
         return Err(changed());
     }
     let sealed_len = header_len
@@ -252,7 +252,7 @@ impl<'a, I: ReadAt + ?Sized> Opener<At<'a, I>> {
         let frame = max_frame_len(header.chunk_size()) as u64;
         let header_len = header.as_bytes().len() as u64;
         let codec = crate::chunk::ChunkCodec::new(keys, header.mac(), header.chunk_size());
-        let total = input.len()?;
+        let total = input.size()?;
         let body = total.saturating_sub(header_len);
         if body == 0 {
             return Err(Error::TruncatedChunk { index: 0 });
@@ -275,7 +275,7 @@ impl<'a, I: ReadAt + ?Sized> Opener<At<'a, I>> {
                 Ok(())
             },
         )?;
-        if input.len()? != total {
+        if input.size()? != total {
             return Err(changed());
         }
         Ok(OpenSummary {
