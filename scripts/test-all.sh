@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with Rust:
+#   1. installs the system packages the tests drive (as root, with apt-get),
+#   2. runs every Rust test in the workspace (unit, property, vectors, CLI
+#      end-to-end; the key-server suite against SQLite and a real PostgreSQL
+#      that the tests start themselves),
+#   3. fuzzes the sealed-file parsers for a short, bounded time.
+# Usage: scripts/test-all.sh        (FUZZ_SECONDS=N to change step 3; 0 skips it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests need: PostgreSQL server binaries (initdb, pg_ctl).
+packages=(postgresql)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "test-all: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "test-all: please install: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+cargo test --workspace --locked
+fuzz_seconds=${FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  fuzz/smoke.sh "$fuzz_seconds"
+fi
