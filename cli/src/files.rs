@@ -129,10 +129,10 @@ impl Output {
             )));
         }
         let dest = PathBuf::from(dest);
-        if let Some(inp) = input.path() {
-            if same_file(inp, &dest) {
-                bail!("the output {} is the input file", dest.display());
-            }
+        if let Some(inp) = input.path()
+            && same_file(inp, &dest)
+        {
+            bail!("the output {} is the input file", dest.display());
         }
         if dest.is_dir() {
             bail!("the output {} is a directory", dest.display());

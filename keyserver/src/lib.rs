@@ -1,1 +1,45 @@
-//! The medseal key server.
+//! # medseal-keyserver
+//!
+//! The key server an organisation runs so that every opening of a sealed
+//! report is authorised and recorded. It issues a fresh 256-bit data key per
+//! report, releases it only to the report's creator and listed recipients,
+//! and writes a tamper-evident audit trail of every security-relevant action.
+//!
+//! ## Map of the crate
+//!
+//! | module       | owns                                                              |
+//! |--------------|-------------------------------------------------------------------|
+//! | [`store`]    | resolving the data directory, database and keyring               |
+//! | [`db`]       | the SQLite / PostgreSQL connection, pool, migrations, schema      |
+//! | [`keyring`]  | versioned master keys; wrapping data keys; the audit chain key    |
+//! | [`accounts`] | organisations, users, argon2id passwords, sessions, lockout       |
+//! | [`policy`]   | who may do what with a key (pure rules)                           |
+//! | [`keys`]     | creating, releasing, sharing and revoking data keys               |
+//! | [`audit`]    | the hash-chained log: group commit, verify, export                |
+//! | [`http`]     | the actix-web API, request limits, TLS, OpenAPI                   |
+//! | [`metrics`]  | Prometheus metrics                                                |
+//! | [`admin`]    | the admin command line's operations                               |
+//! | [`server`]   | putting it together: `serve`                                      |
+//!
+//! The HTTP API and deployment are described in `docs/keyserver.md`.
+
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod admin;
+pub mod audit;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod keyring;
+pub mod keys;
+pub mod metrics;
+pub mod policy;
+pub mod server;
+pub mod store;
+pub mod time;
+
+pub use accounts::Role;
+pub use error::{Error, Result};
+pub use server::{ServeConfig, serve};
+pub use store::Store;

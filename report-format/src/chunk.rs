@@ -114,7 +114,7 @@ impl ChunkCodec {
     pub(crate) fn open(&self, index: u64, last: bool, frame: &mut [u8]) -> Result<Range<usize>> {
         let len = frame.len();
         let shape_ok = len >= IV_LEN + BLOCK + TAG_LEN
-            && (len - FRAME_OVERHEAD) % BLOCK == 0
+            && (len - FRAME_OVERHEAD).is_multiple_of(BLOCK)
             && len <= max_frame_len(self.chunk_size)
             && (last || len == max_frame_len(self.chunk_size));
         if !shape_ok {

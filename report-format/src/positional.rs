@@ -156,10 +156,10 @@ where
                     }
                     if let Err(e) = job(i, &mut buf) {
                         stop.store(true, Ordering::Relaxed);
-                        if let Ok(mut slot) = first_error.lock() {
-                            if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                                *slot = Some((i, e));
-                            }
+                        if let Ok(mut slot) = first_error.lock()
+                            && slot.as_ref().is_none_or(|(j, _)| i < *j)
+                        {
+                            *slot = Some((i, e));
                         }
                         break;
                     }

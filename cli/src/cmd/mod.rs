@@ -1,6 +1,7 @@
 //! The command tree. Each subcommand lives in its own module and stays thin.
 
 mod inspect;
+mod keyserver;
 mod open;
 mod seal;
 
@@ -23,6 +24,8 @@ enum Command {
     Open(open::Args),
     /// Print a sealed file's header as JSON (needs no key).
     Inspect(inspect::Args),
+    /// Run and administer the key server.
+    Keyserver(keyserver::Args),
 }
 
 /// Runs the parsed command.
@@ -31,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Seal(a) => seal::run(a),
         Command::Open(a) => open::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Keyserver(a) => keyserver::run(a),
     }
 }
 

@@ -1,0 +1,267 @@
+//! `medseal keyserver …`: run the key server and administer its data.
+//!
+//! `--data-dir`, `--database-url` and `--keyring` are accepted before or
+//! after any subcommand, so that every command finds the same state.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, Subcommand};
+use medseal_keyserver::admin::Admin;
+use medseal_keyserver::audit::{Filter, Format};
+use medseal_keyserver::http::TlsFiles;
+use medseal_keyserver::{Role, ServeConfig, Store};
+use zeroize::Zeroizing;
+
+use crate::files::{InputPath, Output};
+use crate::secrets;
+
+/// Arguments of `medseal keyserver`.
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// Data directory (created 0700): keyring, and the SQLite database by default.
+    #[arg(long, global = true, value_name = "DIR", env = "MEDSEAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Use PostgreSQL (`postgres://user:pass@host/db`) instead of SQLite.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "MEDSEAL_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Master keyring file (default: DATA_DIR/master.keyring).
+    #[arg(long, global = true, value_name = "FILE")]
+    keyring: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the key server.
+    Serve(ServeArgs),
+    /// Manage organisations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Verify or export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Add a new master key version and re-wrap every data key under it.
+    RotateMasterKey,
+}
+
+#[derive(Debug, ClapArgs)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = medseal_keyserver::server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// TLS certificate chain (PEM); serves HTTPS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (only behind a TLS proxy).
+    #[arg(long)]
+    allow_plain_http: bool,
+    /// Take client addresses from X-Forwarded-For (only behind a trusted proxy).
+    #[arg(long)]
+    trust_forwarded_for: bool,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    workers: usize,
+    /// Minutes of inactivity after which a session expires.
+    #[arg(long, value_name = "MIN", default_value_t = 30)]
+    idle_timeout: i64,
+    /// Hours after login at which a session expires however used.
+    #[arg(long, value_name = "H", default_value_t = 12)]
+    session_lifetime: i64,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organisation.
+    Add {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Add {
+        /// The user's organisation.
+        #[arg(long)]
+        org: String,
+        /// The user's e-mail address (their login).
+        #[arg(long)]
+        email: String,
+        /// admin, auditor, clinician or service.
+        #[arg(long)]
+        role: String,
+        /// Read the password from this file (`-` for stdin); prompts on a terminal otherwise.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<String>,
+    },
+    /// Disable a user at once: every session ends, logins are refused.
+    Disable {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exit 0 if intact, else name the first broken event.
+    Verify,
+    /// Export events for the patient record.
+    Export {
+        /// csv or json.
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Only events about this key.
+        #[arg(long, conflicts_with = "report_id")]
+        key_id: Option<String>,
+        /// Only events about this report.
+        #[arg(long)]
+        report_id: Option<String>,
+        /// Only events of this organisation.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only events at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "OUT")]
+        output: Option<String>,
+    },
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let store = Store::resolve(a.data_dir, a.database_url, a.keyring)?;
+    match a.command {
+        Command::Serve(s) => serve(store, s),
+        Command::Org(OrgCommand::Add { name }) => {
+            Admin::open(store)?.add_org(&name)?;
+            eprintln!("organisation {name} created");
+            Ok(())
+        }
+        Command::User(UserCommand::Add {
+            org,
+            email,
+            role,
+            password_file,
+        }) => {
+            let role: Role = role.parse()?;
+            let password = match password_file {
+                Some(f) => secrets::read_password(&InputPath::from(f.as_str()))?,
+                None => prompt_password()?,
+            };
+            Admin::open(store)?.add_user(&org, &email, role, &password)?;
+            eprintln!("user {email} created in {org} as {}", role.as_str());
+            Ok(())
+        }
+        Command::User(UserCommand::Disable { email }) => {
+            Admin::open(store)?.disable_user(&email)?;
+            eprintln!("user {email} disabled; their sessions have ended");
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let v = Admin::open(store)?.verify_audit()?;
+            match v.broken {
+                None => {
+                    println!("audit log intact: {} events verified", v.verified);
+                    Ok(())
+                }
+                Some(b) => bail!(
+                    "audit log broken at event {}: {} ({} events verified before it)",
+                    b.seq,
+                    b.reason,
+                    v.verified
+                ),
+            }
+        }
+        Command::Audit(AuditCommand::Export {
+            format,
+            key_id,
+            report_id,
+            org,
+            since,
+            output,
+        }) => {
+            let format: Format = format.parse()?;
+            let filter = Filter {
+                key_id,
+                report_id,
+                org,
+                since: since
+                    .as_deref()
+                    .map(medseal_keyserver::time::parse_rfc3339)
+                    .transpose()?,
+                limit: None,
+            };
+            let body = Admin::open(store)?.export_audit(&filter, format)?;
+            let dest = output.unwrap_or_else(|| "-".into());
+            let mut out = Output::create(&dest, &InputPath::Stdin)?;
+            out.write_all(&body).context("cannot write the export")?;
+            out.commit()
+        }
+        Command::RotateMasterKey => {
+            let r = Admin::open(store)?.rotate_master_key()?;
+            eprintln!(
+                "master key version {} is current; {} data keys re-wrapped; retired versions {:?}",
+                r.version, r.rewrapped, r.retired
+            );
+            Ok(())
+        }
+    }
+}
+
+fn serve(store: Store, s: ServeArgs) -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,medseal_keyserver=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    if s.idle_timeout <= 0 || s.session_lifetime <= 0 {
+        bail!("--idle-timeout and --session-lifetime must be positive");
+    }
+    let mut cfg = ServeConfig::new(store)?;
+    cfg.listen = s.listen;
+    cfg.tls = match (s.tls_cert, s.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    cfg.allow_plain_http = s.allow_plain_http;
+    cfg.trust_forwarded = s.trust_forwarded_for;
+    cfg.workers = s.workers;
+    cfg.sessions.idle_timeout_ms = s.idle_timeout.saturating_mul(60_000);
+    cfg.sessions.absolute_timeout_ms = s.session_lifetime.saturating_mul(3_600_000);
+    Ok(medseal_keyserver::serve(cfg)?)
+}
+
+fn prompt_password() -> Result<Zeroizing<Vec<u8>>> {
+    if !std::io::stdin().is_terminal() {
+        bail!("give the password with --password-file (use - for stdin)");
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("Password: ")?);
+    let second = Zeroizing::new(rpassword::prompt_password("Again: ")?);
+    if first != second {
+        bail!("the passwords differ");
+    }
+    if first.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(Zeroizing::new(first.as_bytes().to_vec()))
+}

@@ -1,0 +1,7 @@
+DROP TABLE audit_head;
+DROP TABLE audit_events;
+DROP TABLE key_recipients;
+DROP TABLE data_keys;
+DROP TABLE sessions;
+DROP TABLE users;
+DROP TABLE orgs;

@@ -1,0 +1,161 @@
+//! Storage: one connection type over SQLite (embedded default) and
+//! PostgreSQL (for several servers sharing one database).
+//!
+//! Everything above this module is written once against [`Conn`]; the few
+//! places where the dialects differ (pragmas, row locks) match on the variant.
+
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::Error;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend.
+#[derive(diesel::MultiConnection)]
+pub enum Conn {
+    /// PostgreSQL.
+    Postgresql(PgConnection),
+    /// Embedded SQLite.
+    Sqlite(SqliteConnection),
+}
+
+/// A pool of connections.
+pub type DbPool = Pool<ConnectionManager<Conn>>;
+/// A connection borrowed from the pool.
+pub type PooledConn = PooledConnection<ConnectionManager<Conn>>;
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL URL (`postgres://…`).
+    Postgres(String),
+}
+
+impl Location {
+    /// The URL diesel expects.
+    fn url(&self) -> String {
+        match self {
+            Location::Sqlite(p) => p.display().to_string(),
+            Location::Postgres(u) => u.clone(),
+        }
+    }
+
+    /// For messages: never includes a password.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(p) => format!("SQLite {}", p.display()),
+            Location::Postgres(u) => format!("PostgreSQL {}", redact_url(u)),
+        }
+    }
+}
+
+/// Removes the password from a database URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Per-connection settings for SQLite: WAL so that readers never block the
+/// writer, full fsync on commit so that an acknowledged audit event survives
+/// power loss, and a busy timeout instead of immediate `SQLITE_BUSY`.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+        if let Conn::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a single connection with the same settings as the pool's.
+pub fn connect(loc: &Location) -> Result<Conn, Error> {
+    let mut conn = Conn::establish(&loc.url()).map_err(|e| Error::Connect(e.to_string()))?;
+    SqlitePragmas
+        .on_acquire(&mut conn)
+        .map_err(|e| Error::Connect(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Opens a pool of `size` connections, after applying pending migrations.
+pub fn open_pool(loc: &Location, size: u32) -> Result<DbPool, Error> {
+    let mut conn = connect(loc)?;
+    migrate(&mut conn)?;
+    drop(conn);
+    Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(10))
+        .connection_customizer(Box::new(SqlitePragmas))
+        .build(ConnectionManager::new(loc.url()))
+        .map_err(|e| Error::Connect(e.to_string()))
+}
+
+/// Applies the migrations for the connection's backend. Several servers may
+/// start at once against one PostgreSQL: an advisory lock serialises them.
+pub fn migrate(conn: &mut Conn) -> Result<(), Error> {
+    let result = match conn {
+        Conn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        Conn::Postgresql(c) => {
+            c.batch_execute("SELECT pg_advisory_lock(7213400001)")?;
+            let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
+            c.batch_execute("SELECT pg_advisory_unlock(7213400001)")?;
+            r
+        }
+    };
+    result.map_err(|e| Error::Migration(e.to_string()))
+}
+
+/// Runs `$body` in a write transaction on either backend, with `$c` bound to
+/// the backend's own connection type. On SQLite this is `BEGIN IMMEDIATE`,
+/// which takes the write lock up front (waiting up to the busy timeout), so a
+/// transaction that reads and then writes can never fail half-way with
+/// `SQLITE_BUSY`. The body is compiled once per backend.
+#[macro_export]
+macro_rules! write_tx {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite($c) => $c.immediate_transaction(|$c| $body),
+            $crate::db::Conn::Postgresql($c) => diesel::Connection::transaction($c, |$c| $body),
+        }
+    };
+}
+
+/// The SQLite file inside a data directory.
+pub fn sqlite_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("keyserver.sqlite3")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact_url("postgres://medseal:s3cret@db:5432/ks"),
+            "postgres://medseal:***@db:5432/ks"
+        );
+        assert_eq!(super::redact_url("postgres://db/ks"), "postgres://db/ks");
+    }
+}

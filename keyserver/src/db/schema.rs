@@ -1,0 +1,96 @@
+//! Diesel table definitions, shared by the SQLite and PostgreSQL backends.
+
+diesel::table! {
+    orgs (id) {
+        id -> BigInt,
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        org_id -> BigInt,
+        email -> Text,
+        role -> Text,
+        password_hash -> Text,
+        disabled -> Bool,
+        failed_logins -> Integer,
+        locked_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (token_hash) {
+        token_hash -> Binary,
+        user_id -> BigInt,
+        device_id -> Text,
+        created_at -> BigInt,
+        last_seen -> BigInt,
+        expires_at -> BigInt,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    data_keys (key_id) {
+        key_id -> Text,
+        report_id -> Text,
+        org_id -> BigInt,
+        creator_id -> BigInt,
+        kek_version -> Integer,
+        wrapped -> Binary,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    key_recipients (key_id, email) {
+        key_id -> Text,
+        email -> Text,
+    }
+}
+
+diesel::table! {
+    audit_events (seq) {
+        seq -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        org -> Text,
+        action -> Text,
+        key_id -> Nullable<Text>,
+        report_id -> Nullable<Text>,
+        client_ip -> Nullable<Text>,
+        device_id -> Nullable<Text>,
+        outcome -> Text,
+        detail -> Text,
+        prev_hash -> Binary,
+        hash -> Binary,
+    }
+}
+
+diesel::table! {
+    audit_head (id) {
+        id -> Integer,
+        seq -> BigInt,
+        hash -> Binary,
+    }
+}
+
+diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(data_keys -> orgs (org_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    orgs,
+    users,
+    sessions,
+    data_keys,
+    key_recipients,
+    audit_events,
+    audit_head,
+);

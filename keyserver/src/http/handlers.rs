@@ -1,0 +1,523 @@
+//! The v1 API handlers. Each one: validate, decide (in the library modules),
+//! record the audit event durably, then answer.
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::caller::{Caller, client_ip};
+use crate::accounts::{self, Login};
+use crate::audit::{self, Action, Event, Outcome};
+use crate::error::{Error, ErrorBody, Result};
+use crate::keys::{self, KeyInfo};
+use crate::policy;
+use crate::time::{now_ms, parse_rfc3339, rfc3339};
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    web::block(f)
+        .await
+        .map_err(|e| Error::Internal(format!("worker pool: {e}")))?
+}
+
+/// Runs `f` on a pooled connection in the blocking thread pool.
+async fn with_conn<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&mut crate::db::Conn) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let pool = state.pool.clone();
+    blocking(move || f(&mut *pool.get()?)).await
+}
+
+fn no_store(mut resp: HttpResponse) -> HttpResponse {
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `POST /v1/sessions` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The account's e-mail address.
+    email: String,
+    /// The password.
+    password: String,
+    /// A stable id of the device; the session only works from it.
+    device_id: String,
+}
+
+/// A new session.
+#[derive(Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// Bearer token for `Authorization: Bearer …`; shown once.
+    token: String,
+    /// Absolute expiry (RFC 3339). Idle sessions expire sooner.
+    expires_at: String,
+}
+
+/// Log in: exchange e-mail and password for a session token bound to a device.
+#[utoipa::path(post, path = "/v1/sessions", request_body = LoginRequest,
+    responses((status = 201, body = SessionResponse),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn create_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse> {
+    let LoginRequest {
+        email,
+        password,
+        device_id,
+    } = body.into_inner();
+    let password = Zeroizing::new(password);
+    let ip = client_ip(&req, state.trust_forwarded);
+    let event = |org: &str, action, outcome| {
+        let mut e = Event::new(email.trim(), org, action, outcome);
+        e.client_ip.clone_from(&ip);
+        e.device_id = Some(device_id.clone());
+        e
+    };
+    if let Err(limited) = state.limiter.check(ip.as_deref().unwrap_or("unknown")) {
+        state.metrics.denial("login_rate");
+        if limited.first {
+            state
+                .audit
+                .record(event("", Action::SessionFailed, Outcome::Denied).detail("rate limited"))
+                .await?;
+        }
+        return Err(Error::RateLimited {
+            message: "too many login attempts from this address".into(),
+            retry_after: limited.retry_after,
+        });
+    }
+    let policy = state.sessions.clone();
+    let (e2, d2) = (email.clone(), device_id.clone());
+    let outcome = with_conn(&state, move |c| {
+        accounts::login(c, &e2, password.as_bytes(), &d2, &policy)
+    })
+    .await?;
+    match outcome {
+        Login::Ok(p, session) => {
+            let mut e = event(&p.org, Action::SessionCreated, Outcome::Success);
+            e.actor = p.email.clone();
+            state.audit.record(e).await?;
+            Ok(no_store(HttpResponse::Created().json(SessionResponse {
+                token: session.token.to_string(),
+                expires_at: rfc3339(session.expires_at),
+            })))
+        }
+        Login::Failed { org, locked_now } => {
+            state.metrics.denial("bad_credentials");
+            state
+                .audit
+                .record(
+                    event(&org, Action::SessionFailed, Outcome::Denied)
+                        .detail("wrong e-mail or password"),
+                )
+                .await?;
+            if locked_now {
+                state
+                    .audit
+                    .record(
+                        event(&org, Action::SessionLocked, Outcome::Denied)
+                            .detail("locked after repeated failures"),
+                    )
+                    .await?;
+            }
+            Err(Error::Unauthorized("wrong e-mail or password"))
+        }
+        Login::Locked { org, until } => {
+            state.metrics.denial("locked");
+            state
+                .audit
+                .record(
+                    event(&org, Action::SessionFailed, Outcome::Denied).detail("account locked"),
+                )
+                .await?;
+            Err(Error::RateLimited {
+                message: "account locked after repeated failed logins; try again later".into(),
+                retry_after: ((until - now_ms()) / 1000).max(1) as u64,
+            })
+        }
+        Login::Disabled { org } => {
+            state.metrics.denial("disabled");
+            state
+                .audit
+                .record(
+                    event(&org, Action::SessionFailed, Outcome::Denied).detail("account disabled"),
+                )
+                .await?;
+            Err(Error::Unauthorized("this account is disabled"))
+        }
+    }
+}
+
+/// Log out: end the calling session.
+#[utoipa::path(delete, path = "/v1/sessions/current",
+    responses((status = 204), (status = 401, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn delete_session(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    let hash = caller.principal.token_hash.clone();
+    with_conn(&state, move |c| accounts::end_session(c, &hash)).await?;
+    state
+        .audit
+        .record(caller.event(
+            &caller.principal.org,
+            Action::SessionEnded,
+            Outcome::Success,
+        ))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /v1/keys` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// The report the key will seal.
+    report_id: String,
+    /// E-mail addresses allowed to fetch the key.
+    recipients: Vec<String>,
+    /// Optional expiry (RFC 3339); fetches after it answer 410.
+    #[serde(default)]
+    expires_at: Option<String>,
+}
+
+/// A new data key.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// Id to put in the sealed file's header.
+    key_id: String,
+    /// The 32-byte data key, base64.
+    key: String,
+    /// Expiry (RFC 3339), if any.
+    expires_at: Option<String>,
+}
+
+/// Create a per-report data key addressed to recipients.
+#[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn create_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<CreateKeyRequest>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    let expires_at = body.expires_at.as_deref().map(parse_rfc3339).transpose()?;
+    let ring = state.keyring.get();
+    let p = caller.principal.clone();
+    let (report_id, recipients) = (body.report_id.clone(), body.recipients.clone());
+    let created = with_conn(&state, move |c| {
+        keys::create(c, &ring, &p, &report_id, &recipients, expires_at)
+    })
+    .await;
+    let created = match created {
+        Ok(c) => c,
+        Err(e @ Error::Forbidden(_)) => {
+            state.metrics.denial("create_forbidden");
+            let mut ev = caller
+                .event(&caller.principal.org, Action::KeyDenied, Outcome::Denied)
+                .detail("not allowed to create keys");
+            ev.report_id = Some(body.report_id.clone());
+            state.audit.record(ev).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut ev = caller
+        .event(&caller.principal.org, Action::KeyCreated, Outcome::Success)
+        .detail(format!("recipients: {}", body.recipients.join(", ")));
+    ev.key_id = Some(created.key_id.clone());
+    ev.report_id = Some(body.report_id);
+    state.audit.record(ev).await?;
+    Ok(no_store(HttpResponse::Created().json(CreatedKey {
+        key_id: created.key_id,
+        key: B64.encode(created.key.expose_secret()),
+        expires_at: created.expires_at.map(rfc3339),
+    })))
+}
+
+/// A released data key.
+#[derive(Serialize, ToSchema)]
+pub struct FetchedKey {
+    /// The key id.
+    key_id: String,
+    /// The 32-byte data key, base64.
+    key: String,
+    /// The report it seals.
+    report_id: String,
+}
+
+/// Looks up a key and applies the policy, auditing every refusal.
+async fn authorised_key(
+    state: &AppState,
+    caller: &Caller,
+    key_id: &str,
+    allowed: fn(&crate::accounts::Principal, &policy::KeyFacts) -> bool,
+    refusal: &'static str,
+) -> Result<KeyInfo> {
+    let deny = |org: &str, report: Option<String>, detail: &str| {
+        let mut ev = caller
+            .event(org, Action::KeyDenied, Outcome::Denied)
+            .detail(detail);
+        ev.key_id = Some(key_id.to_owned());
+        ev.report_id = report;
+        ev
+    };
+    let info = match keys::check_key_id(key_id) {
+        Ok(()) => {
+            let (p, id) = (caller.principal.clone(), key_id.to_owned());
+            with_conn(state, move |c| keys::lookup(c, &p, &id)).await?
+        }
+        Err(_) => None,
+    };
+    let Some(info) = info else {
+        state.metrics.key_fetch("unknown");
+        state
+            .audit
+            .record(deny(&caller.principal.org, None, "unknown key"))
+            .await?;
+        return Err(Error::NotFound("no such key".into()));
+    };
+    if !allowed(&caller.principal, &info.facts) {
+        state.metrics.denial("not_allowed");
+        state
+            .audit
+            .record(deny(&info.org, Some(info.report_id.clone()), refusal))
+            .await?;
+        return Err(Error::Forbidden(refusal.to_owned()));
+    }
+    Ok(info)
+}
+
+/// Fetch a data key: the creator, listed recipients, and the owning
+/// organisation's endpoint service accounts may; each fetch is audited.
+#[utoipa::path(get, path = "/v1/keys/{key_id}",
+    responses((status = 200, body = FetchedKey), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    params(("key_id" = String, Path), ("X-Device-Id" = String, Header)),
+    security(("bearer" = [])))]
+pub async fn fetch_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let key_id = path.into_inner();
+    let info = authorised_key(
+        &state,
+        &caller,
+        &key_id,
+        policy::may_fetch,
+        "you are not a recipient of this report",
+    )
+    .await
+    .inspect_err(|e| {
+        if matches!(e, Error::Forbidden(_)) {
+            state.metrics.key_fetch("denied");
+        }
+    })?;
+    let mut ev = caller.event(&info.org, Action::KeyFetched, Outcome::Success);
+    ev.key_id = Some(key_id.clone());
+    ev.report_id = Some(info.report_id.clone());
+    if let Some(reason) = keys::gone_reason(&info, now_ms()) {
+        state.metrics.key_fetch("gone");
+        ev.action = Action::KeyDenied;
+        ev.outcome = Outcome::Denied;
+        ev.detail = format!("key {reason}");
+        state.audit.record(ev).await?;
+        return Err(Error::Gone(format!("this report's key has been {reason}")));
+    }
+    let key = keys::unwrap(&state.keyring, &key_id, &info)?;
+    state.audit.record(ev).await?;
+    state.metrics.key_fetch("released");
+    Ok(no_store(HttpResponse::Ok().json(FetchedKey {
+        key_id,
+        key: B64.encode(key.expose_secret()),
+        report_id: info.report_id,
+    })))
+}
+
+/// `POST /v1/keys/{key_id}/recipients` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsRequest {
+    /// E-mail addresses to add.
+    recipients: Vec<String>,
+}
+
+/// Add recipients to a key (its creator or an admin of its organisation).
+#[utoipa::path(post, path = "/v1/keys/{key_id}/recipients", request_body = RecipientsRequest,
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 410, body = ErrorBody)),
+    params(("key_id" = String, Path), ("X-Device-Id" = String, Header)),
+    security(("bearer" = [])))]
+pub async fn add_recipients(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<RecipientsRequest>,
+) -> Result<HttpResponse> {
+    let key_id = path.into_inner();
+    let info = authorised_key(
+        &state,
+        &caller,
+        &key_id,
+        policy::may_manage,
+        "only the key's creator or an admin of its organisation may add recipients",
+    )
+    .await?;
+    if let Some(reason) = keys::gone_reason(&info, now_ms()) {
+        return Err(Error::Gone(format!("this report's key has been {reason}")));
+    }
+    let (id, r) = (key_id.clone(), body.into_inner().recipients);
+    let added = with_conn(&state, move |c| keys::add_recipients(c, &id, &r)).await?;
+    let mut ev = caller
+        .event(&info.org, Action::RecipientsAdded, Outcome::Success)
+        .detail(format!("added: {}", added.join(", ")));
+    ev.key_id = Some(key_id);
+    ev.report_id = Some(info.report_id);
+    state.audit.record(ev).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revoke a key: every later fetch answers 410.
+#[utoipa::path(post, path = "/v1/keys/{key_id}/revoke",
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    params(("key_id" = String, Path), ("X-Device-Id" = String, Header)),
+    security(("bearer" = [])))]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse> {
+    let key_id = path.into_inner();
+    let info = authorised_key(
+        &state,
+        &caller,
+        &key_id,
+        policy::may_manage,
+        "only the key's creator or an admin of its organisation may revoke it",
+    )
+    .await?;
+    let id = key_id.clone();
+    with_conn(&state, move |c| keys::revoke(c, &id)).await?;
+    let mut ev = caller.event(&info.org, Action::KeyRevoked, Outcome::Success);
+    ev.key_id = Some(key_id);
+    ev.report_id = Some(info.report_id);
+    state.audit.record(ev).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /v1/audit` query.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only events about this key.
+    key_id: Option<String>,
+    /// Only events about this report.
+    report_id: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    since: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// Audit events for the patient record: sent, fetched by whom, when, from where.
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery, ("X-Device-Id" = String, Header)),
+    responses((status = 200, description = "`{\"events\": [...]}` or CSV"),
+              (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn read_audit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse> {
+    let q = query.into_inner();
+    let format: audit::Format = q.format.as_deref().unwrap_or("json").parse()?;
+    let mut filter = audit::Filter {
+        key_id: q.key_id.clone(),
+        report_id: q.report_id.clone(),
+        since: q.since.as_deref().map(parse_rfc3339).transpose()?,
+        ..Default::default()
+    };
+    let p = &caller.principal;
+    if policy::may_read_org_audit(p) {
+        filter.org = Some(p.org.clone());
+    } else {
+        // A key's creator may read that key's trail, and nothing else.
+        let creator_of = match &q.key_id {
+            Some(k) if keys::check_key_id(k).is_ok() => {
+                let (pp, id) = (p.clone(), k.clone());
+                with_conn(&state, move |c| keys::lookup(c, &pp, &id))
+                    .await?
+                    .filter(|i| i.facts.creator_id == p.user_id)
+            }
+            _ => None,
+        };
+        if creator_of.is_none() {
+            state.metrics.denial("audit_forbidden");
+            state
+                .audit
+                .record(caller.event(&p.org, Action::AuditRead, Outcome::Denied))
+                .await?;
+            return Err(Error::Forbidden(
+                "only admins, auditors, or a key's creator (with key_id) may read the audit log"
+                    .into(),
+            ));
+        }
+    }
+    let f = filter.clone();
+    let records = with_conn(&state, move |c| audit::query(c, &f)).await?;
+    let body = audit::render(&records, format)?;
+    let mut ev = caller
+        .event(&p.org, Action::AuditRead, Outcome::Success)
+        .detail(format!("{} events", records.len()));
+    ev.key_id = filter.key_id;
+    ev.report_id = filter.report_id;
+    state.audit.record(ev).await?;
+    let ctype = match format {
+        audit::Format::Json => "application/json",
+        audit::Format::Csv => "text/csv; charset=utf-8",
+    };
+    Ok(no_store(
+        HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, ctype))
+            .body(body),
+    ))
+}
+
+/// Liveness: answers while the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", responses((status = 200)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503, body = ErrorBody)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
+    with_conn(&state, |c| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT 1").execute(c)?;
+        Ok(())
+    })
+    .await
+    .map_err(|_| Error::Audit("the database is not answering".into()))?;
+    Ok(healthz().await)
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

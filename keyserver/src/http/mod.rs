@@ -1,0 +1,228 @@
+//! The HTTP service: routes, shared state, limits, metrics, TLS.
+
+pub mod caller;
+pub mod handlers;
+pub mod limiter;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{DefaultHeaders, Next, from_fn};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use utoipa::OpenApi;
+
+use crate::accounts::SessionPolicy;
+use crate::audit::AuditLog;
+use crate::db::DbPool;
+use crate::error::{Error, Result};
+use crate::keyring::SharedKeyring;
+use crate::metrics::Metrics;
+use limiter::LoginLimiter;
+
+/// Largest JSON body accepted.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// State shared by every worker.
+pub struct AppState {
+    /// Database connections.
+    pub pool: DbPool,
+    /// Master keys.
+    pub keyring: Arc<SharedKeyring>,
+    /// The audit writer.
+    pub audit: AuditLog,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Session timeouts and lockout.
+    pub sessions: SessionPolicy,
+    /// Per-address login limit.
+    pub limiter: LoginLimiter,
+    /// Take the client address from `X-Forwarded-For` (behind a trusted proxy).
+    pub trust_forwarded: bool,
+}
+
+/// The OpenAPI document, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "medseal key server", description = "Per-report data keys, policy and audit."),
+    paths(
+        handlers::create_session, handlers::delete_session, handlers::create_key,
+        handlers::fetch_key, handlers::add_recipients, handlers::revoke_key,
+        handlers::read_audit, handlers::healthz, handlers::readyz, handlers::metrics,
+    ),
+    components(schemas(
+        handlers::LoginRequest, handlers::SessionResponse, handlers::CreateKeyRequest,
+        handlers::CreatedKey, handlers::FetchedKey, handlers::RecipientsRequest,
+        crate::error::ErrorBody, crate::audit::ExportedEvent,
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+async fn not_found() -> Result<HttpResponse> {
+    Err(Error::NotFound("no such endpoint".into()))
+}
+
+/// Records latency and status by route pattern (never by raw path, which
+/// would put key ids into metric labels).
+async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> std::result::Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let res = next.call(req).await?;
+    if let Some(m) = metrics {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        m.request(&method, &route, res.status().as_u16(), started.elapsed());
+    }
+    Ok(res)
+}
+
+/// Registers the routes, limits and error handlers on an app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let json = web::JsonConfig::default()
+        .limit(MAX_JSON_BODY)
+        .error_handler(|err, _| Error::Invalid(format!("invalid JSON body: {err}")).into());
+    let query = web::QueryConfig::default()
+        .error_handler(|err, _| Error::Invalid(format!("invalid query: {err}")).into());
+    let path = web::PathConfig::default()
+        .error_handler(|err, _| Error::Invalid(format!("invalid path: {err}")).into());
+    cfg.app_data(json)
+        .app_data(query)
+        .app_data(path)
+        .route("/v1/sessions", web::post().to(handlers::create_session))
+        .route(
+            "/v1/sessions/current",
+            web::delete().to(handlers::delete_session),
+        )
+        .route("/v1/keys", web::post().to(handlers::create_key))
+        .route("/v1/keys/{key_id}", web::get().to(handlers::fetch_key))
+        .route(
+            "/v1/keys/{key_id}/recipients",
+            web::post().to(handlers::add_recipients),
+        )
+        .route(
+            "/v1/keys/{key_id}/revoke",
+            web::post().to(handlers::revoke_key),
+        )
+        .route("/v1/audit", web::get().to(handlers::read_audit))
+        .route("/healthz", web::get().to(handlers::healthz))
+        .route("/readyz", web::get().to(handlers::readyz))
+        .route("/metrics", web::get().to(handlers::metrics))
+        .route("/openapi.json", web::get().to(openapi))
+        .default_service(web::to(not_found));
+}
+
+/// TLS certificate and key files (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| Error::Invalid(format!("{what}: {e}"));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| bad(&format!("cannot read {}", files.cert.display()), &e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| {
+            bad(
+                &format!("{} is not a PEM certificate", files.cert.display()),
+                &e,
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} holds no certificate",
+            files.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+        bad(
+            &format!("{} is not a PEM private key", files.key.display()),
+            &e,
+        )
+    })?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("the certificate and key do not match", &e))
+}
+
+/// How to listen.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Address and port.
+    pub addr: SocketAddr,
+    /// HTTPS, if given.
+    pub tls: Option<TlsFiles>,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Slow-client timeout for reading a request's headers.
+    pub client_request_timeout: Duration,
+}
+
+/// Runs the HTTP server until it is stopped (Ctrl-C / SIGTERM).
+pub async fn run(state: web::Data<AppState>, listen: Listen) -> Result<()> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(observe))
+            .wrap(
+                DefaultHeaders::new()
+                    .add(("X-Content-Type-Options", "nosniff"))
+                    .add(("Referrer-Policy", "no-referrer")),
+            )
+            .configure(configure)
+    })
+    .workers(listen.workers)
+    .client_request_timeout(listen.client_request_timeout)
+    .client_disconnect_timeout(Duration::from_secs(5))
+    .max_connection_rate(256)
+    .shutdown_timeout(10);
+    let bind_err =
+        |e: std::io::Error| Error::Invalid(format!("cannot listen on {}: {e}", listen.addr));
+    let server = match &listen.tls {
+        Some(files) => server
+            .bind_rustls_0_23(listen.addr, tls_config(files)?)
+            .map_err(bind_err)?,
+        None => server.bind(listen.addr).map_err(bind_err)?,
+    };
+    server
+        .run()
+        .await
+        .map_err(|e| Error::Internal(format!("server stopped: {e}")))
+}

@@ -1,0 +1,430 @@
+//! The master keyring: versioned key-encryption keys (KEKs) that wrap every
+//! data key, and the key that seals the audit chain.
+//!
+//! Data keys are stored only wrapped: AES-256-GCM under the current KEK, with
+//! the key id and KEK version as associated data, so that a wrapped key
+//! copied onto another row (a database insider's swap) fails to unwrap.
+//!
+//! The keyring lives in the data directory as `master.keyring` (JSON, created
+//! 0600 on first start), or in a file named with `--keyring`, or in the
+//! `MEDSEAL_KEYRING` environment variable (the same JSON). Rotation adds a new
+//! version and makes it current; old versions stay until every row is
+//! re-wrapped, so running servers keep answering throughout.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use medseal_format::Key;
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, Result};
+
+const FORMAT: &str = "medseal-keyring-v1";
+const NONCE_LEN: usize = 12;
+const WRAP_AAD: &[u8] = b"medseal keyserver data key v1";
+/// Environment variable that may hold the keyring JSON.
+pub const ENV_KEYRING: &str = "MEDSEAL_KEYRING";
+
+#[derive(Serialize, Deserialize)]
+struct KeyringFile {
+    format: String,
+    current: u32,
+    keys: BTreeMap<u32, String>,
+    audit_key: String,
+}
+
+/// Where the keyring came from, so that it can be reloaded or rotated.
+#[derive(Debug, Clone)]
+pub enum KeyringSource {
+    /// A file (rotatable).
+    File(PathBuf),
+    /// The environment (not rotatable from here).
+    Env,
+}
+
+/// The loaded keyring. Key bytes are zeroized on drop.
+pub struct Keyring {
+    current: u32,
+    keks: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    audit_key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyring")
+            .field("current", &self.current)
+            .field("versions", &self.keks.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn random32() -> Result<Zeroizing<[u8; 32]>> {
+    let mut k = Zeroizing::new([0u8; 32]);
+    getrandom::fill(k.as_mut()).map_err(|e| Error::Keyring(format!("no randomness: {e}")))?;
+    Ok(k)
+}
+
+fn decode_key(s: &str) -> Result<Zeroizing<[u8; 32]>> {
+    let mut bytes = B64
+        .decode(s.trim())
+        .map_err(|_| Error::Keyring("a key is not valid base64".into()))?;
+    let out = <[u8; 32]>::try_from(bytes.as_slice())
+        .map(Zeroizing::new)
+        .map_err(|_| Error::Keyring("a key is not 32 bytes".into()));
+    bytes.zeroize();
+    out
+}
+
+impl Keyring {
+    fn generate() -> Result<Self> {
+        let mut keks = BTreeMap::new();
+        keks.insert(1, random32()?);
+        Ok(Keyring {
+            current: 1,
+            keks,
+            audit_key: random32()?,
+        })
+    }
+
+    fn parse(json: &str) -> Result<Self> {
+        let file: KeyringFile = serde_json::from_str(json)
+            .map_err(|e| Error::Keyring(format!("not a keyring: {e}")))?;
+        if file.format != FORMAT {
+            return Err(Error::Keyring(format!(
+                "unknown keyring format {}",
+                file.format
+            )));
+        }
+        let mut keks = BTreeMap::new();
+        for (v, k) in &file.keys {
+            keks.insert(*v, decode_key(k)?);
+        }
+        if !keks.contains_key(&file.current) {
+            return Err(Error::Keyring("the current version has no key".into()));
+        }
+        Ok(Keyring {
+            current: file.current,
+            keks,
+            audit_key: decode_key(&file.audit_key)?,
+        })
+    }
+
+    fn to_json(&self) -> Zeroizing<String> {
+        let file = KeyringFile {
+            format: FORMAT.into(),
+            current: self.current,
+            keys: self
+                .keks
+                .iter()
+                .map(|(v, k)| (*v, B64.encode(k.as_ref())))
+                .collect(),
+            audit_key: B64.encode(self.audit_key.as_ref()),
+        };
+        // Serialising plain strings and integers cannot fail.
+        Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default())
+    }
+
+    /// Loads the keyring from `path`, creating it (0600) if it does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(s) => {
+                check_private(path)?;
+                Self::parse(&s)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let ring = Self::generate()?;
+                write_private(path, ring.to_json().as_bytes(), true)?;
+                Ok(ring)
+            }
+            Err(e) => Err(Error::Keyring(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Loads from the environment variable, if set.
+    pub fn from_env() -> Result<Option<Self>> {
+        match std::env::var(ENV_KEYRING) {
+            Ok(s) => Self::parse(&s).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The version new data keys are wrapped under.
+    pub fn current_version(&self) -> u32 {
+        self.current
+    }
+
+    /// All versions present.
+    pub fn versions(&self) -> Vec<u32> {
+        self.keks.keys().copied().collect()
+    }
+
+    /// The key that seals the audit chain.
+    pub fn audit_key(&self) -> &[u8; 32] {
+        &self.audit_key
+    }
+
+    fn cipher(&self, version: u32) -> Result<Aes256Gcm> {
+        let kek = self
+            .keks
+            .get(&version)
+            .ok_or_else(|| Error::Keyring(format!("no master key version {version}")))?;
+        Aes256Gcm::new_from_slice(kek.as_ref()).map_err(|_| Error::Keyring("bad key length".into()))
+    }
+
+    fn aad(key_id: &str, version: u32) -> Vec<u8> {
+        let mut aad = WRAP_AAD.to_vec();
+        aad.extend_from_slice(&version.to_be_bytes());
+        aad.extend_from_slice(key_id.as_bytes());
+        aad
+    }
+
+    /// Wraps `key` for storage under the current version: `nonce ‖ ciphertext ‖ tag`.
+    pub fn wrap(&self, key_id: &str, key: &Key) -> Result<(u32, Vec<u8>)> {
+        self.wrap_with(self.current, key_id, key)
+    }
+
+    fn wrap_with(&self, version: u32, key_id: &str, key: &Key) -> Result<(u32, Vec<u8>)> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| Error::Keyring(format!("no randomness: {e}")))?;
+        let aad = Self::aad(key_id, version);
+        let ct = self
+            .cipher(version)?
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: key.expose_secret(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::Keyring("wrapping failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok((version, out))
+    }
+
+    /// Unwraps a stored data key; fails if the row was tampered with or moved.
+    pub fn unwrap(&self, key_id: &str, version: u32, wrapped: &[u8]) -> Result<Key> {
+        if wrapped.len() != NONCE_LEN + 32 + 16 {
+            return Err(Error::Keyring(format!(
+                "wrapped key {key_id} has the wrong length"
+            )));
+        }
+        let (nonce, ct) = wrapped.split_at(NONCE_LEN);
+        let nonce =
+            <[u8; NONCE_LEN]>::try_from(nonce).map_err(|_| Error::Keyring("bad nonce".into()))?;
+        let aad = Self::aad(key_id, version);
+        let pt = Zeroizing::new(
+            self.cipher(version)?
+                .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
+                .map_err(|_| {
+                    Error::Keyring(format!("wrapped key {key_id} failed authentication"))
+                })?,
+        );
+        Key::from_slice(&pt).map_err(|e| Error::Keyring(e.to_string()))
+    }
+
+    /// Re-wraps a stored key under the current version.
+    pub fn rewrap(&self, key_id: &str, version: u32, wrapped: &[u8]) -> Result<(u32, Vec<u8>)> {
+        let key = self.unwrap(key_id, version, wrapped)?;
+        self.wrap(key_id, &key)
+    }
+
+    /// Adds a new version, makes it current and saves the file atomically.
+    pub fn rotate_file(path: &Path) -> Result<Self> {
+        let mut ring = Self::load_or_create(path)?;
+        let next = ring.keks.keys().max().copied().unwrap_or(0) + 1;
+        ring.keks.insert(next, random32()?);
+        ring.current = next;
+        write_private(path, ring.to_json().as_bytes(), false)?;
+        Ok(ring)
+    }
+
+    /// Drops versions no longer used by any row and saves the file.
+    pub fn retire_file(path: &Path, in_use: &[u32]) -> Result<Vec<u32>> {
+        let mut ring = Self::load_or_create(path)?;
+        let retired: Vec<u32> = ring
+            .keks
+            .keys()
+            .copied()
+            .filter(|v| *v != ring.current && !in_use.contains(v))
+            .collect();
+        for v in &retired {
+            ring.keks.remove(v);
+        }
+        write_private(path, ring.to_json().as_bytes(), false)?;
+        Ok(retired)
+    }
+}
+
+fn check_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| Error::Keyring(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(Error::Keyring(format!(
+                "{} is readable by other users (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a secret file with mode 0600, atomically (temporary file + rename).
+/// With `create_new`, refuses to replace an existing file.
+pub fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<()> {
+    let err = |e: std::io::Error| Error::Keyring(format!("cannot write {}: {e}", path.display()));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".keyring-")
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    if create_new {
+        tmp.persist_noclobber(path).map_err(|e| err(e.error))?;
+    } else {
+        tmp.persist(path).map_err(|e| err(e.error))?;
+    }
+    Ok(())
+}
+
+/// A shared keyring that picks up rotations made by `rotate-master-key` while
+/// the server runs: it re-reads its file when asked for an unknown version,
+/// and at most every few seconds when the file has changed.
+pub struct SharedKeyring {
+    inner: RwLock<(Arc<Keyring>, Option<SystemTime>, Instant)>,
+    source: KeyringSource,
+}
+
+const RECHECK: Duration = Duration::from_secs(2);
+
+impl SharedKeyring {
+    /// Wraps a loaded keyring.
+    pub fn new(ring: Keyring, source: KeyringSource) -> Self {
+        let mtime = mtime(&source);
+        SharedKeyring {
+            inner: RwLock::new((Arc::new(ring), mtime, Instant::now())),
+            source,
+        }
+    }
+
+    /// The current keyring, reloaded if the file changed.
+    pub fn get(&self) -> Arc<Keyring> {
+        let (ring, seen, checked) = match self.inner.read() {
+            Ok(g) => (g.0.clone(), g.1, g.2),
+            Err(p) => return p.into_inner().0.clone(),
+        };
+        if checked.elapsed() < RECHECK {
+            return ring;
+        }
+        let now = mtime(&self.source);
+        if now == seen {
+            if let Ok(mut g) = self.inner.write() {
+                g.2 = Instant::now();
+            }
+            return ring;
+        }
+        self.reload().unwrap_or(ring)
+    }
+
+    /// A keyring that knows `version`, reloading once if needed.
+    pub fn for_version(&self, version: u32) -> Result<Arc<Keyring>> {
+        let ring = self.get();
+        if ring.keks.contains_key(&version) {
+            return Ok(ring);
+        }
+        self.reload()
+            .filter(|r| r.keks.contains_key(&version))
+            .ok_or_else(|| Error::Keyring(format!("no master key version {version}")))
+    }
+
+    fn reload(&self) -> Option<Arc<Keyring>> {
+        let KeyringSource::File(path) = &self.source else {
+            return None;
+        };
+        match Keyring::load_or_create(path) {
+            Ok(ring) => {
+                let ring = Arc::new(ring);
+                if let Ok(mut g) = self.inner.write() {
+                    *g = (ring.clone(), mtime(&self.source), Instant::now());
+                }
+                Some(ring)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the master keyring");
+                None
+            }
+        }
+    }
+}
+
+fn mtime(source: &KeyringSource) -> Option<SystemTime> {
+    match source {
+        KeyringSource::File(p) => std::fs::metadata(p).and_then(|m| m.modified()).ok(),
+        KeyringSource::Env => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_binds_key_id_and_version() {
+        let ring = Keyring::generate().unwrap();
+        let key = Key::from_bytes([9; 32]);
+        let (v, w) = ring.wrap("k_a", &key).unwrap();
+        assert_eq!(ring.unwrap("k_a", v, &w).unwrap().expose_secret(), &[9; 32]);
+        assert!(ring.unwrap("k_b", v, &w).is_err(), "moved to another row");
+        let mut bad = w.clone();
+        bad[20] ^= 1;
+        assert!(ring.unwrap("k_a", v, &bad).is_err());
+    }
+
+    #[test]
+    fn file_is_private_and_rotation_keeps_old_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.keyring");
+        let ring = Keyring::load_or_create(&path).unwrap();
+        let (v1, w) = ring.wrap("k", &Key::from_bytes([1; 32])).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let rotated = Keyring::rotate_file(&path).unwrap();
+        assert_eq!(rotated.current_version(), v1 + 1);
+        assert_eq!(rotated.audit_key(), ring.audit_key());
+        let (v2, w2) = rotated.rewrap("k", v1, &w).unwrap();
+        assert_eq!(v2, 2);
+        assert_eq!(
+            rotated.unwrap("k", v2, &w2).unwrap().expose_secret(),
+            &[1; 32]
+        );
+        assert_eq!(Keyring::retire_file(&path, &[2]).unwrap(), vec![1]);
+        assert!(
+            Keyring::load_or_create(&path)
+                .unwrap()
+                .unwrap("k", 1, &w)
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! Starting the key server: store, keyring, audit writer, HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+
+use crate::accounts::SessionPolicy;
+use crate::audit::AuditLog;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::http::limiter::LoginLimiter;
+use crate::http::{AppState, Listen, TlsFiles};
+use crate::keyring::SharedKeyring;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8600";
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Where the state lives.
+    pub store: Store,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// HTTPS certificate and key.
+    pub tls: Option<TlsFiles>,
+    /// Allow plain HTTP on a non-loopback address (e.g. behind a TLS proxy).
+    pub allow_plain_http: bool,
+    /// Take client addresses from `X-Forwarded-For`.
+    pub trust_forwarded: bool,
+    /// HTTP workers (0: one per core).
+    pub workers: usize,
+    /// Database connections in the pool.
+    pub pool_size: u32,
+    /// Session and lockout settings.
+    pub sessions: SessionPolicy,
+    /// Login attempts per client address per minute.
+    pub logins_per_minute: u32,
+}
+
+impl ServeConfig {
+    /// Defaults for a store.
+    pub fn new(store: Store) -> Result<Self> {
+        Ok(ServeConfig {
+            store,
+            listen: DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| Error::Internal("bad default address".into()))?,
+            tls: None,
+            allow_plain_http: false,
+            trust_forwarded: false,
+            workers: 0,
+            pool_size: 16,
+            sessions: SessionPolicy::default(),
+            logins_per_minute: 30,
+        })
+    }
+}
+
+/// Runs the key server until it is stopped. Blocks.
+pub fn serve(cfg: ServeConfig) -> Result<()> {
+    if cfg.tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.allow_plain_http {
+        return Err(Error::Invalid(format!(
+            "refusing plain HTTP on {}: give --tls-cert and --tls-key, or --allow-plain-http behind a TLS proxy",
+            cfg.listen
+        )));
+    }
+    let ring = cfg.store.load_keyring()?;
+    let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
+    let pool = db::open_pool(&cfg.store.location, cfg.pool_size)?;
+    let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(e.to_string()))?);
+    let audit = AuditLog::start(&cfg.store.location, keyring.clone(), metrics.clone())?;
+    let workers = if cfg.workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        cfg.workers
+    };
+    let state = web::Data::new(AppState {
+        pool,
+        keyring,
+        audit,
+        metrics,
+        sessions: cfg.sessions.clone(),
+        limiter: LoginLimiter::new(cfg.logins_per_minute, Duration::from_secs(60)),
+        trust_forwarded: cfg.trust_forwarded,
+    });
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let note = match (&cfg.tls, cfg.listen.ip().is_loopback()) {
+        (Some(_), _) => String::new(),
+        (None, true) => {
+            " (plain HTTP on loopback only; use --tls-cert/--tls-key to serve HTTPS)".into()
+        }
+        (None, false) => " (plain HTTP: only behind a TLS-terminating proxy)".into(),
+    };
+    eprintln!(
+        "medseal key server listening on {scheme}://{}{note}; data in {}",
+        cfg.listen,
+        cfg.store.location.describe()
+    );
+    let listen = Listen {
+        addr: cfg.listen,
+        tls: cfg.tls.clone(),
+        workers,
+        client_request_timeout: Duration::from_secs(10),
+    };
+    actix_web::rt::System::new().block_on(crate::http::run(state, listen))
+}

@@ -1,0 +1,106 @@
+//! Where a key server keeps its state: the data directory, the database
+//! (SQLite inside the data directory, or PostgreSQL), and the master keyring.
+//! Resolved the same way by `serve` and by every admin command, so that they
+//! always work on the same data.
+
+use std::path::{Path, PathBuf};
+
+use crate::db::{self, Location};
+use crate::error::{Error, Result};
+use crate::keyring::{Keyring, KeyringSource};
+
+/// The default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "medseal-data";
+
+/// A resolved store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The data directory (holds the keyring, and the SQLite file by default).
+    pub data_dir: PathBuf,
+    /// The database.
+    pub location: Location,
+    /// Where the keyring comes from.
+    pub keyring: KeyringSource,
+}
+
+impl Store {
+    /// Resolves flags to a store, creating the data directory (0700) if needed.
+    pub fn resolve(
+        data_dir: Option<PathBuf>,
+        database_url: Option<String>,
+        keyring_file: Option<PathBuf>,
+    ) -> Result<Store> {
+        let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        ensure_private_dir(&data_dir)?;
+        let location = match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Location::Postgres(url)
+            }
+            Some(url) => {
+                let path = url.strip_prefix("sqlite://").unwrap_or(&url);
+                if url.contains("://") && !url.starts_with("sqlite://") {
+                    return Err(Error::Invalid(format!(
+                        "unsupported database URL {}: use postgres://… or sqlite://PATH",
+                        db::redact_url(&url)
+                    )));
+                }
+                Location::Sqlite(PathBuf::from(path))
+            }
+            None => Location::Sqlite(db::sqlite_path(&data_dir)),
+        };
+        let keyring = if std::env::var_os(crate::keyring::ENV_KEYRING).is_some() {
+            KeyringSource::Env
+        } else {
+            KeyringSource::File(keyring_file.unwrap_or_else(|| data_dir.join("master.keyring")))
+        };
+        Ok(Store {
+            data_dir,
+            location,
+            keyring,
+        })
+    }
+
+    /// Loads (or on first use creates) the keyring.
+    pub fn load_keyring(&self) -> Result<Keyring> {
+        match &self.keyring {
+            KeyringSource::Env => Keyring::from_env()?
+                .ok_or_else(|| Error::Keyring(format!("{} is empty", crate::keyring::ENV_KEYRING))),
+            KeyringSource::File(p) => Keyring::load_or_create(p),
+        }
+    }
+}
+
+fn ensure_private_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir).map_err(|e| {
+            Error::Invalid(format!(
+                "cannot create the data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(dir)
+            && m.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data directory is accessible to other users; chmod 700 it"
+            );
+        }
+    }
+    Ok(())
+}
