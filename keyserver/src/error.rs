@@ -27,6 +27,12 @@ pub enum Error {
     /// The object existed but is revoked or expired.
     #[error("{0}")]
     Gone(String),
+    /// The request body is larger than the server accepts.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The request body is not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The object already exists.
     #[error("{0}")]
     Conflict(String),
@@ -82,6 +88,8 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Gone(_) => "gone",
             Error::Conflict(_) => "conflict",
+            Error::PayloadTooLarge(_) => "payload_too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::RateLimited { .. } => "rate_limited",
             Error::Audit(_) => "audit_unavailable",
             Error::Connect(_)
@@ -108,6 +116,8 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Gone(_) => StatusCode::GONE,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

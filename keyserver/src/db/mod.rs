@@ -94,6 +94,9 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
 /// Opens a single connection with the same settings as the pool's.
 pub fn connect(loc: &Location) -> Result<Conn, Error> {
     let mut conn = Conn::establish(&loc.url()).map_err(|e| Error::Connect(e.to_string()))?;
+    if let Location::Sqlite(path) = loc {
+        make_private(path);
+    }
     SqlitePragmas
         .on_acquire(&mut conn)
         .map_err(|e| Error::Connect(e.to_string()))?;
@@ -105,12 +108,28 @@ pub fn open_pool(loc: &Location, size: u32) -> Result<DbPool, Error> {
     let mut conn = connect(loc)?;
     migrate(&mut conn)?;
     drop(conn);
+    if let Location::Sqlite(path) = loc {
+        make_private(path);
+    }
     Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(10))
         .connection_customizer(Box::new(SqlitePragmas))
         .build(ConnectionManager::new(loc.url()))
         .map_err(|e| Error::Connect(e.to_string()))
+}
+
+/// The database holds wrapped keys and audit records: owner-only, like its directory.
+fn make_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
 }
 
 /// Applies the migrations for the connection's backend. Several servers may

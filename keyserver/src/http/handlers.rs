@@ -476,11 +476,16 @@ pub async fn read_audit(
     let f = filter.clone();
     let records = with_conn(&state, move |c| audit::query(c, &f)).await?;
     let body = audit::render(&records, format)?;
-    let mut ev = caller
+    // The filter goes in the detail, not the key/report columns, so that a
+    // report's exported trail is the report's story, not who read it.
+    let ev = caller
         .event(&p.org, Action::AuditRead, Outcome::Success)
-        .detail(format!("{} events", records.len()));
-    ev.key_id = filter.key_id;
-    ev.report_id = filter.report_id;
+        .detail(format!(
+            "{} events (key_id={}, report_id={})",
+            records.len(),
+            filter.key_id.as_deref().unwrap_or("*"),
+            filter.report_id.as_deref().unwrap_or("*"),
+        ));
     state.audit.record(ev).await?;
     let ctype = match format {
         audit::Format::Json => "application/json",

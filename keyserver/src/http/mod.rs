@@ -105,11 +105,22 @@ async fn observe(
     Ok(res)
 }
 
+fn json_error(err: actix_web::error::JsonPayloadError) -> Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => {
+            Error::PayloadTooLarge(format!("the body is larger than {MAX_JSON_BODY} bytes"))
+        }
+        E::ContentType => Error::UnsupportedMediaType("the body must be application/json".into()),
+        other => Error::Invalid(format!("invalid JSON body: {other}")),
+    }
+}
+
 /// Registers the routes, limits and error handlers on an app.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let json = web::JsonConfig::default()
         .limit(MAX_JSON_BODY)
-        .error_handler(|err, _| Error::Invalid(format!("invalid JSON body: {err}")).into());
+        .error_handler(|err, _| json_error(err).into());
     let query = web::QueryConfig::default()
         .error_handler(|err, _| Error::Invalid(format!("invalid query: {err}")).into());
     let path = web::PathConfig::default()

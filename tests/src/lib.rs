@@ -1,0 +1,460 @@
+//! Support for the end-to-end tests: the real `medseal` binary, a real key
+//! server process on a free loopback port, and a real PostgreSQL server
+//! started from Debian's binaries into a temporary directory.
+//!
+//! Every process started here is stopped when its handle is dropped, or —
+//! for PostgreSQL, shared by a whole test binary — when the test process
+//! exits (a watchdog shell stops it as soon as our end of a pipe closes).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::Value;
+
+/// The `medseal` binary built for this test run.
+pub fn medseal_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/debug/deps/<test-exe> → target/debug/medseal
+        let exe = std::env::current_exe().expect("test executable path");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target directory")
+            .to_path_buf();
+        // Build (or confirm up to date) the binary these tests drive, so that
+        // `cargo test -p medseal-e2e` never runs a stale one.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "medseal", "--bin", "medseal"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building medseal failed");
+        dir.join("medseal")
+    })
+    .clone()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A PostgreSQL server for the whole test binary.
+pub struct Postgres {
+    port: u16,
+    _dir: tempfile::TempDir,
+    _watchdog: std::sync::Mutex<Child>,
+}
+
+static PG_DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn pg_bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+impl Postgres {
+    /// The shared server, started on first use.
+    pub fn shared() -> &'static Postgres {
+        static PG: OnceLock<Postgres> = OnceLock::new();
+        PG.get_or_init(Postgres::start)
+    }
+
+    fn start() -> Postgres {
+        let bin = pg_bin_dir().expect(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql: \
+             apt-get install -y postgresql (scripts/test-all.sh does this)",
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("medseal-pg-")
+            .tempdir()
+            .expect("temp dir");
+        let data = dir.path().join("data");
+        let root = running_as_root();
+        // initdb refuses to run as root: use the postgres system user then.
+        let as_pg = |cmd: &Path| -> Command {
+            if root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(cmd);
+                c
+            } else {
+                Command::new(cmd)
+            }
+        };
+        if root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "cannot hand the temp dir to the postgres user");
+        }
+        let out = as_pg(&bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        // The watchdog keeps postgres in the foreground and stops it (fast
+        // shutdown) when its stdin — our end of the pipe — closes.
+        let postgres = bin.join("postgres");
+        let prefix = if root { "runuser -u postgres -- " } else { "" };
+        let script = format!(
+            "{prefix}'{}' -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 \
+             -c max_connections=200 >'{}' 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid",
+            postgres.display(),
+            data.display(),
+            dir.path().display(),
+            dir.path().join("postgres.log").display(),
+        );
+        let watchdog = Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        let pg = Postgres {
+            port,
+            _dir: dir,
+            _watchdog: std::sync::Mutex::new(watchdog),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while PgConnection::establish(&pg.url("postgres")).is_err() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pg
+    }
+
+    /// URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A new, empty database; returns its URL.
+    pub fn fresh_database(&self) -> String {
+        let n = PG_DB_COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("medseal_{}_{n}", std::process::id());
+        let mut c = PgConnection::establish(&self.url("postgres")).expect("connect to postgres");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .expect("create database");
+        self.url(&name)
+    }
+}
+
+/// Which storage backend a key server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite in the data directory.
+    Sqlite,
+    /// The shared PostgreSQL server, a fresh database per key server.
+    Postgres,
+}
+
+/// A key server's state and, once started, its process.
+pub struct KeyServer {
+    /// The data directory.
+    pub dir: tempfile::TempDir,
+    /// `--database-url`, for PostgreSQL.
+    pub database_url: Option<String>,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    port: u16,
+    child: Option<Child>,
+    /// Everything the server printed on stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl KeyServer {
+    /// A fresh, empty store on `backend`; not yet serving.
+    pub fn new(backend: Backend) -> KeyServer {
+        let dir = tempfile::Builder::new()
+            .prefix("medseal-ks-")
+            .tempdir()
+            .expect("temp dir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Postgres::shared().fresh_database()),
+        };
+        let port = free_port();
+        KeyServer {
+            dir,
+            database_url,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            child: None,
+            log: Default::default(),
+        }
+    }
+
+    /// The flags that point a `keyserver` command at this store.
+    pub fn store_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--data-dir".to_owned(),
+            self.dir.path().join("data").display().to_string(),
+        ];
+        if let Some(u) = &self.database_url {
+            v.push("--database-url".into());
+            v.push(u.clone());
+        }
+        v
+    }
+
+    /// Runs `medseal keyserver ARGS… <store flags>`.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(medseal_bin())
+            .arg("keyserver")
+            .args(args)
+            .args(self.store_args())
+            .env_remove("MEDSEAL_KEYRING")
+            .output()
+            .expect("run medseal")
+    }
+
+    /// Like [`KeyServer::admin`] but panics unless it succeeds.
+    pub fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.admin(args);
+        assert!(
+            out.status.success(),
+            "medseal keyserver {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates an organisation.
+    pub fn org(&self, name: &str) {
+        self.admin_ok(&["org", "add", name]);
+    }
+
+    /// Creates a user with `password`.
+    pub fn user(&self, org: &str, email: &str, role: &str, password: &str) {
+        let pw = self.dir.path().join(format!("pw-{email}"));
+        std::fs::write(&pw, format!("{password}\n")).expect("write password file");
+        let pw = pw.display().to_string();
+        self.admin_ok(&[
+            "user",
+            "add",
+            "--org",
+            org,
+            "--email",
+            email,
+            "--role",
+            role,
+            "--password-file",
+            &pw,
+        ]);
+    }
+
+    /// Starts serving with extra `serve` flags and waits until it answers.
+    pub fn start_with(&mut self, extra: &[&str]) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut child = Command::new(medseal_bin())
+            .args(["keyserver", "serve", "--listen", &listen])
+            .args(extra)
+            .args(self.store_args())
+            .env_remove("MEDSEAL_KEYRING")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the key server");
+        if let Some(err) = child.stderr.take() {
+            let log = self.log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    if let Ok(mut l) = log.lock() {
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                }
+            });
+        }
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Starts serving plain HTTP on loopback.
+    pub fn start(&mut self) {
+        self.start_with(&[]);
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("key server exited with {status}: {}", self.log_text());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "key server did not start: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the server logged.
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Stops the server with SIGKILL (no chance to clean up).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A client for `email` on `device`, logged in with `password`.
+    pub fn login(&self, email: &str, password: &str, device: &str) -> Client {
+        let mut c = Client::new(&self.base, device);
+        let r = c.post(
+            "/v1/sessions",
+            &serde_json::json!({"email": email, "password": password, "device_id": device}),
+        );
+        assert_eq!(r.status, 201, "login of {email} failed: {}", r.body);
+        c.token = r.json["token"].as_str().map(str::to_owned);
+        c
+    }
+}
+
+impl Drop for KeyServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A status and body.
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Body as text.
+    pub body: String,
+    /// Body as JSON (`Null` if not JSON).
+    pub json: Value,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+}
+
+/// An HTTP client that carries a bearer token and a device id.
+pub struct Client {
+    http: reqwest::blocking::Client,
+    base: String,
+    /// The session token, once logged in.
+    pub token: Option<String>,
+    /// The device id sent in `X-Device-Id`.
+    pub device: String,
+}
+
+impl Client {
+    /// A client without a session.
+    pub fn new(base: &str, device: &str) -> Client {
+        Client {
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            base: base.to_owned(),
+            token: None,
+            device: device.to_owned(),
+        }
+    }
+
+    fn send(&self, mut req: reqwest::blocking::RequestBuilder) -> Reply {
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req = req.header("X-Device-Id", &self.device);
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().unwrap_or_default();
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            json,
+            headers,
+        }
+    }
+
+    /// GET.
+    pub fn get(&self, path: &str) -> Reply {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    /// POST a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+
+    /// POST raw bytes with a content type.
+    pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .header("Content-Type", content_type)
+                .body(body),
+        )
+    }
+
+    /// DELETE.
+    pub fn delete(&self, path: &str) -> Reply {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+    }
+}
+
+/// Writes `bytes` to a new file in `dir` and returns its path.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    let mut f = std::fs::File::create(&p).expect("create file");
+    f.write_all(bytes).expect("write file");
+    p
+}
