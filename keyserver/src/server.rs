@@ -34,7 +34,7 @@ pub struct ServeConfig {
     pub trust_forwarded: bool,
     /// HTTP workers (0: one per core).
     pub workers: usize,
-    /// Database connections in the pool.
+    /// Database connections in the pool (0: by backend and cores).
     pub pool_size: u32,
     /// Session and lockout settings.
     pub sessions: SessionPolicy,
@@ -54,7 +54,7 @@ impl ServeConfig {
             allow_plain_http: false,
             trust_forwarded: false,
             workers: 0,
-            pool_size: 16,
+            pool_size: 6,
             sessions: SessionPolicy::default(),
             logins_per_minute: 30,
         })
@@ -71,7 +71,16 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
     }
     let ring = cfg.store.load_keyring()?;
     let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
-    let pool = db::open_pool(&cfg.store.location, cfg.pool_size)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+    // SQLite reads are local and fast: a few connections per core keep the
+    // cores busy without queueing on locks. PostgreSQL requests wait on the
+    // network, so more of them are in flight at once.
+    let pool_size = match (cfg.pool_size, &cfg.store.location) {
+        (0, db::Location::Sqlite(_)) => 2 * cores,
+        (0, db::Location::Postgres(_)) => 8 * cores,
+        (n, _) => n,
+    };
+    let pool = db::open_pool(&cfg.store.location, pool_size)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(e.to_string()))?);
     let audit = AuditLog::start(&cfg.store.location, keyring.clone(), metrics.clone())?;
     let workers = if cfg.workers == 0 {
@@ -105,6 +114,7 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         addr: cfg.listen,
         tls: cfg.tls.clone(),
         workers,
+        blocking_threads: (pool_size as usize / workers).max(2),
         client_request_timeout: Duration::from_secs(10),
     };
     actix_web::rt::System::new().block_on(crate::http::run(state, listen))

@@ -1,9 +1,6 @@
 //! Who is calling: the bearer token and device id of an authenticated
 //! request, resolved to a [`Principal`], plus the client address for audit.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::AppState;
@@ -65,50 +62,85 @@ fn device(req: &HttpRequest) -> Result<String, Error> {
     Ok(d.to_owned())
 }
 
-impl FromRequest for Caller {
+/// The credentials of a request, parsed from its headers. Checking them
+/// needs the database; [`AppState::authorized`] does that together with the
+/// handler's own reads, in one trip to the blocking pool.
+pub struct Credentials {
+    token: String,
+    device_id: String,
+    ip: Option<String>,
+}
+
+impl FromRequest for Credentials {
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Error>>>>;
+    type Future = std::future::Ready<Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| Error::Internal("application state missing".into()))?;
-            let token = bearer(&req)?;
-            let device_id = device(&req)?;
-            let ip = client_ip(&req, state.trust_forwarded);
-            let pool = state.pool.clone();
-            let policy = state.sessions.clone();
-            let dev = device_id.clone();
-            let authed = web::block(move || {
-                accounts::authenticate(&mut *pool.get()?, &token, &dev, &policy)
+        let trust = req
+            .app_data::<web::Data<AppState>>()
+            .is_some_and(|s| s.trust_forwarded);
+        std::future::ready((|| {
+            Ok(Credentials {
+                token: bearer(req)?,
+                device_id: device(req)?,
+                ip: client_ip(req, trust),
             })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
-            match authed {
-                Authenticated::Ok(principal) => Ok(Caller { principal, ip }),
-                Authenticated::DeviceMismatch(principal) => {
-                    state.metrics.denial("device_mismatch");
-                    let mut e = Event::new(
-                        &principal.email,
-                        &principal.org,
-                        Action::SessionDeviceMismatch,
-                        Outcome::Denied,
-                    )
-                    .detail(format!(
-                        "token bound to device {} presented from another device; session revoked",
-                        principal.device_id
-                    ));
-                    e.client_ip = ip;
-                    e.device_id = Some(device_id);
-                    state.audit.record(e).await?;
-                    Err(Error::Unauthorized(
-                        "this session belongs to another device; log in again",
-                    ))
-                }
-            }
+        })())
+    }
+}
+
+impl AppState {
+    /// Authenticates `creds` and, in the same blocking call, runs `f` with
+    /// the principal. Errors of authentication come out as the outer error;
+    /// `f`'s own result is returned for the handler to audit.
+    pub async fn authorized<T: Send + 'static>(
+        &self,
+        creds: Credentials,
+        f: impl FnOnce(&mut crate::db::Conn, &Principal) -> Result<T, Error> + Send + 'static,
+    ) -> Result<(Caller, Result<T, Error>), Error> {
+        let Credentials {
+            token,
+            device_id,
+            ip,
+        } = creds;
+        let pool = self.pool.clone();
+        let policy = self.sessions.clone();
+        let dev = device_id.clone();
+        let (authed, out) = web::block(move || -> Result<_, Error> {
+            let mut conn = pool.get()?;
+            let authed = accounts::authenticate(&mut conn, &token, &dev, &policy)?;
+            let out = match &authed {
+                Authenticated::Ok(p) => Some(f(&mut conn, p)),
+                Authenticated::DeviceMismatch(_) => None,
+            };
+            Ok((authed, out))
         })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        match (authed, out) {
+            (Authenticated::Ok(principal), Some(out)) => Ok((Caller { principal, ip }, out)),
+            (Authenticated::Ok(_), None) => {
+                Err(Error::Internal("authorisation lost its result".into()))
+            }
+            (Authenticated::DeviceMismatch(principal), _) => {
+                self.metrics.denial("device_mismatch");
+                let mut e = Event::new(
+                    &principal.email,
+                    &principal.org,
+                    Action::SessionDeviceMismatch,
+                    Outcome::Denied,
+                )
+                .detail(format!(
+                    "token bound to device {} presented from another device; session revoked",
+                    principal.device_id
+                ));
+                e.client_ip = ip;
+                e.device_id = Some(device_id);
+                self.audit.record(e).await?;
+                Err(Error::Unauthorized(
+                    "this session belongs to another device; log in again",
+                ))
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use zeroize::Zeroizing;
 
 use super::AppState;
-use super::caller::{Caller, client_ip};
+use super::caller::{Caller, Credentials, client_ip};
 use crate::accounts::{self, Login};
 use crate::audit::{self, Action, Event, Outcome};
 use crate::error::{Error, ErrorBody, Result};
@@ -161,9 +161,14 @@ pub async fn create_session(
 #[utoipa::path(delete, path = "/v1/sessions/current",
     responses((status = 204), (status = 401, body = ErrorBody)),
     params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
-pub async fn delete_session(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
-    let hash = caller.principal.token_hash.clone();
-    with_conn(&state, move |c| accounts::end_session(c, &hash)).await?;
+pub async fn delete_session(
+    state: web::Data<AppState>,
+    creds: Credentials,
+) -> Result<HttpResponse> {
+    let (caller, ended) = state
+        .authorized(creds, |c, p| accounts::end_session(c, &p.token_hash))
+        .await?;
+    ended?;
     state
         .audit
         .record(caller.event(
@@ -206,18 +211,18 @@ pub struct CreatedKey {
     params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
 pub async fn create_key(
     state: web::Data<AppState>,
-    caller: Caller,
+    creds: Credentials,
     body: web::Json<CreateKeyRequest>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let expires_at = body.expires_at.as_deref().map(parse_rfc3339).transpose()?;
     let ring = state.keyring.get();
-    let p = caller.principal.clone();
     let (report_id, recipients) = (body.report_id.clone(), body.recipients.clone());
-    let created = with_conn(&state, move |c| {
-        keys::create(c, &ring, &p, &report_id, &recipients, expires_at)
-    })
-    .await;
+    let (caller, created) = state
+        .authorized(creds, move |c, p| {
+            keys::create(c, &ring, p, &report_id, &recipients, expires_at)
+        })
+        .await?;
     let created = match created {
         Ok(c) => c,
         Err(e @ Error::Forbidden(_)) => {
@@ -255,14 +260,23 @@ pub struct FetchedKey {
     report_id: String,
 }
 
-/// Looks up a key and applies the policy, auditing every refusal.
+/// Authenticates, looks the key up (one trip to the database pool), and
+/// applies the policy, auditing every refusal.
 async fn authorised_key(
     state: &AppState,
-    caller: &Caller,
+    creds: Credentials,
     key_id: &str,
     allowed: fn(&crate::accounts::Principal, &policy::KeyFacts) -> bool,
     refusal: &'static str,
-) -> Result<KeyInfo> {
+) -> Result<(Caller, KeyInfo)> {
+    let id = key_id.to_owned();
+    let (caller, info) = state
+        .authorized(creds, move |c, p| match keys::check_key_id(&id) {
+            Ok(()) => keys::lookup(c, p, &id),
+            Err(_) => Ok(None),
+        })
+        .await?;
+    let info = info?;
     let deny = |org: &str, report: Option<String>, detail: &str| {
         let mut ev = caller
             .event(org, Action::KeyDenied, Outcome::Denied)
@@ -270,13 +284,6 @@ async fn authorised_key(
         ev.key_id = Some(key_id.to_owned());
         ev.report_id = report;
         ev
-    };
-    let info = match keys::check_key_id(key_id) {
-        Ok(()) => {
-            let (p, id) = (caller.principal.clone(), key_id.to_owned());
-            with_conn(state, move |c| keys::lookup(c, &p, &id)).await?
-        }
-        Err(_) => None,
     };
     let Some(info) = info else {
         state.metrics.key_fetch("unknown");
@@ -294,7 +301,7 @@ async fn authorised_key(
             .await?;
         return Err(Error::Forbidden(refusal.to_owned()));
     }
-    Ok(info)
+    Ok((caller, info))
 }
 
 /// Fetch a data key: the creator, listed recipients, and the owning
@@ -306,13 +313,13 @@ async fn authorised_key(
     security(("bearer" = [])))]
 pub async fn fetch_key(
     state: web::Data<AppState>,
-    caller: Caller,
+    creds: Credentials,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let key_id = path.into_inner();
-    let info = authorised_key(
+    let (caller, info) = authorised_key(
         &state,
-        &caller,
+        creds,
         &key_id,
         policy::may_fetch,
         "you are not a recipient of this report",
@@ -360,14 +367,14 @@ pub struct RecipientsRequest {
     security(("bearer" = [])))]
 pub async fn add_recipients(
     state: web::Data<AppState>,
-    caller: Caller,
+    creds: Credentials,
     path: web::Path<String>,
     body: web::Json<RecipientsRequest>,
 ) -> Result<HttpResponse> {
     let key_id = path.into_inner();
-    let info = authorised_key(
+    let (caller, info) = authorised_key(
         &state,
-        &caller,
+        creds,
         &key_id,
         policy::may_manage,
         "only the key's creator or an admin of its organisation may add recipients",
@@ -394,13 +401,13 @@ pub async fn add_recipients(
     security(("bearer" = [])))]
 pub async fn revoke_key(
     state: web::Data<AppState>,
-    caller: Caller,
+    creds: Credentials,
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let key_id = path.into_inner();
-    let info = authorised_key(
+    let (caller, info) = authorised_key(
         &state,
-        &caller,
+        creds,
         &key_id,
         policy::may_manage,
         "only the key's creator or an admin of its organisation may revoke it",
@@ -436,7 +443,7 @@ pub struct AuditQuery {
     security(("bearer" = [])))]
 pub async fn read_audit(
     state: web::Data<AppState>,
-    caller: Caller,
+    creds: Credentials,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse> {
     let q = query.into_inner();
@@ -447,21 +454,20 @@ pub async fn read_audit(
         since: q.since.as_deref().map(parse_rfc3339).transpose()?,
         ..Default::default()
     };
+    let asked_key = q.key_id.clone();
+    let (caller, key) = state
+        .authorized(creds, move |c, p| match asked_key {
+            Some(k) if keys::check_key_id(&k).is_ok() => keys::lookup(c, p, &k),
+            _ => Ok(None),
+        })
+        .await?;
+    let key = key?;
     let p = &caller.principal;
     if policy::may_read_org_audit(p) {
         filter.org = Some(p.org.clone());
     } else {
         // A key's creator may read that key's trail, and nothing else.
-        let creator_of = match &q.key_id {
-            Some(k) if keys::check_key_id(k).is_ok() => {
-                let (pp, id) = (p.clone(), k.clone());
-                with_conn(&state, move |c| keys::lookup(c, &pp, &id))
-                    .await?
-                    .filter(|i| i.facts.creator_id == p.user_id)
-            }
-            _ => None,
-        };
-        if creator_of.is_none() {
+        if key.is_none_or(|i| i.facts.creator_id != p.user_id) {
             state.metrics.denial("audit_forbidden");
             state
                 .audit

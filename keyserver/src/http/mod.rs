@@ -202,6 +202,8 @@ pub struct Listen {
     pub tls: Option<TlsFiles>,
     /// HTTP worker threads.
     pub workers: usize,
+    /// Blocking threads per worker for database work.
+    pub blocking_threads: usize,
     /// Slow-client timeout for reading a request's headers.
     pub client_request_timeout: Duration,
 }
@@ -220,6 +222,10 @@ pub async fn run(state: web::Data<AppState>, listen: Listen) -> Result<()> {
             .configure(configure)
     })
     .workers(listen.workers)
+    // Database work runs on each worker's blocking pool; more threads than
+    // pooled connections only queue on the pool's lock and thrash the
+    // scheduler, so the two are sized together.
+    .worker_max_blocking_threads(listen.blocking_threads)
     .client_request_timeout(listen.client_request_timeout)
     .client_disconnect_timeout(Duration::from_secs(5))
     .max_connection_rate(256)
