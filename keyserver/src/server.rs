@@ -96,6 +96,7 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         sessions: cfg.sessions.clone(),
         limiter: LoginLimiter::new(cfg.logins_per_minute, Duration::from_secs(60)),
         trust_forwarded: cfg.trust_forwarded,
+        inline_db: matches!(cfg.store.location, db::Location::Sqlite(_)),
     });
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let note = match (&cfg.tls, cfg.listen.ip().is_loopback()) {

@@ -106,7 +106,7 @@ impl AppState {
         let pool = self.pool.clone();
         let policy = self.sessions.clone();
         let dev = device_id.clone();
-        let (authed, out) = web::block(move || -> Result<_, Error> {
+        let work = move || -> Result<_, Error> {
             let mut conn = pool.get()?;
             let authed = accounts::authenticate(&mut conn, &token, &dev, &policy)?;
             let out = match &authed {
@@ -114,9 +114,14 @@ impl AppState {
                 Authenticated::DeviceMismatch(_) => None,
             };
             Ok((authed, out))
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        };
+        let (authed, out) = if self.inline_db {
+            work()?
+        } else {
+            web::block(work)
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??
+        };
         match (authed, out) {
             (Authenticated::Ok(principal), Some(out)) => Ok((Caller { principal, ip }, out)),
             (Authenticated::Ok(_), None) => {

@@ -42,6 +42,11 @@ pub struct AppState {
     pub limiter: LoginLimiter,
     /// Take the client address from `X-Forwarded-For` (behind a trusted proxy).
     pub trust_forwarded: bool,
+    /// Run request-path database reads on the HTTP worker itself. Right for
+    /// embedded SQLite, whose reads take microseconds and never wait on the
+    /// network: it saves two thread hand-offs per request. PostgreSQL work
+    /// goes to the blocking pool so that a slow network never stalls a worker.
+    pub inline_db: bool,
 }
 
 /// The OpenAPI document, generated from the handlers and types.
