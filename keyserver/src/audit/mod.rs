@@ -141,6 +141,13 @@ impl Event {
         }
     }
 
+    /// Sets the key and report the event is about.
+    pub fn about(mut self, key_id: Option<String>, report_id: Option<String>) -> Self {
+        self.key_id = key_id;
+        self.report_id = report_id;
+        self
+    }
+
     /// Sets the detail text.
     pub fn detail(mut self, d: impl Into<String>) -> Self {
         self.detail = d.into();

@@ -227,20 +227,19 @@ pub async fn create_key(
         Ok(c) => c,
         Err(e @ Error::Forbidden(_)) => {
             state.metrics.denial("create_forbidden");
-            let mut ev = caller
+            let ev = caller
                 .event(&caller.principal.org, Action::KeyDenied, Outcome::Denied)
-                .detail("not allowed to create keys");
-            ev.report_id = Some(body.report_id.clone());
+                .detail("not allowed to create keys")
+                .about(None, Some(body.report_id.clone()));
             state.audit.record(ev).await?;
             return Err(e);
         }
         Err(e) => return Err(e),
     };
-    let mut ev = caller
+    let ev = caller
         .event(&caller.principal.org, Action::KeyCreated, Outcome::Success)
-        .detail(format!("recipients: {}", body.recipients.join(", ")));
-    ev.key_id = Some(created.key_id.clone());
-    ev.report_id = Some(body.report_id);
+        .detail(format!("recipients: {}", body.recipients.join(", ")))
+        .about(Some(created.key_id.clone()), Some(body.report_id));
     state.audit.record(ev).await?;
     Ok(no_store(HttpResponse::Created().json(CreatedKey {
         key_id: created.key_id,
@@ -278,12 +277,10 @@ async fn authorised_key(
         .await?;
     let info = info?;
     let deny = |org: &str, report: Option<String>, detail: &str| {
-        let mut ev = caller
+        caller
             .event(org, Action::KeyDenied, Outcome::Denied)
-            .detail(detail);
-        ev.key_id = Some(key_id.to_owned());
-        ev.report_id = report;
-        ev
+            .detail(detail)
+            .about(Some(key_id.to_owned()), report)
     };
     let Some(info) = info else {
         state.metrics.key_fetch("unknown");
@@ -330,18 +327,20 @@ pub async fn fetch_key(
             state.metrics.key_fetch("denied");
         }
     })?;
-    let mut ev = caller.event(&info.org, Action::KeyFetched, Outcome::Success);
-    ev.key_id = Some(key_id.clone());
-    ev.report_id = Some(info.report_id.clone());
+    let about = (Some(key_id.clone()), Some(info.report_id.clone()));
     if let Some(reason) = keys::gone_reason(&info, now_ms()) {
         state.metrics.key_fetch("gone");
-        ev.action = Action::KeyDenied;
-        ev.outcome = Outcome::Denied;
-        ev.detail = format!("key {reason}");
+        let ev = caller
+            .event(&info.org, Action::KeyDenied, Outcome::Denied)
+            .detail(format!("key {reason}"))
+            .about(about.0, about.1);
         state.audit.record(ev).await?;
         return Err(Error::Gone(format!("this report's key has been {reason}")));
     }
     let key = keys::unwrap(&state.keyring, &key_id, &info)?;
+    let ev = caller
+        .event(&info.org, Action::KeyFetched, Outcome::Success)
+        .about(about.0, about.1);
     state.audit.record(ev).await?;
     state.metrics.key_fetch("released");
     Ok(no_store(HttpResponse::Ok().json(FetchedKey {
@@ -385,11 +384,10 @@ pub async fn add_recipients(
     }
     let (id, r) = (key_id.clone(), body.into_inner().recipients);
     let added = with_conn(&state, move |c| keys::add_recipients(c, &id, &r)).await?;
-    let mut ev = caller
+    let ev = caller
         .event(&info.org, Action::RecipientsAdded, Outcome::Success)
-        .detail(format!("added: {}", added.join(", ")));
-    ev.key_id = Some(key_id);
-    ev.report_id = Some(info.report_id);
+        .detail(format!("added: {}", added.join(", ")))
+        .about(Some(key_id), Some(info.report_id));
     state.audit.record(ev).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -415,9 +413,9 @@ pub async fn revoke_key(
     .await?;
     let id = key_id.clone();
     with_conn(&state, move |c| keys::revoke(c, &id)).await?;
-    let mut ev = caller.event(&info.org, Action::KeyRevoked, Outcome::Success);
-    ev.key_id = Some(key_id);
-    ev.report_id = Some(info.report_id);
+    let ev = caller
+        .event(&info.org, Action::KeyRevoked, Outcome::Success)
+        .about(Some(key_id), Some(info.report_id));
     state.audit.record(ev).await?;
     Ok(HttpResponse::NoContent().finish())
 }
