@@ -105,6 +105,30 @@ pub fn check_one_stdin(uses: &[Option<&InputPath>]) -> Result<()> {
     Ok(())
 }
 
+/// Where output goes: the `-o` given, stdout for stdin input, or a name
+/// derived from the input by `derive` — which must not already exist, so
+/// that an implicit name never overwrites a file.
+pub fn output_name(
+    explicit: Option<&str>,
+    input: &InputPath,
+    derive: impl FnOnce(&str) -> Option<String>,
+) -> Result<String> {
+    match (explicit, input) {
+        (Some(o), _) => Ok(o.to_owned()),
+        (None, InputPath::Stdin) => Ok("-".to_owned()),
+        (None, InputPath::File(p)) => {
+            let name = p.to_string_lossy();
+            let Some(d) = derive(&name).filter(|d| !d.is_empty()) else {
+                bail!("cannot derive an output name from {name}; name it with -o");
+            };
+            if Path::new(&d).exists() {
+                bail!("{d} already exists; name the output with -o");
+            }
+            Ok(d)
+        }
+    }
+}
+
 /// A destination being written: stdout, or a temporary file that becomes the
 /// real file on [`Output::commit`].
 pub enum Output {

@@ -8,7 +8,7 @@ use std::io::Read;
 
 use medseal_format::{At, KeyMode, OpenOptions, Opener, Secret};
 
-use crate::files::{InputPath, Output, check_one_stdin};
+use crate::files::{InputPath, Output, check_one_stdin, output_name};
 use crate::{progress, secrets};
 
 /// Arguments of `medseal open`.
@@ -37,18 +37,9 @@ pub fn run(a: Args) -> Result<()> {
     let key_path = a.key_file.as_deref().map(InputPath::from);
     check_one_stdin(&[Some(&input), pw_path.as_ref(), key_path.as_ref()])?;
 
-    let dest = match (&a.output, &input) {
-        (Some(o), _) => o.clone(),
-        (None, InputPath::Stdin) => "-".to_owned(),
-        (None, InputPath::File(p)) => {
-            let name = p.to_string_lossy();
-            match name.strip_suffix(".mseal") {
-                Some(d) if !d.is_empty() && !std::path::Path::new(d).exists() => d.to_owned(),
-                Some(d) if !d.is_empty() => bail!("{d} already exists; name the output with -o"),
-                _ => bail!("cannot derive an output name from {name}; name it with -o"),
-            }
-        }
-    };
+    let dest = output_name(a.output.as_deref(), &input, |n| {
+        n.strip_suffix(".mseal").map(str::to_owned)
+    })?;
 
     let bar = progress::bar(input.len(), "opening");
     let regular = input.open_regular()?;

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use anyhow::{Context, Result, bail};
 use medseal_format::{DEFAULT_PBKDF2_ITERATIONS, SealKey, SealOptions};
 
-use crate::files::{InputPath, Output, check_one_stdin};
+use crate::files::{InputPath, Output, check_one_stdin, output_name};
 use crate::{progress, secrets};
 
 /// Arguments of `medseal seal`.
@@ -65,17 +65,7 @@ pub fn run(a: Args) -> Result<()> {
     let key_path = a.key_file.as_deref().map(InputPath::from);
     check_one_stdin(&[Some(&input), pw_path.as_ref(), key_path.as_ref()])?;
 
-    let dest = match (&a.output, &input) {
-        (Some(o), _) => o.clone(),
-        (None, InputPath::Stdin) => "-".to_owned(),
-        (None, InputPath::File(p)) => {
-            let d = format!("{}.mseal", p.display());
-            if std::path::Path::new(&d).exists() {
-                bail!("{d} already exists; name the output with -o");
-            }
-            d
-        }
-    };
+    let dest = output_name(a.output.as_deref(), &input, |n| Some(format!("{n}.mseal")))?;
 
     let password;
     let key;
