@@ -1,1 +1,13 @@
-//! Building consented clinical reports.
+//! # medseal-capture
+//!
+//! Building a report and sealing it with a key from the right source.
+//!
+//! | module        | owns                                                          |
+//! |---------------|---------------------------------------------------------------|
+//! | [`keyclient`] | the key server client: log in, create a report key, fetch one |
+//!
+//! Report assembly (consent, media intake, PDF, manifest) builds on these.
+
+#![forbid(unsafe_code)]
+
+pub mod keyclient;

@@ -5,7 +5,7 @@
 //! | 0    | success                                                   |
 //! | 1    | any other failure (I/O, bad arguments found after parsing) |
 //! | 2    | command-line usage error (from the argument parser)        |
-//! | 3    | wrong key or password, or the wrong kind of secret         |
+//! | 3    | no key: wrong key or password, not a recipient, key revoked or expired, not logged in |
 //! | 4    | the file is damaged or was tampered with                   |
 //! | 5    | not a medseal file, or an unsupported version              |
 //! | 6    | refused by policy (e.g. too few PBKDF2 iterations)         |
@@ -14,8 +14,17 @@ use std::process::ExitCode;
 
 use medseal_format::ErrorKind;
 
-/// Picks the exit code from the first format error in the chain, if any.
+/// Picks the exit code from the first format or key-server error in the chain.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
+    use medseal_capture::keyclient::ClientError;
+    if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<ClientError>()) {
+        return ExitCode::from(match e {
+            ClientError::Unreachable { .. } | ClientError::Protocol(_) | ClientError::BadUrl(_) => {
+                1
+            }
+            _ => 3,
+        });
+    }
     let kind = err
         .chain()
         .find_map(|e| e.downcast_ref::<medseal_format::Error>())

@@ -9,6 +9,7 @@ mod exit;
 mod files;
 mod progress;
 mod secrets;
+mod sessions;
 
 use clap::Parser;
 

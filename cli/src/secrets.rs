@@ -72,6 +72,25 @@ fn parse_key(raw: &[u8]) -> Result<Key> {
     Ok(Key::from_slice(&bytes)?)
 }
 
+/// Asks for a password on the terminal (twice when `confirm`).
+pub fn prompt_password(prompt: &str, confirm: bool) -> Result<Zeroizing<Vec<u8>>> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("give the password with --password-file (use - for stdin)");
+    }
+    let first = Zeroizing::new(rpassword::prompt_password(prompt)?);
+    if confirm {
+        let second = Zeroizing::new(rpassword::prompt_password("Again: ")?);
+        if first != second {
+            bail!("the passwords differ");
+        }
+    }
+    if first.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(Zeroizing::new(first.as_bytes().to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! `--data-dir`, `--database-url` and `--keyring` are accepted before or
 //! after any subcommand, so that every command finds the same state.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -13,7 +13,6 @@ use medseal_keyserver::admin::Admin;
 use medseal_keyserver::audit::{Filter, Format};
 use medseal_keyserver::http::TlsFiles;
 use medseal_keyserver::{Role, ServeConfig, Store};
-use zeroize::Zeroizing;
 
 use crate::files::{InputPath, Output};
 use crate::secrets;
@@ -164,7 +163,7 @@ pub fn run(a: Args) -> Result<()> {
             let role: Role = role.parse()?;
             let password = match password_file {
                 Some(f) => secrets::read_password(&InputPath::from(f.as_str()))?,
-                None => prompt_password()?,
+                None => secrets::prompt_password("Password: ", true)?,
             };
             Admin::open(store)?.add_user(&org, &email, role, &password)?;
             eprintln!("user {email} created in {org} as {}", role.as_str());
@@ -249,19 +248,4 @@ fn serve(store: Store, s: ServeArgs) -> Result<()> {
     cfg.sessions.idle_timeout_ms = s.idle_timeout.saturating_mul(60_000);
     cfg.sessions.absolute_timeout_ms = s.session_lifetime.saturating_mul(3_600_000);
     Ok(medseal_keyserver::serve(cfg)?)
-}
-
-fn prompt_password() -> Result<Zeroizing<Vec<u8>>> {
-    if !std::io::stdin().is_terminal() {
-        bail!("give the password with --password-file (use - for stdin)");
-    }
-    let first = Zeroizing::new(rpassword::prompt_password("Password: ")?);
-    let second = Zeroizing::new(rpassword::prompt_password("Again: ")?);
-    if first != second {
-        bail!("the passwords differ");
-    }
-    if first.is_empty() {
-        bail!("the password is empty");
-    }
-    Ok(Zeroizing::new(first.as_bytes().to_vec()))
 }

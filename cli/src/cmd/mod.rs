@@ -2,6 +2,7 @@
 
 mod inspect;
 mod keyserver;
+mod login;
 mod open;
 mod seal;
 
@@ -24,6 +25,8 @@ enum Command {
     Open(open::Args),
     /// Print a sealed file's header as JSON (needs no key).
     Inspect(inspect::Args),
+    /// Open a session with a key server from this device.
+    Login(login::Args),
     /// Run and administer the key server.
     Keyserver(keyserver::Args),
 }
@@ -35,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Open(a) => open::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Keyserver(a) => keyserver::run(a),
+        Command::Login(a) => login::run(a),
     }
 }
 

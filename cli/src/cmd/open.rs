@@ -9,7 +9,7 @@ use std::io::Read;
 use medseal_format::{At, KeyMode, OpenOptions, Opener, Secret};
 
 use crate::files::{InputPath, Output, check_one_stdin, output_name};
-use crate::{progress, secrets};
+use crate::{progress, secrets, sessions};
 
 /// Arguments of `medseal open`.
 #[derive(Debug, clap::Args)]
@@ -54,6 +54,7 @@ pub fn run(a: Args) -> Result<()> {
 
     let password;
     let key;
+    let report_key;
     let secret = match (source.header().key_mode(), &pw_path, &key_path) {
         (_, Some(p), _) => {
             password = secrets::read_password(p)?;
@@ -69,10 +70,15 @@ pub fn run(a: Args) -> Result<()> {
         (KeyMode::StaticKey { .. }, None, None) => {
             bail!("{input} is sealed with an organisation key; give --key-file")
         }
-        (KeyMode::KeyServer { origin, .. }, None, None) => {
-            bail!(
-                "{input} needs a key from the key server {origin}; key server access is not built into this version"
-            )
+        (KeyMode::KeyServer { origin, key_id }, None, None) => {
+            // Only ever sends this device's session for the origin the file
+            // names, and only if the user logged in there.
+            let client = sessions::client(origin)?;
+            let session = sessions::load(client.origin())?;
+            report_key = client
+                .fetch_key(&session, key_id)
+                .with_context(|| format!("cannot open {input}"))?;
+            Secret::Key(&report_key.key)
         }
     };
 

@@ -6,11 +6,13 @@ use anyhow::{Context, Result, bail};
 use medseal_format::{DEFAULT_PBKDF2_ITERATIONS, SealKey, SealOptions};
 
 use crate::files::{InputPath, Output, check_one_stdin, output_name};
-use crate::{progress, secrets};
+use medseal_capture::keyclient::new_report_id;
+
+use crate::{progress, secrets, sessions};
 
 /// Arguments of `medseal seal`.
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("secret").required(true).args(["password_file", "key_file"]))]
+#[command(group = clap::ArgGroup::new("secret").required(true).args(["password_file", "key_file", "keyserver"]))]
 pub struct Args {
     /// Seal with a password read from this file (`-` for stdin).
     #[arg(long, value_name = "FILE")]
@@ -18,6 +20,15 @@ pub struct Args {
     /// Seal with an organisation key: 32 raw bytes, or hex, or base64.
     #[arg(long, value_name = "FILE")]
     key_file: Option<String>,
+    /// Seal with a new per-report key from this key server (log in first).
+    #[arg(long, value_name = "URL", requires = "recipient")]
+    keyserver: Option<String>,
+    /// Who may open the report (repeat for several).
+    #[arg(long, value_name = "EMAIL", requires = "keyserver")]
+    recipient: Vec<String>,
+    /// The report id recorded with the key (default: a new random id).
+    #[arg(long, value_name = "ID", requires = "keyserver")]
+    report_id: Option<String>,
     /// A label for the organisation key, recorded in the header.
     #[arg(long, value_name = "LABEL", requires = "key_file", default_value = "")]
     key_id: String,
@@ -69,7 +80,25 @@ pub fn run(a: Args) -> Result<()> {
 
     let password;
     let key;
+    let report_key;
+    let origin;
     let seal_key = match (&pw_path, &key_path) {
+        (None, None) if a.keyserver.is_some() => {
+            let url = a.keyserver.as_deref().unwrap_or_default();
+            let client = sessions::client(url)?;
+            let session = sessions::load(client.origin())?;
+            let report_id = match &a.report_id {
+                Some(r) => r.clone(),
+                None => new_report_id()?,
+            };
+            report_key = client.create_key(&session, &report_id, &a.recipient)?;
+            origin = client.origin().to_owned();
+            SealKey::KeyServer {
+                origin: &origin,
+                key_id: &report_key.key_id,
+                key: &report_key.key,
+            }
+        }
         (Some(p), _) => {
             password = secrets::read_password(p)?;
             SealKey::Password {
@@ -84,7 +113,7 @@ pub fn run(a: Args) -> Result<()> {
                 key_id: &a.key_id,
             }
         }
-        (None, None) => bail!("give --password-file or --key-file"),
+        (None, None) => bail!("give --password-file, --key-file or --keyserver"),
     };
 
     let opts = SealOptions {

@@ -1,0 +1,104 @@
+//! The device's identity and its key server sessions, kept in the user's
+//! config directory (`$MEDSEAL_CONFIG_DIR`, else `$XDG_CONFIG_HOME/medseal`,
+//! else `~/.config/medseal`), owner-only: the directory 0700, files 0600.
+//!
+//! - `device-id`: a random id made on first use and sent with every request;
+//!   the key server binds each session to it.
+//! - `sessions.json`: one session per key server origin.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use medseal_capture::keyclient::{KeyClient, Session};
+
+fn config_dir() -> Result<PathBuf> {
+    let dir = if let Some(d) = std::env::var_os("MEDSEAL_CONFIG_DIR") {
+        PathBuf::from(d)
+    } else if let Some(d) = std::env::var_os("XDG_CONFIG_HOME") {
+        PathBuf::from(d).join("medseal")
+    } else {
+        let home = std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?;
+        PathBuf::from(home).join(".config/medseal")
+    };
+    if !dir.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| anyhow!("bad path"))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".medseal-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// This device's stable id, created on first use.
+pub fn device_id() -> Result<String> {
+    let path = config_dir()?.join("device-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => {
+            let mut b = [0u8; 16];
+            getrandom::fill(&mut b).map_err(|e| anyhow!("no randomness: {e}"))?;
+            let id = format!("dev_{}", hex::encode(b));
+            write_private(&path, id.as_bytes())?;
+            Ok(id)
+        }
+    }
+}
+
+fn sessions_path() -> Result<PathBuf> {
+    Ok(config_dir()?.join("sessions.json"))
+}
+
+fn load_all() -> Result<BTreeMap<String, Session>> {
+    let path = sessions_path()?;
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("{} is damaged; delete it and log in again", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Saves `session` for its origin, replacing any earlier one.
+pub fn save(session: &Session) -> Result<()> {
+    let mut all = load_all()?;
+    all.insert(session.origin.clone(), session.clone());
+    write_private(&sessions_path()?, &serde_json::to_vec_pretty(&all)?)
+}
+
+/// The saved session for `origin`.
+pub fn load(origin: &str) -> Result<Session> {
+    load_all()?.remove(origin).ok_or_else(|| {
+        anyhow!("you are not logged in to {origin}; run: medseal login --keyserver {origin}")
+    })
+}
+
+/// A client for `url` from this device, trusting `$MEDSEAL_CA_CERT` too.
+pub fn client(url: &str) -> Result<KeyClient> {
+    let ca = match std::env::var_os("MEDSEAL_CA_CERT") {
+        Some(p) => Some(std::fs::read(&p).with_context(|| {
+            format!(
+                "cannot read MEDSEAL_CA_CERT {}",
+                PathBuf::from(&p).display()
+            )
+        })?),
+        None => None,
+    };
+    Ok(KeyClient::new(url, &device_id()?, ca.as_deref())?)
+}

@@ -1,0 +1,243 @@
+//! The clinician-to-recipient story on one machine, through the real binary:
+//! a clinician seals a file with a per-report key from the key server, the
+//! recipient opens it, a stranger cannot, revocation stops the recipient, and
+//! the audit export tells exactly that story.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use medseal_e2e::{Backend, KeyServer, medseal_bin};
+use serde_json::{Value, json};
+
+/// One person's device: its own config directory (device id, sessions).
+struct Device {
+    config: PathBuf,
+}
+
+impl Device {
+    fn new(root: &Path, name: &str) -> Device {
+        Device {
+            config: root.join(format!("device-{name}")),
+        }
+    }
+
+    fn medseal(&self, args: &[&str]) -> Output {
+        Command::new(medseal_bin())
+            .args(args)
+            .env("MEDSEAL_CONFIG_DIR", &self.config)
+            .output()
+            .expect("run medseal")
+    }
+
+    fn login(&self, ks: &KeyServer, email: &str, password: &str) {
+        let pw = self.config.with_extension("pw");
+        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        let out = self.medseal(&[
+            "login",
+            "--keyserver",
+            &ks.base,
+            "--email",
+            email,
+            "--password-file",
+            pw.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn seal_for_a_recipient_open_refuse_revoke_and_audit() {
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("St Elsewhere");
+    ks.org("Other Hospital");
+    ks.user(
+        "St Elsewhere",
+        "alice@st.example",
+        "clinician",
+        "alice-pw-1",
+    );
+    ks.user(
+        "Other Hospital",
+        "bob@other.example",
+        "clinician",
+        "bob-pw-1",
+    );
+    ks.user(
+        "Other Hospital",
+        "carol@other.example",
+        "clinician",
+        "carol-pw-1",
+    );
+    ks.start();
+    let root = ks.dir.path().to_path_buf();
+    let (alice, bob, carol) = (
+        Device::new(&root, "alice"),
+        Device::new(&root, "bob"),
+        Device::new(&root, "carol"),
+    );
+    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    bob.login(&ks, "bob@other.example", "bob-pw-1");
+    carol.login(&ks, "carol@other.example", "carol-pw-1");
+
+    // The session file and device id are private to their owner.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(alice.config.clone()), 0o700);
+    assert_eq!(mode(alice.config.join("sessions.json")), 0o600);
+    assert_eq!(mode(alice.config.join("device-id")), 0o600);
+
+    let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let photo = root.join("wound.jpg");
+    std::fs::write(&photo, &plain).unwrap();
+    let sealed = root.join("wound.mseal");
+    let out = alice.medseal(&[
+        "seal",
+        "--keyserver",
+        &ks.base,
+        "--recipient",
+        "bob@other.example",
+        "--report-id",
+        "report-2026-1",
+        "-o",
+        sealed.to_str().unwrap(),
+        photo.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = alice.medseal(&["inspect", sealed.to_str().unwrap()]);
+    let header: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(header["key_mode"], "keyserver");
+    assert_eq!(header["keyserver"], ks.base.as_str());
+    let key_id = header["key_id"].as_str().unwrap().to_owned();
+
+    // The recipient opens it with the key the server releases.
+    let opened = root.join("bob-wound.jpg");
+    let out = bob.medseal(&[
+        "open",
+        "-o",
+        opened.to_str().unwrap(),
+        sealed.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&opened).unwrap(), plain);
+
+    // A stranger is told plainly, and nothing is written.
+    let stranger_out = root.join("carol-wound.jpg");
+    let out = carol.medseal(&[
+        "open",
+        "-o",
+        stranger_out.to_str().unwrap(),
+        sealed.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("you are not a recipient of this report"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stranger_out.exists());
+
+    // Bob's session copied to another device is refused (and burnt).
+    let thief = Device::new(&root, "thief");
+    std::fs::create_dir_all(&thief.config).unwrap();
+    std::fs::copy(
+        bob.config.join("sessions.json"),
+        thief.config.join("sessions.json"),
+    )
+    .unwrap();
+    let out = thief.medseal(&["open", "-o", "-", sealed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("session"), "{}", stderr(&out));
+    bob.login(&ks, "bob@other.example", "bob-pw-1");
+
+    // The creator revokes; the recipient can no longer open it.
+    let web = ks.login("alice@st.example", "alice-pw-1", "alice-web");
+    assert_eq!(
+        web.post(&format!("/v1/keys/{key_id}/revoke"), &json!({}))
+            .status,
+        204
+    );
+    let out = bob.medseal(&["open", "-o", "-", sealed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+
+    // The audit export lists exactly those events, in order.
+    let export = ks.admin_ok(&["audit", "export", "--format", "json", "--key-id", &key_id]);
+    let events: Value = serde_json::from_str(&export).unwrap();
+    let story: Vec<(String, String)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("key.created", "alice@st.example"),
+        ("key.fetched", "bob@other.example"),
+        ("key.denied", "carol@other.example"),
+        ("key.revoked", "alice@st.example"),
+        ("key.denied", "bob@other.example"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(story, want);
+    assert!(ks.admin(&["audit", "verify"]).status.success());
+}
+
+#[test]
+fn opening_without_a_session_says_how_to_log_in() {
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("O");
+    ks.user("O", "a@o.example", "clinician", "a-pw-123");
+    ks.start();
+    let root = ks.dir.path().to_path_buf();
+    let alice = Device::new(&root, "a");
+    alice.login(&ks, "a@o.example", "a-pw-123");
+    let f = root.join("x");
+    std::fs::write(&f, b"x").unwrap();
+    let sealed = root.join("x.mseal");
+    let out = alice.medseal(&[
+        "seal",
+        "--keyserver",
+        &ks.base,
+        "--recipient",
+        "b@o.example",
+        "-o",
+        sealed.to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let nobody = Device::new(&root, "nobody");
+    let out = nobody.medseal(&["open", "-o", "-", sealed.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("medseal login --keyserver"),
+        "{}",
+        stderr(&out)
+    );
+    let out = Device::new(&root, "z").medseal(&[
+        "login",
+        "--keyserver",
+        &ks.base,
+        "--email",
+        "a@o.example",
+        "--password-file",
+        "/dev/null",
+    ]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}
