@@ -16,6 +16,7 @@
 //! | [`stream`] | the parallel pipeline over `Read`/`Write`: [`seal`], [`Opener`]    |
 //! | [`positional`] | the same over files: each worker reads and writes its own chunks |
 //! | [`error`]  | typed errors, grouped by what the user should do about them       |
+//! | [`manifest`] | the report manifest, its consent rules and its JSON Schema      |
 //!
 //! ## Example
 //!
@@ -46,6 +47,7 @@ pub mod chunk;
 pub mod error;
 pub mod header;
 pub mod keys;
+pub mod manifest;
 pub mod positional;
 pub mod stream;
 
