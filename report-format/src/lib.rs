@@ -17,6 +17,7 @@
 //! | [`positional`] | the same over files: each worker reads and writes its own chunks |
 //! | [`error`]  | typed errors, grouped by what the user should do about them       |
 //! | [`manifest`] | the report manifest, its consent rules and its JSON Schema      |
+//! | [`bundle`] | the plaintext layout: a tar of manifest, PDF and media, read safely |
 //!
 //! ## Example
 //!
@@ -43,6 +44,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod chunk;
 pub mod error;
 pub mod header;

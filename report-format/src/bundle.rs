@@ -1,0 +1,215 @@
+//! The plaintext inside a sealed report: a tar stream.
+//!
+//! ```text
+//! manifest.json        first, so a reader can check every file as it streams
+//! report.pdf           the human-readable summary
+//! media/NAME …         the media, in manifest order
+//! ```
+//!
+//! Tar, because it streams: a 2 GB video never has to fit in memory on
+//! either side. Entries are plain files only, mode 0600, owner 0, time 0
+//! (no capture time or user name leaks through the container). Readers
+//! accept nothing else: no links, no directories, no device files, no path
+//! outside this layout, no duplicates — so extracting a report can never
+//! write anywhere but its own directory.
+
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+
+use crate::manifest::{Manifest, ManifestError, is_safe_media_path};
+
+/// Path of the manifest in a bundle.
+pub const MANIFEST_PATH: &str = "manifest.json";
+/// Path of the PDF summary in a bundle.
+pub const REPORT_PDF_PATH: &str = "report.pdf";
+/// Largest manifest accepted.
+pub const MAX_MANIFEST_LEN: u64 = 1 << 20;
+
+/// What can be wrong with a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Not a tar stream, or a damaged one.
+    #[error("the report bundle is malformed: {0}")]
+    Malformed(String),
+    /// An entry that the layout does not allow.
+    #[error("the report bundle holds a forbidden entry: {0}")]
+    Forbidden(String),
+    /// The manifest is missing, unreadable or breaks a rule.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Reading or writing failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn allowed_path(p: &str) -> bool {
+    p == MANIFEST_PATH || p == REPORT_PDF_PATH || is_safe_media_path(p)
+}
+
+/// Writes a bundle. The manifest goes first.
+pub struct BundleWriter<W: Write> {
+    tar: tar::Builder<W>,
+    seen: HashSet<String>,
+}
+
+impl<W: Write> BundleWriter<W> {
+    /// Starts a bundle with its manifest (which must validate).
+    pub fn new(out: W, manifest: &Manifest) -> Result<Self, BundleError> {
+        manifest.validate()?;
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| BundleError::Malformed(e.to_string()))?;
+        let mut w = BundleWriter {
+            tar: tar::Builder::new(out),
+            seen: HashSet::new(),
+        };
+        w.add(MANIFEST_PATH, json.len() as u64, &json[..])?;
+        Ok(w)
+    }
+
+    /// Adds one file of `size` bytes read from `data`.
+    pub fn add(&mut self, path: &str, size: u64, data: impl Read) -> Result<(), BundleError> {
+        if !allowed_path(path) || !self.seen.insert(path.to_owned()) {
+            return Err(BundleError::Forbidden(path.to_owned()));
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path)
+            .map_err(|e| BundleError::Malformed(e.to_string()))?;
+        h.set_size(size);
+        h.set_mode(0o600);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        self.tar.append(&h, data.take(size))?;
+        Ok(())
+    }
+
+    /// Ends the stream and returns the writer.
+    pub fn finish(self) -> Result<W, BundleError> {
+        Ok(self.tar.into_inner()?)
+    }
+}
+
+/// Reads a bundle, checking its layout, and hands each file after the
+/// manifest to `visit(path, size, contents)`. Returns the manifest.
+pub fn read_bundle<R: Read>(
+    input: R,
+    mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<(), BundleError>,
+) -> Result<Manifest, BundleError> {
+    let mut archive = tar::Archive::new(input);
+    let mut manifest: Option<Manifest> = None;
+    let mut seen = HashSet::new();
+    let entries = archive
+        .entries()
+        .map_err(|e| BundleError::Malformed(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| BundleError::Malformed(e.to_string()))?;
+        let path = entry
+            .path()
+            .map_err(|e| BundleError::Malformed(e.to_string()))?
+            .to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| BundleError::Forbidden("a non-UTF-8 path".into()))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(BundleError::Forbidden(format!("{path} is not a plain file")));
+        }
+        if !allowed_path(&path) || !seen.insert(path.clone()) {
+            return Err(BundleError::Forbidden(path));
+        }
+        let size = entry.size();
+        match (&manifest, path.as_str()) {
+            (None, MANIFEST_PATH) => {
+                if size > MAX_MANIFEST_LEN {
+                    return Err(BundleError::Malformed("the manifest is too large".into()));
+                }
+                let mut buf = Vec::with_capacity(size as usize);
+                entry.read_to_end(&mut buf)?;
+                let m: Manifest = serde_json::from_slice(&buf)
+                    .map_err(|e| ManifestError(format!("manifest.json: {e}")))?;
+                m.validate()?;
+                manifest = Some(m);
+            }
+            (None, _) => {
+                return Err(BundleError::Malformed(
+                    "manifest.json must come first".into(),
+                ));
+            }
+            (Some(_), _) => visit(&path, size, &mut entry)?,
+        }
+    }
+    manifest.ok_or_else(|| BundleError::Malformed("no manifest.json".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::tests::sample;
+
+    #[test]
+    fn round_trip() {
+        let m = sample();
+        let mut w = BundleWriter::new(Vec::new(), &m).unwrap();
+        w.add("report.pdf", 4, &b"%PDF"[..]).unwrap();
+        w.add("media/photo-1.jpg", 10, &[7u8; 10][..]).unwrap();
+        assert!(matches!(
+            w.add("media/photo-1.jpg", 1, &b"x"[..]),
+            Err(BundleError::Forbidden(_))
+        ));
+        assert!(w.add("../evil", 1, &b"x"[..]).is_err());
+        let bytes = w.finish().unwrap();
+        let mut got = Vec::new();
+        let back = read_bundle(&bytes[..], |p, n, r| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v)?;
+            got.push((p.to_owned(), n, v));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(back, m);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], ("media/photo-1.jpg".to_owned(), 10, vec![7u8; 10]));
+    }
+
+    fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            // Written raw: `set_path` itself refuses the hostile names tested here.
+            h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            h.set_size(data.len() as u64);
+            h.set_entry_type(*kind);
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn hostile_bundles_are_refused() {
+        let manifest = serde_json::to_vec(&sample()).unwrap();
+        let ok = |_: &str, _: u64, _: &mut dyn Read| Ok(());
+        let cases: Vec<Vec<u8>> = vec![
+            raw_tar(&[("media/photo-1.jpg", tar::EntryType::Regular, b"x")]),
+            raw_tar(&[
+                ("manifest.json", tar::EntryType::Regular, &manifest),
+                ("media/../../etc/passwd", tar::EntryType::Regular, b"x"),
+            ]),
+            raw_tar(&[
+                ("manifest.json", tar::EntryType::Regular, &manifest),
+                ("media/link", tar::EntryType::Symlink, b""),
+            ]),
+            raw_tar(&[
+                ("manifest.json", tar::EntryType::Regular, &manifest),
+                ("media/a", tar::EntryType::Regular, b"x"),
+                ("media/a", tar::EntryType::Regular, b"y"),
+            ]),
+            raw_tar(&[("manifest.json", tar::EntryType::Regular, b"{not json")]),
+            b"not a tar file at all, just some bytes that are long enough to fill a header block? no".repeat(8),
+            Vec::new(),
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            assert!(read_bundle(&c[..], ok).is_err(), "case {i} accepted");
+        }
+    }
+}
