@@ -5,9 +5,11 @@
 //! | module        | owns                                                          |
 //! |---------------|---------------------------------------------------------------|
 //! | [`keyclient`] | the key server client: log in, create a report key, fetch one |
+//! | [`extract`]   | unpacking an opened report, verified against its manifest     |
 //!
 //! Report assembly (consent, media intake, PDF, manifest) builds on these.
 
 #![forbid(unsafe_code)]
 
+pub mod extract;
 pub mod keyclient;

@@ -112,7 +112,9 @@ pub fn read_bundle<R: Read>(
             .map(str::to_owned)
             .ok_or_else(|| BundleError::Forbidden("a non-UTF-8 path".into()))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
-            return Err(BundleError::Forbidden(format!("{path} is not a plain file")));
+            return Err(BundleError::Forbidden(format!(
+                "{path} is not a plain file"
+            )));
         }
         if !allowed_path(&path) || !seen.insert(path.clone()) {
             return Err(BundleError::Forbidden(path));

@@ -4,7 +4,8 @@ use std::num::NonZeroUsize;
 
 use anyhow::{Context, Result, bail};
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::PathBuf;
 
 use medseal_format::{At, KeyMode, OpenOptions, Opener, Secret};
 
@@ -24,8 +25,12 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = super::parse_threads)]
     threads: Option<NonZeroUsize>,
     /// Where to write (`-` for stdout). Default: IN without `.mseal`.
-    #[arg(short, long, value_name = "OUT")]
+    #[arg(short, long, value_name = "OUT", conflicts_with = "extract")]
     output: Option<String>,
+    /// Unpack a report into this new directory: manifest.json, report.pdf,
+    /// media/ — each file checked against the manifest.
+    #[arg(long, value_name = "DIR")]
+    extract: Option<PathBuf>,
     /// The sealed file (`-` for stdin).
     #[arg(value_name = "IN")]
     input: String,
@@ -37,9 +42,17 @@ pub fn run(a: Args) -> Result<()> {
     let key_path = a.key_file.as_deref().map(InputPath::from);
     check_one_stdin(&[Some(&input), pw_path.as_ref(), key_path.as_ref()])?;
 
-    let dest = output_name(a.output.as_deref(), &input, |n| {
-        n.strip_suffix(".mseal").map(str::to_owned)
-    })?;
+    if let Some(dir) = &a.extract
+        && dir.exists()
+    {
+        bail!("{} already exists", dir.display());
+    }
+    let dest = match a.extract {
+        Some(_) => String::new(),
+        None => output_name(a.output.as_deref(), &input, |n| {
+            n.strip_suffix(".mseal").map(str::to_owned)
+        })?,
+    };
 
     let bar = progress::bar(input.len(), "opening");
     let regular = input.open_regular()?;
@@ -82,8 +95,34 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
 
-    let mut out = Output::create(&dest, &input)?;
     let opts = OpenOptions { threads: a.threads };
+    if let Some(dir) = &a.extract {
+        // The bundle goes through an unnamed 0600 temporary file beside the
+        // destination, gone when this process ends, then into the directory.
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        let mut plain = tempfile::tempfile_in(parent)
+            .with_context(|| format!("cannot write in {}", parent.display()))?;
+        match source {
+            Source::File(opener) => opener.open_at(secret, &plain, &opts, &|n| bar.inc(n)),
+            Source::Stream(opener) => opener.open(secret, &mut plain, &opts),
+        }
+        .with_context(context)?;
+        bar.finish_and_clear();
+        plain.seek(SeekFrom::Start(0))?;
+        let manifest =
+            medseal_capture::extract::extract(BufReader::new(plain), dir).with_context(context)?;
+        eprintln!(
+            "report {} extracted to {}: {} media files",
+            manifest.report_id,
+            dir.display(),
+            manifest.media.len()
+        );
+        return Ok(());
+    }
+    let mut out = Output::create(&dest, &input)?;
     let opened = match source {
         // Files on both sides: every worker reads and writes its own chunks.
         Source::File(opener) => match out.file() {

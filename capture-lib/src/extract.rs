@@ -1,0 +1,239 @@
+//! Unpacking an opened report into a directory, checking every file
+//! against the manifest on the way.
+//!
+//! Everything is written into a private temporary directory beside the
+//! destination and renamed into place only when every file's size and
+//! SHA-256 match the manifest and nothing unlisted was found, so a damaged
+//! or doctored bundle never leaves partial output behind.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use medseal_format::bundle::{BundleError, MANIFEST_PATH, read_bundle};
+use medseal_format::manifest::Manifest;
+use sha2::{Digest, Sha256};
+
+/// What can go wrong extracting a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// The bundle breaks the layout or the manifest's rules.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A file does not match what the manifest says of it.
+    #[error("the report does not match its manifest: {0}")]
+    Mismatch(String),
+    /// The destination already exists.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// Writing failed.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// Where.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ExtractError + '_ {
+    move |source| ExtractError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Extracts the bundle read from `input` into the new directory `dest`.
+pub fn extract<R: Read>(input: R, dest: &Path) -> Result<Manifest, ExtractError> {
+    if dest.exists() {
+        return Err(ExtractError::Exists(dest.display().to_string()));
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".medseal-extract-")
+        .tempdir_in(parent)
+        .map_err(io_err(parent))?;
+    let media_dir = tmp.path().join("media");
+    std::fs::create_dir(&media_dir).map_err(io_err(&media_dir))?;
+    let mut found: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let manifest = read_bundle(input, |path, _size, data| {
+        let target = tmp.path().join(path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_private()
+            .open(&target)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0u64;
+        loop {
+            let k = data.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            hasher.update(&buf[..k]);
+            file.write_all(&buf[..k])?;
+            n += k as u64;
+        }
+        file.sync_all()?;
+        found.insert(path.to_owned(), (n, hex::encode(hasher.finalize())));
+        Ok(())
+    })?;
+    for m in &manifest.media {
+        match found.remove(&m.path) {
+            Some((size, hash)) if size == m.size && hash == m.sha256 => {}
+            Some(_) => {
+                return Err(ExtractError::Mismatch(format!(
+                    "{} differs from its recorded size or SHA-256",
+                    m.path
+                )));
+            }
+            None => {
+                return Err(ExtractError::Mismatch(format!("{} is missing", m.path)));
+            }
+        }
+    }
+    found.remove(medseal_format::bundle::REPORT_PDF_PATH);
+    if let Some(extra) = found.keys().next() {
+        return Err(ExtractError::Mismatch(format!(
+            "{extra} is not listed in the manifest"
+        )));
+    }
+    let manifest_path = tmp.path().join(MANIFEST_PATH);
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| ExtractError::Mismatch(e.to_string()))?;
+    std::fs::write(&manifest_path, json).map_err(io_err(&manifest_path))?;
+    let kept = tmp.keep();
+    std::fs::rename(&kept, dest).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&kept);
+        io_err(dest)(e)
+    })?;
+    Ok(manifest)
+}
+
+trait PrivateMode {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl PrivateMode for std::fs::OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use medseal_format::bundle::BundleWriter;
+    use medseal_format::manifest::*;
+
+    use super::*;
+
+    fn manifest(photo: &[u8]) -> Manifest {
+        Manifest {
+            manifest_version: MANIFEST_VERSION,
+            report_id: "r_1".into(),
+            created_at: "2026-11-23T10:00:00Z".into(),
+            capturer: Person {
+                name: "Dr A".into(),
+                email: None,
+            },
+            organisation: "St Elsewhere".into(),
+            patient: Patient {
+                identifiers: vec![Identifier {
+                    system: "urn:medseal:pseudonym".into(),
+                    value: "P-1".into(),
+                }],
+                minimised: true,
+            },
+            consent: Consent {
+                method: ConsentMethod::VerbalWitnessed,
+                given_by: ConsentGiver::Patient,
+                scope: vec![ConsentScope::Care],
+                recorded_at: "2026-11-23T10:00:00Z".into(),
+                evidence: None,
+                witness: Some("Nurse B".into()),
+                unable_reason: None,
+            },
+            body_site: None,
+            notes: None,
+            media: vec![MediaEntry {
+                path: "media/photo-1.jpg".into(),
+                kind: MediaKind::Photo,
+                mime_type: "image/jpeg".into(),
+                size: photo.len() as u64,
+                sha256: hex::encode(Sha256::digest(photo)),
+                captured_at: None,
+                width: None,
+                height: None,
+                duration_seconds: None,
+            }],
+        }
+    }
+
+    fn bundle(m: &Manifest, files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = BundleWriter::new(Vec::new(), m).unwrap();
+        for (p, d) in files {
+            w.add(p, d.len() as u64, *d).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn extracts_and_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = b"jpeg bytes".as_slice();
+        let m = manifest(photo);
+        let b = bundle(
+            &m,
+            &[("report.pdf", b"%PDF-1.7"), ("media/photo-1.jpg", photo)],
+        );
+        let dest = dir.path().join("out");
+        assert_eq!(extract(&b[..], &dest).unwrap(), m);
+        assert_eq!(
+            std::fs::read(dest.join("media/photo-1.jpg")).unwrap(),
+            photo
+        );
+        assert!(dest.join("report.pdf").exists() && dest.join("manifest.json").exists());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dest.join("media/photo-1.jpg"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(matches!(
+            extract(&b[..], &dest),
+            Err(ExtractError::Exists(_))
+        ));
+    }
+
+    #[test]
+    fn mismatches_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manifest(b"the real photo");
+        for files in [
+            vec![("media/photo-1.jpg", b"a doctored one".as_slice())],
+            vec![],
+            vec![
+                ("media/photo-1.jpg", b"the real photo".as_slice()),
+                ("media/extra.bin", b"x".as_slice()),
+            ],
+        ] {
+            let b = bundle(&m, &files);
+            let dest = dir.path().join("out");
+            assert!(matches!(
+                extract(&b[..], &dest),
+                Err(ExtractError::Mismatch(_))
+            ));
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "no leftovers"
+            );
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! `medseal open --extract DIR` unpacks a sealed report and checks every file
+//! against its manifest; a doctored bundle leaves nothing behind.
+
+use std::fs;
+
+use assert_cmd::Command;
+use medseal_format::bundle::BundleWriter;
+use medseal_format::manifest::*;
+use tempfile::TempDir;
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+fn manifest(photo_hash: String, size: u64) -> Manifest {
+    Manifest {
+        manifest_version: MANIFEST_VERSION,
+        report_id: "r_e2e".into(),
+        created_at: "2026-11-23T10:00:00Z".into(),
+        capturer: Person {
+            name: "Dr A".into(),
+            email: None,
+        },
+        organisation: "St Elsewhere".into(),
+        patient: Patient {
+            identifiers: vec![Identifier {
+                system: "urn:medseal:pseudonym".into(),
+                value: "P-9".into(),
+            }],
+            minimised: true,
+        },
+        consent: Consent {
+            method: ConsentMethod::Unable,
+            given_by: ConsentGiver::Nobody,
+            scope: vec![],
+            recorded_at: "2026-11-23T10:00:00Z".into(),
+            evidence: None,
+            witness: None,
+            unable_reason: Some("unconscious; photographed for emergency care".into()),
+        },
+        body_site: Some("scalp".into()),
+        notes: None,
+        media: vec![MediaEntry {
+            path: "media/photo-1.jpg".into(),
+            kind: MediaKind::Photo,
+            mime_type: "image/jpeg".into(),
+            size,
+            sha256: photo_hash,
+            captured_at: None,
+            width: None,
+            height: None,
+            duration_seconds: None,
+        }],
+    }
+}
+
+fn sealed_bundle(dir: &TempDir, photo_in_manifest: &[u8], photo_in_bundle: &[u8]) {
+    let m = manifest(
+        sha256_hex(photo_in_manifest),
+        photo_in_manifest.len() as u64,
+    );
+    let mut w = BundleWriter::new(Vec::new(), &m).unwrap();
+    w.add("report.pdf", 8, &b"%PDF-1.7"[..]).unwrap();
+    w.add(
+        "media/photo-1.jpg",
+        photo_in_bundle.len() as u64,
+        photo_in_bundle,
+    )
+    .unwrap();
+    fs::write(dir.path().join("report.tar"), w.finish().unwrap()).unwrap();
+    fs::write(dir.path().join("key"), [9u8; 32]).unwrap();
+    Command::cargo_bin("medseal")
+        .unwrap()
+        .current_dir(dir.path())
+        .args([
+            "seal",
+            "--key-file",
+            "key",
+            "-o",
+            "report.mseal",
+            "report.tar",
+        ])
+        .assert()
+        .success();
+}
+
+#[test]
+fn extracts_a_report() {
+    let dir = TempDir::new().unwrap();
+    let photo = vec![0xd8u8; 5000];
+    sealed_bundle(&dir, &photo, &photo);
+    Command::cargo_bin("medseal")
+        .unwrap()
+        .current_dir(dir.path())
+        .args([
+            "open",
+            "--key-file",
+            "key",
+            "--extract",
+            "out",
+            "report.mseal",
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        fs::read(dir.path().join("out/media/photo-1.jpg")).unwrap(),
+        photo
+    );
+    assert_eq!(
+        fs::read(dir.path().join("out/report.pdf")).unwrap(),
+        b"%PDF-1.7"
+    );
+    let m: Manifest =
+        serde_json::from_slice(&fs::read(dir.path().join("out/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m.report_id, "r_e2e");
+}
+
+#[test]
+fn a_doctored_bundle_leaves_nothing() {
+    let dir = TempDir::new().unwrap();
+    sealed_bundle(
+        &dir,
+        b"the photo the manifest describes",
+        b"a different photo",
+    );
+    let out = Command::cargo_bin("medseal")
+        .unwrap()
+        .current_dir(dir.path())
+        .args([
+            "open",
+            "--key-file",
+            "key",
+            "--extract",
+            "out",
+            "report.mseal",
+        ])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match its manifest"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["key", "report.mseal", "report.tar"]);
+}
