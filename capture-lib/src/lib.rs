@@ -6,6 +6,7 @@
 //! |---------------|---------------------------------------------------------------|
 //! | [`keyclient`] | the key server client: log in, create a report key, fetch one |
 //! | [`extract`]   | unpacking an opened report, verified against its manifest     |
+//! | [`media`]     | photo sanitising (metadata out, orientation in), A/V hashing   |
 //!
 //! Report assembly (consent, media intake, PDF, manifest) builds on these.
 
@@ -13,3 +14,4 @@
 
 pub mod extract;
 pub mod keyclient;
+pub mod media;

@@ -1,0 +1,415 @@
+//! Media intake: photos sanitised, audio and video kept exactly as captured.
+//!
+//! **Photos** (JPEG, PNG) lose *all* metadata — EXIF with its GPS position,
+//! device make, model and serial, embedded thumbnails, XMP, IPTC, comments,
+//! PNG text chunks — and have their EXIF orientation applied, so the picture
+//! looks right without the tag that said how to turn it. Pixels are
+//! re-encoded only when orientation requires it; otherwise metadata segments
+//! are dropped and the compressed image data is kept bit for bit. The ICC
+//! colour profile is kept: it describes colour, not the patient or the
+//! device, and clinical colour (skin, wounds) depends on it. HEIC is refused
+//! with a clear error (no well-kept pure-Rust decoder exists).
+//!
+//! **Audio and video** are hashed and kept byte for byte: a recording is
+//! evidence, and re-muxing could change it. Phones may store a location in
+//! MP4/MOV metadata; it stays inside the sealed report with the recording.
+
+use std::io::{Cursor, Read};
+
+use bytes::Bytes;
+use image::ImageEncoder;
+use sha2::{Digest, Sha256};
+
+/// What can go wrong taking in media.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// A format this build cannot take in.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The file is damaged or not what it claims to be.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading failed.
+    #[error("cannot read the media: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Photo formats taken in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhotoFormat {
+    /// JPEG.
+    Jpeg,
+    /// PNG.
+    Png,
+}
+
+impl PhotoFormat {
+    /// MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            PhotoFormat::Jpeg => "image/jpeg",
+            PhotoFormat::Png => "image/png",
+        }
+    }
+
+    /// File extension.
+    pub fn ext(self) -> &'static str {
+        match self {
+            PhotoFormat::Jpeg => "jpg",
+            PhotoFormat::Png => "png",
+        }
+    }
+}
+
+/// A photo ready for a report.
+#[derive(Debug, Clone)]
+pub struct Photo {
+    /// The sanitised bytes.
+    pub bytes: Vec<u8>,
+    /// Its format.
+    pub format: PhotoFormat,
+    /// Width after orientation.
+    pub width: u32,
+    /// Height after orientation.
+    pub height: u32,
+    /// Whether pixels were re-encoded (only to apply orientation).
+    pub reencoded: bool,
+}
+
+/// Recognises a photo by its first bytes.
+pub fn sniff_photo(head: &[u8]) -> Result<PhotoFormat, MediaError> {
+    if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Ok(PhotoFormat::Jpeg)
+    } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Ok(PhotoFormat::Png)
+    } else if head.len() >= 12
+        && &head[4..8] == b"ftyp"
+        && matches!(
+            &head[8..12],
+            b"heic" | b"heix" | b"mif1" | b"msf1" | b"hevc"
+        )
+    {
+        Err(MediaError::Unsupported(
+            "HEIC photos are not supported; export the photo as JPEG".into(),
+        ))
+    } else {
+        Err(MediaError::Unsupported("not a JPEG or PNG photo".into()))
+    }
+}
+
+/// The EXIF orientation (1–8), or 1 when absent or unreadable.
+fn exif_orientation(bytes: &[u8]) -> u8 {
+    let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else {
+        return 1;
+    };
+    exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+        .and_then(|f| f.value.get_uint(0))
+        .and_then(|v| u8::try_from(v).ok())
+        .filter(|v| (1..=8).contains(v))
+        .unwrap_or(1)
+}
+
+/// PNG chunks kept: the image itself and how to show its colours.
+const PNG_KEEP: &[&[u8; 4]] = &[
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT",
+    b"pHYs",
+];
+
+fn strip_jpeg(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(Bytes::from(bytes))
+        .map_err(|e| MediaError::Invalid(format!("damaged JPEG: {e}")))?;
+    jpeg.segments_mut().retain(|s| {
+        let m = s.marker();
+        let is_app = (0xE0..=0xEF).contains(&m);
+        let is_comment = m == 0xFE;
+        let jfif = m == 0xE0 && s.contents().starts_with(b"JFIF\0");
+        let icc = m == 0xE2 && s.contents().starts_with(b"ICC_PROFILE\0");
+        !(is_comment || (is_app && !jfif && !icc))
+    });
+    let mut out = Vec::new();
+    jpeg.encoder().write_to(&mut out)?;
+    Ok(out)
+}
+
+fn strip_png(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    let mut png = img_parts::png::Png::from_bytes(Bytes::from(bytes))
+        .map_err(|e| MediaError::Invalid(format!("damaged PNG: {e}")))?;
+    png.chunks_mut().retain(|c| PNG_KEEP.contains(&&c.kind()));
+    let mut out = Vec::new();
+    png.encoder().write_to(&mut out)?;
+    Ok(out)
+}
+
+/// Re-encodes with orientation applied; encoders here write no metadata.
+fn reorient(bytes: &[u8], format: PhotoFormat, orientation: u8) -> Result<Vec<u8>, MediaError> {
+    let mut img = image::load_from_memory(bytes)
+        .map_err(|e| MediaError::Invalid(format!("cannot decode the photo: {e}")))?;
+    if let Some(o) = image::metadata::Orientation::from_exif(orientation) {
+        img.apply_orientation(o);
+    }
+    let mut out = Vec::new();
+    let enc_err = |e: image::ImageError| MediaError::Invalid(format!("cannot encode: {e}"));
+    match format {
+        PhotoFormat::Jpeg => {
+            let rgb = img.to_rgb8();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+                .write_image(
+                    &rgb,
+                    rgb.width(),
+                    rgb.height(),
+                    image::ExtendedColorType::Rgb8,
+                )
+                .map_err(enc_err)?;
+        }
+        PhotoFormat::Png => {
+            let rgba = img.to_rgba8();
+            image::codecs::png::PngEncoder::new(&mut out)
+                .write_image(
+                    &rgba,
+                    rgba.width(),
+                    rgba.height(),
+                    image::ExtendedColorType::Rgba8,
+                )
+                .map_err(enc_err)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Takes in a photo: orientation applied, every metadata segment removed.
+pub fn sanitise_photo(bytes: Vec<u8>) -> Result<Photo, MediaError> {
+    let format = sniff_photo(&bytes)?;
+    let orientation = exif_orientation(&bytes);
+    let (clean, reencoded) = if orientation == 1 {
+        let clean = match format {
+            PhotoFormat::Jpeg => strip_jpeg(bytes)?,
+            PhotoFormat::Png => strip_png(bytes)?,
+        };
+        (clean, false)
+    } else {
+        // Re-encode from the original, then strip what the encoder kept.
+        let re = reorient(&bytes, format, orientation)?;
+        let clean = match format {
+            PhotoFormat::Jpeg => strip_jpeg(re)?,
+            PhotoFormat::Png => strip_png(re)?,
+        };
+        (clean, true)
+    };
+    let (width, height) = image::ImageReader::new(Cursor::new(&clean))
+        .with_guessed_format()?
+        .into_dimensions()
+        .map_err(|e| MediaError::Invalid(format!("cannot read the photo's size: {e}")))?;
+    Ok(Photo {
+        bytes: clean,
+        format,
+        width,
+        height,
+        reencoded,
+    })
+}
+
+/// Audio and video container types recognised.
+pub fn sniff_av(head: &[u8]) -> Option<&'static str> {
+    if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        return Some("audio/wav");
+    }
+    if head.starts_with(b"ID3") || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0) {
+        return Some("audio/mpeg");
+    }
+    if head.len() >= 12 && &head[4..8] == b"ftyp" {
+        return Some(match &head[8..12] {
+            b"M4A " | b"M4B " => "audio/mp4",
+            b"qt  " => "video/quicktime",
+            _ => "video/mp4",
+        });
+    }
+    None
+}
+
+/// SHA-256 and size of a stream, read in constant memory.
+pub fn hash_stream(mut r: impl Read) -> Result<(String, u64), MediaError> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal big-endian EXIF block: Make, Model, Orientation, and a GPS
+    /// IFD with a latitude — what a phone writes into every photo.
+    pub(crate) fn exif_block(orientation: u16) -> Vec<u8> {
+        let mut t: Vec<u8> = b"MM\0\x2a\0\0\0\x08".to_vec();
+        let ifd0_entries = 4u16;
+        let ifd0_len = 2 + 12 * ifd0_entries as u32 + 4;
+        let data_off = 8 + ifd0_len; // after IFD0
+        let make = b"PhoneCo\0";
+        let model = b"Model X serial 12345\0";
+        let gps_off = data_off + make.len() as u32 + model.len() as u32;
+        let entry = |t: &mut Vec<u8>, tag: u16, kind: u16, count: u32, value: u32| {
+            t.extend_from_slice(&tag.to_be_bytes());
+            t.extend_from_slice(&kind.to_be_bytes());
+            t.extend_from_slice(&count.to_be_bytes());
+            t.extend_from_slice(&value.to_be_bytes());
+        };
+        t.extend_from_slice(&ifd0_entries.to_be_bytes());
+        entry(&mut t, 0x010F, 2, make.len() as u32, data_off);
+        entry(
+            &mut t,
+            0x0110,
+            2,
+            model.len() as u32,
+            data_off + make.len() as u32,
+        );
+        entry(&mut t, 0x0112, 3, 1, (orientation as u32) << 16);
+        entry(&mut t, 0x8825, 4, 1, gps_off);
+        t.extend_from_slice(&0u32.to_be_bytes());
+        t.extend_from_slice(make);
+        t.extend_from_slice(model);
+        // GPS IFD: latitude ref and latitude (3 rationals).
+        let gps_entries = 2u16;
+        let rat_off = gps_off + 2 + 12 * gps_entries as u32 + 4;
+        t.extend_from_slice(&gps_entries.to_be_bytes());
+        entry(&mut t, 0x0001, 2, 2, u32::from_be_bytes(*b"N\0\0\0"));
+        entry(&mut t, 0x0002, 5, 3, rat_off);
+        t.extend_from_slice(&0u32.to_be_bytes());
+        for (n, d) in [(51u32, 1u32), (30, 1), (1234, 100)] {
+            t.extend_from_slice(&n.to_be_bytes());
+            t.extend_from_slice(&d.to_be_bytes());
+        }
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&t);
+        app1
+    }
+
+    /// A 40×20 JPEG (wider than tall) carrying phone-style EXIF with GPS.
+    pub(crate) fn phone_jpeg(orientation: u16) -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(40, 20, |x, y| image::Rgb([x as u8 * 6, y as u8 * 12, 90]));
+        let mut plain = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 90)
+            .write_image(&img, 40, 20, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(Bytes::from(plain)).unwrap();
+        let seg = img_parts::jpeg::JpegSegment::new_with_contents(
+            0xE1,
+            Bytes::from(exif_block(orientation)),
+        );
+        jpeg.segments_mut().insert(1, seg);
+        jpeg.segments_mut().insert(
+            2,
+            img_parts::jpeg::JpegSegment::new_with_contents(
+                0xFE,
+                Bytes::from_static(b"patient: J. Doe"),
+            ),
+        );
+        let mut out = Vec::new();
+        jpeg.encoder().write_to(&mut out).unwrap();
+        out
+    }
+
+    fn has_exif(bytes: &[u8]) -> bool {
+        exif::Reader::new()
+            .read_from_container(&mut Cursor::new(bytes))
+            .is_ok()
+    }
+
+    #[test]
+    fn gps_and_device_metadata_are_removed_losslessly() {
+        let photo = phone_jpeg(1);
+        assert!(has_exif(&photo), "the fixture carries EXIF");
+        let exif = exif::Reader::new()
+            .read_from_container(&mut Cursor::new(&photo))
+            .unwrap();
+        assert!(
+            exif.get_field(exif::Tag::GPSLatitude, exif::In::PRIMARY)
+                .is_some()
+        );
+        let clean = sanitise_photo(photo.clone()).unwrap();
+        assert!(!clean.reencoded);
+        assert!(!has_exif(&clean.bytes));
+        for needle in [&b"PhoneCo"[..], b"serial 12345", b"J. Doe", b"Exif"] {
+            assert!(!clean.bytes.windows(needle.len()).any(|w| w == needle));
+        }
+        assert_eq!((clean.width, clean.height), (40, 20));
+        // The compressed image data is untouched: same pixels when decoded.
+        let a = image::load_from_memory(&photo).unwrap().to_rgb8();
+        let b = image::load_from_memory(&clean.bytes).unwrap().to_rgb8();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn orientation_is_applied_then_dropped() {
+        let clean = sanitise_photo(phone_jpeg(6)).unwrap();
+        assert!(clean.reencoded);
+        assert_eq!((clean.width, clean.height), (20, 40), "rotated 90°");
+        assert!(!has_exif(&clean.bytes));
+        assert!(!clean.bytes.windows(7).any(|w| w == b"PhoneCo"));
+    }
+
+    #[test]
+    fn png_text_chunks_are_removed() {
+        let img = image::RgbaImage::from_pixel(3, 3, image::Rgba([1, 2, 3, 255]));
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&img, 3, 3, image::ExtendedColorType::Rgba8)
+            .unwrap();
+        let mut p = img_parts::png::Png::from_bytes(Bytes::from(png)).unwrap();
+        let n = p.chunks().len();
+        p.chunks_mut().insert(
+            n - 1,
+            img_parts::png::PngChunk::new(*b"tEXt", Bytes::from_static(b"Comment\0GPS 51.5N")),
+        );
+        p.chunks_mut().insert(
+            n - 1,
+            img_parts::png::PngChunk::new(*b"eXIf", Bytes::from(exif_block(1)[6..].to_vec())),
+        );
+        let mut with_meta = Vec::new();
+        p.encoder().write_to(&mut with_meta).unwrap();
+        let clean = sanitise_photo(with_meta).unwrap();
+        assert!(!clean.bytes.windows(3).any(|w| w == b"GPS"));
+        assert!(!clean.bytes.windows(4).any(|w| w == b"eXIf"));
+        assert_eq!(clean.format, PhotoFormat::Png);
+    }
+
+    #[test]
+    fn unsupported_and_damaged_inputs_are_clear_errors() {
+        let mut heic = vec![0, 0, 0, 24];
+        heic.extend_from_slice(b"ftypheic\0\0\0\0");
+        assert!(
+            sanitise_photo(heic)
+                .unwrap_err()
+                .to_string()
+                .contains("HEIC")
+        );
+        assert!(sanitise_photo(b"GIF89a".to_vec()).is_err());
+        assert!(sanitise_photo(vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 4]).is_err());
+        assert!(sanitise_photo(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn av_types_and_hashes() {
+        assert_eq!(sniff_av(b"RIFF\0\0\0\0WAVEfmt "), Some("audio/wav"));
+        assert_eq!(sniff_av(b"\0\0\0\x20ftypqt  \0\0"), Some("video/quicktime"));
+        assert_eq!(sniff_av(b"\0\0\0\x20ftypisom\0\0"), Some("video/mp4"));
+        assert_eq!(sniff_av(b"\0\0\0\x20ftypM4A \0\0"), Some("audio/mp4"));
+        assert_eq!(sniff_av(b"ID3\x04"), Some("audio/mpeg"));
+        assert_eq!(sniff_av(b"hello world!"), None);
+        let (h, n) = hash_stream(&b"abc"[..]).unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(
+            h,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
