@@ -124,7 +124,8 @@ fn strip_jpeg(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
         let is_comment = m == 0xFE;
         let jfif = m == 0xE0 && s.contents().starts_with(b"JFIF\0");
         let icc = m == 0xE2 && s.contents().starts_with(b"ICC_PROFILE\0");
-        !(is_comment || (is_app && !jfif && !icc))
+        // Keep non-APP segments (the image itself), JFIF and the colour profile.
+        !is_comment && (!is_app || jfif || icc)
     });
     let mut out = Vec::new();
     jpeg.encoder().write_to(&mut out)?;
