@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need: PostgreSQL server binaries (initdb, pg_ctl).
-packages=(postgresql)
+# Debian packages the tests need: PostgreSQL server binaries (initdb, postgres),
+# poppler-utils (pdfinfo, pdftoppm: the report PDF is checked by rendering it).
+packages=(postgresql poppler-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@
 //! | [`keyclient`] | the key server client: log in, create a report key, fetch one |
 //! | [`extract`]   | unpacking an opened report, verified against its manifest     |
 //! | [`media`]     | photo sanitising (metadata out, orientation in), A/V hashing   |
+//! | [`pdf`]       | the human-readable summary PDF, photos embedded as they are    |
 //!
 //! Report assembly (consent, media intake, PDF, manifest) builds on these.
 
@@ -15,3 +16,4 @@
 pub mod extract;
 pub mod keyclient;
 pub mod media;
+pub mod pdf;
