@@ -7,6 +7,7 @@
 mod cmd;
 mod exit;
 mod files;
+mod keysource;
 mod progress;
 mod secrets;
 mod sessions;

@@ -2,39 +2,23 @@
 
 use std::num::NonZeroUsize;
 
-use anyhow::{Context, Result, bail};
-use medseal_format::{DEFAULT_PBKDF2_ITERATIONS, SealKey, SealOptions};
+use anyhow::{Context, Result};
+use medseal_format::SealOptions;
 
 use crate::files::{InputPath, Output, check_one_stdin, output_name};
 use medseal_capture::keyclient::new_report_id;
 
-use crate::{progress, secrets, sessions};
+use crate::keysource::KeyArgs;
+use crate::progress;
 
 /// Arguments of `medseal seal`.
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("secret").required(true).args(["password_file", "key_file", "keyserver"]))]
 pub struct Args {
-    /// Seal with a password read from this file (`-` for stdin).
-    #[arg(long, value_name = "FILE")]
-    password_file: Option<String>,
-    /// Seal with an organisation key: 32 raw bytes, or hex, or base64.
-    #[arg(long, value_name = "FILE")]
-    key_file: Option<String>,
-    /// Seal with a new per-report key from this key server (log in first).
-    #[arg(long, value_name = "URL", requires = "recipient")]
-    keyserver: Option<String>,
-    /// Who may open the report (repeat for several).
-    #[arg(long, value_name = "EMAIL", requires = "keyserver")]
-    recipient: Vec<String>,
-    /// The report id recorded with the key (default: a new random id).
+    #[command(flatten)]
+    key: KeyArgs,
+    /// The report id recorded with a key server's key (default: a new random id).
     #[arg(long, value_name = "ID", requires = "keyserver")]
     report_id: Option<String>,
-    /// A label for the organisation key, recorded in the header.
-    #[arg(long, value_name = "LABEL", requires = "key_file", default_value = "")]
-    key_id: String,
-    /// PBKDF2-HMAC-SHA256 iterations for a password.
-    #[arg(long, value_name = "N", requires = "password_file", default_value_t = DEFAULT_PBKDF2_ITERATIONS)]
-    iterations: u32,
     /// Plaintext bytes per chunk: a power of two from 4K to 1M.
     #[arg(long, value_name = "SIZE", default_value = "1M", value_parser = parse_chunk_size)]
     chunk_size: u8,
@@ -72,49 +56,16 @@ fn parse_chunk_size(s: &str) -> Result<u8, String> {
 
 pub fn run(a: Args) -> Result<()> {
     let input = InputPath::from(a.input.as_str());
-    let pw_path = a.password_file.as_deref().map(InputPath::from);
-    let key_path = a.key_file.as_deref().map(InputPath::from);
-    check_one_stdin(&[Some(&input), pw_path.as_ref(), key_path.as_ref()])?;
+    let secrets = a.key.inputs();
+    check_one_stdin(&[Some(&input), secrets.first(), secrets.get(1)])?;
 
     let dest = output_name(a.output.as_deref(), &input, |n| Some(format!("{n}.mseal")))?;
-
-    let password;
-    let key;
-    let report_key;
-    let origin;
-    let seal_key = match (&pw_path, &key_path) {
-        (None, None) if a.keyserver.is_some() => {
-            let url = a.keyserver.as_deref().unwrap_or_default();
-            let client = sessions::client(url)?;
-            let session = sessions::load(client.origin())?;
-            let report_id = match &a.report_id {
-                Some(r) => r.clone(),
-                None => new_report_id()?,
-            };
-            report_key = client.create_key(&session, &report_id, &a.recipient)?;
-            origin = client.origin().to_owned();
-            SealKey::KeyServer {
-                origin: &origin,
-                key_id: &report_key.key_id,
-                key: &report_key.key,
-            }
-        }
-        (Some(p), _) => {
-            password = secrets::read_password(p)?;
-            SealKey::Password {
-                password: &password,
-                iterations: a.iterations,
-            }
-        }
-        (None, Some(k)) => {
-            key = secrets::read_key(k)?;
-            SealKey::StaticKey {
-                key: &key,
-                key_id: &a.key_id,
-            }
-        }
-        (None, None) => bail!("give --password-file, --key-file or --keyserver"),
+    let report_id = match &a.report_id {
+        Some(r) => r.clone(),
+        None => new_report_id()?,
     };
+    let material = a.key.resolve(&report_id)?;
+    let seal_key = material.seal_key();
 
     let opts = SealOptions {
         chunk_log2: a.chunk_size,
