@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: PostgreSQL server binaries (initdb, postgres),
-# poppler-utils (pdfinfo, pdftoppm: the report PDF is checked by rendering it).
-packages=(postgresql poppler-utils)
+# poppler-utils (pdfinfo, pdftoppm: the report PDF is checked by rendering it),
+# exiftool (an independent reader to prove photos carry no metadata).
+packages=(postgresql poppler-utils libimage-exiftool-perl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

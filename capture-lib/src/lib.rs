@@ -8,12 +8,17 @@
 //! | [`extract`]   | unpacking an opened report, verified against its manifest     |
 //! | [`media`]     | photo sanitising (metadata out, orientation in), A/V hashing   |
 //! | [`pdf`]       | the human-readable summary PDF, photos embedded as they are    |
+//! | [`report`]    | building a report and sealing it in one stream                 |
 //!
 //! Report assembly (consent, media intake, PDF, manifest) builds on these.
 
 #![forbid(unsafe_code)]
 
 pub mod extract;
+#[cfg(any(test, feature = "fixtures"))]
+#[doc(hidden)]
+pub mod fixtures;
 pub mod keyclient;
 pub mod media;
 pub mod pdf;
+pub mod report;

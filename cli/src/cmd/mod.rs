@@ -1,5 +1,6 @@
 //! The command tree. Each subcommand lives in its own module and stays thin.
 
+mod capture;
 mod inspect;
 mod keyserver;
 mod login;
@@ -23,6 +24,8 @@ enum Command {
     Seal(seal::Args),
     /// Verify and decrypt a sealed file.
     Open(open::Args),
+    /// Capture consented media into one sealed report.
+    Capture(Box<capture::Args>),
     /// Print a sealed file's header as JSON (needs no key).
     Inspect(inspect::Args),
     /// Open a session with a key server from this device.
@@ -37,6 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Seal(a) => seal::run(a),
         Command::Open(a) => open::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Capture(a) => capture::run(*a),
         Command::Keyserver(a) => keyserver::run(a),
         Command::Login(a) => login::run(a),
     }

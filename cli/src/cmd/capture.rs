@@ -1,0 +1,188 @@
+//! `medseal capture`: consented media in, one sealed report out.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use medseal_capture::keyclient::new_report_id;
+use medseal_capture::report::{MediaInput, Report, ReportSpec};
+use medseal_format::SealOptions;
+use medseal_format::manifest::{
+    Consent, ConsentGiver, ConsentMethod, ConsentScope, Identifier, MediaKind, Patient, Person,
+};
+
+use crate::files::{InputPath, Output, check_one_stdin};
+use crate::keysource::KeyArgs;
+
+/// The identifier system used when none is given: a pseudonymous id.
+const PSEUDONYM: &str = "urn:medseal:pseudonym";
+
+/// Arguments of `medseal capture`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The patient's identifier (MRN, NHS number, or a pseudonymous id).
+    #[arg(long, value_name = "ID")]
+    patient_id: String,
+    /// The system that issued it, e.g. https://fhir.nhs.uk/Id/nhs-number
+    /// (default: a pseudonymous id, and the report is marked minimised).
+    #[arg(long, value_name = "URI", default_value = PSEUDONYM)]
+    patient_id_system: String,
+    /// How consent was obtained: written, verbal-recorded, verbal-witnessed, unable.
+    #[arg(long, value_name = "KIND", value_parser = parse_method)]
+    consent: ConsentMethod,
+    /// Who consented: patient or guardian.
+    #[arg(long, value_name = "WHO", value_parser = parse_giver, default_value = "patient")]
+    consent_by: ConsentGiver,
+    /// What for: any of care, teaching, publication, comma-separated.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_scope, default_value = "care")]
+    consent_scope: Vec<ConsentScope>,
+    /// The signed form's image (written) or the consent recording (verbal-recorded).
+    #[arg(long, value_name = "FILE")]
+    consent_evidence: Option<PathBuf>,
+    /// Who witnessed verbal consent.
+    #[arg(long, value_name = "NAME")]
+    witness: Option<String>,
+    /// Why the patient cannot consent, and the lawful basis for capturing (with --consent unable).
+    #[arg(long, value_name = "TEXT")]
+    no_consent_reason: Option<String>,
+    /// Where on the body.
+    #[arg(long, value_name = "TEXT")]
+    body_site: Option<String>,
+    /// Clinical notes.
+    #[arg(long, value_name = "TEXT")]
+    note: Option<String>,
+    /// Photos (JPEG, PNG); metadata is removed, orientation applied.
+    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    photo: Vec<PathBuf>,
+    /// Audio recordings (WAV, MP3, M4A), kept exactly.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    audio: Vec<PathBuf>,
+    /// Videos (MP4, MOV), kept exactly.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    video: Vec<PathBuf>,
+    /// Your name as capturer (default: your login or user name).
+    #[arg(long, value_name = "NAME")]
+    capturer: Option<String>,
+    /// Your organisation.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    organisation: String,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// The sealed report to write.
+    #[arg(short, long, value_name = "OUT.mseal")]
+    output: String,
+}
+
+fn parse_method(s: &str) -> Result<ConsentMethod, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| "use written, verbal-recorded, verbal-witnessed or unable".to_owned())
+}
+
+fn parse_giver(s: &str) -> Result<ConsentGiver, String> {
+    match s {
+        "patient" => Ok(ConsentGiver::Patient),
+        "guardian" => Ok(ConsentGiver::Guardian),
+        _ => Err("use patient or guardian".into()),
+    }
+}
+
+fn parse_scope(s: &str) -> Result<ConsentScope, String> {
+    serde_json::from_value(serde_json::Value::String(s.trim().to_owned()))
+        .map_err(|_| "use care, teaching or publication".to_owned())
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    medseal_keyserver::time::rfc3339(secs * 1000)
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let secrets = a.key.inputs();
+    check_one_stdin(&[secrets.first(), secrets.get(1)])?;
+    if a.output == "-" {
+        bail!("capture writes a file: name it with -o");
+    }
+    let unable = a.consent == ConsentMethod::Unable;
+    if unable && a.no_consent_reason.is_none() {
+        bail!(
+            "--consent unable needs --no-consent-reason: the lawful basis for capturing without consent"
+        );
+    }
+    let mut media: Vec<MediaInput> = Vec::new();
+    for (kind, paths) in [
+        (MediaKind::Photo, &a.photo),
+        (MediaKind::Audio, &a.audio),
+        (MediaKind::Video, &a.video),
+    ] {
+        media.extend(paths.iter().map(|p| MediaInput {
+            kind,
+            path: p.clone(),
+        }));
+    }
+    // The capturer is the logged-in clinician when sealing for a key server.
+    let login = match &a.key.keyserver {
+        Some(url) => Some(crate::sessions::load(crate::sessions::client(url)?.origin())?.email),
+        None => None,
+    };
+    let capturer = a
+        .capturer
+        .clone()
+        .or_else(|| login.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let now = now_rfc3339();
+    let report_id = new_report_id()?;
+    let spec = ReportSpec {
+        report_id: report_id.clone(),
+        created_at: now.clone(),
+        capturer: Person {
+            name: capturer,
+            email: login,
+        },
+        organisation: a.organisation.clone(),
+        patient: Patient {
+            identifiers: vec![Identifier {
+                system: a.patient_id_system.clone(),
+                value: a.patient_id.clone(),
+            }],
+            minimised: a.patient_id_system == PSEUDONYM,
+        },
+        consent: Consent {
+            method: a.consent,
+            given_by: if unable {
+                ConsentGiver::Nobody
+            } else {
+                a.consent_by
+            },
+            scope: if unable {
+                Vec::new()
+            } else {
+                a.consent_scope.clone()
+            },
+            recorded_at: now,
+            evidence: None,
+            witness: a.witness.clone(),
+            unable_reason: a.no_consent_reason.clone(),
+        },
+        consent_evidence: a.consent_evidence.clone(),
+        body_site: a.body_site.clone(),
+        notes: a.note.clone(),
+        media,
+    };
+    // Build (and refuse) before asking the key server for a key.
+    let report = Report::build(spec).context("cannot build the report")?;
+    let material = a.key.resolve(&report_id)?;
+    let mut out = Output::create(&a.output, &InputPath::Stdin)?;
+    report
+        .seal(material.seal_key(), &mut out, &SealOptions::default())
+        .context("cannot seal the report")?;
+    out.commit()?;
+    eprintln!(
+        "report {report_id} sealed to {}: {} media files",
+        a.output,
+        report.manifest.media.len()
+    );
+    Ok(())
+}
