@@ -82,7 +82,9 @@ pub struct ReportSpec {
 }
 
 enum Content {
-    Memory(Vec<u8>),
+    /// A sanitised photo, by its index in `Report::photos` (held once).
+    Photo(usize),
+    /// A file streamed from disk.
     Disk(PathBuf),
 }
 
@@ -91,6 +93,7 @@ pub struct Report {
     /// Its manifest.
     pub manifest: Manifest,
     pdf: Vec<u8>,
+    photos: Vec<Photo>,
     contents: Vec<Content>,
 }
 
@@ -116,7 +119,10 @@ impl Report {
     pub fn build(spec: ReportSpec) -> Result<Report, ReportError> {
         let mut entries = Vec::new();
         let mut contents = Vec::new();
-        let mut photos: Vec<(usize, Photo)> = Vec::new();
+        // Sanitised photos (and photo-like consent evidence), held once.
+        let mut photos: Vec<Photo> = Vec::new();
+        // (manifest entry, photo) pairs that get a page in the PDF.
+        let mut pages: Vec<(usize, usize)> = Vec::new();
         let mut counters = [0usize; 4];
         let mut inputs = spec.media.clone();
         if let Some(e) = &spec.consent_evidence {
@@ -167,10 +173,11 @@ impl Report {
                     height: Some(photo.height),
                     duration_seconds: None,
                 });
-                contents.push(Content::Memory(photo.bytes.clone()));
+                contents.push(Content::Photo(photos.len()));
                 if input.kind == MediaKind::Photo {
-                    photos.push((entries.len() - 1, photo));
+                    pages.push((entries.len() - 1, photos.len()));
                 }
+                photos.push(photo);
             } else {
                 let mime = media::sniff_av(head).ok_or_else(|| {
                     err(MediaError::Unsupported(match input.kind {
@@ -222,14 +229,15 @@ impl Report {
             media: entries,
         };
         manifest.validate()?;
-        let pairs: Vec<(&MediaEntry, &Photo)> = photos
+        let pairs: Vec<(&MediaEntry, &Photo)> = pages
             .iter()
-            .map(|(i, p)| (&manifest.media[*i], p))
+            .map(|(e, p)| (&manifest.media[*e], &photos[*p]))
             .collect();
         let pdf = pdf::render(&manifest, &pairs)?;
         Ok(Report {
             manifest,
             pdf,
+            photos,
             contents,
         })
     }
@@ -240,7 +248,10 @@ impl Report {
         w.add(REPORT_PDF_PATH, self.pdf.len() as u64, &self.pdf[..])?;
         for (entry, content) in self.manifest.media.iter().zip(&self.contents) {
             match content {
-                Content::Memory(b) => w.add(&entry.path, b.len() as u64, &b[..])?,
+                Content::Photo(i) => {
+                    let b = &self.photos[*i].bytes;
+                    w.add(&entry.path, b.len() as u64, &b[..])?
+                }
                 Content::Disk(p) => {
                     let f = File::open(p)?;
                     // The file must not have changed since it was hashed.
