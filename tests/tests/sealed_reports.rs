@@ -1,6 +1,7 @@
 //! The clinician-to-recipient story on one machine, through the real binary:
-//! a clinician seals a file with a per-report key from the key server, the
-//! recipient opens it, a stranger cannot, revocation stops the recipient, and
+//! a clinician captures a report from photos carrying GPS EXIF, sealed with a
+//! per-report key from the key server; the recipient opens and extracts it
+//! (no metadata left), a stranger cannot, revocation stops the recipient, and
 //! the audit export tells exactly that story.
 
 use std::path::{Path, PathBuf};
@@ -94,21 +95,31 @@ fn seal_for_a_recipient_open_refuse_revoke_and_audit() {
     assert_eq!(mode(alice.config.join("sessions.json")), 0o600);
     assert_eq!(mode(alice.config.join("device-id")), 0o600);
 
-    let plain: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    // Alice captures a report from phone photos that carry GPS EXIF.
     let photo = root.join("wound.jpg");
-    std::fs::write(&photo, &plain).unwrap();
+    std::fs::write(&photo, medseal_capture::fixtures::phone_jpeg(1)).unwrap();
+    let photo2 = root.join("wound-2.jpg");
+    std::fs::write(&photo2, medseal_capture::fixtures::phone_jpeg(6)).unwrap();
     let sealed = root.join("wound.mseal");
     let out = alice.medseal(&[
-        "seal",
+        "capture",
+        "--patient-id",
+        "P-77",
+        "--consent",
+        "verbal-witnessed",
+        "--witness",
+        "Nurse B",
+        "--body-site",
+        "left forearm",
+        "--photo",
+        photo.to_str().unwrap(),
+        photo2.to_str().unwrap(),
         "--keyserver",
         &ks.base,
         "--recipient",
         "bob@other.example",
-        "--report-id",
-        "report-2026-1",
         "-o",
         sealed.to_str().unwrap(),
-        photo.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
@@ -118,16 +129,28 @@ fn seal_for_a_recipient_open_refuse_revoke_and_audit() {
     assert_eq!(header["keyserver"], ks.base.as_str());
     let key_id = header["key_id"].as_str().unwrap().to_owned();
 
-    // The recipient opens it with the key the server releases.
-    let opened = root.join("bob-wound.jpg");
+    // The recipient opens it with the key the server releases: the photos
+    // are there, with no GPS or device details left in them.
+    let opened = root.join("bob-report");
     let out = bob.medseal(&[
         "open",
-        "-o",
+        "--extract",
         opened.to_str().unwrap(),
         sealed.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(&opened).unwrap(), plain);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(opened.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["capturer"]["email"], "alice@st.example");
+    assert_eq!(manifest["media"].as_array().unwrap().len(), 2);
+    for p in ["media/photo-1.jpg", "media/photo-2.jpg"] {
+        let bytes = std::fs::read(opened.join(p)).unwrap();
+        assert!(bytes.starts_with(&[0xFF, 0xD8]));
+        for needle in [&b"Exif"[..], b"PhoneCo", b"serial 12345"] {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{p}");
+        }
+    }
+    assert!(opened.join("report.pdf").exists());
 
     // A stranger is told plainly, and nothing is written.
     let stranger_out = root.join("carol-wound.jpg");
