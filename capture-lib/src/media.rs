@@ -74,6 +74,9 @@ pub struct Photo {
     pub height: u32,
     /// Whether pixels were re-encoded (only to apply orientation).
     pub reencoded: bool,
+    /// When it was taken, from EXIF `DateTimeOriginal` before the EXIF was
+    /// removed (`YYYY-MM-DDTHH:MM:SS`, camera local time, no zone).
+    pub captured_at: Option<String>,
 }
 
 /// Recognises a photo by its first bytes.
@@ -97,16 +100,31 @@ pub fn sniff_photo(head: &[u8]) -> Result<PhotoFormat, MediaError> {
     }
 }
 
-/// The EXIF orientation (1–8), or 1 when absent or unreadable.
-fn exif_orientation(bytes: &[u8]) -> u8 {
+/// The two EXIF facts worth keeping, read before the EXIF goes: the
+/// orientation (1–8, default 1) and when the photo was taken.
+fn exif_facts(bytes: &[u8]) -> (u8, Option<String>) {
     let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else {
-        return 1;
+        return (1, None);
     };
-    exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+    let orientation = exif
+        .get_field(exif::Tag::Orientation, exif::In::PRIMARY)
         .and_then(|f| f.value.get_uint(0))
         .and_then(|v| u8::try_from(v).ok())
         .filter(|v| (1..=8).contains(v))
-        .unwrap_or(1)
+        .unwrap_or(1);
+    let taken = exif
+        .get_field(exif::Tag::DateTimeOriginal, exif::In::PRIMARY)
+        .and_then(|f| match &f.value {
+            exif::Value::Ascii(v) => v.first().and_then(|b| exif::DateTime::from_ascii(b).ok()),
+            _ => None,
+        })
+        .map(|d| {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                d.year, d.month, d.day, d.hour, d.minute, d.second
+            )
+        });
+    (orientation, taken)
 }
 
 /// PNG chunks kept: the image itself and how to show its colours.
@@ -180,7 +198,7 @@ fn reorient(bytes: &[u8], format: PhotoFormat, orientation: u8) -> Result<Vec<u8
 /// Takes in a photo: orientation applied, every metadata segment removed.
 pub fn sanitise_photo(bytes: Vec<u8>) -> Result<Photo, MediaError> {
     let format = sniff_photo(&bytes)?;
-    let orientation = exif_orientation(&bytes);
+    let (orientation, captured_at) = exif_facts(&bytes);
     let (clean, reencoded) = if orientation == 1 {
         let clean = match format {
             PhotoFormat::Jpeg => strip_jpeg(bytes)?,
@@ -206,6 +224,7 @@ pub fn sanitise_photo(bytes: Vec<u8>) -> Result<Photo, MediaError> {
         width,
         height,
         reencoded,
+        captured_at,
     })
 }
 
@@ -223,6 +242,63 @@ pub fn sniff_av(head: &[u8]) -> Option<&'static str> {
             b"qt  " => "video/quicktime",
             _ => "video/mp4",
         });
+    }
+    None
+}
+
+/// Duration in seconds of a WAV, MP4/M4A or MOV file, read from its
+/// headers (`None` if they do not say, e.g. an MP3 without a header).
+pub fn av_duration(path: &std::path::Path) -> Option<f64> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut head = [0u8; 44];
+    f.read_exact(&mut head).ok()?;
+    if &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {
+        // Canonical header: byte rate at 28, data size at 40.
+        let byte_rate = u32::from_le_bytes(head[28..32].try_into().ok()?);
+        let data = u32::from_le_bytes(head[40..44].try_into().ok()?);
+        return (byte_rate > 0 && &head[36..40] == b"data").then(|| data as f64 / byte_rate as f64);
+    }
+    // ISO base media: walk top-level boxes to `moov`, then find `mvhd`.
+    let mut pos = 0u64;
+    while pos + 8 <= len {
+        f.seek(SeekFrom::Start(pos)).ok()?;
+        let mut h = [0u8; 16];
+        f.read_exact(&mut h[..8]).ok()?;
+        let mut size = u32::from_be_bytes(h[0..4].try_into().ok()?) as u64;
+        let kind = [h[4], h[5], h[6], h[7]];
+        let mut header = 8;
+        if size == 1 {
+            f.read_exact(&mut h[8..16]).ok()?;
+            size = u64::from_be_bytes(h[8..16].try_into().ok()?);
+            header = 16;
+        } else if size == 0 {
+            size = len - pos;
+        }
+        if size < header {
+            return None;
+        }
+        if &kind == b"moov" {
+            let body = size.checked_sub(header)?.min(64 << 20) as usize;
+            let mut moov = vec![0u8; body];
+            f.read_exact(&mut moov).ok()?;
+            let at = moov.windows(4).position(|w| w == b"mvhd")? + 4;
+            let version = *moov.get(at)?;
+            let (scale_at, dur_at, dur_len) = if version == 1 {
+                (at + 20, at + 24, 8)
+            } else {
+                (at + 12, at + 16, 4)
+            };
+            let scale = u32::from_be_bytes(moov.get(scale_at..scale_at + 4)?.try_into().ok()?);
+            let dur = if dur_len == 8 {
+                u64::from_be_bytes(moov.get(dur_at..dur_at + 8)?.try_into().ok()?)
+            } else {
+                u32::from_be_bytes(moov.get(dur_at..dur_at + 4)?.try_into().ok()?) as u64
+            };
+            return (scale > 0).then(|| dur as f64 / scale as f64);
+        }
+        pos = pos.checked_add(size)?;
     }
     None
 }
@@ -325,6 +401,47 @@ pub(crate) mod tests {
         assert!(sanitise_photo(b"GIF89a".to_vec()).is_err());
         assert!(sanitise_photo(vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 4]).is_err());
         assert!(sanitise_photo(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn durations_from_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        // WAV: 8000 bytes/s, 12000 bytes of data.
+        let mut wav = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0".to_vec();
+        wav.extend_from_slice(&8000u32.to_le_bytes());
+        wav.extend_from_slice(&8000u32.to_le_bytes());
+        wav.extend_from_slice(&[1, 0, 8, 0]);
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&12000u32.to_le_bytes());
+        wav.extend_from_slice(&[0u8; 12000]);
+        let p = dir.path().join("a.wav");
+        std::fs::write(&p, &wav).unwrap();
+        assert_eq!(av_duration(&p), Some(1.5));
+        // MP4 with mdat before moov; mvhd v0: timescale 1000, duration 2500.
+        let mut mp4 = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
+        mp4.extend_from_slice(&(8u32 + 100).to_be_bytes());
+        mp4.extend_from_slice(b"mdat");
+        mp4.extend_from_slice(&[7u8; 100]);
+        let mut mvhd = b"mvhd\0\0\0\0".to_vec();
+        mvhd.extend_from_slice(&[0u8; 8]);
+        mvhd.extend_from_slice(&1000u32.to_be_bytes());
+        mvhd.extend_from_slice(&2500u32.to_be_bytes());
+        mp4.extend_from_slice(&(8u32 + 4 + mvhd.len() as u32).to_be_bytes());
+        mp4.extend_from_slice(b"moov");
+        mp4.extend_from_slice(&(4 + mvhd.len() as u32).to_be_bytes());
+        mp4.extend_from_slice(&mvhd);
+        let p = dir.path().join("v.mp4");
+        std::fs::write(&p, &mp4).unwrap();
+        assert_eq!(av_duration(&p), Some(2.5));
+        // Damaged or unknown: no duration, no panic.
+        for bad in [
+            &mp4[..30],
+            b"\0\0\0\x01moov",
+            b"ID3\x04 nothing here at all, long enough",
+        ] {
+            std::fs::write(&p, bad).unwrap();
+            assert_eq!(av_duration(&p), None);
+        }
     }
 
     #[test]

@@ -168,7 +168,7 @@ impl Report {
                     mime_type: photo.format.mime().to_owned(),
                     size: photo.bytes.len() as u64,
                     sha256: hex::encode(Sha256::digest(&photo.bytes)),
-                    captured_at: None,
+                    captured_at: photo.captured_at.clone(),
                     width: Some(photo.width),
                     height: Some(photo.height),
                     duration_seconds: None,
@@ -208,7 +208,7 @@ impl Report {
                     captured_at: None,
                     width: None,
                     height: None,
-                    duration_seconds: None,
+                    duration_seconds: media::av_duration(&input.path),
                 });
                 contents.push(Content::Disk(input.path.clone()));
             }

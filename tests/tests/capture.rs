@@ -142,6 +142,8 @@ fn capture_open_extract_and_check_everything() {
         "the second photo was rotated upright"
     );
     assert_eq!(media[1]["height"], 40);
+    assert_eq!(media[2]["kind"], "consent-evidence");
+    assert_eq!(media[2]["duration_seconds"], 1.0);
 
     // Photos: no EXIF, no GPS, no device, no comment — by an independent reader.
     for p in ["media/photo-1.jpg", "media/photo-2.jpg"] {
