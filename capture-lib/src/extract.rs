@@ -129,51 +129,11 @@ impl PrivateMode for std::fs::OpenOptions {
 #[cfg(test)]
 mod tests {
     use medseal_format::bundle::BundleWriter;
-    use medseal_format::manifest::*;
+    use medseal_format::manifest::Manifest;
 
     use super::*;
 
-    fn manifest(photo: &[u8]) -> Manifest {
-        Manifest {
-            manifest_version: MANIFEST_VERSION,
-            report_id: "r_1".into(),
-            created_at: "2026-11-23T10:00:00Z".into(),
-            capturer: Person {
-                name: "Dr A".into(),
-                email: None,
-            },
-            organisation: "St Elsewhere".into(),
-            patient: Patient {
-                identifiers: vec![Identifier {
-                    system: "urn:medseal:pseudonym".into(),
-                    value: "P-1".into(),
-                }],
-                minimised: true,
-            },
-            consent: Consent {
-                method: ConsentMethod::VerbalWitnessed,
-                given_by: ConsentGiver::Patient,
-                scope: vec![ConsentScope::Care],
-                recorded_at: "2026-11-23T10:00:00Z".into(),
-                evidence: None,
-                witness: Some("Nurse B".into()),
-                unable_reason: None,
-            },
-            body_site: None,
-            notes: None,
-            media: vec![MediaEntry {
-                path: "media/photo-1.jpg".into(),
-                kind: MediaKind::Photo,
-                mime_type: "image/jpeg".into(),
-                size: photo.len() as u64,
-                sha256: hex::encode(Sha256::digest(photo)),
-                captured_at: None,
-                width: None,
-                height: None,
-                duration_seconds: None,
-            }],
-        }
-    }
+    use crate::fixtures::sample_manifest as manifest;
 
     fn bundle(m: &Manifest, files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut w = BundleWriter::new(Vec::new(), m).unwrap();

@@ -4,6 +4,8 @@
 
 use bytes::Bytes;
 use image::ImageEncoder;
+use medseal_format::manifest::*;
+use sha2::{Digest, Sha256};
 
 /// A minimal big-endian EXIF block: Make, Model, Orientation, and a GPS
 /// IFD with a latitude — what a phone writes into every photo.
@@ -72,4 +74,48 @@ pub fn phone_jpeg(orientation: u16) -> Vec<u8> {
     let mut out = Vec::new();
     jpeg.encoder().write_to(&mut out).unwrap();
     out
+}
+
+/// A valid manifest (witnessed verbal consent, pseudonymous patient) whose
+/// one photo, `media/photo-1.jpg`, is `photo`.
+pub fn sample_manifest(photo: &[u8]) -> Manifest {
+    Manifest {
+        manifest_version: MANIFEST_VERSION,
+        report_id: "r_1".into(),
+        created_at: "2026-11-23T10:00:00Z".into(),
+        capturer: Person {
+            name: "Dr A".into(),
+            email: None,
+        },
+        organisation: "St Elsewhere".into(),
+        patient: Patient {
+            identifiers: vec![Identifier {
+                system: "urn:medseal:pseudonym".into(),
+                value: "P-1".into(),
+            }],
+            minimised: true,
+        },
+        consent: Consent {
+            method: ConsentMethod::VerbalWitnessed,
+            given_by: ConsentGiver::Patient,
+            scope: vec![ConsentScope::Care],
+            recorded_at: "2026-11-23T10:00:00Z".into(),
+            evidence: None,
+            witness: Some("Nurse B".into()),
+            unable_reason: None,
+        },
+        body_site: None,
+        notes: None,
+        media: vec![MediaEntry {
+            path: "media/photo-1.jpg".into(),
+            kind: MediaKind::Photo,
+            mime_type: "image/jpeg".into(),
+            size: photo.len() as u64,
+            sha256: hex::encode(Sha256::digest(photo)),
+            captured_at: None,
+            width: None,
+            height: None,
+            duration_seconds: None,
+        }],
+    }
 }

@@ -8,58 +8,25 @@ use medseal_format::bundle::BundleWriter;
 use medseal_format::manifest::*;
 use tempfile::TempDir;
 
-fn sha256_hex(b: &[u8]) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(b))
-}
-
-fn manifest(photo_hash: String, size: u64) -> Manifest {
-    Manifest {
-        manifest_version: MANIFEST_VERSION,
-        report_id: "r_e2e".into(),
-        created_at: "2026-11-23T10:00:00Z".into(),
-        capturer: Person {
-            name: "Dr A".into(),
-            email: None,
-        },
-        organisation: "St Elsewhere".into(),
-        patient: Patient {
-            identifiers: vec![Identifier {
-                system: "urn:medseal:pseudonym".into(),
-                value: "P-9".into(),
-            }],
-            minimised: true,
-        },
-        consent: Consent {
-            method: ConsentMethod::Unable,
-            given_by: ConsentGiver::Nobody,
-            scope: vec![],
-            recorded_at: "2026-11-23T10:00:00Z".into(),
-            evidence: None,
-            witness: None,
-            unable_reason: Some("unconscious; photographed for emergency care".into()),
-        },
-        body_site: Some("scalp".into()),
-        notes: None,
-        media: vec![MediaEntry {
-            path: "media/photo-1.jpg".into(),
-            kind: MediaKind::Photo,
-            mime_type: "image/jpeg".into(),
-            size,
-            sha256: photo_hash,
-            captured_at: None,
-            width: None,
-            height: None,
-            duration_seconds: None,
-        }],
-    }
+/// The fixture manifest, recording `described` as its photo, with consent
+/// given as "unable" (the reason stated).
+fn manifest(described: &[u8]) -> Manifest {
+    let mut m = medseal_capture::fixtures::sample_manifest(described);
+    m.report_id = "r_e2e".into();
+    m.consent = Consent {
+        method: ConsentMethod::Unable,
+        given_by: ConsentGiver::Nobody,
+        scope: vec![],
+        recorded_at: "2026-11-23T10:00:00Z".into(),
+        evidence: None,
+        witness: None,
+        unable_reason: Some("unconscious; photographed for emergency care".into()),
+    };
+    m
 }
 
 fn sealed_bundle(dir: &TempDir, photo_in_manifest: &[u8], photo_in_bundle: &[u8]) {
-    let m = manifest(
-        sha256_hex(photo_in_manifest),
-        photo_in_manifest.len() as u64,
-    );
+    let m = manifest(photo_in_manifest);
     let mut w = BundleWriter::new(Vec::new(), &m).unwrap();
     w.add("report.pdf", 8, &b"%PDF-1.7"[..]).unwrap();
     w.add(
