@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow};
 use medseal_capture::keyclient::{KeyClient, Session};
 
+use crate::files::{InputPath, Output};
+
 fn config_dir() -> Result<PathBuf> {
     let dir = if let Some(d) = std::env::var_os("MEDSEAL_CONFIG_DIR") {
         PathBuf::from(d)
@@ -32,18 +34,16 @@ fn config_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Writes a private file atomically, through the same temporary-file-and-
+/// rename path as every other output of the CLI (0600, never half-written).
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("bad path"))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".medseal-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
+    let dest = path
+        .to_str()
+        .ok_or_else(|| anyhow!("{} is not UTF-8", path.display()))?;
+    let mut out = Output::create(dest, &InputPath::Stdin)?;
+    out.write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    out.commit()
 }
 
 /// This device's stable id, created on first use.
