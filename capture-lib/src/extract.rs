@@ -6,13 +6,11 @@
 //! SHA-256 match the manifest and nothing unlisted was found, so a damaged
 //! or doctored bundle never leaves partial output behind.
 
-use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
-use medseal_format::bundle::{BundleError, MANIFEST_PATH, read_bundle};
+use medseal_format::bundle::{BundleError, MANIFEST_PATH, read_verified};
 use medseal_format::manifest::Manifest;
-use sha2::{Digest, Sha256};
 
 /// What can go wrong extracting a report.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +18,6 @@ pub enum ExtractError {
     /// The bundle breaks the layout or the manifest's rules.
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    /// A file does not match what the manifest says of it.
-    #[error("the report does not match its manifest: {0}")]
-    Mismatch(String),
     /// The destination already exists.
     #[error("{0} already exists")]
     Exists(String),
@@ -58,53 +53,20 @@ pub fn extract<R: Read>(input: R, dest: &Path) -> Result<Manifest, ExtractError>
         .map_err(io_err(parent))?;
     let media_dir = tmp.path().join("media");
     std::fs::create_dir(&media_dir).map_err(io_err(&media_dir))?;
-    let mut found: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    let manifest = read_bundle(input, |path, _size, data| {
+    let manifest = read_verified(input, |_, path, data| {
         let target = tmp.path().join(path);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode_private()
             .open(&target)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut n = 0u64;
-        loop {
-            let k = data.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            hasher.update(&buf[..k]);
-            file.write_all(&buf[..k])?;
-            n += k as u64;
-        }
+        io::copy(data, &mut file)?;
         file.sync_all()?;
-        found.insert(path.to_owned(), (n, hex::encode(hasher.finalize())));
         Ok(())
     })?;
-    for m in &manifest.media {
-        match found.remove(&m.path) {
-            Some((size, hash)) if size == m.size && hash == m.sha256 => {}
-            Some(_) => {
-                return Err(ExtractError::Mismatch(format!(
-                    "{} differs from its recorded size or SHA-256",
-                    m.path
-                )));
-            }
-            None => {
-                return Err(ExtractError::Mismatch(format!("{} is missing", m.path)));
-            }
-        }
-    }
-    found.remove(medseal_format::bundle::REPORT_PDF_PATH);
-    if let Some(extra) = found.keys().next() {
-        return Err(ExtractError::Mismatch(format!(
-            "{extra} is not listed in the manifest"
-        )));
-    }
     let manifest_path = tmp.path().join(MANIFEST_PATH);
-    let json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| ExtractError::Mismatch(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| io_err(&manifest_path)(io::Error::other(e)))?;
     std::fs::write(&manifest_path, json).map_err(io_err(&manifest_path))?;
     let kept = tmp.keep();
     std::fs::rename(&kept, dest).map_err(|e| {
@@ -187,7 +149,7 @@ mod tests {
             let dest = dir.path().join("out");
             assert!(matches!(
                 extract(&b[..], &dest),
-                Err(ExtractError::Mismatch(_))
+                Err(ExtractError::Bundle(BundleError::Mismatch(_)))
             ));
             assert_eq!(
                 std::fs::read_dir(dir.path()).unwrap().count(),

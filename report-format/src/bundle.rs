@@ -37,6 +37,10 @@ pub enum BundleError {
     /// The manifest is missing, unreadable or breaks a rule.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A file differs from what the manifest records, is missing or is not
+    /// listed.
+    #[error("the report does not match its manifest: {0}")]
+    Mismatch(String),
     /// Reading or writing failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
@@ -97,8 +101,16 @@ pub fn read_bundle<R: Read>(
     input: R,
     mut visit: impl FnMut(&str, u64, &mut dyn Read) -> Result<(), BundleError>,
 ) -> Result<Manifest, BundleError> {
+    let mut manifest = None;
+    read_bundle_with_manifest(input, &mut manifest, |_, p, n, r| visit(p, n, r))
+}
+
+fn read_bundle_with_manifest<R: Read>(
+    input: R,
+    manifest: &mut Option<Manifest>,
+    mut visit: impl FnMut(&Manifest, &str, u64, &mut dyn Read) -> Result<(), BundleError>,
+) -> Result<Manifest, BundleError> {
     let mut archive = tar::Archive::new(input);
-    let mut manifest: Option<Manifest> = None;
     let mut seen = HashSet::new();
     let entries = archive
         .entries()
@@ -120,7 +132,7 @@ pub fn read_bundle<R: Read>(
             return Err(BundleError::Forbidden(path));
         }
         let size = entry.size();
-        match (&manifest, path.as_str()) {
+        match (&*manifest, path.as_str()) {
             (None, MANIFEST_PATH) => {
                 if size > MAX_MANIFEST_LEN {
                     return Err(BundleError::Malformed("the manifest is too large".into()));
@@ -130,17 +142,86 @@ pub fn read_bundle<R: Read>(
                 let m: Manifest = serde_json::from_slice(&buf)
                     .map_err(|e| ManifestError(format!("manifest.json: {e}")))?;
                 m.validate()?;
-                manifest = Some(m);
+                *manifest = Some(m);
             }
             (None, _) => {
                 return Err(BundleError::Malformed(
                     "manifest.json must come first".into(),
                 ));
             }
-            (Some(_), _) => visit(&path, size, &mut entry)?,
+            (Some(m), _) => visit(m, &path, size, &mut entry)?,
         }
     }
-    manifest.ok_or_else(|| BundleError::Malformed("no manifest.json".into()))
+    manifest
+        .take()
+        .ok_or_else(|| BundleError::Malformed("no manifest.json".into()))
+}
+
+/// Reads a bundle and checks every file against the manifest: each media
+/// file listed, present once, with the recorded size and SHA-256; the PDF
+/// present; nothing else. `visit(manifest, path, contents)` sees each file
+/// as it streams (it need not read all of it); the verdict comes at the end,
+/// so a caller must not act on what it saw until this returns `Ok`.
+pub fn read_verified<R: Read>(
+    input: R,
+    mut visit: impl FnMut(&Manifest, &str, &mut dyn Read) -> Result<(), BundleError>,
+) -> Result<Manifest, BundleError> {
+    use sha2::{Digest, Sha256};
+    let mut found: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+    let mut current: Option<Manifest> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let manifest = read_bundle_with_manifest(input, &mut current, |m, path, _size, data| {
+        if path != REPORT_PDF_PATH && !m.media.iter().any(|e| e.path == path) {
+            return Err(BundleError::Mismatch(format!(
+                "{path} is not listed in the manifest"
+            )));
+        }
+        let mut hashing = HashingReader {
+            inner: data,
+            hasher: Sha256::new(),
+            n: 0,
+        };
+        visit(m, path, &mut hashing)?;
+        // Whatever the visitor left unread still counts towards the hash.
+        while hashing.read(&mut buf)? != 0 {}
+        let hash = crate::header::hex_lower(&hashing.hasher.finalize());
+        found.insert(path.to_owned(), (hashing.n, hash));
+        Ok(())
+    })?;
+    for m in &manifest.media {
+        match found.remove(&m.path) {
+            Some((size, hash)) if size == m.size && hash == m.sha256 => {}
+            Some(_) => {
+                return Err(BundleError::Mismatch(format!(
+                    "{} differs from its recorded size or SHA-256",
+                    m.path
+                )));
+            }
+            None => return Err(BundleError::Mismatch(format!("{} is missing", m.path))),
+        }
+    }
+    if found.remove(REPORT_PDF_PATH).is_none() {
+        return Err(BundleError::Mismatch(format!(
+            "{REPORT_PDF_PATH} is missing"
+        )));
+    }
+    Ok(manifest)
+}
+
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: sha2::Sha256,
+    n: u64,
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let k = self.inner.read(buf)?;
+        self.hasher.update(&buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
 }
 
 #[cfg(test)]
