@@ -1,0 +1,253 @@
+//! FHIR R4: one transaction Bundle holding a DocumentReference with the PDF
+//! (and the manifest) as attachments, each with its size and SHA-1 hash as
+//! FHIR defines `Attachment.hash`.
+//!
+//! Idempotency is FHIR's own: the DocumentReference carries a
+//! `masterIdentifier` derived from the delivery's idempotency key and is
+//! created with `ifNoneExist` on it, so a repeated transaction finds the
+//! first document instead of filing a second. The patient is referenced
+//! conditionally (`Patient?identifier=system|value`) and must already exist
+//! in the record, unless `create_patient = true` (for test servers and
+//! registries that accept new patients).
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use medseal_format::manifest::{Identifier, Manifest};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::ConfigError;
+use crate::destination::{Destination, Parcel, ProgressHandle, Receipt};
+use crate::digest::sha1;
+use crate::error::DeliveryError;
+use crate::http::{self, Auth, TlsSettings};
+use crate::uid;
+
+/// `type = "fhir"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirConfig {
+    /// The server's base URL (the transaction endpoint).
+    pub base_url: String,
+    /// Which of the report's patient identifiers to use, by system URI
+    /// (default: the first).
+    #[serde(default)]
+    pub patient_identifier_system: Option<String>,
+    /// Create the Patient if no patient has the identifier.
+    #[serde(default)]
+    pub create_patient: bool,
+    /// Credentials.
+    #[serde(default)]
+    pub auth: Option<Auth>,
+    /// Trust and client certificate.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// Time allowed for one request, in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_timeout() -> u64 {
+    http::DEFAULT_TIMEOUT_SECONDS
+}
+
+impl FhirConfig {
+    pub(crate) fn resolve(&mut self, base: &Path) {
+        self.tls.resolve(base);
+        if let Some(a) = &mut self.auth {
+            a.resolve(base);
+        }
+    }
+}
+
+/// The FHIR destination.
+pub struct Fhir {
+    config: FhirConfig,
+    client: reqwest::blocking::Client,
+}
+
+impl Fhir {
+    /// Checks the settings.
+    pub fn new(config: FhirConfig) -> Result<Self, ConfigError> {
+        crate::https::check_url(&config.base_url)?;
+        let client = http::client(&config.tls, config.timeout_seconds)?;
+        Ok(Self { config, client })
+    }
+
+    fn patient<'m>(&self, m: &'m Manifest) -> Result<&'m Identifier, DeliveryError> {
+        let ids = &m.patient.identifiers;
+        match &self.config.patient_identifier_system {
+            Some(sys) => ids.iter().find(|i| &i.system == sys).ok_or_else(|| {
+                DeliveryError::permanent(format!(
+                    "the report has no patient identifier of system {sys}"
+                ))
+            }),
+            None => ids
+                .first()
+                .ok_or_else(|| DeliveryError::permanent("the report has no patient identifier")),
+        }
+    }
+}
+
+/// A FHIR search token `system|value`, each side escaped for a URL query.
+fn token(id: &Identifier) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!("{}|{}", enc(&id.system), enc(&id.value))
+}
+
+fn attachment(content_type: &str, data: &[u8], title: &str, created: &str) -> Value {
+    json!({
+        "contentType": content_type,
+        "data": B64.encode(data),
+        "size": data.len(),
+        "hash": B64.encode(sha1(data)),
+        "title": title,
+        "creation": created,
+    })
+}
+
+/// The transaction Bundle for one report.
+pub fn transaction(
+    m: &Manifest,
+    pdf: &[u8],
+    manifest_json: &[u8],
+    patient: &Identifier,
+    create_patient: bool,
+    key: &str,
+) -> Value {
+    let doc_uuid = uid::uuid("fhir-document", key);
+    let patient_uuid = uid::uuid("fhir-patient", key);
+    let subject = if create_patient {
+        format!("urn:uuid:{patient_uuid}")
+    } else {
+        format!("Patient?identifier={}", token(patient))
+    };
+    let mut description = String::from("Clinical photography report");
+    if let Some(site) = &m.body_site {
+        description.push_str(": ");
+        description.push_str(site);
+    }
+    let document = json!({
+        "resourceType": "DocumentReference",
+        "masterIdentifier": { "system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{doc_uuid}") },
+        "identifier": [{ "system": "urn:medseal:report-id", "value": m.report_id }],
+        "status": "current",
+        "type": {
+            "coding": [{ "system": "http://loinc.org", "code": "72170-4", "display": "Photographic image" }],
+            "text": "Clinical photography report"
+        },
+        "subject": { "reference": subject },
+        "date": m.created_at,
+        "author": [{ "display": m.capturer.name }],
+        "custodian": { "display": m.organisation },
+        "description": description,
+        "content": [
+            { "attachment": attachment("application/pdf", pdf, "Clinical report", &m.created_at) },
+            { "attachment": attachment("application/json", manifest_json, "medseal manifest", &m.created_at) }
+        ]
+    });
+    let mut entries = Vec::new();
+    if create_patient {
+        entries.push(json!({
+            "fullUrl": format!("urn:uuid:{patient_uuid}"),
+            "resource": { "resourceType": "Patient", "identifier": [{ "system": patient.system, "value": patient.value }] },
+            "request": { "method": "POST", "url": "Patient", "ifNoneExist": format!("identifier={}", token(patient)) }
+        }));
+    }
+    entries.push(json!({
+        "fullUrl": format!("urn:uuid:{doc_uuid}"),
+        "resource": document,
+        "request": {
+            "method": "POST",
+            "url": "DocumentReference",
+            "ifNoneExist": format!("identifier=urn:ietf:rfc:3986|urn:uuid:{doc_uuid}")
+        }
+    }));
+    json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries })
+}
+
+impl Destination for Fhir {
+    fn kind(&self) -> &'static str {
+        "fhir"
+    }
+
+    fn needs_opened_report(&self) -> bool {
+        true
+    }
+
+    fn deliver(
+        &self,
+        parcel: &Parcel<'_>,
+        progress: &ProgressHandle,
+    ) -> Result<Receipt, DeliveryError> {
+        let opened = parcel.require_opened("the FHIR server")?;
+        let m = &opened.manifest;
+        let patient = self.patient(m)?;
+        let bundle = transaction(
+            m,
+            &opened.pdf,
+            &opened.manifest_json(),
+            patient,
+            self.config.create_patient,
+            parcel.idempotency_key,
+        );
+        let body =
+            serde_json::to_vec(&bundle).map_err(|e| DeliveryError::permanent(e.to_string()))?;
+        progress.begin(body.len() as u64);
+        let len = body.len() as u64;
+        let req = self
+            .client
+            .post(self.config.base_url.trim_end_matches('/'))
+            .header(reqwest::header::CONTENT_TYPE, "application/fhir+json")
+            .header(reqwest::header::ACCEPT, "application/fhir+json")
+            .body(body);
+        let resp = Auth::apply(&self.config.auth, req)?
+            .send()
+            .map_err(|e| http::unreachable("FHIR server", &e))?;
+        let resp = http::check("FHIR server", resp)?;
+        progress.advance(len);
+        let answer: Value = resp.json().map_err(|e| {
+            DeliveryError::transient(format!("FHIR server: unreadable answer: {e}"))
+        })?;
+        let entries = answer
+            .get("entry")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let doc = entries
+            .last()
+            .and_then(|e| e.get("response"))
+            .ok_or_else(|| {
+                DeliveryError::transient(
+                    "FHIR server: the transaction response has no entry for the document",
+                )
+            })?;
+        let location = doc
+            .get("location")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let status = doc
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // "DocumentReference/123/_history/1" → "DocumentReference/123".
+        let id = location
+            .split("/_history")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if id.is_empty() {
+            return Err(DeliveryError::transient(
+                "FHIR server: no location for the document",
+            ));
+        }
+        Ok(Receipt {
+            id,
+            location: Some(location),
+            already_present: status.starts_with("200"),
+        })
+    }
+}

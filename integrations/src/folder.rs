@@ -1,0 +1,100 @@
+//! A drop folder: a local or mounted directory another system watches.
+//!
+//! The report appears under its final name only when complete (written to
+//! a temporary name in the same directory, synced, then linked into place
+//! without replacing anything), so a watcher never picks up half a file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, resolve_path};
+use crate::destination::{Destination, Parcel, ProgressHandle, Receipt};
+use crate::error::DeliveryError;
+
+/// `type = "folder"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderConfig {
+    /// The directory (must exist).
+    pub path: PathBuf,
+}
+
+impl FolderConfig {
+    pub(crate) fn resolve(&mut self, base: &Path) {
+        resolve_path(&mut self.path, base);
+    }
+}
+
+/// The folder destination.
+pub struct Folder {
+    config: FolderConfig,
+}
+
+impl Folder {
+    /// Checks the settings.
+    pub fn new(config: FolderConfig) -> Result<Self, ConfigError> {
+        Ok(Self { config })
+    }
+}
+
+impl Destination for Folder {
+    fn kind(&self) -> &'static str {
+        "folder"
+    }
+
+    fn deliver(
+        &self,
+        parcel: &Parcel<'_>,
+        progress: &ProgressHandle,
+    ) -> Result<Receipt, DeliveryError> {
+        let dir = &self.config.path;
+        if !dir.is_dir() {
+            return Err(DeliveryError::transient(format!(
+                "{} is not a reachable directory",
+                dir.display()
+            )));
+        }
+        let target = dir.join(parcel.file_name);
+        let present = |target: &Path| -> Result<Receipt, DeliveryError> {
+            if crate::digest::file_digests(target)?.sha256 == parcel.sha256 {
+                Ok(Receipt {
+                    id: target.display().to_string(),
+                    location: None,
+                    already_present: true,
+                })
+            } else {
+                Err(DeliveryError::permanent(format!(
+                    "a different file already exists at {}",
+                    target.display()
+                )))
+            }
+        };
+        if target.exists() {
+            return present(&target);
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".medseal-")
+            .tempfile_in(dir)?;
+        progress.begin(parcel.size);
+        let mut src =
+            crate::http::ProgressReader::new(std::fs::File::open(parcel.sealed)?, progress.clone());
+        std::io::copy(&mut src, tmp.as_file_mut())?;
+        tmp.as_file_mut().flush()?;
+        tmp.as_file().sync_all()?;
+        match tmp.persist_noclobber(&target) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+                return present(&target);
+            }
+            Err(e) => return Err(e.error.into()),
+        }
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(Receipt {
+            id: target.display().to_string(),
+            location: None,
+            already_present: false,
+        })
+    }
+}

@@ -1,0 +1,197 @@
+//! The delivery loop: every due delivery is attempted; transient failures
+//! come back after a backoff, and the loop keeps going in the foreground
+//! while the next attempt is due soon (`wait_in_process_seconds`), so a
+//! destination that fails a few times and then recovers is delivered in one
+//! `medseal send`. Anything due later waits for the next `outbox flush`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use medseal_format::Header;
+
+use crate::config::Config;
+use crate::destination::{Destination, Parcel, ProgressHandle, Receipt};
+use crate::error::{DeliveryError, Failure};
+use crate::opened::OpenedReport;
+use crate::outbox::backoff;
+use crate::outbox::store::{DeliveryRow, Outbox, OutboxError, OutboxLock, State, now_ms};
+
+/// Opens a queued report for destinations that need its contents. The
+/// command line implements it with the user's key, password or key-server
+/// session; the outbox itself never stores a key.
+pub trait Unsealer {
+    /// Opens `sealed`, whose header is `header`.
+    fn open(&self, sealed: &Path, header: &Header) -> Result<OpenedReport, DeliveryError>;
+}
+
+/// Told what happens, to show it to the user.
+pub trait Observer {
+    /// A progress sink for this delivery's upload.
+    fn progress(&self, delivery: &DeliveryRow) -> ProgressHandle;
+    /// An attempt ended: delivered, or failed with the time of the next
+    /// attempt (`None`: given up).
+    fn outcome(
+        &self,
+        delivery: &DeliveryRow,
+        result: &Result<Receipt, DeliveryError>,
+        retry_at: Option<i64>,
+    );
+}
+
+/// Where the deliveries a run looked at stand afterwards.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// With a receipt.
+    pub delivered: usize,
+    /// Still queued, with a later attempt due.
+    pub pending: usize,
+    /// Given up; `outbox retry` re-arms them.
+    pub failed: usize,
+}
+
+fn read_header(path: &Path) -> Result<Header, DeliveryError> {
+    let mut f = std::fs::File::open(path)?;
+    Header::read_from(&mut f)
+        .map_err(|e| DeliveryError::permanent(format!("{}: {e}", path.display())))
+}
+
+/// Delivers everything due (only `only`, if given) until nothing is due
+/// within the in-process wait.
+pub fn run(
+    outbox: &mut Outbox,
+    lock: &OutboxLock,
+    config: &Config,
+    unsealer: &dyn Unsealer,
+    observer: &dyn Observer,
+    only: Option<&[i64]>,
+) -> Result<RunSummary, OutboxError> {
+    let settings = &config.outbox;
+    let initial = Duration::from_secs_f64(settings.backoff_initial_seconds);
+    let max = Duration::from_secs_f64(settings.backoff_max_seconds);
+    let linger = (settings.wait_in_process_seconds * 1000.0) as i64;
+    let mut built: HashMap<String, Result<Box<dyn Destination>, String>> = HashMap::new();
+    let mut opened: HashMap<String, Result<OpenedReport, (Failure, String)>> = HashMap::new();
+    let selected = |r: &DeliveryRow| only.is_none_or(|ids| ids.contains(&r.id));
+    loop {
+        let now = now_ms();
+        let due: Vec<DeliveryRow> = outbox
+            .list()?
+            .into_iter()
+            .filter(|r| {
+                selected(r)
+                    && r.state == State::Pending
+                    && r.next_attempt_at.is_some_and(|t| t <= now)
+            })
+            .collect();
+        for d in due {
+            let dest = built
+                .entry(d.destination.clone())
+                .or_insert_with(|| config.build(&d.destination).map_err(|e| e.to_string()));
+            let dest = match dest {
+                Ok(dest) => dest,
+                Err(why) => {
+                    let e =
+                        DeliveryError::permanent(format!("destination {}: {why}", d.destination));
+                    outbox.failed(lock, d.id, &e.message, None)?;
+                    observer.outcome(&d, &Err(e), None);
+                    continue;
+                }
+            };
+            outbox.begin_attempt(lock, d.id)?;
+            let attempts = d.attempts + 1;
+            let blob = outbox.blob(&d.sha256);
+            let result = (|| {
+                let header = read_header(&blob)?;
+                let report = if dest.needs_opened_report() {
+                    let entry = opened.entry(d.sha256.clone()).or_insert_with(|| {
+                        unsealer
+                            .open(&blob, &header)
+                            .map_err(|e| (e.failure, e.message))
+                    });
+                    match entry {
+                        Ok(r) => Some(&*r),
+                        Err((f, m)) => {
+                            let err = DeliveryError {
+                                failure: *f,
+                                message: m.clone(),
+                                retry_after: None,
+                            };
+                            // A transient failure to open (key server down)
+                            // is tried again on the next pass.
+                            if *f == Failure::Transient {
+                                opened.remove(&d.sha256);
+                            }
+                            return Err(err);
+                        }
+                    }
+                } else {
+                    None
+                };
+                let parcel = Parcel {
+                    sealed: &blob,
+                    file_name: &d.file_name,
+                    size: d.size,
+                    sha256: &d.sha256,
+                    header: &header,
+                    idempotency_key: &d.idempotency_key,
+                    opened: report,
+                };
+                dest.deliver(&parcel, &observer.progress(&d))
+            })();
+            let mut shown = d.clone();
+            shown.attempts = attempts;
+            match &result {
+                Ok(receipt) => {
+                    outbox.delivered(lock, d.id, receipt)?;
+                    observer.outcome(&shown, &result, None);
+                }
+                Err(e) if e.is_transient() && attempts < settings.max_attempts => {
+                    let wait = backoff::delay(
+                        attempts,
+                        initial,
+                        max,
+                        e.retry_after,
+                        backoff::unit_random(),
+                    );
+                    let at = now_ms() + wait.as_millis() as i64;
+                    outbox.failed(lock, d.id, &e.message, Some(at))?;
+                    observer.outcome(&shown, &result, Some(at));
+                }
+                Err(e) => {
+                    let message = if e.is_transient() {
+                        format!("{} (gave up after {attempts} attempts)", e.message)
+                    } else {
+                        e.message.clone()
+                    };
+                    outbox.failed(lock, d.id, &message, None)?;
+                    observer.outcome(&shown, &result, None);
+                }
+            }
+        }
+        let now = now_ms();
+        let next = outbox
+            .list()?
+            .into_iter()
+            .filter(|r| selected(r) && r.state == State::Pending)
+            .filter_map(|r| r.next_attempt_at)
+            .min();
+        match next {
+            Some(t) if t - now <= linger => {
+                if t > now {
+                    std::thread::sleep(Duration::from_millis((t - now) as u64));
+                }
+            }
+            _ => break,
+        }
+    }
+    let mut summary = RunSummary::default();
+    for r in outbox.list()?.into_iter().filter(|r| selected(r)) {
+        match r.state {
+            State::Delivered => summary.delivered += 1,
+            State::Pending | State::Sending => summary.pending += 1,
+            State::Failed => summary.failed += 1,
+        }
+    }
+    Ok(summary)
+}

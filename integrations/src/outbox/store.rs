@@ -1,0 +1,520 @@
+//! The outbox's storage: `outbox.sqlite3` (WAL, synchronous=FULL) and the
+//! queued sealed files under `reports/`, all private to the user.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::destination::Receipt;
+
+const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+mod schema {
+    diesel::table! {
+        parcels (sha256) {
+            sha256 -> Text,
+            file_name -> Text,
+            size -> BigInt,
+            created_at -> BigInt,
+        }
+    }
+    diesel::table! {
+        deliveries (id) {
+            id -> BigInt,
+            sha256 -> Text,
+            destination -> Text,
+            idempotency_key -> Text,
+            state -> Text,
+            attempts -> Integer,
+            next_attempt_at -> BigInt,
+            last_error -> Nullable<Text>,
+            receipt -> Nullable<Text>,
+            created_at -> BigInt,
+            updated_at -> BigInt,
+        }
+    }
+    diesel::joinable!(deliveries -> parcels (sha256));
+    diesel::allow_tables_to_appear_in_same_query!(parcels, deliveries);
+}
+
+use schema::{deliveries, parcels};
+
+/// The outbox cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// A file or directory operation failed.
+    #[error("outbox {path}: {source}")]
+    Io {
+        /// Where.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("outbox database: {0}")]
+    Db(String),
+    /// No such delivery.
+    #[error("no delivery {0} in the outbox")]
+    NoSuchDelivery(i64),
+}
+
+impl From<diesel::result::Error> for OutboxError {
+    fn from(e: diesel::result::Error) -> Self {
+        OutboxError::Db(e.to_string())
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutboxError + '_ {
+    move |source| OutboxError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting for its next attempt.
+    Pending,
+    /// An attempt is (or was, if the process died) under way.
+    Sending,
+    /// The destination gave a receipt.
+    Delivered,
+    /// Given up: a permanent refusal or too many attempts. `outbox retry`
+    /// puts it back in the queue.
+    Failed,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Sending => "sending",
+            State::Delivered => "delivered",
+            State::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> State {
+        match s {
+            "sending" => State::Sending,
+            "delivered" => State::Delivered,
+            "failed" => State::Failed,
+            _ => State::Pending,
+        }
+    }
+}
+
+/// One delivery, as `outbox list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    /// Its number.
+    pub id: i64,
+    /// The sealed file's SHA-256.
+    pub sha256: String,
+    /// The sealed file's name.
+    pub file_name: String,
+    /// Its size.
+    pub size: u64,
+    /// The destination's name in the configuration.
+    pub destination: String,
+    /// The idempotency key sent with every attempt.
+    pub idempotency_key: String,
+    /// Where it stands.
+    pub state: State,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due (ms since the epoch), if pending.
+    pub next_attempt_at: Option<i64>,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The receipt, once delivered.
+    pub receipt: Option<Receipt>,
+    /// When it was queued (ms since the epoch).
+    pub created_at: i64,
+    /// When it last changed (ms since the epoch).
+    pub updated_at: i64,
+}
+
+type RowTuple = (
+    i64,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i32,
+    i64,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+);
+
+fn row(
+    (
+        id,
+        sha256,
+        file_name,
+        size,
+        destination,
+        idempotency_key,
+        state,
+        attempts,
+        next,
+        last_error,
+        receipt,
+        created_at,
+        updated_at,
+    ): RowTuple,
+) -> DeliveryRow {
+    let state = State::parse(&state);
+    DeliveryRow {
+        id,
+        sha256,
+        file_name,
+        size: size.max(0) as u64,
+        destination,
+        idempotency_key,
+        state,
+        attempts: attempts.max(0) as u32,
+        next_attempt_at: (state == State::Pending).then_some(next),
+        last_error,
+        receipt: receipt.and_then(|r| serde_json::from_str(&r).ok()),
+        created_at,
+        updated_at,
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The idempotency key of a delivery: derived from the sealed file and the
+/// destination's name, so the same report to the same destination always
+/// presents the same key — even from a rebuilt outbox.
+pub fn idempotency_key(sha256: &str, destination: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"medseal idempotency v1\0");
+    h.update(sha256.as_bytes());
+    h.update([0]);
+    h.update(destination.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The outbox in one directory.
+pub struct Outbox {
+    dir: PathBuf,
+    conn: SqliteConnection,
+}
+
+/// Held while delivering: only one process sends from an outbox at a time.
+pub struct OutboxLock {
+    _file: File,
+}
+
+fn private_dir(path: &Path) -> Result<(), OutboxError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(io(path))
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(path).map_err(io(path))
+}
+
+fn sync_dir(path: &Path) -> Result<(), OutboxError> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io(path))
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the outbox in `dir`.
+    pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
+        private_dir(&dir.join("reports"))?;
+        let db = dir.join("outbox.sqlite3");
+        if !db.exists() {
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(&db).map_err(io(&db))?;
+        }
+        let url = db
+            .to_str()
+            .ok_or_else(|| OutboxError::Db("the outbox path is not UTF-8".into()))?;
+        let mut conn =
+            SqliteConnection::establish(url).map_err(|e| OutboxError::Db(e.to_string()))?;
+        for pragma in [
+            "PRAGMA busy_timeout = 10000",
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",
+            "PRAGMA foreign_keys = ON",
+        ] {
+            diesel::sql_query(pragma).execute(&mut conn)?;
+        }
+        conn.run_pending_migrations(MIGRATIONS)
+            .map_err(|e| OutboxError::Db(e.to_string()))?;
+        Ok(Outbox {
+            dir: dir.to_path_buf(),
+            conn,
+        })
+    }
+
+    /// The outbox directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Waits for the delivery lock (`waiting` is called first if another
+    /// process holds it), then puts deliveries left `sending` by a process
+    /// that died back in the queue.
+    pub fn lock(&mut self, waiting: impl FnOnce()) -> Result<OutboxLock, OutboxError> {
+        let path = self.dir.join("deliver.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                waiting();
+                file.lock().map_err(io(&path))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        let now = now_ms();
+        diesel::update(deliveries::table.filter(deliveries::state.eq(State::Sending.as_str())))
+            .set((
+                deliveries::state.eq(State::Pending.as_str()),
+                deliveries::next_attempt_at.eq(now),
+                deliveries::last_error
+                    .eq("interrupted: the sending process stopped before it finished"),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(&mut self.conn)?;
+        Ok(OutboxLock { _file: file })
+    }
+
+    /// Where the queued copy of a sealed file lives.
+    pub fn blob(&self, sha256: &str) -> PathBuf {
+        self.dir.join("reports").join(format!("{sha256}.mseal"))
+    }
+
+    /// Copies `sealed` into the outbox (synced to disk) and queues one
+    /// delivery per destination. Returns every delivery of the file to those
+    /// destinations, new or already queued (a second `send` of the same file
+    /// to the same destination does not queue it twice).
+    pub fn enqueue(
+        &mut self,
+        _lock: &OutboxLock,
+        sealed: &Path,
+        file_name: &str,
+        destinations: &[String],
+    ) -> Result<Vec<DeliveryRow>, OutboxError> {
+        let reports = self.dir.join("reports");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .tempfile_in(&reports)
+            .map_err(io(&reports))?;
+        let mut src = File::open(sealed).map_err(io(sealed))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut size = 0u64;
+        loop {
+            let n = std::io::Read::read(&mut src, &mut buf).map_err(io(sealed))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            tmp.write_all(&buf[..n]).map_err(io(&reports))?;
+            size += n as u64;
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        let blob = self.blob(&sha256);
+        if !blob.exists() {
+            tmp.as_file().sync_all().map_err(io(&reports))?;
+            tmp.persist(&blob).map_err(|e| io(&blob)(e.error))?;
+            sync_dir(&reports)?;
+        }
+        let now = now_ms();
+        self.conn.immediate_transaction(|c| {
+            diesel::insert_or_ignore_into(parcels::table)
+                .values((
+                    parcels::sha256.eq(&sha256),
+                    parcels::file_name.eq(file_name),
+                    parcels::size.eq(size as i64),
+                    parcels::created_at.eq(now),
+                ))
+                .execute(c)?;
+            for d in destinations {
+                diesel::insert_or_ignore_into(deliveries::table)
+                    .values((
+                        deliveries::sha256.eq(&sha256),
+                        deliveries::destination.eq(d),
+                        deliveries::idempotency_key.eq(idempotency_key(&sha256, d)),
+                        deliveries::state.eq(State::Pending.as_str()),
+                        deliveries::attempts.eq(0),
+                        deliveries::next_attempt_at.eq(now),
+                        deliveries::created_at.eq(now),
+                        deliveries::updated_at.eq(now),
+                    ))
+                    .execute(c)?;
+            }
+            Ok::<_, diesel::result::Error>(())
+        })?;
+        let all = self.list()?;
+        Ok(all
+            .into_iter()
+            .filter(|r| r.sha256 == sha256 && destinations.contains(&r.destination))
+            .collect())
+    }
+
+    /// Every delivery, oldest first.
+    pub fn list(&mut self) -> Result<Vec<DeliveryRow>, OutboxError> {
+        let rows: Vec<RowTuple> = deliveries::table
+            .inner_join(parcels::table)
+            .select((
+                deliveries::id,
+                deliveries::sha256,
+                parcels::file_name,
+                parcels::size,
+                deliveries::destination,
+                deliveries::idempotency_key,
+                deliveries::state,
+                deliveries::attempts,
+                deliveries::next_attempt_at,
+                deliveries::last_error,
+                deliveries::receipt,
+                deliveries::created_at,
+                deliveries::updated_at,
+            ))
+            .order(deliveries::id.asc())
+            .load(&mut self.conn)?;
+        Ok(rows.into_iter().map(row).collect())
+    }
+
+    /// One delivery.
+    pub fn get(&mut self, id: i64) -> Result<DeliveryRow, OutboxError> {
+        self.list()?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or(OutboxError::NoSuchDelivery(id))
+    }
+
+    /// Marks an attempt as begun (committed before any network I/O).
+    pub fn begin_attempt(&mut self, _lock: &OutboxLock, id: i64) -> Result<(), OutboxError> {
+        let now = now_ms();
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::state.eq(State::Sending.as_str()),
+                deliveries::attempts.eq(deliveries::attempts + 1),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(&mut self.conn)?;
+        Ok(())
+    }
+
+    /// Records a receipt. When every delivery of the file has one, the
+    /// queued copy is deleted.
+    pub fn delivered(
+        &mut self,
+        _lock: &OutboxLock,
+        id: i64,
+        receipt: &Receipt,
+    ) -> Result<(), OutboxError> {
+        let now = now_ms();
+        let json = serde_json::to_string(receipt).map_err(|e| OutboxError::Db(e.to_string()))?;
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::state.eq(State::Delivered.as_str()),
+                deliveries::receipt.eq(json),
+                deliveries::last_error.eq(None::<String>),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(&mut self.conn)?;
+        let sha: String = deliveries::table
+            .find(id)
+            .select(deliveries::sha256)
+            .first(&mut self.conn)?;
+        let open: i64 = deliveries::table
+            .filter(deliveries::sha256.eq(&sha))
+            .filter(deliveries::state.ne(State::Delivered.as_str()))
+            .count()
+            .get_result(&mut self.conn)?;
+        if open == 0 {
+            let blob = self.blob(&sha);
+            match std::fs::remove_file(&blob) {
+                Ok(()) => sync_dir(&self.dir.join("reports"))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&blob)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failure: back in the queue at `retry_at`, or given up.
+    pub fn failed(
+        &mut self,
+        _lock: &OutboxLock,
+        id: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<(), OutboxError> {
+        let now = now_ms();
+        let (state, next) = match retry_at {
+            Some(t) => (State::Pending, t),
+            None => (State::Failed, now),
+        };
+        diesel::update(deliveries::table.find(id))
+            .set((
+                deliveries::state.eq(state.as_str()),
+                deliveries::next_attempt_at.eq(next),
+                deliveries::last_error.eq(error),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(&mut self.conn)?;
+        Ok(())
+    }
+
+    /// Puts failed (and pending) deliveries back in the queue, due now,
+    /// with a fresh attempt budget. `ids` empty means every one not yet
+    /// delivered. Returns the ids re-armed.
+    pub fn rearm(&mut self, _lock: &OutboxLock, ids: &[i64]) -> Result<Vec<i64>, OutboxError> {
+        let all = self.list()?;
+        if let Some(missing) = ids.iter().find(|id| !all.iter().any(|r| r.id == **id)) {
+            return Err(OutboxError::NoSuchDelivery(*missing));
+        }
+        let targets: Vec<i64> = all
+            .iter()
+            .filter(|r| r.state != State::Delivered && (ids.is_empty() || ids.contains(&r.id)))
+            .map(|r| r.id)
+            .collect();
+        let now = now_ms();
+        diesel::update(deliveries::table.filter(deliveries::id.eq_any(&targets)))
+            .set((
+                deliveries::state.eq(State::Pending.as_str()),
+                deliveries::attempts.eq(0),
+                deliveries::next_attempt_at.eq(now),
+                deliveries::updated_at.eq(now),
+            ))
+            .execute(&mut self.conn)?;
+        Ok(targets)
+    }
+}
