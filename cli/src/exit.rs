@@ -9,6 +9,7 @@
 //! | 4    | the file is damaged or was tampered with                   |
 //! | 5    | not a medseal file, or an unsupported version              |
 //! | 6    | refused by policy (e.g. too few PBKDF2 iterations)         |
+//! | 7    | queued: a delivery will be attempted again later (`send`, `outbox flush`) |
 
 use std::process::ExitCode;
 
@@ -16,6 +17,9 @@ use medseal_format::ErrorKind;
 
 /// Picks the exit code from the first format or key-server error in the chain.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
+    if err.downcast_ref::<crate::delivery::Queued>().is_some() {
+        return ExitCode::from(7);
+    }
     use medseal_capture::keyclient::ClientError;
     if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<ClientError>()) {
         return ExitCode::from(match e {

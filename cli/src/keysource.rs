@@ -2,9 +2,9 @@
 //! `capture`: a password, an organisation key, or a per-report key from a
 //! key server addressed to recipients.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use medseal_capture::keyclient::ReportKey;
-use medseal_format::{DEFAULT_PBKDF2_ITERATIONS, Key, SealKey};
+use medseal_format::{DEFAULT_PBKDF2_ITERATIONS, Key, KeyMode, SealKey, Secret};
 use zeroize::Zeroizing;
 
 use crate::files::InputPath;
@@ -100,6 +100,66 @@ impl Material {
                 key_id: &key.key_id,
                 key: &key.key,
             },
+        }
+    }
+}
+
+/// The secrets given for opening (`--password-file`, `--key-file`), read
+/// once so that `-` (stdin) works even when several files are opened.
+#[derive(Default)]
+pub struct OpenKeys {
+    password: Option<Zeroizing<Vec<u8>>>,
+    key: Option<Key>,
+}
+
+/// What opens one file: a given secret, or a key fetched from its key server.
+pub enum OpenMaterial<'a> {
+    /// From `--password-file` or `--key-file`.
+    Given(Secret<'a>),
+    /// From the file's key server, with this device's session.
+    Server(ReportKey),
+}
+
+impl OpenMaterial<'_> {
+    /// What the opener needs.
+    pub fn secret(&self) -> Secret<'_> {
+        match self {
+            OpenMaterial::Given(s) => *s,
+            OpenMaterial::Server(k) => Secret::Key(&k.key),
+        }
+    }
+}
+
+impl OpenKeys {
+    /// Reads the given secrets.
+    pub fn read(password: Option<&InputPath>, key: Option<&InputPath>) -> Result<Self> {
+        Ok(Self {
+            password: password.map(secrets::read_password).transpose()?,
+            key: key.map(secrets::read_key).transpose()?,
+        })
+    }
+
+    /// The material for a file whose header names `mode`: a given secret
+    /// wins; else a key-server file fetches its key with this device's
+    /// session for the origin the file names (and only that origin).
+    pub fn material(&self, mode: &KeyMode, what: &dyn std::fmt::Display) -> Result<OpenMaterial<'_>> {
+        if let Some(p) = &self.password {
+            return Ok(OpenMaterial::Given(Secret::Password(p)));
+        }
+        if let Some(k) = &self.key {
+            return Ok(OpenMaterial::Given(Secret::Key(k)));
+        }
+        match mode {
+            KeyMode::Password { .. } => bail!("{what} is sealed with a password; give --password-file"),
+            KeyMode::StaticKey { .. } => bail!("{what} is sealed with an organisation key; give --key-file"),
+            KeyMode::KeyServer { origin, key_id } => {
+                let client = sessions::client(origin)?;
+                let session = sessions::load(client.origin())?;
+                let key = client
+                    .fetch_key(&session, key_id)
+                    .with_context(|| format!("cannot open {what}"))?;
+                Ok(OpenMaterial::Server(key))
+            }
         }
     }
 }

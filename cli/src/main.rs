@@ -5,6 +5,7 @@
 //! (see [`exit`] for the codes scripts can rely on).
 
 mod cmd;
+mod delivery;
 mod exit;
 mod files;
 mod keysource;

@@ -15,7 +15,7 @@ use medseal_capture::keyclient::{KeyClient, Session};
 
 use crate::files::{InputPath, Output};
 
-fn config_dir() -> Result<PathBuf> {
+pub fn config_dir() -> Result<PathBuf> {
     let dir = if let Some(d) = std::env::var_os("MEDSEAL_CONFIG_DIR") {
         PathBuf::from(d)
     } else if let Some(d) = std::env::var_os("XDG_CONFIG_HOME") {

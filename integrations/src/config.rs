@@ -136,7 +136,8 @@ impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, e))?;
-        Self::parse(&text, path)
+        let path = std::path::absolute(path).map_err(|e| ConfigError::file(path, e))?;
+        Self::parse(&text, &path)
     }
 
     /// Parses `text` as if read from `path`.

@@ -84,24 +84,38 @@ pub fn client(tls: &TlsSettings, timeout_seconds: u64) -> Result<Client, ConfigE
 
 /// A request that never got an answer: worth retrying.
 pub fn unreachable(what: &str, e: &reqwest::Error) -> DeliveryError {
+    // The underlying I/O error says most (connection refused, reset…);
+    // reqwest's own line repeats the URL and, for streamed bodies, may
+    // only say that the body's sender stopped.
+    let mut io_kind = None;
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        src = inner.source();
+    }
     let why = if e.is_timeout() {
         "timed out".to_owned()
+    } else if let Some(kind) = io_kind {
+        format!("cannot reach the server: {kind}")
     } else if e.is_connect() {
         "cannot connect".to_owned()
     } else {
-        // The causes, without reqwest's own line (it repeats the URL).
-        let mut s = String::from(if e.is_body() {
-            "sending the body failed"
-        } else {
-            "request failed"
-        });
+        let mut s = String::from("request failed");
         let mut src = std::error::Error::source(e);
         while let Some(inner) = src {
             s.push_str(": ");
             s.push_str(&inner.to_string());
             src = inner.source();
         }
-        s
+        // A streamed body's pump reports only that the connection it fed
+        // is gone; the cause (refused, reset) is lost on the way.
+        if s.contains("receiver is gone") {
+            "the connection failed or closed before the upload finished".to_owned()
+        } else {
+            s
+        }
     };
     DeliveryError::transient(format!("{what}: {why}"))
 }

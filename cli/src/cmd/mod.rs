@@ -5,7 +5,9 @@ mod inspect;
 mod keyserver;
 mod login;
 mod open;
+mod outbox;
 mod seal;
+mod send;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -30,6 +32,10 @@ enum Command {
     Inspect(inspect::Args),
     /// Open a session with a key server from this device.
     Login(login::Args),
+    /// Queue a sealed report for destinations and deliver it.
+    Send(send::Args),
+    /// See and deliver what is queued.
+    Outbox(outbox::Args),
     /// Run and administer the key server.
     Keyserver(keyserver::Args),
 }
@@ -43,6 +49,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Capture(a) => capture::run(*a),
         Command::Keyserver(a) => keyserver::run(a),
         Command::Login(a) => login::run(a),
+        Command::Send(a) => send::run(a),
+        Command::Outbox(a) => outbox::run_command(a),
     }
 }
 

@@ -7,10 +7,11 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use medseal_format::{At, KeyMode, OpenOptions, Opener, Secret};
+use medseal_format::{At, OpenOptions, Opener};
 
 use crate::files::{InputPath, Output, check_one_stdin, output_name};
-use crate::{progress, secrets, sessions};
+use crate::keysource::OpenKeys;
+use crate::progress;
 
 /// Arguments of `medseal open`.
 #[derive(Debug, clap::Args)]
@@ -65,35 +66,9 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
 
-    let password;
-    let key;
-    let report_key;
-    let secret = match (source.header().key_mode(), &pw_path, &key_path) {
-        (_, Some(p), _) => {
-            password = secrets::read_password(p)?;
-            Secret::Password(&password)
-        }
-        (_, None, Some(k)) => {
-            key = secrets::read_key(k)?;
-            Secret::Key(&key)
-        }
-        (KeyMode::Password { .. }, None, None) => {
-            bail!("{input} is sealed with a password; give --password-file")
-        }
-        (KeyMode::StaticKey { .. }, None, None) => {
-            bail!("{input} is sealed with an organisation key; give --key-file")
-        }
-        (KeyMode::KeyServer { origin, key_id }, None, None) => {
-            // Only ever sends this device's session for the origin the file
-            // names, and only if the user logged in there.
-            let client = sessions::client(origin)?;
-            let session = sessions::load(client.origin())?;
-            report_key = client
-                .fetch_key(&session, key_id)
-                .with_context(|| format!("cannot open {input}"))?;
-            Secret::Key(&report_key.key)
-        }
-    };
+    let keys = OpenKeys::read(pw_path.as_ref(), key_path.as_ref())?;
+    let material = keys.material(source.header().key_mode(), &input)?;
+    let secret = material.secret();
 
     let opts = OpenOptions { threads: a.threads };
     if let Some(dir) = &a.extract {

@@ -363,8 +363,12 @@ impl Outbox {
                     parcels::created_at.eq(now),
                 ))
                 .execute(c)?;
-            for d in destinations {
-                diesel::insert_or_ignore_into(deliveries::table)
+            let existing: Vec<String> = deliveries::table
+                .filter(deliveries::sha256.eq(&sha256))
+                .select(deliveries::destination)
+                .load(c)?;
+            for d in destinations.iter().filter(|d| !existing.contains(d)) {
+                diesel::insert_into(deliveries::table)
                     .values((
                         deliveries::sha256.eq(&sha256),
                         deliveries::destination.eq(d),
