@@ -8,8 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use indicatif::ProgressBar;
 use medseal_format::Header;
-use medseal_integrations::outbox::{DeliveryRow, Observer, Outbox, OutboxLock, RunSummary, Unsealer};
-use medseal_integrations::{Config, DeliveryError, OpenedReport, Progress, ProgressHandle, Receipt};
+use medseal_integrations::outbox::{
+    DeliveryRow, Observer, Outbox, OutboxLock, RunSummary, Unsealer,
+};
+use medseal_integrations::{
+    Config, DeliveryError, OpenedReport, Progress, ProgressHandle, Receipt,
+};
 
 use crate::files::InputPath;
 use crate::keysource::OpenKeys;
@@ -35,7 +39,11 @@ pub struct DeliveryArgs {
 impl DeliveryArgs {
     /// The paths read from, to check stdin is used once.
     pub fn inputs(&self) -> Vec<InputPath> {
-        [&self.password_file, &self.key_file].into_iter().flatten().map(|p| InputPath::from(p.as_str())).collect()
+        [&self.password_file, &self.key_file]
+            .into_iter()
+            .flatten()
+            .map(|p| InputPath::from(p.as_str()))
+            .collect()
     }
 
     /// Loads the destinations file.
@@ -76,7 +84,8 @@ pub fn outbox_dir(config: &Config) -> Result<PathBuf> {
     }
     let state = match std::env::var_os("XDG_STATE_HOME") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?).join(".local/state"),
+        None => PathBuf::from(std::env::var_os("HOME").ok_or_else(|| anyhow!("HOME is not set"))?)
+            .join(".local/state"),
     };
     Ok(state.join("medseal/outbox"))
 }
@@ -84,8 +93,14 @@ pub fn outbox_dir(config: &Config) -> Result<PathBuf> {
 /// Opens the outbox and takes its delivery lock.
 pub fn open_outbox(config: &Config) -> Result<(Outbox, OutboxLock)> {
     let dir = outbox_dir(config)?;
-    let mut outbox = Outbox::open(&dir).with_context(|| format!("cannot open the outbox in {}", dir.display()))?;
-    let lock = outbox.lock(|| eprintln!("waiting for another medseal process delivering from {}…", dir.display()))?;
+    let mut outbox = Outbox::open(&dir)
+        .with_context(|| format!("cannot open the outbox in {}", dir.display()))?;
+    let lock = outbox.lock(|| {
+        eprintln!(
+            "waiting for another medseal process delivering from {}…",
+            dir.display()
+        )
+    })?;
     Ok((outbox, lock))
 }
 
@@ -94,19 +109,26 @@ pub struct KeyUnsealer(pub OpenKeys);
 
 impl Unsealer for KeyUnsealer {
     fn open(&self, sealed: &Path, header: &Header) -> Result<OpenedReport, DeliveryError> {
-        let material = self.0.material(header.key_mode(), &sealed.display()).map_err(|e| {
-            // Network trouble reaching the key server is worth retrying;
-            // anything else (no session, not a recipient, revoked) needs a
-            // person.
-            let line = crate::exit::one_line(&e);
-            let unreachable = e.chain().any(|c| {
-                matches!(
-                    c.downcast_ref::<medseal_capture::keyclient::ClientError>(),
-                    Some(medseal_capture::keyclient::ClientError::Unreachable { .. })
-                )
-            });
-            if unreachable { DeliveryError::transient(line) } else { DeliveryError::needs_key(line) }
-        })?;
+        let material = self
+            .0
+            .material(header.key_mode(), &sealed.display())
+            .map_err(|e| {
+                // Network trouble reaching the key server is worth retrying;
+                // anything else (no session, not a recipient, revoked) needs a
+                // person.
+                let line = crate::exit::one_line(&e);
+                let unreachable = e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<medseal_capture::keyclient::ClientError>(),
+                        Some(medseal_capture::keyclient::ClientError::Unreachable { .. })
+                    )
+                });
+                if unreachable {
+                    DeliveryError::transient(line)
+                } else {
+                    DeliveryError::needs_key(line)
+                }
+            })?;
         OpenedReport::open(sealed, material.secret())
     }
 }
@@ -131,7 +153,9 @@ pub struct Console {
 impl Console {
     /// A console observer.
     pub fn new() -> Self {
-        Self { current: std::sync::Mutex::new(None) }
+        Self {
+            current: std::sync::Mutex::new(None),
+        }
     }
 
     fn finish_bar(&self) {
@@ -145,27 +169,43 @@ impl Console {
 
 fn when(at_ms: i64) -> String {
     let secs = (at_ms - medseal_integrations::outbox::store::now_ms()).max(0) as f64 / 1000.0;
-    if secs < 90.0 { format!("in {secs:.0} s") } else { format!("in {:.0} min", secs / 60.0) }
+    if secs < 90.0 {
+        format!("in {secs:.0} s")
+    } else {
+        format!("in {:.0} min", secs / 60.0)
+    }
 }
 
 impl Observer for Console {
     fn progress(&self, d: &DeliveryRow) -> ProgressHandle {
         self.finish_bar();
-        let bar = Arc::new(Bar(progress::bar(Some(d.size), &format!("→ {}", d.destination))));
+        let bar = Arc::new(Bar(progress::bar(
+            Some(d.size),
+            &format!("→ {}", d.destination),
+        )));
         if let Ok(mut g) = self.current.lock() {
             *g = Some(bar.clone());
         }
         bar
     }
 
-    fn outcome(&self, d: &DeliveryRow, result: &Result<Receipt, DeliveryError>, retry_at: Option<i64>) {
+    fn outcome(
+        &self,
+        d: &DeliveryRow,
+        result: &Result<Receipt, DeliveryError>,
+        retry_at: Option<i64>,
+    ) {
         self.finish_bar();
         match (result, retry_at) {
             (Ok(r), _) => eprintln!(
                 "{} → {}: delivered{} ({})",
                 d.file_name,
                 d.destination,
-                if r.already_present { " (it was already there)" } else { "" },
+                if r.already_present {
+                    " (it was already there)"
+                } else {
+                    ""
+                },
                 r.id
             ),
             (Err(e), Some(at)) => eprintln!(
@@ -176,7 +216,9 @@ impl Observer for Console {
                 e.message,
                 when(at)
             ),
-            (Err(e), None) => eprintln!("{} → {}: failed: {}", d.file_name, d.destination, e.message),
+            (Err(e), None) => {
+                eprintln!("{} → {}: failed: {}", d.file_name, d.destination, e.message)
+            }
         }
     }
 }

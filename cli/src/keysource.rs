@@ -142,7 +142,11 @@ impl OpenKeys {
     /// The material for a file whose header names `mode`: a given secret
     /// wins; else a key-server file fetches its key with this device's
     /// session for the origin the file names (and only that origin).
-    pub fn material(&self, mode: &KeyMode, what: &dyn std::fmt::Display) -> Result<OpenMaterial<'_>> {
+    pub fn material(
+        &self,
+        mode: &KeyMode,
+        what: &dyn std::fmt::Display,
+    ) -> Result<OpenMaterial<'_>> {
         if let Some(p) = &self.password {
             return Ok(OpenMaterial::Given(Secret::Password(p)));
         }
@@ -150,8 +154,12 @@ impl OpenKeys {
             return Ok(OpenMaterial::Given(Secret::Key(k)));
         }
         match mode {
-            KeyMode::Password { .. } => bail!("{what} is sealed with a password; give --password-file"),
-            KeyMode::StaticKey { .. } => bail!("{what} is sealed with an organisation key; give --key-file"),
+            KeyMode::Password { .. } => {
+                bail!("{what} is sealed with a password; give --password-file")
+            }
+            KeyMode::StaticKey { .. } => {
+                bail!("{what} is sealed with an organisation key; give --key-file")
+            }
             KeyMode::KeyServer { origin, key_id } => {
                 let client = sessions::client(origin)?;
                 let session = sessions::load(client.origin())?;

@@ -6,6 +6,9 @@
 //! for PostgreSQL, shared by a whole test binary — when the test process
 //! exits (a watchdog shell stops it as soon as our end of a pipe closes).
 
+pub mod fakes;
+pub mod services;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

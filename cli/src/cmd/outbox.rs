@@ -50,7 +50,9 @@ pub fn run_command(a: Args) -> Result<()> {
 
 fn list(d: &DeliveryArgs, json: bool) -> Result<()> {
     let config = d.load()?;
-    let (mut outbox, _lock) = open_outbox(&config)?;
+    // Reading needs no lock: a delivery under way shows as `sending`.
+    let dir = crate::delivery::outbox_dir(&config)?;
+    let mut outbox = medseal_integrations::outbox::Outbox::open(&dir)?;
     let rows = outbox.list()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -60,7 +62,10 @@ fn list(d: &DeliveryArgs, json: bool) -> Result<()> {
         println!("the outbox is empty");
         return Ok(());
     }
-    println!("{:>4}  {:<28} {:<16} {:<9} {:>3}  DETAIL", "ID", "REPORT", "DESTINATION", "STATE", "TRY");
+    println!(
+        "{:>4}  {:<28} {:<16} {:<9} {:>3}  DETAIL",
+        "ID", "REPORT", "DESTINATION", "STATE", "TRY"
+    );
     for r in &rows {
         println!(
             "{:>4}  {:<28} {:<16} {:<9} {:>3}  {}",
@@ -103,6 +108,13 @@ fn deliver(d: &DeliveryArgs, ids: Option<Vec<i64>>) -> Result<()> {
         Some(ids) => Some(outbox.rearm(&lock, &ids)?),
         None => None,
     };
-    let summary = run(&mut outbox, &lock, &config, &KeyUnsealer(keys), &Console::new(), only.as_deref())?;
+    let summary = run(
+        &mut outbox,
+        &lock,
+        &config,
+        &KeyUnsealer(keys),
+        &Console::new(),
+        only.as_deref(),
+    )?;
     conclude(&summary)
 }

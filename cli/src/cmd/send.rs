@@ -1,7 +1,9 @@
 //! `medseal send --to NAME REPORT.mseal`: queue a sealed report for one or
 //! more destinations and deliver it now if the network allows.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+
+use medseal_integrations::outbox::State;
 
 use crate::delivery::{Console, DeliveryArgs, KeyUnsealer, conclude, open_outbox};
 use crate::files::{InputPath, check_one_stdin};
@@ -32,14 +34,18 @@ pub fn run(a: Args) -> Result<()> {
     }
     let input = InputPath::from(a.report.as_os_str().to_str().unwrap_or_default());
     if a.report.as_os_str() == "-" || !a.report.is_file() {
-        bail!("{}: give a sealed report file (the outbox keeps its own copy)", a.report.display());
+        bail!(
+            "{}: give a sealed report file (the outbox keeps its own copy)",
+            a.report.display()
+        );
     }
     // Refuse anything that is not a medseal file before queueing it.
-    let header = {
-        let mut f = std::fs::File::open(&a.report)?;
-        medseal_format::Header::read_from(&mut f).map_err(|e| anyhow::anyhow!("{input}: {e}"))?
-    };
-    drop(header);
+    {
+        let mut f =
+            std::fs::File::open(&a.report).with_context(|| format!("cannot read {input}"))?;
+        medseal_format::Header::read_from(&mut f)
+            .with_context(|| format!("cannot send {input}"))?;
+    }
     let file_name = a
         .report
         .file_name()
@@ -51,11 +57,25 @@ pub fn run(a: Args) -> Result<()> {
     let (mut outbox, lock) = open_outbox(&config)?;
     let queued = outbox.enqueue(&lock, &a.report, &file_name, &to)?;
     let ids: Vec<i64> = queued.iter().map(|d| d.id).collect();
+    let mut failed = Vec::new();
     for d in &queued {
-        if d.state == medseal_integrations::outbox::State::Delivered {
-            eprintln!("{} → {}: already delivered", d.file_name, d.destination);
+        match d.state {
+            State::Delivered => eprintln!("{} → {}: already delivered", d.file_name, d.destination),
+            // Sending again is asking to try again.
+            State::Failed => failed.push(d.id),
+            State::Pending | State::Sending => {}
         }
     }
-    let summary = medseal_integrations::outbox::run(&mut outbox, &lock, &config, &KeyUnsealer(keys), &Console::new(), Some(&ids))?;
+    if !failed.is_empty() {
+        outbox.rearm(&lock, &failed)?;
+    }
+    let summary = medseal_integrations::outbox::run(
+        &mut outbox,
+        &lock,
+        &config,
+        &KeyUnsealer(keys),
+        &Console::new(),
+        Some(&ids),
+    )?;
     conclude(&summary)
 }

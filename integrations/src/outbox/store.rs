@@ -259,16 +259,33 @@ impl Outbox {
             .ok_or_else(|| OutboxError::Db("the outbox path is not UTF-8".into()))?;
         let mut conn =
             SqliteConnection::establish(url).map_err(|e| OutboxError::Db(e.to_string()))?;
-        for pragma in [
-            "PRAGMA busy_timeout = 10000",
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = FULL",
-            "PRAGMA foreign_keys = ON",
-        ] {
-            diesel::sql_query(pragma).execute(&mut conn)?;
+        diesel::sql_query("PRAGMA busy_timeout = 10000").execute(&mut conn)?;
+        // Switching to WAL and migrating need a lock that SQLite does not
+        // wait for through the busy handler; two processes opening a new
+        // outbox at once retry here instead of failing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let setup = (|| -> Result<(), OutboxError> {
+                for pragma in [
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA synchronous = FULL",
+                    "PRAGMA foreign_keys = ON",
+                ] {
+                    diesel::sql_query(pragma).execute(&mut conn)?;
+                }
+                conn.run_pending_migrations(MIGRATIONS)
+                    .map_err(|e| OutboxError::Db(e.to_string()))?;
+                Ok(())
+            })();
+            match setup {
+                Err(OutboxError::Db(m))
+                    if m.contains("locked") && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
         }
-        conn.run_pending_migrations(MIGRATIONS)
-            .map_err(|e| OutboxError::Db(e.to_string()))?;
         Ok(Outbox {
             dir: dir.to_path_buf(),
             conn,

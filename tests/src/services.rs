@@ -1,0 +1,293 @@
+//! Real servers for the delivery tests, each on a free loopback port and
+//! stopped when its handle is dropped: an SMTP server (aiosmtpd, STARTTLS or
+//! implicit TLS, AUTH required), a FHIR server (validating every resource),
+//! and Orthanc with its DICOMweb plugin (Debian's `orthanc` and
+//! `orthanc-dicomweb`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::{free_port, write_file};
+
+/// A certificate for 127.0.0.1 / localhost, self-signed, that clients are
+/// told to trust.
+pub struct TestCert {
+    /// The certificate (PEM): also the trust anchor.
+    pub cert: PathBuf,
+    /// Its key (PEM), 0600.
+    pub key: PathBuf,
+}
+
+impl TestCert {
+    /// Makes one in `dir`.
+    pub fn new(dir: &Path) -> TestCert {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("certificate");
+        TestCert {
+            cert: write_file(dir, "server-cert.pem", c.cert.pem().as_bytes()),
+            key: write_file(
+                dir,
+                "server-key.pem",
+                c.signing_key.serialize_pem().as_bytes(),
+            ),
+        }
+    }
+}
+
+fn support(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("support")
+        .join(name)
+}
+
+/// A child process that prints READY when it is listening, stopped (stdin
+/// closed, then killed) on drop.
+struct Service {
+    child: Child,
+    _stdin: Option<ChildStdin>,
+}
+
+impl Service {
+    fn python(script: &str, args: &[String]) -> Service {
+        let mut child = Command::new("python3")
+            .arg(support(script))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 (install it and the packages in scripts/test-all.sh)");
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        BufReader::new(out)
+            .read_line(&mut line)
+            .expect("read READY");
+        assert_eq!(
+            line.trim(),
+            "READY",
+            "{script} did not start (are aiosmtpd and fhir.resources installed?)"
+        );
+        Service {
+            child,
+            _stdin: stdin,
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self._stdin.take();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The SMTP server.
+pub struct Smtp {
+    /// Its port.
+    pub port: u16,
+    /// Where received messages are written.
+    pub out: tempfile::TempDir,
+    _service: Service,
+}
+
+impl Smtp {
+    /// Starts it with `mode` "starttls" or "implicit", accepting `user` with
+    /// the password in `password_file`.
+    pub fn start(mode: &str, cert: &TestCert, user: &str, password_file: &Path) -> Smtp {
+        let port = free_port();
+        let out = tempfile::tempdir().expect("tempdir");
+        let args = [
+            "--port".into(),
+            port.to_string(),
+            "--cert".into(),
+            cert.cert.display().to_string(),
+            "--key".into(),
+            cert.key.display().to_string(),
+            "--mode".into(),
+            mode.into(),
+            "--user".into(),
+            user.into(),
+            "--password-file".into(),
+            password_file.display().to_string(),
+            "--out".into(),
+            out.path().display().to_string(),
+        ];
+        Smtp {
+            port,
+            _service: Service::python("smtp_server.py", &args),
+            out,
+        }
+    }
+
+    /// The messages received so far, as parsed by Python's e-mail parser.
+    pub fn messages(&self) -> Vec<Value> {
+        let mut v: Vec<(u32, Value)> = std::fs::read_dir(self.out.path())
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let n: u32 = name.strip_suffix(".json")?.parse().ok()?;
+                Some((
+                    n,
+                    serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?,
+                ))
+            })
+            .collect();
+        v.sort_by_key(|(n, _)| *n);
+        v.into_iter().map(|(_, m)| m).collect()
+    }
+}
+
+/// The FHIR server.
+pub struct Fhir {
+    /// Its base URL.
+    pub url: String,
+    _service: Service,
+}
+
+impl Fhir {
+    /// Starts it.
+    pub fn start() -> Fhir {
+        let port = free_port();
+        let service = Service::python("fhir_server.py", &["--port".into(), port.to_string()]);
+        Fhir {
+            url: format!("http://127.0.0.1:{port}"),
+            _service: service,
+        }
+    }
+
+    /// GET a path, as JSON.
+    pub fn get(&self, path: &str) -> Value {
+        reqwest::blocking::get(format!("{}{path}", self.url))
+            .and_then(|r| r.json())
+            .expect("FHIR GET")
+    }
+
+    /// Creates a Patient with this identifier.
+    pub fn add_patient(&self, system: &str, value: &str) {
+        let body = serde_json::json!({"resourceType": "Patient", "identifier": [{"system": system, "value": value}]});
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/Patient", self.url))
+            .header("Content-Type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .expect("FHIR POST");
+        assert_eq!(r.status().as_u16(), 201);
+    }
+}
+
+/// Orthanc with the DICOMweb plugin, basic auth required.
+pub struct Orthanc {
+    /// Its HTTP base URL.
+    pub url: String,
+    /// The user and password it accepts.
+    pub credentials: (String, String),
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+/// Where Debian puts the DICOMweb plugin.
+pub const DICOMWEB_PLUGIN: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
+
+impl Orthanc {
+    /// Starts it and waits until it answers.
+    pub fn start() -> Orthanc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let credentials = ("medseal".to_owned(), "orthanc-test-password".to_owned());
+        let config = serde_json::json!({
+            "Name": "medseal-test",
+            "StorageDirectory": dir.path().join("db"),
+            "IndexDirectory": dir.path().join("db"),
+            "HttpPort": port,
+            "DicomServerEnabled": false,
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": true,
+            "RegisteredUsers": { credentials.0.clone(): credentials.1.clone() },
+            "Plugins": [DICOMWEB_PLUGIN],
+            "DicomWeb": { "Enable": true, "Root": "/dicom-web/" },
+            "HttpTimeout": 30,
+            "StableAge": 1
+        });
+        let cfg = write_file(dir.path(), "orthanc.json", config.to_string().as_bytes());
+        let log = std::fs::File::create(dir.path().join("orthanc.log")).expect("log");
+        let child = Command::new("Orthanc")
+            .arg(&cfg)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .or_else(|_| {
+                Command::new("/usr/sbin/Orthanc")
+                    .arg(&cfg)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+            })
+            .expect("Orthanc (Debian packages orthanc and orthanc-dicomweb)");
+        let o = Orthanc {
+            url: format!("http://127.0.0.1:{port}"),
+            credentials,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if o.try_get("/system").is_some() {
+                return o;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Orthanc did not start: {}",
+                o.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Orthanc's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("orthanc.log")).unwrap_or_default()
+    }
+
+    fn try_get(&self, path: &str) -> Option<Value> {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.url))
+            .basic_auth(&self.credentials.0, Some(&self.credentials.1))
+            .send()
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().ok()
+    }
+
+    /// GET a path of Orthanc's REST API, as JSON.
+    pub fn get(&self, path: &str) -> Value {
+        self.try_get(path)
+            .unwrap_or_else(|| panic!("Orthanc GET {path} failed"))
+    }
+
+    /// GET raw bytes.
+    pub fn get_bytes(&self, path: &str) -> Vec<u8> {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.url))
+            .basic_auth(&self.credentials.0, Some(&self.credentials.1))
+            .send()
+            .and_then(|r| r.bytes())
+            .map(|b| b.to_vec())
+            .expect("Orthanc GET")
+    }
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
