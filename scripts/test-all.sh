@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with Rust:
 #   1. installs the system packages the tests drive (as root, with apt-get),
-#   2. runs every Rust test in the workspace (unit, property, vectors, CLI
-#      end-to-end; the key-server suite against SQLite and a real PostgreSQL
-#      that the tests start themselves),
-#   3. fuzzes the sealed-file parsers for a short, bounded time.
-# Usage: scripts/test-all.sh        (FUZZ_SECONDS=N to change step 3; 0 skips it)
+#   2. installs the Python packages the test servers use (aiosmtpd for a
+#      real SMTP server, fhir.resources for a validating FHIR server),
+#   3. runs every Rust test in the workspace (unit, property, vectors, CLI
+#      end-to-end; the key-server suite against SQLite and a real PostgreSQL,
+#      delivery against SMTP, Box/Dropbox fakes, FHIR and a real Orthanc —
+#      all started by the tests themselves on loopback),
+#   4. fuzzes the sealed-file parsers for a short, bounded time.
+# Usage: scripts/test-all.sh        (FUZZ_SECONDS=N to change step 4; 0 skips it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: PostgreSQL server binaries (initdb, postgres),
 # poppler-utils (pdfinfo, pdftoppm: the report PDF is checked by rendering it),
-# exiftool (an independent reader to prove photos carry no metadata).
-packages=(postgresql poppler-utils libimage-exiftool-perl)
+# exiftool (an independent reader to prove photos carry no metadata),
+# Orthanc with its DICOMweb plugin (the PACS the DICOMweb destination is
+# tested against), python3-pip for the packages below.
+packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +32,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "test-all: please install: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
   fi
+fi
+
+# PyPI packages for the test servers, unless already importable.
+if ! python3 -c 'import aiosmtpd, fhir.resources.R4B' 2>/dev/null; then
+  echo "test-all: installing aiosmtpd and fhir.resources"
+  python3 -m pip install --quiet aiosmtpd 'fhir.resources>=8' \
+    || python3 -m pip install --quiet --break-system-packages aiosmtpd 'fhir.resources>=8'
 fi
 
 cargo test --workspace --locked
