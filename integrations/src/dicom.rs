@@ -372,6 +372,101 @@ mod tests {
         assert_eq!(jpeg_sof(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]), None);
     }
 
+    fn manifest() -> Manifest {
+        let m = serde_json::json!({
+            "manifest_version": 1, "report_id": "r-1", "created_at": "2026-11-23T09:05:01Z",
+            "capturer": {"name": "Dr A"}, "organisation": "St Elsewhere",
+            "patient": {"identifiers": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}], "minimised": false},
+            "consent": {"method": "unable", "given_by": "nobody", "scope": [], "recorded_at": "2026-11-23T09:00:00Z", "unable_reason": "unconscious; treatment record"},
+            "body_site": "left forearm", "media": []
+        });
+        serde_json::from_value(m).unwrap()
+    }
+
+    fn read_back(bytes: &[u8]) -> dicom_object::DefaultDicomObject {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.dcm");
+        std::fs::write(&p, bytes).unwrap();
+        dicom_object::open_file(&p).unwrap()
+    }
+
+    fn photo(mime: &str, data: Vec<u8>) -> Photo {
+        let entry = serde_json::from_value(serde_json::json!({
+            "path": "media/photo-1", "kind": "photo", "mime_type": mime, "size": data.len(), "sha256": "00"
+        }))
+        .unwrap();
+        Photo { entry, data }
+    }
+
+    #[test]
+    fn png_becomes_lossless_rgb_and_jpeg_is_carried_as_is() {
+        let m = manifest();
+        let study = Study {
+            manifest: &m,
+            patient: &m.patient.identifiers[0],
+            key: "k",
+        };
+        let img =
+            image::RgbImage::from_fn(3, 2, |x, y| image::Rgb([x as u8 * 40, y as u8 * 90, 7]));
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let obj = read_back(&photo_instance(&study, 0, &photo("image/png", png)).unwrap());
+        assert_eq!(
+            obj.meta().transfer_syntax().trim_end_matches('\0'),
+            EXPLICIT_VR_LE
+        );
+        let text = |t| {
+            obj.element(t)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end_matches('\0')
+                .to_owned()
+        };
+        assert_eq!(text(tags::SOP_CLASS_UID), VL_PHOTOGRAPHIC_IMAGE);
+        assert_eq!(text(tags::PATIENT_ID), "9434765919");
+        assert_eq!(text(tags::PHOTOMETRIC_INTERPRETATION), "RGB");
+        assert_eq!(text(tags::STUDY_INSTANCE_UID), study.study_uid());
+        assert_eq!(obj.element(tags::ROWS).unwrap().to_int::<u16>().unwrap(), 2);
+        let pixels = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+        assert_eq!(
+            &pixels[..18],
+            img.as_raw().as_slice(),
+            "pixels stored exactly"
+        );
+
+        let mut jpeg = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+        let obj =
+            read_back(&photo_instance(&study, 1, &photo("image/jpeg", jpeg.clone())).unwrap());
+        assert_eq!(
+            obj.meta().transfer_syntax().trim_end_matches('\0'),
+            JPEG_BASELINE
+        );
+        let frag = match obj.element(tags::PIXEL_DATA).unwrap().value() {
+            Value::PixelSequence(seq) => seq.fragments()[0].clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            &frag[..jpeg.len()],
+            jpeg.as_slice(),
+            "the JPEG is not recompressed"
+        );
+        assert_ne!(
+            obj.element(tags::SOP_INSTANCE_UID)
+                .unwrap()
+                .to_str()
+                .unwrap(),
+            study.instance_uid(0),
+            "each photo its own instance"
+        );
+    }
+
     #[test]
     fn dates_in_dicom_form() {
         assert_eq!(
