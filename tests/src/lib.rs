@@ -410,22 +410,40 @@ impl Client {
         }
     }
 
-    fn send(&self, mut req: reqwest::blocking::RequestBuilder) -> Reply {
+    fn send(&self, req: reqwest::blocking::RequestBuilder) -> Reply {
+        self.try_send(req).expect("request")
+    }
+
+    /// Sends, or says why no answer came (the server was down or died).
+    fn try_send(
+        &self,
+        mut req: reqwest::blocking::RequestBuilder,
+    ) -> Result<Reply, reqwest::Error> {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         req = req.header("X-Device-Id", &self.device);
-        let resp = req.send().expect("request");
+        let resp = req.send()?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.text().unwrap_or_default();
+        let body = resp.text()?;
         let json = serde_json::from_str(&body).unwrap_or(Value::Null);
-        Reply {
+        Ok(Reply {
             status,
             body,
             json,
             headers,
-        }
+        })
+    }
+
+    /// GET, without panicking when no answer comes.
+    pub fn try_get(&self, path: &str) -> Result<Reply, reqwest::Error> {
+        self.try_send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    /// POST, without panicking when no answer comes.
+    pub fn try_post(&self, path: &str, body: &Value) -> Result<Reply, reqwest::Error> {
+        self.try_send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
     /// GET.
