@@ -203,6 +203,8 @@ pub struct KeyServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     port: u16,
+    /// `--keyring`, when the master key lives outside the data directory.
+    pub keyring: Option<PathBuf>,
     child: Option<Child>,
     /// Everything the server printed on stderr so far.
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -225,6 +227,34 @@ impl KeyServer {
             database_url,
             base: format!("http://127.0.0.1:{port}"),
             port,
+            keyring: None,
+            child: None,
+            log: Default::default(),
+        }
+    }
+
+    /// A second server on the same PostgreSQL database and master key (as
+    /// on another machine behind the same load balancer); not yet serving.
+    pub fn replica(&self) -> KeyServer {
+        assert!(
+            self.database_url.is_some(),
+            "replicas share a PostgreSQL database"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("medseal-ks-")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        KeyServer {
+            dir,
+            database_url: self.database_url.clone(),
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            keyring: Some(
+                self.keyring
+                    .clone()
+                    .unwrap_or_else(|| self.dir.path().join("data").join("master.keyring")),
+            ),
             child: None,
             log: Default::default(),
         }
@@ -239,6 +269,10 @@ impl KeyServer {
         if let Some(u) = &self.database_url {
             v.push("--database-url".into());
             v.push(u.clone());
+        }
+        if let Some(k) = &self.keyring {
+            v.push("--keyring".into());
+            v.push(k.display().to_string());
         }
         v
     }
