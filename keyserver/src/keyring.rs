@@ -94,7 +94,7 @@ impl Keyring {
         })
     }
 
-    fn parse(json: &str) -> Result<Self> {
+    pub fn parse(json: &str) -> Result<Self> {
         let file: KeyringFile = serde_json::from_str(json)
             .map_err(|e| Error::Keyring(format!("not a keyring: {e}")))?;
         if file.format != FORMAT {

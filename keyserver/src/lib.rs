@@ -19,6 +19,7 @@
 //! | [`http`]     | the actix-web API, request limits, TLS, OpenAPI                   |
 //! | [`metrics`]  | Prometheus metrics                                                |
 //! | [`admin`]    | the admin command line's operations                               |
+//! | [`backup`]   | consistent backups of a SQLite store, and restoring them          |
 //! | [`server`]   | putting it together: `serve`                                      |
 //!
 //! The HTTP API and deployment are described in `docs/keyserver.md`.
@@ -28,6 +29,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod backup;
 pub mod db;
 pub mod error;
 pub mod http;

@@ -260,6 +260,28 @@ impl KeyServer {
         }
     }
 
+    /// An empty SQLite store that will serve on the same address (as a
+    /// rebuilt machine would): for restoring a backup into.
+    pub fn successor(&self) -> KeyServer {
+        assert!(
+            self.database_url.is_none(),
+            "successors are for SQLite stores"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("medseal-ks-")
+            .tempdir()
+            .expect("temp dir");
+        KeyServer {
+            dir,
+            database_url: None,
+            base: self.base.clone(),
+            port: self.port,
+            keyring: None,
+            child: None,
+            log: Default::default(),
+        }
+    }
+
     /// The flags that point a `keyserver` command at this store.
     pub fn store_args(&self) -> Vec<String> {
         let mut v = vec![

@@ -54,6 +54,35 @@ enum Command {
     Audit(AuditCommand),
     /// Add a new master key version and re-wrap every data key under it.
     RotateMasterKey,
+    /// Write a sealed backup of the store (consistent while serving).
+    Backup {
+        #[command(flatten)]
+        secret: BackupSecret,
+        /// The sealed backup file to write.
+        #[arg(value_name = "OUT")]
+        output: String,
+    },
+    /// Restore a sealed backup into a new, empty data directory.
+    Restore {
+        #[command(flatten)]
+        secret: BackupSecret,
+        /// The sealed backup file.
+        #[arg(value_name = "IN")]
+        input: String,
+    },
+}
+
+/// What seals a backup: a password or an organisation key, kept apart from
+/// the backup itself.
+#[derive(Debug, ClapArgs)]
+#[command(group = clap::ArgGroup::new("backup_secret").required(true).args(["password_file", "key_file"]))]
+struct BackupSecret {
+    /// The password, read from this file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<String>,
+    /// An organisation key: 32 raw bytes, or hex, or base64.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -214,6 +243,8 @@ pub fn run(a: Args) -> Result<()> {
             out.write_all(&body).context("cannot write the export")?;
             out.commit()
         }
+        Command::Backup { secret, output } => backup(&store, &secret, &output),
+        Command::Restore { secret, input } => restore(&store, &secret, &input),
         Command::RotateMasterKey => {
             let r = Admin::open(store)?.rotate_master_key()?;
             eprintln!(
@@ -223,6 +254,86 @@ pub fn run(a: Args) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn backup(store: &Store, secret: &BackupSecret, dest: &str) -> Result<()> {
+    use medseal_format::{DEFAULT_PBKDF2_ITERATIONS, SealKey, SealOptions};
+    let password = secret
+        .password_file
+        .as_deref()
+        .map(|p| secrets::read_password(&InputPath::from(p)))
+        .transpose()?;
+    let key = secret
+        .key_file
+        .as_deref()
+        .map(|k| secrets::read_key(&InputPath::from(k)))
+        .transpose()?;
+    let seal_key = match (&password, &key) {
+        (Some(pw), _) => SealKey::Password {
+            password: pw,
+            iterations: DEFAULT_PBKDF2_ITERATIONS,
+        },
+        (None, Some(k)) => SealKey::StaticKey {
+            key: k,
+            key_id: "keyserver-backup",
+        },
+        (None, None) => bail!("give --password-file or --key-file"),
+    };
+    let mut out = Output::create(dest, &InputPath::Stdin)?;
+    let (reader, writer) = std::io::pipe().context("cannot make a pipe")?;
+    let producer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            medseal_keyserver::backup::write_backup(&store, std::io::BufWriter::new(writer))
+        })
+    };
+    let sealed = medseal_format::seal(seal_key, reader, &mut out, &SealOptions::default());
+    // The tar writer's outcome decides: a failed snapshot ends the pipe
+    // early, which the sealer alone would take for the end of the data.
+    let info = producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the backup writer stopped unexpectedly"))??;
+    sealed.context("cannot seal the backup")?;
+    out.commit()?;
+    eprintln!(
+        "backup written to {dest}: {} audit events, verified; keep its password or key apart from it",
+        info.audit_events
+    );
+    Ok(())
+}
+
+fn restore(store: &Store, secret: &BackupSecret, input: &str) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let input_path = InputPath::from(input);
+    let keys = crate::keysource::OpenKeys::read(
+        secret
+            .password_file
+            .as_deref()
+            .map(InputPath::from)
+            .as_ref(),
+        secret.key_file.as_deref().map(InputPath::from).as_ref(),
+    )?;
+    let mut reader = input_path.open_raw()?;
+    let opener = medseal_format::Opener::new(&mut reader)
+        .with_context(|| format!("cannot open {input_path}"))?;
+    let material = keys.material(opener.header().key_mode(), &input_path)?;
+    let mut plain = tempfile::tempfile().context("cannot make a temporary file")?;
+    opener
+        .open(
+            material.secret(),
+            &mut plain,
+            &medseal_format::OpenOptions::default(),
+        )
+        .with_context(|| format!("cannot open {input_path}"))?;
+    plain.seek(SeekFrom::Start(0))?;
+    let info = medseal_keyserver::backup::restore_backup(std::io::BufReader::new(plain), store)?;
+    eprintln!(
+        "restored the backup of {} into {}: {} audit events verified; the chain continues from here",
+        info.created_at,
+        store.data_dir.display(),
+        info.audit_events
+    );
+    Ok(())
 }
 
 fn serve(store: Store, s: ServeArgs) -> Result<()> {

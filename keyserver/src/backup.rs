@@ -1,0 +1,259 @@
+//! Backup and restore of a key server's store.
+//!
+//! A backup is a tar stream of three files, which the command line seals
+//! (medseal format, password or organisation key) as it is written:
+//!
+//! ```text
+//! backup.json         what it is: format, backend, time, audit events
+//! master.keyring      the keyring (JSON), so the backup restores alone
+//! keyserver.sqlite3   a consistent snapshot of the database
+//! ```
+//!
+//! The snapshot is SQLite's `VACUUM INTO`, which reads one transaction's
+//! view while the server keeps serving. Before anything is written the
+//! snapshot's audit chain is verified with the keyring, so a backup that
+//! would not restore is never produced. Restore refuses to overwrite an
+//! existing store, places both files (0600) and verifies the chain again;
+//! the restored server continues the same chain.
+//!
+//! PostgreSQL stores are backed up with PostgreSQL's own tools (pg_dump,
+//! base backups with WAL archiving) plus a copy of the keyring kept apart:
+//! see `docs/keyserver.md`.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit;
+use crate::db::{self, Location};
+use crate::error::{Error, Result};
+use crate::keyring::{self, Keyring, KeyringSource};
+use crate::store::Store;
+
+/// The version of this layout.
+pub const BACKUP_FORMAT: u32 = 1;
+const INFO: &str = "backup.json";
+const KEYRING: &str = "master.keyring";
+const DATABASE: &str = "keyserver.sqlite3";
+/// Largest keyring or info file accepted from a backup.
+const MAX_SMALL_FILE: u64 = 1 << 20;
+
+/// What a backup holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupInfo {
+    /// [`BACKUP_FORMAT`].
+    pub format: u32,
+    /// Always `sqlite` for now.
+    pub backend: String,
+    /// When it was taken (RFC 3339).
+    pub created_at: String,
+    /// Audit events in the snapshot, all verified.
+    pub audit_events: i64,
+}
+
+fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Invalid(format!("{what}: {e}"))
+}
+
+fn keyring_text(store: &Store) -> Result<zeroize::Zeroizing<String>> {
+    match &store.keyring {
+        KeyringSource::Env => std::env::var(keyring::ENV_KEYRING)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| Error::Keyring(format!("{} is not set", keyring::ENV_KEYRING))),
+        KeyringSource::File(p) => std::fs::read_to_string(p)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| Error::Keyring(format!("cannot read {}: {e}", p.display()))),
+    }
+}
+
+fn sqlite_path(store: &Store) -> Result<&Path> {
+    match &store.location {
+        Location::Sqlite(p) => Ok(p),
+        Location::Postgres(_) => Err(Error::Invalid(
+            "this store is on PostgreSQL: back it up with pg_dump or a base backup, and keep a copy of the keyring apart (docs/keyserver.md)".into(),
+        )),
+    }
+}
+
+/// Writes a backup of `store` (a tar stream) to `out`.
+pub fn write_backup<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
+    let live = sqlite_path(store)?;
+    if !live.exists() {
+        return Err(Error::Invalid(format!("no store at {}", live.display())));
+    }
+    let ring_text = keyring_text(store)?;
+    let ring = Keyring::parse(&ring_text)?;
+    let dir = live
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".backup-")
+        .tempdir_in(dir)
+        .map_err(io("cannot make a temporary directory"))?;
+    let snapshot = tmp.path().join(DATABASE);
+    let snapshot_str = snapshot
+        .to_str()
+        .ok_or_else(|| Error::Invalid("the data directory path is not UTF-8".into()))?;
+    {
+        let mut conn = db::connect(&store.location)?;
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!(
+            "VACUUM INTO '{}'",
+            snapshot_str.replace('\'', "''")
+        ))
+        .execute(&mut conn)
+        .map_err(|e| Error::Internal(format!("snapshot failed: {e}")))?;
+    }
+    let mut conn = db::connect(&Location::Sqlite(snapshot.clone()))?;
+    let v = audit::verify(&mut conn, ring.audit_key())?;
+    drop(conn);
+    if let Some(b) = v.broken {
+        return Err(Error::Invalid(format!(
+            "the audit log is broken at event {} ({}); not backing up a store that would not verify",
+            b.seq, b.reason
+        )));
+    }
+    let info = BackupInfo {
+        format: BACKUP_FORMAT,
+        backend: "sqlite".into(),
+        created_at: crate::time::rfc3339(crate::time::now_ms()),
+        audit_events: v.verified,
+    };
+    let info_json = serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut tar = tar::Builder::new(out);
+    let mut add = |name: &str, len: u64, data: &mut dyn Read| -> Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(len);
+        h.set_mode(0o600);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, name, data)
+            .map_err(io("cannot write the backup"))
+    };
+    add(INFO, info_json.len() as u64, &mut &info_json[..])?;
+    add(KEYRING, ring_text.len() as u64, &mut ring_text.as_bytes())?;
+    let mut db_file = std::fs::File::open(&snapshot).map_err(io("cannot read the snapshot"))?;
+    let len = db_file
+        .metadata()
+        .map_err(io("cannot read the snapshot"))?
+        .len();
+    add(DATABASE, len, &mut db_file)?;
+    tar.into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(io("cannot write the backup"))?;
+    Ok(info)
+}
+
+/// Restores the backup read from `input` into `store`, which must not
+/// exist yet (neither its database nor its keyring file).
+pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
+    let target_db = sqlite_path(store)?.to_path_buf();
+    let target_ring = match &store.keyring {
+        KeyringSource::File(p) => p.clone(),
+        KeyringSource::Env => {
+            return Err(Error::Invalid(format!(
+                "unset {} to restore: the keyring is restored to a file in the data directory",
+                keyring::ENV_KEYRING
+            )));
+        }
+    };
+    for p in [&target_db, &target_ring] {
+        if p.exists() {
+            return Err(Error::Conflict(format!(
+                "{} already exists: restore into a new data directory",
+                p.display()
+            )));
+        }
+    }
+    let dir = target_db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let tmp = tempfile::Builder::new()
+        .prefix(".restore-")
+        .tempdir_in(&dir)
+        .map_err(io("cannot make a temporary directory"))?;
+    let mut info: Option<BackupInfo> = None;
+    let mut ring_text: Option<zeroize::Zeroizing<String>> = None;
+    let mut db: Option<PathBuf> = None;
+    let mut archive = tar::Archive::new(input);
+    let malformed = |why: String| Error::Invalid(format!("not a key server backup: {why}"));
+    for entry in archive.entries().map_err(|e| malformed(e.to_string()))? {
+        let mut entry = entry.map_err(|e| malformed(e.to_string()))?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            return Err(malformed("an entry is not a plain file".into()));
+        }
+        let name = entry
+            .path()
+            .map_err(|e| malformed(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let size = entry.size();
+        match name.as_str() {
+            INFO | KEYRING if size > MAX_SMALL_FILE => {
+                return Err(malformed(format!("{name} is too large")));
+            }
+            INFO if info.is_none() => {
+                let mut buf = Vec::new();
+                entry
+                    .read_to_end(&mut buf)
+                    .map_err(io("cannot read the backup"))?;
+                let i: BackupInfo =
+                    serde_json::from_slice(&buf).map_err(|e| malformed(format!("{INFO}: {e}")))?;
+                if i.format != BACKUP_FORMAT || i.backend != "sqlite" {
+                    return Err(malformed(format!(
+                        "format {} of backend {} is not supported",
+                        i.format, i.backend
+                    )));
+                }
+                info = Some(i);
+            }
+            KEYRING if ring_text.is_none() => {
+                let mut s = zeroize::Zeroizing::new(String::new());
+                entry
+                    .read_to_string(&mut s)
+                    .map_err(io("cannot read the backup"))?;
+                Keyring::parse(&s)?;
+                ring_text = Some(s);
+            }
+            DATABASE if db.is_none() => {
+                let p = tmp.path().join(DATABASE);
+                let mut f = std::fs::File::create(&p).map_err(io("cannot write the database"))?;
+                std::io::copy(&mut entry, &mut f).map_err(io("cannot write the database"))?;
+                f.sync_all().map_err(io("cannot write the database"))?;
+                db = Some(p);
+            }
+            other => return Err(malformed(format!("unexpected or repeated entry {other:?}"))),
+        }
+    }
+    let (Some(info), Some(ring_text), Some(db)) = (info, ring_text, db) else {
+        return Err(malformed("an entry is missing".into()));
+    };
+    // Check before placing anything: the chain verifies with this keyring.
+    let ring = Keyring::parse(&ring_text)?;
+    {
+        let mut conn = db::connect(&Location::Sqlite(db.clone()))?;
+        let v = audit::verify(&mut conn, ring.audit_key())?;
+        if v.broken.is_some() || v.verified != info.audit_events {
+            return Err(malformed("its audit log does not verify".into()));
+        }
+    }
+    keyring::write_private(&target_ring, ring_text.as_bytes(), true)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("cannot protect the database"))?;
+    }
+    std::fs::hard_link(&db, &target_db).map_err(|e| {
+        let _ = std::fs::remove_file(&target_ring);
+        io("cannot place the database")(e)
+    })?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("cannot sync the data directory"))?;
+    Ok(info)
+}
