@@ -107,6 +107,16 @@ pub enum Error {
         last_index: u64,
     },
 
+    /// Not an RNCryptor v3 message (too short, another version, or options
+    /// that do not match the secret given).
+    #[error("not an RNCryptor v3 message: {0}")]
+    NotRncryptor(&'static str),
+
+    /// An RNCryptor message's HMAC did not verify. The format has no key
+    /// check, so a wrong secret and altered data look the same.
+    #[error("wrong password or key, or the data was altered (RNCryptor cannot tell which)")]
+    RncryptorAuthFailed,
+
     /// A parameter given to the sealer is outside the format's limits.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
@@ -140,10 +150,13 @@ impl Error {
     /// Which class of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::NotMedseal | Error::UnsupportedVersion(_) => ErrorKind::Format,
-            Error::WrongKey | Error::WrongStaticKey { .. } | Error::SecretKindMismatch { .. } => {
-                ErrorKind::Key
+            Error::NotMedseal | Error::UnsupportedVersion(_) | Error::NotRncryptor(_) => {
+                ErrorKind::Format
             }
+            Error::WrongKey
+            | Error::WrongStaticKey { .. }
+            | Error::SecretKindMismatch { .. }
+            | Error::RncryptorAuthFailed => ErrorKind::Key,
             Error::HeaderDamaged(_)
             | Error::HeaderTampered
             | Error::ChunkTampered { .. }

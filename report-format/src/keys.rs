@@ -168,7 +168,7 @@ impl FileKeys {
     }
 }
 
-fn hmac_with(key: &[u8; KEY_LEN]) -> HmacSha256 {
+pub(crate) fn hmac_with(key: &[u8; KEY_LEN]) -> HmacSha256 {
     match <HmacSha256 as KeyInit>::new_from_slice(key) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC accepts keys of any length"),

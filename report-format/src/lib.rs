@@ -51,6 +51,7 @@ pub mod header;
 pub mod keys;
 pub mod manifest;
 pub mod positional;
+pub mod rncryptor;
 pub mod stream;
 
 pub use error::{Error, ErrorKind, Result};
