@@ -49,27 +49,47 @@ pub fn read_key(path: &InputPath) -> Result<Key> {
 }
 
 fn parse_key(raw: &[u8]) -> Result<Key> {
-    if raw.len() == KEY_LEN {
-        return Ok(Key::from_slice(raw)?);
+    Ok(Key::from_slice(&parse_key_bytes(raw, KEY_LEN)?)?)
+}
+
+/// An RNCryptor key-mode key file: 64 bytes (the encryption key, then the
+/// HMAC key), raw or as hex or base64.
+pub fn read_key_pair(path: &InputPath) -> Result<(Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>)> {
+    let raw = read_secret_file(path)?;
+    let bytes = parse_key_bytes(&raw, 2 * KEY_LEN).with_context(|| {
+        format!("{path} is not an RNCryptor key file (64 bytes: encryption key, then HMAC key)")
+    })?;
+    let mut enc = Zeroizing::new([0u8; 32]);
+    let mut mac = Zeroizing::new([0u8; 32]);
+    enc.copy_from_slice(&bytes[..KEY_LEN]);
+    mac.copy_from_slice(&bytes[KEY_LEN..]);
+    Ok((enc, mac))
+}
+
+/// `len` bytes, given raw or as hex or base64.
+fn parse_key_bytes(raw: &[u8], len: usize) -> Result<Zeroizing<Vec<u8>>> {
+    if raw.len() == len {
+        return Ok(Zeroizing::new(raw.to_vec()));
     }
+    let expected = || anyhow::anyhow!("expected {len} raw bytes, {} hex digits or base64", 2 * len);
     let text = std::str::from_utf8(raw)
         .map(str::trim)
-        .map_err(|_| anyhow::anyhow!("expected 32 raw bytes, 64 hex digits or base64"))?;
+        .map_err(|_| expected())?;
     let bytes = Zeroizing::new(
-        if text.len() == 2 * KEY_LEN && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if text.len() == 2 * len && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text)?
         } else {
             base64::engine::general_purpose::STANDARD
                 .decode(text)
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
-                .map_err(|_| anyhow::anyhow!("expected 32 raw bytes, 64 hex digits or base64"))?
+                .map_err(|_| expected())?
         },
     );
-    if bytes.len() != KEY_LEN {
-        bail!("the key must be 32 bytes, this one is {}", bytes.len());
+    if bytes.len() != len {
+        bail!("the key must be {len} bytes, this one is {}", bytes.len());
     }
-    Ok(Key::from_slice(&bytes)?)
+    Ok(bytes)
 }
 
 /// Asks for a password on the terminal (twice when `confirm`).

@@ -289,3 +289,114 @@ fn sealed_output_is_private() {
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
 }
+
+#[test]
+fn rncryptor_v3_sealed_and_opened_by_detection() {
+    let d = setup();
+    let original = fs::read(d.path().join("photo.jpg")).unwrap();
+    // Password mode, default names both ways.
+    medseal()
+        .current_dir(d.path())
+        .args([
+            "seal",
+            "--format",
+            "rncryptor-v3",
+            "--password-file",
+            "pw",
+            "photo.jpg",
+        ])
+        .assert()
+        .success();
+    let message = fs::read(d.path().join("photo.jpg.rncryptor")).unwrap();
+    assert_eq!(&message[..2], &[3, 1], "RNCryptor v3, password mode");
+    fs::remove_file(d.path().join("photo.jpg")).unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--password-file", "pw", "photo.jpg.rncryptor"])
+        .assert()
+        .success();
+    assert_eq!(fs::read(d.path().join("photo.jpg")).unwrap(), original);
+    // Through stdin and stdout too.
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--password-file", "pw", "-o", "-", "-"])
+        .write_stdin(message.clone())
+        .assert()
+        .success()
+        .stdout(predicate::function(|out: &[u8]| out == original.as_slice()));
+    // A wrong password is refused with the format's honest message, and no
+    // output is left behind.
+    fs::write(d.path().join("wrong"), "not it\n").unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args([
+            "open",
+            "--password-file",
+            "wrong",
+            "-o",
+            "out.jpg",
+            "photo.jpg.rncryptor",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("RNCryptor cannot tell which"));
+    assert!(!d.path().join("out.jpg").exists());
+    // Key mode: 64 bytes, the encryption key then the HMAC key, as hex.
+    fs::write(
+        d.path().join("pair"),
+        format!("{}\n", "ab".repeat(32) + &"cd".repeat(32)),
+    )
+    .unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args([
+            "seal",
+            "--format",
+            "rncryptor-v3",
+            "--key-file",
+            "pair",
+            "-o",
+            "k.rnc",
+            "photo.jpg",
+        ])
+        .assert()
+        .success();
+    assert_eq!(&fs::read(d.path().join("k.rnc")).unwrap()[..2], &[3, 0]);
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--key-file", "pair", "-o", "k.jpg", "k.rnc"])
+        .assert()
+        .success();
+    assert_eq!(fs::read(d.path().join("k.jpg")).unwrap(), original);
+    // A 32-byte medseal key is not an RNCryptor key pair.
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--key-file", "key", "-o", "x.jpg", "k.rnc"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not an RNCryptor key file"));
+}
+
+#[test]
+fn rncryptor_published_vector_opens() {
+    // "Exactly one block" from the RNCryptor v3 specification's vectors.
+    let d = setup();
+    fs::write(d.path().join("thepw"), "thepassword").unwrap();
+    let hexmsg = "03010102030405060700020304050607080103040506070809\
+                  0a0b0c0d0e0f0001020e437fe809309c03fd53a475131e9a19\
+                  78b8eaef576f60adb8ce2320849ba32d742900438ba897d222\
+                  10c76c35c849df";
+    let msg: Vec<u8> = (0..hexmsg.len() / 2)
+        .map(|i| u8::from_str_radix(&hexmsg[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    fs::write(d.path().join("v.rncryptor"), msg).unwrap();
+    medseal()
+        .current_dir(d.path())
+        .args(["open", "--password-file", "thepw", "v.rncryptor"])
+        .assert()
+        .success();
+    assert_eq!(
+        fs::read(d.path().join("v")).unwrap(),
+        [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]
+    );
+}

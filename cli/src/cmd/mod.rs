@@ -6,6 +6,7 @@ mod keyserver;
 mod login;
 mod open;
 mod outbox;
+mod rncryptor;
 mod seal;
 mod send;
 

@@ -48,6 +48,22 @@ pub fn run(a: Args) -> Result<()> {
     {
         bail!("{} already exists", dir.display());
     }
+    // RNCryptor v3 messages start with 0x03, medseal files with 0x89. The
+    // peeked bytes stay in `raw`, which a stream (stdin) is read through.
+    let mut raw = std::io::BufReader::new(input.open_raw()?);
+    let first = std::io::BufRead::fill_buf(&mut raw)
+        .with_context(|| format!("cannot read {input}"))?
+        .to_vec();
+    if medseal_format::rncryptor::looks_like(&first) {
+        if a.extract.is_some() {
+            bail!("{input} is an RNCryptor message, not a medseal report: open it with -o");
+        }
+        let dest = output_name(a.output.as_deref(), &input, |n| {
+            n.strip_suffix(".rncryptor").map(str::to_owned)
+        })?;
+        let material = super::rncryptor::RnMaterial::read(pw_path.as_ref(), key_path.as_ref())?;
+        return super::rncryptor::open(&input, &mut raw, &material, &dest);
+    }
     let dest = match a.extract {
         Some(_) => String::new(),
         None => output_name(a.output.as_deref(), &input, |n| {
@@ -61,7 +77,7 @@ pub fn run(a: Args) -> Result<()> {
     let source = match &regular {
         Some(file) => Source::File(Opener::at(file).with_context(context)?),
         None => {
-            let reader: Box<dyn Read> = Box::new(bar.wrap_read(input.open_raw()?));
+            let reader: Box<dyn Read> = Box::new(bar.wrap_read(raw));
             Source::Stream(Opener::new(reader).with_context(context)?)
         }
     };

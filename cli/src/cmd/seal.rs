@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use medseal_format::SealOptions;
 
 use crate::files::{InputPath, Output, check_one_stdin, output_name};
@@ -28,9 +28,23 @@ pub struct Args {
     /// Where to write (`-` for stdout). Default: IN with `.mseal` added.
     #[arg(short, long, value_name = "OUT")]
     output: Option<String>,
+    /// The format to write: medseal (default), or RNCryptor v3 for systems
+    /// that only read that (password, or a 64-byte key file).
+    #[arg(long, value_enum, default_value_t = Format::Medseal)]
+    format: Format,
     /// The file to seal (`-` for stdin).
     #[arg(value_name = "IN")]
     input: String,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// The medseal format (docs/format.md).
+    Medseal,
+    /// RNCryptor v3, for interoperability (docs/format.md §11).
+    #[value(name = "rncryptor-v3")]
+    RncryptorV3,
 }
 
 /// Turns `64K`, `1M` or a byte count into log2 of the chunk size.
@@ -59,6 +73,18 @@ pub fn run(a: Args) -> Result<()> {
     let secrets = a.key.inputs();
     check_one_stdin(&[Some(&input), secrets.first(), secrets.get(1)])?;
 
+    if a.format == Format::RncryptorV3 {
+        if a.key.keyserver.is_some() {
+            bail!("RNCryptor has no key-server mode; give --password-file or --key-file");
+        }
+        let dest = output_name(a.output.as_deref(), &input, |n| {
+            Some(format!("{n}.rncryptor"))
+        })?;
+        let pw = a.key.password_file.as_deref().map(InputPath::from);
+        let key = a.key.key_file.as_deref().map(InputPath::from);
+        let material = super::rncryptor::RnMaterial::read(pw.as_ref(), key.as_ref())?;
+        return super::rncryptor::seal(&input, &material, &dest);
+    }
     let dest = output_name(a.output.as_deref(), &input, |n| Some(format!("{n}.mseal")))?;
     let report_id = match &a.report_id {
         Some(r) => r.clone(),
