@@ -52,9 +52,12 @@ fn parse_key(raw: &[u8]) -> Result<Key> {
     Ok(Key::from_slice(&parse_key_bytes(raw, KEY_LEN)?)?)
 }
 
+/// A 32-byte key held in zeroized memory.
+pub type RawKey = Zeroizing<[u8; 32]>;
+
 /// An RNCryptor key-mode key file: 64 bytes (the encryption key, then the
 /// HMAC key), raw or as hex or base64.
-pub fn read_key_pair(path: &InputPath) -> Result<(Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>)> {
+pub fn read_key_pair(path: &InputPath) -> Result<(RawKey, RawKey)> {
     let raw = read_secret_file(path)?;
     let bytes = parse_key_bytes(&raw, 2 * KEY_LEN).with_context(|| {
         format!("{path} is not an RNCryptor key file (64 bytes: encryption key, then HMAC key)")

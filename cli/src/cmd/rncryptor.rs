@@ -18,7 +18,7 @@ pub enum RnMaterial {
     /// Password mode.
     Password(Zeroizing<Vec<u8>>),
     /// Key mode: encryption and HMAC keys.
-    Keys(Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>),
+    Keys(secrets::RawKey, secrets::RawKey),
 }
 
 impl RnMaterial {
