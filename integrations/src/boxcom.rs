@@ -54,7 +54,7 @@ pub struct BoxConfig {
     #[serde(default)]
     pub tls: TlsSettings,
     /// Time allowed for one request, in seconds.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::http::default_timeout")]
     pub timeout_seconds: u64,
 }
 
@@ -69,9 +69,6 @@ fn default_token() -> String {
 }
 fn default_threshold() -> u64 {
     50_000_000
-}
-fn default_timeout() -> u64 {
-    http::DEFAULT_TIMEOUT_SECONDS
 }
 
 impl BoxConfig {
@@ -109,15 +106,17 @@ struct FileEntry {
 impl BoxFolder {
     /// Checks the settings.
     pub fn new(config: BoxConfig) -> Result<Self, ConfigError> {
-        for u in [&config.api_url, &config.upload_url, &config.token_url] {
-            crate::https::check_url(u)?;
-        }
         if config.chunked_threshold_bytes < MIN_SESSION_BYTES {
             return Err(ConfigError::Invalid(format!(
                 "box chunked_threshold_bytes must be at least {MIN_SESSION_BYTES} (Box's minimum for upload sessions)"
             )));
         }
-        let client = http::client(&config.tls, config.timeout_seconds)?;
+        let urls = [
+            config.api_url.as_str(),
+            config.upload_url.as_str(),
+            config.token_url.as_str(),
+        ];
+        let client = http::endpoint_client(&urls, &config.tls, config.timeout_seconds)?;
         let oauth = OAuth::new(config.token_url.clone(), config.oauth.clone());
         Ok(Self {
             config,

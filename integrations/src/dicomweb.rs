@@ -30,20 +30,13 @@ pub struct DicomwebConfig {
     #[serde(default)]
     pub tls: TlsSettings,
     /// Time allowed for one request, in seconds.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::http::default_timeout")]
     pub timeout_seconds: u64,
-}
-
-fn default_timeout() -> u64 {
-    http::DEFAULT_TIMEOUT_SECONDS
 }
 
 impl DicomwebConfig {
     pub(crate) fn resolve(&mut self, base: &Path) {
-        self.tls.resolve(base);
-        if let Some(a) = &mut self.auth {
-            a.resolve(base);
-        }
+        http::resolve_endpoint(&mut self.tls, &mut self.auth, base);
     }
 }
 
@@ -56,8 +49,8 @@ pub struct DicomWeb {
 impl DicomWeb {
     /// Checks the settings.
     pub fn new(config: DicomwebConfig) -> Result<Self, ConfigError> {
-        crate::https::check_url(&config.url)?;
-        let client = http::client(&config.tls, config.timeout_seconds)?;
+        let client =
+            http::endpoint_client(&[config.url.as_str()], &config.tls, config.timeout_seconds)?;
         Ok(Self { config, client })
     }
 }
@@ -97,12 +90,8 @@ impl Destination for DicomWeb {
                 "the report has no photos to send to a DICOM archive",
             ));
         }
-        let ids = &m.patient.identifiers;
-        let patient = match &self.config.patient_identifier_system {
-            Some(sys) => ids.iter().find(|i| &i.system == sys),
-            None => ids.first(),
-        }
-        .ok_or_else(|| DeliveryError::permanent("the report has no suitable patient identifier"))?;
+        let patient =
+            opened.patient_identifier(self.config.patient_identifier_system.as_deref())?;
         let study = Study {
             manifest: m,
             patient,

@@ -47,7 +47,7 @@ pub struct DropboxConfig {
     #[serde(default)]
     pub tls: TlsSettings,
     /// Time allowed for one request, in seconds.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::http::default_timeout")]
     pub timeout_seconds: u64,
 }
 
@@ -62,9 +62,6 @@ fn default_token() -> String {
 }
 fn default_chunk() -> u64 {
     8 * 1024 * 1024
-}
-fn default_timeout() -> u64 {
-    http::DEFAULT_TIMEOUT_SECONDS
 }
 
 impl DropboxConfig {
@@ -84,9 +81,6 @@ pub struct Dropbox {
 impl Dropbox {
     /// Checks the settings.
     pub fn new(config: DropboxConfig) -> Result<Self, ConfigError> {
-        for u in [&config.api_url, &config.content_url, &config.token_url] {
-            crate::https::check_url(u)?;
-        }
         if !config.folder.starts_with('/') {
             return Err(ConfigError::Invalid(format!(
                 "dropbox folder {:?} must start with /",
@@ -99,7 +93,12 @@ impl Dropbox {
                 "dropbox chunk_bytes must be a multiple of 4 MiB, at most 148 MiB".into(),
             ));
         }
-        let client = http::client(&config.tls, config.timeout_seconds)?;
+        let urls = [
+            config.api_url.as_str(),
+            config.content_url.as_str(),
+            config.token_url.as_str(),
+        ];
+        let client = http::endpoint_client(&urls, &config.tls, config.timeout_seconds)?;
         let oauth = OAuth::new(config.token_url.clone(), config.oauth.clone());
         Ok(Self {
             config,

@@ -45,20 +45,13 @@ pub struct FhirConfig {
     #[serde(default)]
     pub tls: TlsSettings,
     /// Time allowed for one request, in seconds.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::http::default_timeout")]
     pub timeout_seconds: u64,
-}
-
-fn default_timeout() -> u64 {
-    http::DEFAULT_TIMEOUT_SECONDS
 }
 
 impl FhirConfig {
     pub(crate) fn resolve(&mut self, base: &Path) {
-        self.tls.resolve(base);
-        if let Some(a) = &mut self.auth {
-            a.resolve(base);
-        }
+        http::resolve_endpoint(&mut self.tls, &mut self.auth, base);
     }
 }
 
@@ -71,23 +64,12 @@ pub struct Fhir {
 impl Fhir {
     /// Checks the settings.
     pub fn new(config: FhirConfig) -> Result<Self, ConfigError> {
-        crate::https::check_url(&config.base_url)?;
-        let client = http::client(&config.tls, config.timeout_seconds)?;
+        let client = http::endpoint_client(
+            &[config.base_url.as_str()],
+            &config.tls,
+            config.timeout_seconds,
+        )?;
         Ok(Self { config, client })
-    }
-
-    fn patient<'m>(&self, m: &'m Manifest) -> Result<&'m Identifier, DeliveryError> {
-        let ids = &m.patient.identifiers;
-        match &self.config.patient_identifier_system {
-            Some(sys) => ids.iter().find(|i| &i.system == sys).ok_or_else(|| {
-                DeliveryError::permanent(format!(
-                    "the report has no patient identifier of system {sys}"
-                ))
-            }),
-            None => ids
-                .first()
-                .ok_or_else(|| DeliveryError::permanent("the report has no patient identifier")),
-        }
     }
 }
 
@@ -184,7 +166,8 @@ impl Destination for Fhir {
     ) -> Result<Receipt, DeliveryError> {
         let opened = parcel.require_opened("the FHIR server")?;
         let m = &opened.manifest;
-        let patient = self.patient(m)?;
+        let patient =
+            opened.patient_identifier(self.config.patient_identifier_system.as_deref())?;
         let bundle = transaction(
             m,
             &opened.pdf,

@@ -46,6 +46,52 @@ impl TlsSettings {
 /// Default time allowed for one request, upload included.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 600;
 
+/// Serde default of every destination's `timeout_seconds`.
+pub fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_SECONDS
+}
+
+/// Refuses anything but http(s) URLs, and plain http except on loopback:
+/// reports and credentials never cross a network in the clear.
+pub fn check_url(url: &str) -> Result<reqwest::Url, ConfigError> {
+    let u = reqwest::Url::parse(url).map_err(|e| ConfigError::Invalid(format!("{url}: {e}")))?;
+    let loopback = match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match u.scheme() {
+        "https" => Ok(u),
+        "http" if loopback => Ok(u),
+        "http" => Err(ConfigError::Invalid(format!(
+            "{url}: use https (plain http only on loopback)"
+        ))),
+        _ => Err(ConfigError::Invalid(format!("{url}: not an http(s) URL"))),
+    }
+}
+
+/// The client of a destination whose base URLs are `urls`: each checked
+/// with [`check_url`], then [`client`].
+pub fn endpoint_client(
+    urls: &[&str],
+    tls: &TlsSettings,
+    timeout_seconds: u64,
+) -> Result<Client, ConfigError> {
+    for u in urls {
+        check_url(u)?;
+    }
+    client(tls, timeout_seconds)
+}
+
+/// Resolves the relative paths of an endpoint's TLS and auth settings.
+pub(crate) fn resolve_endpoint(tls: &mut TlsSettings, auth: &mut Option<Auth>, base: &Path) {
+    tls.resolve(base);
+    if let Some(a) = auth {
+        a.resolve(base);
+    }
+}
+
 /// Builds the blocking client for one destination.
 pub fn client(tls: &TlsSettings, timeout_seconds: u64) -> Result<Client, ConfigError> {
     let mut b = Client::builder()
@@ -87,12 +133,14 @@ pub fn unreachable(what: &str, e: &reqwest::Error) -> DeliveryError {
     // The underlying I/O error says most (connection refused, reset…);
     // reqwest's own line repeats the URL and, for streamed bodies, may
     // only say that the body's sender stopped.
+    let mut causes = Vec::new();
     let mut io_kind = None;
     let mut src = std::error::Error::source(e);
     while let Some(inner) = src {
         if let Some(io) = inner.downcast_ref::<std::io::Error>() {
             io_kind = Some(io.kind());
         }
+        causes.push(inner.to_string());
         src = inner.source();
     }
     let why = if e.is_timeout() {
@@ -101,21 +149,15 @@ pub fn unreachable(what: &str, e: &reqwest::Error) -> DeliveryError {
         format!("cannot reach the server: {kind}")
     } else if e.is_connect() {
         "cannot connect".to_owned()
-    } else {
-        let mut s = String::from("request failed");
-        let mut src = std::error::Error::source(e);
-        while let Some(inner) = src {
-            s.push_str(": ");
-            s.push_str(&inner.to_string());
-            src = inner.source();
-        }
+    } else if causes.iter().any(|c| c.contains("receiver is gone")) {
         // A streamed body's pump reports only that the connection it fed
         // is gone; the cause (refused, reset) is lost on the way.
-        if s.contains("receiver is gone") {
-            "the connection failed or closed before the upload finished".to_owned()
-        } else {
-            s
-        }
+        "the connection failed or closed before the upload finished".to_owned()
+    } else {
+        std::iter::once("request failed".to_owned())
+            .chain(causes)
+            .collect::<Vec<_>>()
+            .join(": ")
     };
     DeliveryError::transient(format!("{what}: {why}"))
 }

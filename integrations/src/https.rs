@@ -39,7 +39,7 @@ pub struct HttpsConfig {
     #[serde(default)]
     pub tls: TlsSettings,
     /// Time allowed for one request, in seconds.
-    #[serde(default = "default_timeout")]
+    #[serde(default = "crate::http::default_timeout")]
     pub timeout_seconds: u64,
 }
 
@@ -47,16 +47,9 @@ fn default_idempotency_header() -> String {
     "Idempotency-Key".into()
 }
 
-fn default_timeout() -> u64 {
-    http::DEFAULT_TIMEOUT_SECONDS
-}
-
 impl HttpsConfig {
     pub(crate) fn resolve(&mut self, base: &Path) {
-        self.tls.resolve(base);
-        if let Some(a) = &mut self.auth {
-            a.resolve(base);
-        }
+        http::resolve_endpoint(&mut self.tls, &mut self.auth, base);
     }
 }
 
@@ -69,7 +62,6 @@ pub struct Https {
 impl Https {
     /// Checks the settings and builds the client.
     pub fn new(config: HttpsConfig) -> Result<Self, ConfigError> {
-        check_url(&config.url)?;
         reqwest::header::HeaderName::from_bytes(config.idempotency_header.as_bytes()).map_err(
             |_| {
                 ConfigError::Invalid(format!(
@@ -78,28 +70,9 @@ impl Https {
                 ))
             },
         )?;
-        let client = http::client(&config.tls, config.timeout_seconds)?;
+        let client =
+            http::endpoint_client(&[config.url.as_str()], &config.tls, config.timeout_seconds)?;
         Ok(Self { config, client })
-    }
-}
-
-/// Refuses anything but http(s) URLs, and plain http except on loopback:
-/// reports and credentials never cross a network in the clear.
-pub(crate) fn check_url(url: &str) -> Result<reqwest::Url, ConfigError> {
-    let u = reqwest::Url::parse(url).map_err(|e| ConfigError::Invalid(format!("{url}: {e}")))?;
-    let loopback = match u.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
-    match u.scheme() {
-        "https" => Ok(u),
-        "http" if loopback => Ok(u),
-        "http" => Err(ConfigError::Invalid(format!(
-            "{url}: use https (plain http only on loopback)"
-        ))),
-        _ => Err(ConfigError::Invalid(format!("{url}: not an http(s) URL"))),
     }
 }
 

@@ -11,7 +11,7 @@ use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 use medseal_format::bundle::{REPORT_PDF_PATH, read_verified};
-use medseal_format::manifest::{Manifest, MediaEntry, MediaKind};
+use medseal_format::manifest::{Identifier, Manifest, MediaEntry, MediaKind};
 use medseal_format::{OpenOptions, Opener, Secret};
 
 use crate::error::DeliveryError;
@@ -79,6 +79,22 @@ impl OpenedReport {
             bundle,
             bundle_len,
         })
+    }
+
+    /// The patient identifier a record store files the report under: the
+    /// one of `system` when given, else the first.
+    pub fn patient_identifier(&self, system: Option<&str>) -> Result<&Identifier, DeliveryError> {
+        let ids = &self.manifest.patient.identifiers;
+        match system {
+            Some(sys) => ids.iter().find(|i| i.system == sys).ok_or_else(|| {
+                DeliveryError::permanent(format!(
+                    "the report has no patient identifier of system {sys}"
+                ))
+            }),
+            None => ids
+                .first()
+                .ok_or_else(|| DeliveryError::permanent("the report has no patient identifier")),
+        }
     }
 
     /// The manifest as JSON, as it is inside the report.

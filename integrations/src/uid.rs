@@ -15,25 +15,24 @@ fn digest(label: &str, key: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A DICOM UID under the `2.25` root (ISO/IEC 9834-8: a UUID as an integer).
-pub fn dicom_uid(label: &str, key: &str) -> String {
+/// 16 bytes of the digest, marked as a version-4-style UUID so it reads as one.
+fn uuid_bytes(label: &str, key: &str) -> [u8; 16] {
     let d = digest(label, key);
     let mut b = [0u8; 16];
     b.copy_from_slice(&d[..16]);
-    // Mark it as a version-4-style UUID so it reads as one.
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    format!("2.25.{}", u128::from_be_bytes(b))
+    b
+}
+
+/// A DICOM UID under the `2.25` root (ISO/IEC 9834-8: a UUID as an integer).
+pub fn dicom_uid(label: &str, key: &str) -> String {
+    format!("2.25.{}", u128::from_be_bytes(uuid_bytes(label, key)))
 }
 
 /// A UUID (RFC 4122 text form) for FHIR `urn:uuid:` identifiers.
 pub fn uuid(label: &str, key: &str) -> String {
-    let d = digest(label, key);
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
+    let h = hex::encode(uuid_bytes(label, key));
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

@@ -319,16 +319,7 @@ pub fn start(
     throttle: Throttle,
 ) -> Fake<State> {
     let state = State {
-        tokens: Tokens {
-            access: "not-issued-yet".into(),
-            refresh: refresh.into(),
-            client: (client_id.into(), client_secret.into()),
-            rotate: true,
-            refreshes: 0,
-            expire_after: None,
-            uses: 0,
-            rejected: 0,
-        },
+        tokens: Tokens::new(client_id, client_secret, refresh, true),
         files: Vec::new(),
         faults: Faults::default(),
         log: Vec::new(),

@@ -194,16 +194,7 @@ pub fn start(
     throttle: Throttle,
 ) -> Fake<State> {
     let state = State {
-        tokens: Tokens {
-            access: "not-issued-yet".into(),
-            refresh: refresh.into(),
-            client: (client_id.into(), client_secret.into()),
-            rotate: false,
-            refreshes: 0,
-            expire_after: None,
-            uses: 0,
-            rejected: 0,
-        },
+        tokens: Tokens::new(client_id, client_secret, refresh, false),
         files: HashMap::new(),
         sessions: HashMap::new(),
         faults: Faults::default(),

@@ -330,6 +330,21 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// An app's token state; the access token the client starts with is
+    /// stale, so it must refresh before anything else works.
+    pub fn new(client_id: &str, client_secret: &str, refresh: &str, rotate: bool) -> Tokens {
+        Tokens {
+            access: "not-issued-yet".into(),
+            refresh: refresh.into(),
+            client: (client_id.into(), client_secret.into()),
+            rotate,
+            refreshes: 0,
+            expire_after: None,
+            uses: 0,
+            rejected: 0,
+        }
+    }
+
     /// Serves `POST …/oauth2/token` with `grant_type=refresh_token`.
     pub fn refresh(&mut self, req: &Req) -> Resp {
         let f = req.form();
