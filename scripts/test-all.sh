@@ -16,8 +16,9 @@ cd "$(dirname "$0")/.."
 # poppler-utils (pdfinfo, pdftoppm: the report PDF is checked by rendering it),
 # exiftool (an independent reader to prove photos carry no metadata),
 # Orthanc with its DICOMweb plugin (the PACS the DICOMweb destination is
-# tested against), python3-pip for the packages below.
-packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb python3-pip)
+# tested against), SoftHSM2 and OpenSC (pkcs11-tool: the token the master keys
+# are kept on, and an independent look at it), python3-pip for the packages below.
+packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

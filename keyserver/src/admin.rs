@@ -5,7 +5,7 @@ use crate::accounts::{self, Role};
 use crate::audit::{self, Action, Event, Outcome, Verification};
 use crate::db::{Conn, connect, migrate};
 use crate::error::Result;
-use crate::keyring::{Keyring, KeyringSource};
+use crate::keyring::Keyring;
 use crate::keys;
 use crate::store::Store;
 
@@ -89,12 +89,8 @@ impl Admin {
     /// they pick up the new keyring file when they next see an unknown version
     /// or notice the file changed.
     pub fn rotate_master_key(&mut self) -> Result<Rotation> {
-        let KeyringSource::File(path) = self.store.keyring.clone() else {
-            return Err(crate::error::Error::Keyring(
-                "the keyring comes from the environment; rotate it there".into(),
-            ));
-        };
-        let ring = Keyring::rotate_file(&path)?;
+        let source = self.store.keyring.clone();
+        let ring = Keyring::rotate(&source)?;
         let version = ring.current_version();
         self.ring = ring;
         // Rows created meanwhile by a server that had not yet reloaded are
@@ -103,8 +99,8 @@ impl Admin {
         std::thread::sleep(std::time::Duration::from_secs(3));
         rewrapped += keys::rewrap_all(&mut self.conn, &self.ring)?;
         let in_use = keys::versions_in_use(&mut self.conn)?;
-        let retired = Keyring::retire_file(&path, &in_use)?;
-        self.ring = Keyring::load_or_create(&path)?;
+        let retired = Keyring::retire(&source, &in_use)?;
+        self.ring = Keyring::load(&source)?;
         self.audit(
             "",
             Action::MasterKeyRotated,

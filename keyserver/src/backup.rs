@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! backup.json         what it is: format, backend, time, audit events
-//! master.keyring      the keyring (JSON), so the backup restores alone
+//! master.keyring      the keyring (JSON), so the backup restores alone;
+//!                     absent when the master keys are on a PKCS#11 token,
+//!                     which is then needed to restore (they never leave it)
 //! keyserver.sqlite3   a consistent snapshot of the database
 //! ```
 //!
@@ -57,14 +59,25 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::Invalid(format!("{what}: {e}"))
 }
 
-fn keyring_text(store: &Store) -> Result<zeroize::Zeroizing<String>> {
+/// The keyring file's text, or `None` when the keys are on a token.
+fn keyring_text(store: &Store) -> Result<Option<zeroize::Zeroizing<String>>> {
     match &store.keyring {
         KeyringSource::Env => std::env::var(keyring::ENV_KEYRING)
-            .map(zeroize::Zeroizing::new)
+            .map(|s| Some(zeroize::Zeroizing::new(s)))
             .map_err(|_| Error::Keyring(format!("{} is not set", keyring::ENV_KEYRING))),
         KeyringSource::File(p) => std::fs::read_to_string(p)
-            .map(zeroize::Zeroizing::new)
+            .map(|s| Some(zeroize::Zeroizing::new(s)))
             .map_err(|e| Error::Keyring(format!("cannot read {}: {e}", p.display()))),
+        KeyringSource::Token(_) => Ok(None),
+    }
+}
+
+/// The keyring a backup's chain is checked with: the one it carries, or
+/// the token's.
+fn ring_for(text: Option<&str>, store: &Store) -> Result<Keyring> {
+    match text {
+        Some(t) => Keyring::parse(t),
+        None => store.load_keyring(),
     }
 }
 
@@ -84,7 +97,7 @@ pub fn write_backup<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
         return Err(Error::Invalid(format!("no store at {}", live.display())));
     }
     let ring_text = keyring_text(store)?;
-    let ring = Keyring::parse(&ring_text)?;
+    let ring = ring_for(ring_text.as_deref().map(|s| s.as_str()), store)?;
     let dir = live
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -133,7 +146,9 @@ pub fn write_backup<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
             .map_err(io("cannot write the backup"))
     };
     add(INFO, info_json.len() as u64, &mut &info_json[..])?;
-    add(KEYRING, ring_text.len() as u64, &mut ring_text.as_bytes())?;
+    if let Some(text) = &ring_text {
+        add(KEYRING, text.len() as u64, &mut text.as_bytes())?;
+    }
     let mut db_file = std::fs::File::open(&snapshot).map_err(io("cannot read the snapshot"))?;
     let len = db_file
         .metadata()
@@ -147,11 +162,13 @@ pub fn write_backup<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
 }
 
 /// Restores the backup read from `input` into `store`, which must not
-/// exist yet (neither its database nor its keyring file).
+/// exist yet (neither its database nor its keyring file). A backup taken
+/// with the keys on a token restores only onto a store on that token.
 pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
     let target_db = sqlite_path(store)?.to_path_buf();
     let target_ring = match &store.keyring {
-        KeyringSource::File(p) => p.clone(),
+        KeyringSource::File(p) => Some(p.clone()),
+        KeyringSource::Token(_) => None,
         KeyringSource::Env => {
             return Err(Error::Invalid(format!(
                 "unset {} to restore: the keyring is restored to a file in the data directory",
@@ -159,7 +176,7 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             )));
         }
     };
-    for p in [&target_db, &target_ring] {
+    for p in std::iter::once(&target_db).chain(target_ring.as_ref()) {
         if p.exists() {
             return Err(Error::Conflict(format!(
                 "{} already exists: restore into a new data directory",
@@ -229,11 +246,24 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             other => return Err(malformed(format!("unexpected or repeated entry {other:?}"))),
         }
     }
-    let (Some(info), Some(ring_text), Some(db)) = (info, ring_text, db) else {
+    let (Some(info), Some(db)) = (info, db) else {
         return Err(malformed("an entry is missing".into()));
     };
+    match (&ring_text, &target_ring) {
+        (Some(_), None) => {
+            return Err(Error::Invalid(
+                "this backup carries a keyring file: restore it without a pkcs11: --keyring".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::Invalid(
+                "this backup was taken with the master keys on a PKCS#11 token: restore with --keyring pkcs11:… naming that token".into(),
+            ));
+        }
+        _ => {}
+    }
     // Check before placing anything: the chain verifies with this keyring.
-    let ring = Keyring::parse(&ring_text)?;
+    let ring = ring_for(ring_text.as_deref().map(|s| s.as_str()), store)?;
     {
         let mut conn = db::connect(&Location::Sqlite(db.clone()))?;
         let v = audit::verify(&mut conn, ring.audit_key())?;
@@ -241,7 +271,9 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             return Err(malformed("its audit log does not verify".into()));
         }
     }
-    keyring::write_private(&target_ring, ring_text.as_bytes(), true)?;
+    if let (Some(text), Some(target)) = (&ring_text, &target_ring) {
+        keyring::write_private(target, text.as_bytes(), true)?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -249,7 +281,9 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             .map_err(io("cannot protect the database"))?;
     }
     std::fs::hard_link(&db, &target_db).map_err(|e| {
-        let _ = std::fs::remove_file(&target_ring);
+        if let Some(target) = &target_ring {
+            let _ = std::fs::remove_file(target);
+        }
         io("cannot place the database")(e)
     })?;
     std::fs::File::open(&dir)

@@ -10,6 +10,10 @@
 //! `MEDSEAL_KEYRING` environment variable (the same JSON). Rotation adds a new
 //! version and makes it current; old versions stay until every row is
 //! re-wrapped, so running servers keep answering throughout.
+//!
+//! Or the key-encryption keys live on a PKCS#11 token ([`crate::hsm`]) and
+//! never leave it: the same wrapping is then done by the token, and only
+//! object handles are held here.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
+use crate::hsm::{Token, TokenConfig};
+use cryptoki::object::ObjectHandle;
 
 const FORMAT: &str = "medseal-keyring-v1";
 const NONCE_LEN: usize = 12;
@@ -48,20 +54,59 @@ pub enum KeyringSource {
     File(PathBuf),
     /// The environment (not rotatable from here).
     Env,
+    /// A PKCS#11 token (rotatable; keys never leave it).
+    Token(TokenConfig),
+}
+
+impl KeyringSource {
+    /// A `--keyring` argument: a `pkcs11:` URI names a token, anything else
+    /// a file.
+    pub fn from_arg(arg: PathBuf) -> Result<Self> {
+        match arg.to_str() {
+            Some(s) if s.starts_with(crate::hsm::SCHEME) => {
+                TokenConfig::parse(s).map(KeyringSource::Token)
+            }
+            _ => Ok(KeyringSource::File(arg)),
+        }
+    }
 }
 
 /// The loaded keyring. Key bytes are zeroized on drop.
 pub struct Keyring {
     current: u32,
-    keks: BTreeMap<u32, Zeroizing<[u8; 32]>>,
+    keks: Keks,
     audit_key: Zeroizing<[u8; 32]>,
+}
+
+/// Where the key-encryption keys are.
+enum Keks {
+    /// Key bytes in this process (from the keyring file or the environment).
+    Local(BTreeMap<u32, Zeroizing<[u8; 32]>>),
+    /// Handles of keys that stay on a token.
+    Token(Arc<Token>, BTreeMap<u32, ObjectHandle>),
+}
+
+impl Keks {
+    fn versions(&self) -> Vec<u32> {
+        match self {
+            Keks::Local(m) => m.keys().copied().collect(),
+            Keks::Token(_, m) => m.keys().copied().collect(),
+        }
+    }
+
+    fn has(&self, version: u32) -> bool {
+        match self {
+            Keks::Local(m) => m.contains_key(&version),
+            Keks::Token(_, m) => m.contains_key(&version),
+        }
+    }
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
             .field("current", &self.current)
-            .field("versions", &self.keks.keys().collect::<Vec<_>>())
+            .field("versions", &self.keks.versions())
             .finish_non_exhaustive()
     }
 }
@@ -89,9 +134,40 @@ impl Keyring {
         keks.insert(1, random32()?);
         Ok(Keyring {
             current: 1,
-            keks,
+            keks: Keks::Local(keks),
             audit_key: random32()?,
         })
+    }
+
+    /// Loads the keyring from `source`, creating it on first use (a 0600
+    /// file, or version 1 and the audit key on a token).
+    pub fn load(source: &KeyringSource) -> Result<Self> {
+        match source {
+            KeyringSource::Env => {
+                Self::from_env()?.ok_or_else(|| Error::Keyring(format!("{ENV_KEYRING} is empty")))
+            }
+            KeyringSource::File(p) => Self::load_or_create(p),
+            KeyringSource::Token(cfg) => Self::from_token(cfg),
+        }
+    }
+
+    fn from_token(cfg: &TokenConfig) -> Result<Self> {
+        let token = Token::open(cfg)?;
+        let mut keks = token.keks()?;
+        if keks.is_empty() {
+            keks.insert(1, token.generate_kek(1)?);
+        }
+        let current = keks.keys().max().copied().unwrap_or(1);
+        Ok(Keyring {
+            current,
+            audit_key: token.audit_key()?,
+            keks: Keks::Token(token, keks),
+        })
+    }
+
+    /// Whether the key bytes are held on a token.
+    pub fn on_token(&self) -> bool {
+        matches!(self.keks, Keks::Token(..))
     }
 
     pub fn parse(json: &str) -> Result<Self> {
@@ -112,24 +188,39 @@ impl Keyring {
         }
         Ok(Keyring {
             current: file.current,
-            keks,
+            keks: Keks::Local(keks),
             audit_key: decode_key(&file.audit_key)?,
         })
     }
 
-    fn to_json(&self) -> Zeroizing<String> {
+    fn local_keys(&mut self) -> Result<&mut BTreeMap<u32, Zeroizing<[u8; 32]>>> {
+        match &mut self.keks {
+            Keks::Local(m) => Ok(m),
+            Keks::Token(..) => Err(Error::Keyring(
+                "the master keys are on a token and cannot be written to a file".into(),
+            )),
+        }
+    }
+
+    fn to_json(&self) -> Result<Zeroizing<String>> {
+        let Keks::Local(keks) = &self.keks else {
+            return Err(Error::Keyring(
+                "the master keys are on a token and cannot be written to a file".into(),
+            ));
+        };
         let file = KeyringFile {
             format: FORMAT.into(),
             current: self.current,
-            keys: self
-                .keks
+            keys: keks
                 .iter()
                 .map(|(v, k)| (*v, B64.encode(k.as_ref())))
                 .collect(),
             audit_key: B64.encode(self.audit_key.as_ref()),
         };
         // Serialising plain strings and integers cannot fail.
-        Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default())
+        Ok(Zeroizing::new(
+            serde_json::to_string_pretty(&file).unwrap_or_default(),
+        ))
     }
 
     /// Loads the keyring from `path`, creating it (0600) if it does not exist.
@@ -141,7 +232,7 @@ impl Keyring {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let ring = Self::generate()?;
-                write_private(path, ring.to_json().as_bytes(), true)?;
+                write_private(path, ring.to_json()?.as_bytes(), true)?;
                 Ok(ring)
             }
             Err(e) => Err(Error::Keyring(format!(
@@ -166,7 +257,7 @@ impl Keyring {
 
     /// All versions present.
     pub fn versions(&self) -> Vec<u32> {
-        self.keks.keys().copied().collect()
+        self.keks.versions()
     }
 
     /// The key that seals the audit chain.
@@ -174,12 +265,57 @@ impl Keyring {
         &self.audit_key
     }
 
-    fn cipher(&self, version: u32) -> Result<Aes256Gcm> {
-        let kek = self
-            .keks
-            .get(&version)
-            .ok_or_else(|| Error::Keyring(format!("no master key version {version}")))?;
-        Aes256Gcm::new_from_slice(kek.as_ref()).map_err(|_| Error::Keyring("bad key length".into()))
+    fn missing(version: u32) -> Error {
+        Error::Keyring(format!("no master key version {version}"))
+    }
+
+    /// AES-256-GCM under master-key `version`: `ciphertext ‖ tag`.
+    fn seal(
+        &self,
+        version: u32,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        msg: &[u8],
+    ) -> Result<Vec<u8>> {
+        match &self.keks {
+            Keks::Local(m) => {
+                let kek = m.get(&version).ok_or_else(|| Self::missing(version))?;
+                Aes256Gcm::new_from_slice(kek.as_ref())
+                    .map_err(|_| Error::Keyring("bad key length".into()))?
+                    .encrypt(&Nonce::from(*nonce), Payload { msg, aad })
+                    .map_err(|_| Error::Keyring("wrapping failed".into()))
+            }
+            Keks::Token(token, m) => {
+                let kek = m.get(&version).ok_or_else(|| Self::missing(version))?;
+                token.encrypt(*kek, nonce, aad, msg)
+            }
+        }
+    }
+
+    /// The inverse of [`Keyring::seal`]; `None` if authentication fails.
+    fn open(
+        &self,
+        version: u32,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        match &self.keks {
+            Keks::Local(m) => {
+                let kek = m.get(&version).ok_or_else(|| Self::missing(version))?;
+                Ok(Aes256Gcm::new_from_slice(kek.as_ref())
+                    .map_err(|_| Error::Keyring("bad key length".into()))?
+                    .decrypt(&Nonce::from(*nonce), Payload { msg: sealed, aad })
+                    .ok()
+                    .map(Zeroizing::new))
+            }
+            Keks::Token(token, m) => {
+                let kek = m.get(&version).ok_or_else(|| Self::missing(version))?;
+                // A token reports a bad tag as an error of its own; any
+                // failure here means the row does not open.
+                Ok(token.decrypt(*kek, nonce, aad, sealed).ok())
+            }
+        }
     }
 
     fn aad(key_id: &str, version: u32) -> Vec<u8> {
@@ -198,16 +334,7 @@ impl Keyring {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| Error::Keyring(format!("no randomness: {e}")))?;
         let aad = Self::aad(key_id, version);
-        let ct = self
-            .cipher(version)?
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: key.expose_secret(),
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| Error::Keyring("wrapping failed".into()))?;
+        let ct = self.seal(version, &nonce, &aad, key.expose_secret())?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         Ok((version, out))
@@ -224,13 +351,9 @@ impl Keyring {
         let nonce =
             <[u8; NONCE_LEN]>::try_from(nonce).map_err(|_| Error::Keyring("bad nonce".into()))?;
         let aad = Self::aad(key_id, version);
-        let pt = Zeroizing::new(
-            self.cipher(version)?
-                .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-                .map_err(|_| {
-                    Error::Keyring(format!("wrapped key {key_id} failed authentication"))
-                })?,
-        );
+        let pt = self
+            .open(version, &nonce, &aad, ct)?
+            .ok_or_else(|| Error::Keyring(format!("wrapped key {key_id} failed authentication")))?;
         Key::from_slice(&pt).map_err(|e| Error::Keyring(e.to_string()))
     }
 
@@ -240,34 +363,67 @@ impl Keyring {
         self.wrap(key_id, &key)
     }
 
-    /// Adds a new version, makes it current and saves the file atomically.
-    pub fn rotate_file(path: &Path) -> Result<Self> {
-        let mut ring = Self::load_or_create(path)?;
-        let next = ring.keks.keys().max().copied().unwrap_or(0) + 1;
-        ring.keks.insert(next, random32()?);
-        ring.current = next;
-        write_private(path, ring.to_json().as_bytes(), false)?;
-        Ok(ring)
+    /// Adds a new version and makes it current: saved atomically to the
+    /// file, or generated on the token.
+    pub fn rotate(source: &KeyringSource) -> Result<Self> {
+        match source {
+            KeyringSource::Env => Err(Error::Keyring(
+                "the keyring comes from the environment; rotate it there".into(),
+            )),
+            KeyringSource::File(path) => {
+                let mut ring = Self::load_or_create(path)?;
+                let next = ring.versions().into_iter().max().unwrap_or(0) + 1;
+                ring.local_keys()?.insert(next, random32()?);
+                ring.current = next;
+                write_private(path, ring.to_json()?.as_bytes(), false)?;
+                Ok(ring)
+            }
+            KeyringSource::Token(cfg) => {
+                let ring = Self::from_token(cfg)?;
+                let next = ring.versions().into_iter().max().unwrap_or(0) + 1;
+                if let Keks::Token(token, _) = &ring.keks {
+                    token.generate_kek(next)?;
+                }
+                Self::from_token(cfg)
+            }
+        }
     }
 
-    /// Drops versions no longer used by any row and saves the file.
-    pub fn retire_file(path: &Path, in_use: &[u32]) -> Result<Vec<u32>> {
-        let mut ring = Self::load_or_create(path)?;
+    /// Removes versions that are neither current nor used by any row: from
+    /// the file, or destroyed on the token.
+    pub fn retire(source: &KeyringSource, in_use: &[u32]) -> Result<Vec<u32>> {
+        let mut ring = Self::load(source)?;
         let retired: Vec<u32> = ring
-            .keks
-            .keys()
-            .copied()
+            .versions()
+            .into_iter()
             .filter(|v| *v != ring.current && !in_use.contains(v))
             .collect();
-        for v in &retired {
-            ring.keks.remove(v);
+        match (source, &mut ring.keks) {
+            (KeyringSource::File(path), Keks::Local(m)) => {
+                for v in &retired {
+                    m.remove(v);
+                }
+                write_private(path, ring.to_json()?.as_bytes(), false)?;
+            }
+            (KeyringSource::Token(_), Keks::Token(token, m)) => {
+                for v in &retired {
+                    if let Some(h) = m.remove(v) {
+                        token.destroy(h)?;
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::Keyring(
+                    "the keyring comes from the environment; retire versions there".into(),
+                ));
+            }
         }
-        write_private(path, ring.to_json().as_bytes(), false)?;
         Ok(retired)
     }
 }
 
-fn check_private(path: &Path) -> Result<()> {
+/// Refuses a secret file that other users can read.
+pub(crate) fn check_private(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -328,7 +484,8 @@ impl SharedKeyring {
         }
     }
 
-    /// The current keyring, reloaded if the file changed.
+    /// The current keyring, reloaded if the file changed (a token is asked
+    /// again for its versions at the same interval).
     pub fn get(&self) -> Arc<Keyring> {
         let (ring, seen, checked) = match self.inner.read() {
             Ok(g) => (g.0.clone(), g.1, g.2),
@@ -338,7 +495,8 @@ impl SharedKeyring {
             return ring;
         }
         let now = mtime(&self.source);
-        if now == seen {
+        let on_token = matches!(self.source, KeyringSource::Token(_));
+        if now == seen && !on_token {
             if let Ok(mut g) = self.inner.write() {
                 g.2 = Instant::now();
             }
@@ -350,19 +508,19 @@ impl SharedKeyring {
     /// A keyring that knows `version`, reloading once if needed.
     pub fn for_version(&self, version: u32) -> Result<Arc<Keyring>> {
         let ring = self.get();
-        if ring.keks.contains_key(&version) {
+        if ring.keks.has(version) {
             return Ok(ring);
         }
         self.reload()
-            .filter(|r| r.keks.contains_key(&version))
+            .filter(|r| r.keks.has(version))
             .ok_or_else(|| Error::Keyring(format!("no master key version {version}")))
     }
 
     fn reload(&self) -> Option<Arc<Keyring>> {
-        let KeyringSource::File(path) = &self.source else {
+        if matches!(self.source, KeyringSource::Env) {
             return None;
-        };
-        match Keyring::load_or_create(path) {
+        }
+        match Keyring::load(&self.source) {
             Ok(ring) => {
                 let ring = Arc::new(ring);
                 if let Ok(mut g) = self.inner.write() {
@@ -381,7 +539,7 @@ impl SharedKeyring {
 fn mtime(source: &KeyringSource) -> Option<SystemTime> {
     match source {
         KeyringSource::File(p) => std::fs::metadata(p).and_then(|m| m.modified()).ok(),
-        KeyringSource::Env => None,
+        KeyringSource::Env | KeyringSource::Token(_) => None,
     }
 }
 
@@ -410,7 +568,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let rotated = Keyring::rotate_file(&path).unwrap();
+        let source = KeyringSource::File(path.clone());
+        let rotated = Keyring::rotate(&source).unwrap();
         assert_eq!(rotated.current_version(), v1 + 1);
         assert_eq!(rotated.audit_key(), ring.audit_key());
         let (v2, w2) = rotated.rewrap("k", v1, &w).unwrap();
@@ -419,7 +578,7 @@ mod tests {
             rotated.unwrap("k", v2, &w2).unwrap().expose_secret(),
             &[1; 32]
         );
-        assert_eq!(Keyring::retire_file(&path, &[2]).unwrap(), vec![1]);
+        assert_eq!(Keyring::retire(&source, &[2]).unwrap(), vec![1]);
         assert!(
             Keyring::load_or_create(&path)
                 .unwrap()

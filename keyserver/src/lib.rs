@@ -12,6 +12,7 @@
 //! | [`store`]    | resolving the data directory, database and keyring               |
 //! | [`db`]       | the SQLite / PostgreSQL connection, pool, migrations, schema      |
 //! | [`keyring`]  | versioned master keys; wrapping data keys; the audit chain key    |
+//! | [`hsm`]      | master keys kept on a PKCS#11 token instead of in a file          |
 //! | [`accounts`] | organisations, users, argon2id passwords, sessions, lockout       |
 //! | [`policy`]   | who may do what with a key (pure rules)                           |
 //! | [`keys`]     | creating, releasing, sharing and revoking data keys               |
@@ -32,6 +33,7 @@ pub mod audit;
 pub mod backup;
 pub mod db;
 pub mod error;
+pub mod hsm;
 pub mod http;
 pub mod keyring;
 pub mod keys;

@@ -48,10 +48,10 @@ impl Store {
             }
             None => Location::Sqlite(db::sqlite_path(&data_dir)),
         };
-        let keyring = if std::env::var_os(crate::keyring::ENV_KEYRING).is_some() {
-            KeyringSource::Env
-        } else {
-            KeyringSource::File(keyring_file.unwrap_or_else(|| data_dir.join("master.keyring")))
+        let keyring = match keyring_file {
+            Some(arg) => KeyringSource::from_arg(arg)?,
+            None if std::env::var_os(crate::keyring::ENV_KEYRING).is_some() => KeyringSource::Env,
+            None => KeyringSource::File(data_dir.join("master.keyring")),
         };
         Ok(Store {
             data_dir,
@@ -62,11 +62,7 @@ impl Store {
 
     /// Loads (or on first use creates) the keyring.
     pub fn load_keyring(&self) -> Result<Keyring> {
-        match &self.keyring {
-            KeyringSource::Env => Keyring::from_env()?
-                .ok_or_else(|| Error::Keyring(format!("{} is empty", crate::keyring::ENV_KEYRING))),
-            KeyringSource::File(p) => Keyring::load_or_create(p),
-        }
+        Keyring::load(&self.keyring)
     }
 }
 

@@ -205,6 +205,8 @@ pub struct KeyServer {
     port: u16,
     /// `--keyring`, when the master key lives outside the data directory.
     pub keyring: Option<PathBuf>,
+    /// Extra environment for every command run on this store.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     /// Everything the server printed on stderr so far.
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -228,6 +230,7 @@ impl KeyServer {
             base: format!("http://127.0.0.1:{port}"),
             port,
             keyring: None,
+            env: Vec::new(),
             child: None,
             log: Default::default(),
         }
@@ -255,6 +258,7 @@ impl KeyServer {
                     .clone()
                     .unwrap_or_else(|| self.dir.path().join("data").join("master.keyring")),
             ),
+            env: self.env.clone(),
             child: None,
             log: Default::default(),
         }
@@ -277,6 +281,7 @@ impl KeyServer {
             base: self.base.clone(),
             port: self.port,
             keyring: None,
+            env: Vec::new(),
             child: None,
             log: Default::default(),
         }
@@ -306,6 +311,7 @@ impl KeyServer {
             .args(args)
             .args(self.store_args())
             .env_remove("MEDSEAL_KEYRING")
+            .envs(self.env.iter().cloned())
             .output()
             .expect("run medseal")
     }
@@ -353,6 +359,7 @@ impl KeyServer {
             .args(extra)
             .args(self.store_args())
             .env_remove("MEDSEAL_KEYRING")
+            .envs(self.env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -291,3 +291,111 @@ impl Drop for Orthanc {
         let _ = self.child.wait();
     }
 }
+
+/// Where Debian puts SoftHSM2's PKCS#11 module.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// A SoftHSM2 token in a private directory (Debian `softhsm2`), initialised
+/// with a user PIN kept in a 0600 file; inspected with OpenSC's
+/// `pkcs11-tool` (Debian `opensc`), a reader independent of medseal.
+pub struct SoftHsm {
+    dir: tempfile::TempDir,
+    /// The token's label.
+    pub label: String,
+    pin: String,
+}
+
+impl SoftHsm {
+    /// Initialises a fresh token.
+    pub fn new() -> SoftHsm {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("tokens")).expect("token dir");
+        let conf = format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.path().join("tokens").display()
+        );
+        write_file(dir.path(), "softhsm2.conf", conf.as_bytes());
+        let hsm = SoftHsm {
+            dir,
+            label: "medseal-test".into(),
+            pin: "4711-user-pin".into(),
+        };
+        let pin_file = write_file(hsm.dir.path(), "pin", hsm.pin.as_bytes());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod pin");
+        let out = Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", &hsm.label])
+            .args(["--pin", &hsm.pin, "--so-pin", "so-pin-0815"])
+            .envs(hsm.env())
+            .output()
+            .expect("softhsm2-util (Debian package softhsm2)");
+        assert!(
+            out.status.success(),
+            "softhsm2-util: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        hsm
+    }
+
+    /// The environment every process using the token needs.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![(
+            "SOFTHSM2_CONF".into(),
+            self.dir.path().join("softhsm2.conf").display().to_string(),
+        )]
+    }
+
+    /// The PIN file.
+    pub fn pin_file(&self) -> PathBuf {
+        self.dir.path().join("pin")
+    }
+
+    /// The `--keyring` URI naming this token.
+    pub fn uri(&self) -> String {
+        format!(
+            "pkcs11:token={};object=medseal?module-path={SOFTHSM_MODULE}&pin-source=file:{}",
+            self.label,
+            self.pin_file().display()
+        )
+    }
+
+    /// Runs `pkcs11-tool` logged in to the token.
+    pub fn tool(&self, args: &[&str]) -> std::process::Output {
+        Command::new("pkcs11-tool")
+            .args(["--module", SOFTHSM_MODULE, "--token-label", &self.label])
+            .args(["--login", "--pin", &self.pin])
+            .args(args)
+            .envs(self.env())
+            .output()
+            .expect("pkcs11-tool (Debian package opensc)")
+    }
+
+    /// The secret-key objects on the token, as `pkcs11-tool` lists them:
+    /// (label, the lines describing it).
+    pub fn secret_keys(&self) -> Vec<(String, String)> {
+        let out = self.tool(&["--list-objects", "--type", "secrkey"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut keys = Vec::new();
+        for block in text.split("Secret Key Object").skip(1) {
+            let label = block
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("label:"))
+                .map(|l| l.trim().to_owned())
+                .unwrap_or_default();
+            keys.push((label, block.to_owned()));
+        }
+        keys
+    }
+}
+
+impl Default for SoftHsm {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -32,8 +32,9 @@ pub struct Args {
         hide_env_values = true
     )]
     database_url: Option<String>,
-    /// Master keyring file (default: DATA_DIR/master.keyring).
-    #[arg(long, global = true, value_name = "FILE")]
+    /// Master keyring file (default: DATA_DIR/master.keyring), or a PKCS#11
+    /// token: `pkcs11:token=LABEL?module-path=LIB.so&pin-source=file:PIN`.
+    #[arg(long, global = true, value_name = "FILE|URI")]
     keyring: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

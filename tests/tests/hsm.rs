@@ -1,0 +1,222 @@
+//! The master keys on a PKCS#11 token (SoftHSM2): the key server wraps and
+//! unwraps through the token, the keys are generated there as sensitive and
+//! never extractable (checked with OpenSC's pkcs11-tool, not with medseal),
+//! nothing secret is written to the data directory, rotation and retirement
+//! happen on the token while reports keep opening, and a backup taken with
+//! the token restores only with the token.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use medseal_e2e::services::SoftHsm;
+use medseal_e2e::{Backend, KeyServer, medseal_bin, write_file};
+
+const PASSWORD: &str = "a long clinician password";
+
+fn medseal(config: &Path, args: &[&str]) -> Output {
+    Command::new(medseal_bin())
+        .args(args)
+        .env("MEDSEAL_CONFIG_DIR", config)
+        .output()
+        .expect("run medseal")
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn labels(hsm: &SoftHsm) -> Vec<String> {
+    let mut v: Vec<String> = hsm.secret_keys().into_iter().map(|(l, _)| l).collect();
+    v.sort();
+    v
+}
+
+fn opens(bob: &Path, sealed: &Path, expect: &[u8], out: &Path) {
+    let _ = std::fs::remove_file(out);
+    ok(medseal(
+        bob,
+        &[
+            "open",
+            "-o",
+            out.to_str().unwrap(),
+            sealed.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(std::fs::read(out).unwrap(), expect);
+}
+
+#[test]
+fn master_keys_stay_on_the_token_through_use_rotation_restart_and_backup() {
+    let hsm = SoftHsm::new();
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.keyring = Some(hsm.uri().into());
+    ks.env = hsm.env();
+    ks.org("St Elsewhere");
+    ks.user("St Elsewhere", "alice@st.example", "clinician", PASSWORD);
+    ks.user("St Elsewhere", "bob@st.example", "clinician", PASSWORD);
+
+    // First use generated version 1 and the audit key on the token, both
+    // sensitive and never extractable; nothing secret is in the data dir.
+    assert_eq!(labels(&hsm), ["medseal-audit", "medseal-kek-1"]);
+    for (label, desc) in hsm.secret_keys() {
+        assert!(
+            desc.contains("sensitive, always sensitive, never extractable, local"),
+            "{label}: {desc}"
+        );
+    }
+    let read = hsm.tool(&[
+        "--read-object",
+        "--type",
+        "secrkey",
+        "--label",
+        "medseal-kek-1",
+    ]);
+    assert!(!read.status.success(), "the master key was readable");
+    assert!(String::from_utf8_lossy(&read.stderr).contains("CKR_ATTRIBUTE_SENSITIVE"));
+    let data = ks.dir.path().join("data");
+    let files: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !files.iter().any(|f| f.contains("keyring")),
+        "a keyring file was written: {files:?}"
+    );
+
+    ks.start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pw = write_file(w, "pw", PASSWORD.as_bytes());
+    let (alice, bob) = (w.join("alice"), w.join("bob"));
+    for (cfg, email) in [(&alice, "alice@st.example"), (&bob, "bob@st.example")] {
+        ok(medseal(
+            cfg,
+            &[
+                "login",
+                "--keyserver",
+                &ks.base,
+                "--email",
+                email,
+                "--password-file",
+                pw.to_str().unwrap(),
+            ],
+        ));
+    }
+    let plain = medseal_capture::fixtures::phone_jpeg(3);
+    let plain_path = write_file(w, "photo.jpg", &plain);
+    let sealed = w.join("r1.mseal");
+    ok(medseal(
+        &alice,
+        &[
+            "seal",
+            "--keyserver",
+            &ks.base,
+            "--recipient",
+            "bob@st.example",
+            "-o",
+            sealed.to_str().unwrap(),
+            plain_path.to_str().unwrap(),
+        ],
+    ));
+    let opened = w.join("opened.jpg");
+    opens(&bob, &sealed, &plain, &opened);
+
+    // Rotation while serving: version 2 is generated on the token, the
+    // stored key is re-wrapped by the token, version 1 is destroyed there,
+    // and the report still opens through the running server.
+    let rotated = ok(ks.admin(&["rotate-master-key"]));
+    let said = String::from_utf8_lossy(&rotated.stderr);
+    assert!(said.contains("version 2 is current"), "{said}");
+    assert_eq!(labels(&hsm), ["medseal-audit", "medseal-kek-2"]);
+    opens(&bob, &sealed, &plain, &opened);
+
+    // A report sealed after the rotation, and a restart: both open.
+    let late = w.join("r2.mseal");
+    ok(medseal(
+        &alice,
+        &[
+            "seal",
+            "--keyserver",
+            &ks.base,
+            "--recipient",
+            "bob@st.example",
+            "-o",
+            late.to_str().unwrap(),
+            plain_path.to_str().unwrap(),
+        ],
+    ));
+    ks.kill();
+    ks.start();
+    opens(&bob, &sealed, &plain, &opened);
+    opens(&bob, &late, &plain, &opened);
+    let verify = ks.admin_ok(&["audit", "verify"]);
+    assert!(verify.contains("intact"), "{verify}");
+
+    // A wrong PIN: the server refuses to start, in one line, without
+    // echoing either PIN.
+    let bad_pin = write_file(w, "bad-pin", b"0000-wrong");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad_pin, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bad_uri = hsm
+        .uri()
+        .replace(hsm.pin_file().to_str().unwrap(), bad_pin.to_str().unwrap());
+    let mut wrong = KeyServer::new(Backend::Sqlite);
+    wrong.keyring = Some(bad_uri.into());
+    wrong.env = hsm.env();
+    let o = wrong.admin(&["audit", "verify"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("CKR_PIN_INCORRECT") || err.contains("PinIncorrect"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("0000-wrong") && !err.contains("4711"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // A PIN file other users can read is refused.
+    std::fs::set_permissions(&bad_pin, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = wrong.admin(&["audit", "verify"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("chmod 600"));
+
+    // A backup taken with the token carries no keyring; it restores onto
+    // the same token, and not without it.
+    let backup_pw = write_file(w, "backup-pw", b"the backup passphrase, kept in the safe");
+    let backup = w.join("ks-backup.mseal");
+    ks.admin_ok(&[
+        "backup",
+        "--password-file",
+        backup_pw.to_str().unwrap(),
+        backup.to_str().unwrap(),
+    ]);
+    ks.kill();
+    let restore = |new: &KeyServer| {
+        let mut c = Command::new(medseal_bin());
+        c.args(["keyserver", "restore", "--password-file"])
+            .arg(&backup_pw)
+            .args(new.store_args())
+            .arg(&backup)
+            .envs(new.env.iter().cloned());
+        c.output().unwrap()
+    };
+    let plain_store = ks.successor();
+    let o = restore(&plain_store);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("PKCS#11 token"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut new = ks.successor();
+    new.keyring = ks.keyring.clone();
+    new.env = hsm.env();
+    ok(restore(&new));
+    new.start();
+    opens(&bob, &sealed, &plain, &opened);
+    opens(&bob, &late, &plain, &opened);
+    assert!(new.admin_ok(&["audit", "verify"]).contains("intact"));
+}
