@@ -7,7 +7,8 @@
 #      end-to-end; the key-server suite against SQLite and a real PostgreSQL,
 #      delivery against SMTP, Box/Dropbox fakes, FHIR and a real Orthanc —
 #      all started by the tests themselves on loopback),
-#   4. fuzzes the sealed-file parsers for a short, bounded time.
+#   4. fuzzes the sealed-file parsers and the key server's request bodies for
+#      a short, bounded time.
 # Usage: scripts/test-all.sh        (FUZZ_SECONDS=N to change step 4; 0 skips it)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -61,14 +61,11 @@ impl ServeConfig {
     }
 }
 
-/// Runs the key server until it is stopped. Blocks.
-pub fn serve(cfg: ServeConfig) -> Result<()> {
-    if cfg.tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.allow_plain_http {
-        return Err(Error::Invalid(format!(
-            "refusing plain HTTP on {}: give --tls-cert and --tls-key, or --allow-plain-http behind a TLS proxy",
-            cfg.listen
-        )));
-    }
+/// Opens everything a server answers from: keyring, database pool, audit
+/// writer, metrics and login limiter. Returns the state and the pool size.
+/// `serve` runs it behind a listener; the HTTP fuzz target runs it
+/// in-process.
+pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
     let ring = cfg.store.load_keyring()?;
     let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
@@ -83,11 +80,6 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
     let pool = db::open_pool(&cfg.store.location, pool_size)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(e.to_string()))?);
     let audit = AuditLog::start(&cfg.store.location, keyring.clone(), metrics.clone())?;
-    let workers = if cfg.workers == 0 {
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    } else {
-        cfg.workers
-    };
     let state = web::Data::new(AppState {
         pool,
         keyring,
@@ -98,6 +90,23 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         trust_forwarded: cfg.trust_forwarded,
         inline_db: matches!(cfg.store.location, db::Location::Sqlite(_)),
     });
+    Ok((state, pool_size))
+}
+
+/// Runs the key server until it is stopped. Blocks.
+pub fn serve(cfg: ServeConfig) -> Result<()> {
+    if cfg.tls.is_none() && !cfg.listen.ip().is_loopback() && !cfg.allow_plain_http {
+        return Err(Error::Invalid(format!(
+            "refusing plain HTTP on {}: give --tls-cert and --tls-key, or --allow-plain-http behind a TLS proxy",
+            cfg.listen
+        )));
+    }
+    let (state, pool_size) = app_state(&cfg)?;
+    let workers = if cfg.workers == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        cfg.workers
+    };
     let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let note = match (&cfg.tls, cfg.listen.ip().is_loopback()) {
         (Some(_), _) => String::new(),
