@@ -44,7 +44,12 @@ fn harness() -> Harness {
     admin.add_org("Fuzz General").expect("org");
     let password = b"a long fuzzing password";
     admin
-        .add_user("Fuzz General", "alice@fuzz.example", Role::Clinician, password)
+        .add_user(
+            "Fuzz General",
+            "alice@fuzz.example",
+            Role::Clinician,
+            password,
+        )
         .expect("user");
     let mut conn = db::connect(&store.location).expect("connect");
     let Ok(Login::Ok(_, session)) = accounts::login(

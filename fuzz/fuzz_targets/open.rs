@@ -15,12 +15,20 @@ fn header() -> &'static [u8] {
     H.get_or_init(|| {
         let key = Key::from_bytes(KEY);
         let mut out = Vec::new();
-        let opts = SealOptions { chunk_log2: 12, threads: None };
-        let sk = SealKey::StaticKey { key: &key, key_id: "fuzz" };
+        let opts = SealOptions {
+            chunk_log2: 12,
+            threads: None,
+        };
+        let sk = SealKey::StaticKey {
+            key: &key,
+            key_id: "fuzz",
+        };
         if medseal_format::seal(sk, &b""[..], &mut out, &opts).is_err() {
             return Vec::new();
         }
-        let len = Opener::new(&out[..]).map(|o| o.header().as_bytes().len()).unwrap_or(0);
+        let len = Opener::new(&out[..])
+            .map(|o| o.header().as_bytes().len())
+            .unwrap_or(0);
         out.truncate(len);
         out
     })
@@ -37,8 +45,12 @@ fuzz_target!(|body: &[u8]| {
     let mut file = header().to_vec();
     file.extend_from_slice(body);
     let key = Key::from_bytes(KEY);
-    let opts = OpenOptions { threads: std::num::NonZeroUsize::new(2) };
-    let streamed = Opener::new(&file[..]).and_then(|o| o.open(Secret::Key(&key), std::io::sink(), &opts));
-    let positional = Opener::at(&file[..]).and_then(|o| o.open_at(Secret::Key(&key), &Sink, &opts, &|_| {}));
+    let opts = OpenOptions {
+        threads: std::num::NonZeroUsize::new(2),
+    };
+    let streamed =
+        Opener::new(&file[..]).and_then(|o| o.open(Secret::Key(&key), std::io::sink(), &opts));
+    let positional =
+        Opener::at(&file[..]).and_then(|o| o.open_at(Secret::Key(&key), &Sink, &opts, &|_| {}));
     assert_eq!(format!("{streamed:?}"), format!("{positional:?}"));
 });
