@@ -20,9 +20,9 @@ pub struct Admin {
 impl Admin {
     /// Opens the database (applying migrations) and the keyring.
     pub fn open(store: Store) -> Result<Self> {
-        let ring = store.load_keyring()?;
         let mut conn = connect(&store.location)?;
         migrate(&mut conn)?;
+        let ring = store.open_keyring(&mut conn)?;
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         Ok(Admin {
             conn,

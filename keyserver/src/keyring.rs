@@ -36,6 +36,9 @@ use cryptoki::object::ObjectHandle;
 const FORMAT: &str = "medseal-keyring-v1";
 const NONCE_LEN: usize = 12;
 const WRAP_AAD: &[u8] = b"medseal keyserver data key v1";
+/// Largest keyring file read (a keyring of thousands of versions is far
+/// smaller).
+pub(crate) const MAX_KEYRING_FILE: u64 = 1 << 20;
 /// Environment variable that may hold the keyring JSON.
 pub const ENV_KEYRING: &str = "MEDSEAL_KEYRING";
 
@@ -225,21 +228,34 @@ impl Keyring {
 
     /// Loads the keyring from `path`, creating it (0600) if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<Self> {
-        match std::fs::read_to_string(path) {
+        let (ring, new) = Self::load_or_generate(path)?;
+        if new {
+            ring.save_new(path)?;
+        }
+        Ok(ring)
+    }
+
+    /// Loads the keyring from `path`, or generates one (not yet saved: see
+    /// [`Keyring::save_new`]) if there is no file; says which.
+    pub fn load_or_generate(path: &Path) -> Result<(Self, bool)> {
+        let read = std::fs::File::open(path)
+            .and_then(|f| medseal_format::read_bounded_string(f, MAX_KEYRING_FILE));
+        match read {
             Ok(s) => {
                 check_private(path)?;
-                Self::parse(&s)
+                Ok((Self::parse(&s)?, false))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let ring = Self::generate()?;
-                write_private(path, ring.to_json()?.as_bytes(), true)?;
-                Ok(ring)
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Self::generate()?, true)),
             Err(e) => Err(Error::Keyring(format!(
                 "cannot read {}: {e}",
                 path.display()
             ))),
         }
+    }
+
+    /// Saves a newly generated keyring (0600), refusing to replace a file.
+    pub fn save_new(&self, path: &Path) -> Result<()> {
+        write_private(path, self.to_json()?.as_bytes(), true)
     }
 
     /// Loads from the environment variable, if set.

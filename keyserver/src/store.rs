@@ -60,9 +60,45 @@ impl Store {
         })
     }
 
-    /// Loads (or on first use creates) the keyring.
+    /// Loads (or on first use creates) the keyring, without looking at the
+    /// database. Prefer [`Store::open_keyring`].
     pub fn load_keyring(&self) -> Result<Keyring> {
         Keyring::load(&self.keyring)
+    }
+
+    /// Loads the keyring and checks that it belongs to this database: the
+    /// newest audit event must verify with it. A keyring is created only for
+    /// a store without history, so a mistyped `--keyring` never starts a
+    /// second master key beside the real one.
+    pub fn open_keyring(&self, conn: &mut db::Conn) -> Result<Keyring> {
+        let (ring, new) = match &self.keyring {
+            KeyringSource::File(p) => Keyring::load_or_generate(p)?,
+            other => (Keyring::load(other)?, false),
+        };
+        let describe = || match &self.keyring {
+            KeyringSource::File(p) => p.display().to_string(),
+            KeyringSource::Env => crate::keyring::ENV_KEYRING.to_owned(),
+            KeyringSource::Token(cfg) => format!("{cfg:?}"),
+        };
+        match (crate::audit::sealed_with(conn, ring.audit_key())?, new) {
+            (Some(_), true) => {
+                return Err(Error::Keyring(format!(
+                    "{} does not exist, but this store already has a history: give its --keyring, or restore the keyring from a backup",
+                    describe()
+                )));
+            }
+            (Some(false), _) => {
+                return Err(Error::Keyring(format!(
+                    "{} does not belong to this store (its audit log was sealed with another keyring)",
+                    describe()
+                )));
+            }
+            _ => {}
+        }
+        if new && let KeyringSource::File(p) = &self.keyring {
+            ring.save_new(p)?;
+        }
+        Ok(ring)
     }
 }
 

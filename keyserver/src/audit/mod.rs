@@ -249,6 +249,27 @@ fn build_records(
         .collect()
 }
 
+/// Whether the newest event was sealed with `audit_key`: `None` for a store
+/// without events, so that a keyring can be matched to its store before
+/// anything is written with the wrong one. (A missing newest row is the
+/// business of [`verify`], and answers `Some(true)` here.)
+pub fn sealed_with(conn: &mut Conn, audit_key: &[u8; 32]) -> Result<Option<bool>> {
+    let (seq, _): (i64, Vec<u8>) = audit_head::table
+        .select((audit_head::seq, audit_head::hash))
+        .first(conn)?;
+    if seq == 0 {
+        return Ok(None);
+    }
+    let newest: Option<Record> = audit_events::table
+        .filter(audit_events::seq.eq(seq))
+        .select(Record::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(Some(newest.is_none_or(|r| {
+        chain::link(audit_key, &r.prev_hash, &r).as_slice() == r.hash.as_slice()
+    })))
+}
+
 /// The result of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
