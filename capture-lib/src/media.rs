@@ -128,6 +128,11 @@ fn exif_facts(bytes: &[u8]) -> (u8, Option<String>) {
 }
 
 /// PNG chunks kept: the image itself and how to show its colours.
+/// Largest photo accepted: photos are decoded whole, and a clinical photo
+/// (even a camera RAW export) is far smaller. Also the bound for a path that
+/// names a device.
+pub const MAX_PHOTO_BYTES: u64 = 256 << 20;
+
 const PNG_KEEP: &[&[u8; 4]] = &[
     b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT",
     b"pHYs",

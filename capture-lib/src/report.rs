@@ -159,7 +159,9 @@ impl Report {
                 MediaKind::ConsentEvidence => "consent-evidence".to_owned(),
             };
             if treat_as_photo {
-                let bytes = std::fs::read(&input.path).map_err(|e| err(MediaError::Io(e)))?;
+                let bytes = File::open(&input.path)
+                    .and_then(|f| medseal_format::read_bounded(f, media::MAX_PHOTO_BYTES))
+                    .map_err(|e| err(MediaError::Io(e)))?;
                 let photo = media::sanitise_photo(bytes).map_err(&err)?;
                 let path = format!("media/{stem}.{}", photo.format.ext());
                 entries.push(MediaEntry {

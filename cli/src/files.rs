@@ -134,6 +134,10 @@ pub fn output_name(
 pub enum Output {
     /// Standard output (cannot be rolled back: callers must check the exit code).
     Stdout(BufWriter<io::StdoutLock<'static>>),
+    /// An existing device, pipe or socket named with `-o` (`/dev/stdout`, a
+    /// FIFO): written in place, like stdout, because renaming a file over it
+    /// would replace the device itself.
+    Special(File),
     /// A temporary file in the destination's directory.
     /// Written unbuffered: the sealer and opener write whole frames.
     File {
@@ -158,8 +162,18 @@ impl Output {
         {
             bail!("the output {} is the input file", dest.display());
         }
-        if dest.is_dir() {
-            bail!("the output {} is a directory", dest.display());
+        // The target itself, not through a symbolic link: a link named with
+        // -o is replaced by the new file and what it pointed to is untouched.
+        match std::fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => bail!("the output {} is a directory", dest.display()),
+            Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&dest)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
+                return Ok(Output::Special(f));
+            }
+            _ => {}
         }
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -169,6 +183,9 @@ impl Output {
             .prefix(".medseal-")
             .suffix(".part")
             .tempfile_in(&dir)
+            // tempfile's error names the random temporary path; the
+            // directory is what the user needs to hear about.
+            .map_err(|e| io::Error::new(e.kind(), plain_io_message(&e)))
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
         Ok(Output::File { tmp, dest })
     }
@@ -176,7 +193,7 @@ impl Output {
     /// The temporary file, for positional writes.
     pub fn file(&self) -> Option<&File> {
         match self {
-            Output::Stdout(_) => None,
+            Output::Stdout(_) | Output::Special(_) => None,
             Output::File { tmp, .. } => Some(tmp.as_file()),
         }
     }
@@ -185,6 +202,7 @@ impl Output {
     pub fn commit(self) -> Result<()> {
         match self {
             Output::Stdout(mut w) => w.flush().context("cannot write to standard output"),
+            Output::Special(mut f) => f.flush().context("cannot write the output"),
             Output::File { tmp, dest } => {
                 tmp.as_file()
                     .sync_all()
@@ -202,6 +220,7 @@ impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Output::Stdout(w) => w.write(buf),
+            Output::Special(f) => f.write(buf),
             Output::File { tmp, .. } => tmp.as_file().write(buf),
         }
     }
@@ -209,6 +228,7 @@ impl Write for Output {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.write_all(buf),
+            Output::Special(f) => f.write_all(buf),
             Output::File { tmp, .. } => tmp.as_file().write_all(buf),
         }
     }
@@ -216,8 +236,17 @@ impl Write for Output {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Stdout(w) => w.flush(),
+            Output::Special(f) => f.flush(),
             Output::File { tmp, .. } => tmp.as_file().flush(),
         }
+    }
+}
+
+/// The OS's text for an I/O error, without paths added by wrappers.
+fn plain_io_message(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code).to_string(),
+        None => e.kind().to_string(),
     }
 }
 

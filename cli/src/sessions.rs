@@ -92,12 +92,16 @@ pub fn load(origin: &str) -> Result<Session> {
 /// A client for `url` from this device, trusting `$MEDSEAL_CA_CERT` too.
 pub fn client(url: &str) -> Result<KeyClient> {
     let ca = match std::env::var_os("MEDSEAL_CA_CERT") {
-        Some(p) => Some(std::fs::read(&p).with_context(|| {
-            format!(
-                "cannot read MEDSEAL_CA_CERT {}",
-                PathBuf::from(&p).display()
-            )
-        })?),
+        Some(p) => Some(
+            std::fs::File::open(&p)
+                .and_then(|f| medseal_format::read_bounded(f, 1 << 20))
+                .with_context(|| {
+                    format!(
+                        "cannot read MEDSEAL_CA_CERT {}",
+                        PathBuf::from(&p).display()
+                    )
+                })?,
+        ),
         None => None,
     };
     Ok(KeyClient::new(url, &device_id()?, ca.as_deref())?)

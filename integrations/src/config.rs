@@ -132,10 +132,26 @@ pub struct Config {
     path: PathBuf,
 }
 
+/// Largest destinations file read: far above any real one, and a bound for
+/// a path that names a device.
+const MAX_CONFIG_FILE: u64 = 1 << 20;
+
+/// Largest PEM file (CA bundle or client certificate) read.
+const MAX_PEM_FILE: u64 = 1 << 20;
+
+/// Reads a PEM file named in the configuration, with a bound.
+pub(crate) fn read_pem(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::File::open(path)
+        .and_then(|f| medseal_format::read_bounded(f, MAX_PEM_FILE))
+        .map_err(|e| ConfigError::file(path, e))
+}
+
 impl Config {
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, e))?;
+        let text = std::fs::File::open(path)
+            .and_then(|f| medseal_format::read_bounded_string(f, MAX_CONFIG_FILE))
+            .map_err(|e| ConfigError::file(path, e))?;
         let path = std::path::absolute(path).map_err(|e| ConfigError::file(path, e))?;
         Self::parse(&text, &path)
     }

@@ -113,7 +113,7 @@ impl Email {
             .collect::<Result<Vec<_>, _>>()?;
         let mut tls = TlsParameters::builder(config.host.clone());
         if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| ConfigError::file(ca, e))?;
+            let pem = crate::config::read_pem(ca)?;
             tls = tls
                 .add_root_certificate(Certificate::from_pem(&pem).map_err(|e| bad("ca_file", &e))?);
         }

@@ -101,7 +101,7 @@ pub fn client(tls: &TlsSettings, timeout_seconds: u64) -> Result<Client, ConfigE
         .timeout(Duration::from_secs(timeout_seconds.max(1)))
         .user_agent(concat!("medseal/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &tls.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| ConfigError::file(ca, e))?;
+        let pem = crate::config::read_pem(ca)?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| ConfigError::Invalid(format!("{}: {e}", ca.display())))?
         {
@@ -110,7 +110,7 @@ pub fn client(tls: &TlsSettings, timeout_seconds: u64) -> Result<Client, ConfigE
     }
     match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key)) => {
-            let mut pem = std::fs::read(cert).map_err(|e| ConfigError::file(cert, e))?;
+            let mut pem = crate::config::read_pem(cert)?;
             pem.push(b'\n');
             pem.extend_from_slice(key.read()?.as_bytes());
             let id = reqwest::Identity::from_pem(&pem)

@@ -9,6 +9,9 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Largest secret file read: a password or token, never more.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
@@ -67,11 +70,14 @@ impl SecretRef {
         let value = match self {
             SecretRef::File(path) => {
                 check_private(path)?;
-                let bytes =
-                    Zeroizing::new(std::fs::read(path).map_err(|e| SecretError::Unreadable {
-                        what: what.clone(),
-                        why: e.to_string(),
-                    })?);
+                let bytes = Zeroizing::new(
+                    std::fs::File::open(path)
+                        .and_then(|f| medseal_format::read_bounded(f, MAX_SECRET_FILE))
+                        .map_err(|e| SecretError::Unreadable {
+                            what: what.clone(),
+                            why: e.to_string(),
+                        })?,
+                );
                 let text = std::str::from_utf8(&bytes).map_err(|_| SecretError::Unreadable {
                     what: what.clone(),
                     why: "not UTF-8 text".into(),

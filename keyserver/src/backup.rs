@@ -65,7 +65,8 @@ fn keyring_text(store: &Store) -> Result<Option<zeroize::Zeroizing<String>>> {
         KeyringSource::Env => std::env::var(keyring::ENV_KEYRING)
             .map(|s| Some(zeroize::Zeroizing::new(s)))
             .map_err(|_| Error::Keyring(format!("{} is not set", keyring::ENV_KEYRING))),
-        KeyringSource::File(p) => std::fs::read_to_string(p)
+        KeyringSource::File(p) => std::fs::File::open(p)
+            .and_then(|f| medseal_format::read_bounded_string(f, keyring::MAX_KEYRING_FILE))
             .map(|s| Some(zeroize::Zeroizing::new(s)))
             .map_err(|e| Error::Keyring(format!("cannot read {}: {e}", p.display()))),
         KeyringSource::Token(_) => Ok(None),

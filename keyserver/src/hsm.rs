@@ -147,9 +147,13 @@ impl TokenConfig {
         let pin = match &self.pin_file {
             Some(path) => {
                 crate::keyring::check_private(path)?;
-                Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                    bad(format!("cannot read the PIN file {}: {e}", path.display()))
-                })?)
+                Zeroizing::new(
+                    std::fs::File::open(path)
+                        .and_then(|f| medseal_format::read_bounded_string(f, 4096))
+                        .map_err(|e| {
+                            bad(format!("cannot read the PIN file {}: {e}", path.display()))
+                        })?,
+                )
             }
             None => Zeroizing::new(std::env::var(ENV_PIN).map_err(|_| {
                 bad(format!(

@@ -66,8 +66,6 @@ impl ServeConfig {
 /// `serve` runs it behind a listener; the HTTP fuzz target runs it
 /// in-process.
 pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
-    let ring = cfg.store.load_keyring()?;
-    let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
     // SQLite reads are local and fast: a few connections per core keep the
     // cores busy without queueing on locks. PostgreSQL requests wait on the
@@ -78,6 +76,8 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         (n, _) => n,
     };
     let pool = db::open_pool(&cfg.store.location, pool_size)?;
+    let ring = cfg.store.open_keyring(&mut *pool.get()?)?;
+    let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(e.to_string()))?);
     let audit = AuditLog::start(&cfg.store.location, keyring.clone(), metrics.clone())?;
     let state = web::Data::new(AppState {
@@ -115,7 +115,7 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         }
         (None, false) => " (plain HTTP: only behind a TLS-terminating proxy)".into(),
     };
-    eprintln!(
+    let banner = format!(
         "medseal key server listening on {scheme}://{}{note}; data in {}",
         cfg.listen,
         cfg.store.location.describe()
@@ -126,6 +126,7 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         workers,
         blocking_threads: (pool_size as usize / workers).max(2),
         client_request_timeout: Duration::from_secs(10),
+        banner,
     };
     actix_web::rt::System::new().block_on(crate::http::run(state, listen))
 }

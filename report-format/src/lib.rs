@@ -18,6 +18,7 @@
 //! | [`error`]  | typed errors, grouped by what the user should do about them       |
 //! | [`manifest`] | the report manifest, its consent rules and its JSON Schema      |
 //! | [`bundle`] | the plaintext layout: a tar of manifest, PDF and media, read safely |
+//! | [`bounded`] | reading a small input whole, with an upper bound                |
 //!
 //! ## Example
 //!
@@ -44,6 +45,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bounded;
 pub mod bundle;
 pub mod chunk;
 pub mod error;
@@ -54,6 +56,7 @@ pub mod positional;
 pub mod rncryptor;
 pub mod stream;
 
+pub use bounded::{read_bounded, read_bounded_string};
 pub use error::{Error, ErrorKind, Result};
 pub use header::{
     DEFAULT_CHUNK_LOG2, Header, KeyMode, MAGIC, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2, VERSION,

@@ -20,11 +20,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let client = sessions::client(&a.keyserver)?;
+    // The password first: a bad password file fails before this device's
+    // configuration is touched.
     let password = match &a.password_file {
         Some(f) => secrets::read_password(&InputPath::from(f.as_str()))?,
         None => secrets::prompt_password("Password: ", false)?,
     };
+    let client = sessions::client(&a.keyserver)?;
     let session = client.login(&a.email, &password)?;
     sessions::save(&session)?;
     eprintln!(

@@ -26,6 +26,9 @@ use limiter::LoginLimiter;
 /// Largest JSON body accepted.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
+/// Largest PEM file (certificate chain or key) read.
+const MAX_PEM_FILE: u64 = 1 << 20;
+
 /// State shared by every worker.
 pub struct AppState {
     /// Database connections.
@@ -169,8 +172,14 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |what: &str, e: &dyn std::fmt::Display| Error::Invalid(format!("{what}: {e}"));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| bad(&format!("cannot read {}", files.cert.display()), &e))?
+    let read = |p: &std::path::Path| {
+        std::fs::File::open(p)
+            .and_then(|f| medseal_format::read_bounded(f, MAX_PEM_FILE))
+            .map_err(|e| bad(&format!("cannot read {}", p.display()), &e))
+    };
+    let cert_pem = read(&files.cert)?;
+    let key_pem = zeroize::Zeroizing::new(read(&files.key)?);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| {
             bad(
@@ -184,7 +193,7 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
             files.cert.display()
         )));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         bad(
             &format!("{} is not a PEM private key", files.key.display()),
             &e,
@@ -211,6 +220,9 @@ pub struct Listen {
     pub blocking_threads: usize,
     /// Slow-client timeout for reading a request's headers.
     pub client_request_timeout: Duration,
+    /// Printed on stderr once the address is bound and TLS is loaded, so
+    /// that "listening" is never said by a server about to fail.
+    pub banner: String,
 }
 
 /// Runs the HTTP server until it is stopped (Ctrl-C / SIGTERM).
@@ -243,6 +255,7 @@ pub async fn run(state: web::Data<AppState>, listen: Listen) -> Result<()> {
             .map_err(bind_err)?,
         None => server.bind(listen.addr).map_err(bind_err)?,
     };
+    eprintln!("{}", listen.banner);
     server
         .run()
         .await
