@@ -1,7 +1,8 @@
 //! Two key servers on one PostgreSQL, as behind a load balancer: load
 //! spread over both leaves one audit chain with no lost or duplicated
 //! sequence numbers; a revocation on one is honoured at once by the other;
-//! lockout after failed logins on one holds on the other.
+//! lockout after failed logins on one holds on the other, and so does the
+//! per-address login limit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,9 +24,10 @@ fn two_servers_one_postgres_one_chain_shared_policy() {
     ] {
         a.user("St Elsewhere", email, role, PASSWORD);
     }
-    a.start();
+    // Behind the load balancer, client addresses come from X-Forwarded-For.
+    a.start_with(&["--trust-forwarded-for"]);
     let mut b = a.replica();
-    b.start();
+    b.start_with(&["--trust-forwarded-for"]);
 
     // Load over both servers from several clients at once (bounded count).
     let alice_token = a
@@ -118,6 +120,39 @@ fn two_servers_one_postgres_one_chain_shared_policy() {
         let r = try_login(base, PASSWORD);
         assert_eq!(r.status, 429, "locked on every server: {}", r.body);
     }
+    // One address spraying logins over both servers meets one limit of 30
+    // a minute, not 30 on each.
+    let http = reqwest::blocking::Client::new();
+    let mut limited = None;
+    for i in 0..40 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let r = http
+            .post(format!("{base}/v1/sessions"))
+            .header("X-Forwarded-For", "198.51.100.23")
+            .json(&json!({"email": format!("nobody{i}@st.example"), "password": "guess", "device_id": "d"}))
+            .send()
+            .unwrap();
+        if r.status() == 429 {
+            assert!(r.headers().get("retry-after").is_some());
+            limited = Some(i);
+            break;
+        }
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        limited,
+        Some(30),
+        "30 attempts per minute per address in all"
+    );
+    // Another address is not affected.
+    let r = http
+        .post(format!("{}/v1/sessions", b.base))
+        .header("X-Forwarded-For", "198.51.100.24")
+        .json(&json!({"email": "nobody@st.example", "password": "guess", "device_id": "d"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
     std::thread::sleep(Duration::from_millis(10));
     assert!(a.admin(&["audit", "verify"]).status.success());
 }

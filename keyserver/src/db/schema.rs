@@ -81,6 +81,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_windows (address, window_start) {
+        address -> Text,
+        window_start -> BigInt,
+        attempts -> Integer,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(data_keys -> orgs (org_id));

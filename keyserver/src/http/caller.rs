@@ -13,8 +13,14 @@ pub const DEVICE_HEADER: &str = "X-Device-Id";
 
 /// The caller's network address as recorded in audit events.
 pub fn client_ip(req: &HttpRequest, trust_forwarded: bool) -> Option<String> {
-    if trust_forwarded && let Some(ip) = req.connection_info().realip_remote_addr() {
-        return Some(ip.to_owned());
+    if trust_forwarded && let Some(addr) = req.connection_info().realip_remote_addr() {
+        // Without a forwarding header this is the peer as `ip:port`: the
+        // port would make every connection a new "address".
+        return Some(
+            addr.parse::<std::net::SocketAddr>()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|_| addr.to_owned()),
+        );
     }
     req.peer_addr().map(|a| a.ip().to_string())
 }

@@ -82,7 +82,12 @@ pub async fn create_session(
         e.device_id = Some(device_id.clone());
         e
     };
-    if let Err(limited) = state.limiter.check(ip.as_deref().unwrap_or("unknown")) {
+    let (limiter, addr) = (
+        state.limiter,
+        ip.clone().unwrap_or_else(|| "unknown".into()),
+    );
+    let allowed = with_conn(&state, move |c| limiter.check(c, &addr, now_ms())).await?;
+    if let Err(limited) = allowed {
         state.metrics.denial("login_rate");
         if limited.first {
             state

@@ -1,19 +1,27 @@
-//! Per-address limit on login attempts: a fixed window per client address.
-//! Account lockout (in the database) stops guessing one password from many
-//! addresses; this stops one address from spraying many accounts.
+//! Per-address limit on login attempts: a fixed window per client address,
+//! counted in the database so that every server on the store shares it (a
+//! client spraying logins across a load balancer meets the same limit as
+//! one talking to a single server). Account lockout (also in the database)
+//! stops guessing one password from many addresses; this stops one address
+//! from spraying many accounts.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use diesel::prelude::*;
+
+use crate::db::Conn;
+use crate::db::schema::login_windows;
+use crate::error::Result;
 
 /// Attempts allowed per address per window.
+#[derive(Debug, Clone, Copy)]
 pub struct LoginLimiter {
     per_window: u32,
-    window: Duration,
-    seen: Mutex<HashMap<String, (Instant, u32)>>,
+    window_ms: i64,
 }
 
 /// A refused attempt.
+#[derive(Debug)]
 pub struct Limited {
     /// Seconds until the window resets.
     pub retry_after: u64,
@@ -21,58 +29,84 @@ pub struct Limited {
     pub first: bool,
 }
 
-/// Addresses tracked before old windows are swept.
-const SWEEP_AT: usize = 50_000;
-
 impl LoginLimiter {
     /// `per_window` attempts per `window` per address.
     pub fn new(per_window: u32, window: Duration) -> Self {
         LoginLimiter {
             per_window,
-            window,
-            seen: Mutex::new(HashMap::new()),
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX).max(1),
         }
     }
 
-    /// Counts an attempt from `addr`; refuses it when over the limit.
-    pub fn check(&self, addr: &str) -> Result<(), Limited> {
-        let now = Instant::now();
-        let Ok(mut seen) = self.seen.lock() else {
-            return Ok(());
-        };
-        if seen.len() >= SWEEP_AT {
-            let window = self.window;
-            seen.retain(|_, (start, _)| now.duration_since(*start) < window);
+    /// Counts an attempt from `addr` at `now_ms`; `Ok(Err(_))` refuses it.
+    pub fn check(
+        &self,
+        conn: &mut Conn,
+        addr: &str,
+        now_ms: i64,
+    ) -> Result<std::result::Result<(), Limited>> {
+        let start = now_ms - now_ms.rem_euclid(self.window_ms);
+        // One atomic upsert on either backend: concurrent attempts from
+        // several servers each see their own count.
+        let attempts: i32 = crate::write_tx!(conn, |c| {
+            let n = diesel::insert_into(login_windows::table)
+                .values((
+                    login_windows::address.eq(addr),
+                    login_windows::window_start.eq(start),
+                    login_windows::attempts.eq(1),
+                ))
+                .on_conflict((login_windows::address, login_windows::window_start))
+                .do_update()
+                .set(login_windows::attempts.eq(login_windows::attempts + 1))
+                .returning(login_windows::attempts)
+                .get_result::<i32>(c)?;
+            if n == 1 {
+                // A new window for this address: drop windows that ended.
+                diesel::delete(login_windows::table)
+                    .filter(login_windows::window_start.lt(start))
+                    .execute(c)?;
+            }
+            Ok::<_, crate::error::Error>(n)
+        })?;
+        let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
+        if attempts > self.per_window {
+            let left_ms = (start + self.window_ms - now_ms).max(0);
+            return Ok(Err(Limited {
+                retry_after: (left_ms as u64).div_ceil(1000).max(1),
+                first: attempts == self.per_window + 1,
+            }));
         }
-        let entry = seen.entry(addr.to_owned()).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-        if entry.1 > self.per_window {
-            let left = self.window.saturating_sub(now.duration_since(entry.0));
-            return Err(Limited {
-                retry_after: left.as_secs().max(1),
-                first: entry.1 == self.per_window + 1,
-            });
-        }
-        Ok(())
+        Ok(Ok(()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::{Location, connect, migrate};
 
     #[test]
-    fn limits_per_address() {
+    fn limits_per_address_and_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connect(&Location::Sqlite(dir.path().join("db.sqlite3"))).unwrap();
+        migrate(&mut conn).unwrap();
         let l = LoginLimiter::new(3, Duration::from_secs(60));
+        let t = 1_800_000_000_000 + 1_000;
         for _ in 0..3 {
-            assert!(l.check("a").is_ok());
+            assert!(l.check(&mut conn, "a", t).unwrap().is_ok());
         }
-        let refused = l.check("a").unwrap_err();
-        assert!(refused.first && refused.retry_after > 0);
-        assert!(!l.check("a").unwrap_err().first);
-        assert!(l.check("b").is_ok());
+        let refused = l.check(&mut conn, "a", t + 500).unwrap().unwrap_err();
+        assert!(refused.first);
+        assert_eq!(refused.retry_after, 59);
+        assert!(!l.check(&mut conn, "a", t).unwrap().unwrap_err().first);
+        assert!(l.check(&mut conn, "b", t).unwrap().is_ok());
+        // The next window starts afresh, and the old one is swept.
+        assert!(l.check(&mut conn, "a", t + 60_000).unwrap().is_ok());
+        let rows: i64 = login_windows::table
+            .filter(login_windows::address.eq("a"))
+            .count()
+            .get_result(&mut conn)
+            .unwrap();
+        assert_eq!(rows, 1);
     }
 }
