@@ -1,29 +1,33 @@
 //! Backup and restore of a key server's store.
 //!
-//! A backup is a tar stream of three files, which the command line seals
-//! (medseal format, password or organisation key) as it is written:
+//! A backup is a tar stream, which the command line seals (medseal format,
+//! password or organisation key) as it is written:
 //!
 //! ```text
 //! backup.json         what it is: format, backend, time, audit events
 //! master.keyring      the keyring (JSON), so the backup restores alone;
 //!                     absent when the master keys are on a PKCS#11 token,
 //!                     which is then needed to restore (they never leave it)
-//! keyserver.sqlite3   a consistent snapshot of the database
+//! keyserver.sqlite3   SQLite stores: a consistent snapshot of the database
+//! TABLE.jsonl         PostgreSQL stores: a consistent logical copy of each
+//!                     table (see [`crate::dump`])
 //! ```
 //!
-//! The snapshot is SQLite's `VACUUM INTO`, which reads one transaction's
-//! view while the server keeps serving. Before anything is written the
-//! snapshot's audit chain is verified with the keyring, so a backup that
-//! would not restore is never produced. Restore refuses to overwrite an
-//! existing store, places both files (0600) and verifies the chain again;
-//! the restored server continues the same chain.
+//! The SQLite snapshot is `VACUUM INTO`, which reads one transaction's
+//! view while the server keeps serving; the PostgreSQL copy is read in one
+//! `REPEATABLE READ` transaction. Before anything is written the copy's
+//! audit chain is verified with the keyring, so a backup that would not
+//! restore is never produced. Restore refuses to overwrite an existing
+//! store, verifies the chain again and places the keyring (0600); the
+//! restored server continues the same chain. A PostgreSQL backup restores
+//! into an empty PostgreSQL database or a new SQLite store, in one
+//! transaction.
 //!
-//! PostgreSQL stores are backed up with PostgreSQL's own tools (pg_dump,
-//! base backups with WAL archiving) plus a copy of the keyring kept apart:
-//! see `docs/keyserver.md`.
+//! For point-in-time recovery of a large PostgreSQL store, PostgreSQL's own
+//! base backups with WAL archiving remain the tool: see `docs/keyserver.md`.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +51,7 @@ const MAX_SMALL_FILE: u64 = 1 << 20;
 pub struct BackupInfo {
     /// [`BACKUP_FORMAT`].
     pub format: u32,
-    /// Always `sqlite` for now.
+    /// `sqlite` (a database file) or `postgres` (a logical copy).
     pub backend: String,
     /// When it was taken (RFC 3339).
     pub created_at: String,
@@ -82,18 +86,85 @@ fn ring_for(text: Option<&str>, store: &Store) -> Result<Keyring> {
     }
 }
 
-fn sqlite_path(store: &Store) -> Result<&Path> {
-    match &store.location {
-        Location::Sqlite(p) => Ok(p),
-        Location::Postgres(_) => Err(Error::Invalid(
-            "this store is on PostgreSQL: back it up with pg_dump or a base backup, and keep a copy of the keyring apart (docs/keyserver.md)".into(),
-        )),
-    }
+/// Appends one regular file (0600) to the backup.
+fn add_entry<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    len: u64,
+    data: &mut dyn Read,
+) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(len);
+    h.set_mode(0o600);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, name, data)
+        .map_err(io("cannot write the backup"))
+}
+
+fn jsonl(table: &str) -> String {
+    format!("{table}.jsonl")
 }
 
 /// Writes a backup of `store` (a tar stream) to `out`.
 pub fn write_backup<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
-    let live = sqlite_path(store)?;
+    match &store.location {
+        Location::Sqlite(live) => write_sqlite(store, live, out),
+        Location::Postgres(_) => write_logical(store, out),
+    }
+}
+
+/// A PostgreSQL store: a logical copy from one snapshot, checked before it
+/// is written.
+fn write_logical<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
+    let mut conn = db::connect(&store.location)?;
+    let ring = store.open_keyring(&mut conn)?;
+    let ring_text = keyring_text(store)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".backup-")
+        .tempdir_in(&store.data_dir)
+        .map_err(io("cannot make a temporary directory"))?;
+    let events = crate::dump::dump(&mut conn, |table| {
+        std::fs::File::create(tmp.path().join(jsonl(table)))
+            .map(std::io::BufWriter::new)
+            .map_err(io("cannot write the dump"))
+    })?;
+    drop(conn);
+    // BufWriters were flushed on drop; check the copied chain now.
+    let mut check = crate::dump::ChainCheck::new(ring.audit_key());
+    let file = std::fs::File::open(tmp.path().join(jsonl("audit_events")))
+        .map_err(io("cannot read the dump"))?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(file)) {
+        check.next(&line.map_err(io("cannot read the dump"))?)?;
+    }
+    if check.head().0 != events {
+        return Err(Error::Internal("the dump lost audit events".into()));
+    }
+    let info = BackupInfo {
+        format: BACKUP_FORMAT,
+        backend: "postgres".into(),
+        created_at: crate::time::rfc3339(crate::time::now_ms()),
+        audit_events: events,
+    };
+    let info_json = serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut tar = tar::Builder::new(out);
+    add_entry(&mut tar, INFO, info_json.len() as u64, &mut &info_json[..])?;
+    if let Some(text) = &ring_text {
+        add_entry(&mut tar, KEYRING, text.len() as u64, &mut text.as_bytes())?;
+    }
+    for table in crate::dump::TABLES {
+        let path = tmp.path().join(jsonl(table));
+        let mut f = std::fs::File::open(&path).map_err(io("cannot read the dump"))?;
+        let len = f.metadata().map_err(io("cannot read the dump"))?.len();
+        add_entry(&mut tar, &jsonl(table), len, &mut f)?;
+    }
+    tar.into_inner()
+        .and_then(|mut w| w.flush())
+        .map_err(io("cannot write the backup"))?;
+    Ok(info)
+}
+
+/// A SQLite store: `VACUUM INTO` a snapshot, verify it, write it.
+fn write_sqlite<W: Write>(store: &Store, live: &Path, out: W) -> Result<BackupInfo> {
     if !live.exists() {
         return Err(Error::Invalid(format!("no store at {}", live.display())));
     }
@@ -138,24 +209,16 @@ pub fn write_backup<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
     };
     let info_json = serde_json::to_vec_pretty(&info).map_err(|e| Error::Internal(e.to_string()))?;
     let mut tar = tar::Builder::new(out);
-    let mut add = |name: &str, len: u64, data: &mut dyn Read| -> Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(len);
-        h.set_mode(0o600);
-        h.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut h, name, data)
-            .map_err(io("cannot write the backup"))
-    };
-    add(INFO, info_json.len() as u64, &mut &info_json[..])?;
+    add_entry(&mut tar, INFO, info_json.len() as u64, &mut &info_json[..])?;
     if let Some(text) = &ring_text {
-        add(KEYRING, text.len() as u64, &mut text.as_bytes())?;
+        add_entry(&mut tar, KEYRING, text.len() as u64, &mut text.as_bytes())?;
     }
     let mut db_file = std::fs::File::open(&snapshot).map_err(io("cannot read the snapshot"))?;
     let len = db_file
         .metadata()
         .map_err(io("cannot read the snapshot"))?
         .len();
-    add(DATABASE, len, &mut db_file)?;
+    add_entry(&mut tar, DATABASE, len, &mut db_file)?;
     tar.into_inner()
         .and_then(|mut w| w.flush())
         .map_err(io("cannot write the backup"))?;
@@ -163,10 +226,10 @@ pub fn write_backup<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
 }
 
 /// Restores the backup read from `input` into `store`, which must not
-/// exist yet (neither its database nor its keyring file). A backup taken
-/// with the keys on a token restores only onto a store on that token.
+/// exist yet: a SQLite store without its database or keyring file, or an
+/// empty PostgreSQL database. A backup taken with the keys on a token
+/// restores only onto a store on that token.
 pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
-    let target_db = sqlite_path(store)?.to_path_buf();
     let target_ring = match &store.keyring {
         KeyringSource::File(p) => Some(p.clone()),
         KeyringSource::Token(_) => None,
@@ -177,7 +240,11 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             )));
         }
     };
-    for p in std::iter::once(&target_db).chain(target_ring.as_ref()) {
+    let target_db = match &store.location {
+        Location::Sqlite(p) => Some(p.clone()),
+        Location::Postgres(_) => None,
+    };
+    for p in target_db.iter().chain(target_ring.as_ref()) {
         if p.exists() {
             return Err(Error::Conflict(format!(
                 "{} already exists: restore into a new data directory",
@@ -185,18 +252,14 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             )));
         }
     }
-    let dir = target_db
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
     let tmp = tempfile::Builder::new()
         .prefix(".restore-")
-        .tempdir_in(&dir)
+        .tempdir_in(&store.data_dir)
         .map_err(io("cannot make a temporary directory"))?;
     let mut info: Option<BackupInfo> = None;
     let mut ring_text: Option<zeroize::Zeroizing<String>> = None;
-    let mut db: Option<PathBuf> = None;
+    let mut files: Vec<String> = Vec::new();
+    let tables: Vec<String> = crate::dump::TABLES.iter().map(|t| jsonl(t)).collect();
     let mut archive = tar::Archive::new(input);
     let malformed = |why: String| Error::Invalid(format!("not a key server backup: {why}"));
     for entry in archive.entries().map_err(|e| malformed(e.to_string()))? {
@@ -210,18 +273,22 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             .to_string_lossy()
             .into_owned();
         let size = entry.size();
+        let repeated = files.contains(&name);
         match name.as_str() {
+            _ if repeated => return Err(malformed(format!("repeated entry {name:?}"))),
             INFO | KEYRING if size > MAX_SMALL_FILE => {
                 return Err(malformed(format!("{name} is too large")));
             }
-            INFO if info.is_none() => {
+            INFO => {
                 let mut buf = Vec::new();
                 entry
                     .read_to_end(&mut buf)
                     .map_err(io("cannot read the backup"))?;
                 let i: BackupInfo =
                     serde_json::from_slice(&buf).map_err(|e| malformed(format!("{INFO}: {e}")))?;
-                if i.format != BACKUP_FORMAT || i.backend != "sqlite" {
+                if i.format != BACKUP_FORMAT
+                    || !["sqlite", "postgres"].contains(&i.backend.as_str())
+                {
                     return Err(malformed(format!(
                         "format {} of backend {} is not supported",
                         i.format, i.backend
@@ -229,7 +296,7 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
                 }
                 info = Some(i);
             }
-            KEYRING if ring_text.is_none() => {
+            KEYRING => {
                 let mut s = zeroize::Zeroizing::new(String::new());
                 entry
                     .read_to_string(&mut s)
@@ -237,19 +304,26 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
                 Keyring::parse(&s)?;
                 ring_text = Some(s);
             }
-            DATABASE if db.is_none() => {
-                let p = tmp.path().join(DATABASE);
+            n if n == DATABASE || tables.iter().any(|t| t == n) => {
+                let p = tmp.path().join(n);
                 let mut f = std::fs::File::create(&p).map_err(io("cannot write the database"))?;
                 std::io::copy(&mut entry, &mut f).map_err(io("cannot write the database"))?;
                 f.sync_all().map_err(io("cannot write the database"))?;
-                db = Some(p);
             }
-            other => return Err(malformed(format!("unexpected or repeated entry {other:?}"))),
+            other => return Err(malformed(format!("unexpected entry {other:?}"))),
         }
+        files.push(name);
     }
-    let (Some(info), Some(db)) = (info, db) else {
-        return Err(malformed("an entry is missing".into()));
+    let Some(info) = info else {
+        return Err(malformed(format!("{INFO} is missing")));
     };
+    let needed: Vec<String> = match info.backend.as_str() {
+        "sqlite" => vec![DATABASE.to_owned()],
+        _ => tables,
+    };
+    if let Some(missing) = needed.iter().find(|n| !files.contains(n)) {
+        return Err(malformed(format!("{missing} is missing")));
+    }
     match (&ring_text, &target_ring) {
         (Some(_), None) => {
             return Err(Error::Invalid(
@@ -263,32 +337,85 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
         }
         _ => {}
     }
-    // Check before placing anything: the chain verifies with this keyring.
     let ring = ring_for(ring_text.as_deref().map(|s| s.as_str()), store)?;
+    match (info.backend.as_str(), &target_db) {
+        ("sqlite", Some(target)) => {
+            place_sqlite(&tmp.path().join(DATABASE), target, &info, &ring)?;
+        }
+        ("sqlite", None) => {
+            return Err(Error::Invalid(
+                "this is a backup of a SQLite store: restore it into a SQLite data directory (without --database-url)".into(),
+            ));
+        }
+        _ => load_logical(tmp.path(), store, &info, &ring)?,
+    }
+    if let (Some(text), Some(target)) = (&ring_text, &target_ring)
+        && let Err(e) = keyring::write_private(target, text.as_bytes(), true)
     {
-        let mut conn = db::connect(&Location::Sqlite(db.clone()))?;
+        if let Some(db) = &target_db {
+            let _ = std::fs::remove_file(db);
+        }
+        return Err(e);
+    }
+    if let Some(dir) = target_db
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("cannot sync the data directory"))?;
+    }
+    Ok(info)
+}
+
+/// Checks a restored SQLite snapshot with the keyring, then links it into
+/// place (0600).
+fn place_sqlite(db: &Path, target: &Path, info: &BackupInfo, ring: &Keyring) -> Result<()> {
+    {
+        let mut conn = db::connect(&Location::Sqlite(db.to_path_buf()))?;
         let v = audit::verify(&mut conn, ring.audit_key())?;
         if v.broken.is_some() || v.verified != info.audit_events {
-            return Err(malformed("its audit log does not verify".into()));
+            return Err(Error::Invalid(
+                "not a key server backup: its audit log does not verify".into(),
+            ));
         }
-    }
-    if let (Some(text), Some(target)) = (&ring_text, &target_ring) {
-        keyring::write_private(target, text.as_bytes(), true)?;
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600))
+        std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))
             .map_err(io("cannot protect the database"))?;
     }
-    std::fs::hard_link(&db, &target_db).map_err(|e| {
-        if let Some(target) = &target_ring {
-            let _ = std::fs::remove_file(target);
+    std::fs::hard_link(db, target).map_err(io("cannot place the database"))
+}
+
+/// Loads a logical copy into the store's (new or empty) database, in one
+/// transaction that commits only if the chain checks.
+fn load_logical(dir: &Path, store: &Store, info: &BackupInfo, ring: &Keyring) -> Result<()> {
+    let mut conn = db::connect(&store.location)?;
+    let result = db::migrate(&mut conn).and_then(|()| {
+        crate::dump::load(
+            &mut conn,
+            |table| {
+                std::fs::File::open(dir.join(jsonl(table)))
+                    .map(std::io::BufReader::new)
+                    .map_err(io("cannot read the backup"))
+            },
+            ring.audit_key(),
+            info.audit_events,
+        )
+    });
+    drop(conn);
+    if result.is_err()
+        && let Location::Sqlite(p) = &store.location
+    {
+        // A new SQLite file was made for this restore: leave nothing.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut f = p.clone().into_os_string();
+            f.push(suffix);
+            let _ = std::fs::remove_file(f);
         }
-        io("cannot place the database")(e)
-    })?;
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("cannot sync the data directory"))?;
-    Ok(info)
+    }
+    result
 }

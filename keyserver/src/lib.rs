@@ -20,7 +20,8 @@
 //! | [`http`]     | the actix-web API, request limits, TLS, OpenAPI                   |
 //! | [`metrics`]  | Prometheus metrics                                                |
 //! | [`admin`]    | the admin command line's operations                               |
-//! | [`backup`]   | consistent backups of a SQLite store, and restoring them          |
+//! | [`backup`]   | consistent, sealed backups of a store, and restoring them         |
+//! | [`dump`]     | a logical copy of the tables, for PostgreSQL stores               |
 //! | [`server`]   | putting it together: `serve`                                      |
 //!
 //! The HTTP API and deployment are described in `docs/keyserver.md`.
@@ -32,6 +33,7 @@ pub mod admin;
 pub mod audit;
 pub mod backup;
 pub mod db;
+pub mod dump;
 pub mod error;
 pub mod hsm;
 pub mod http;

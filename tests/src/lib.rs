@@ -267,17 +267,23 @@ impl KeyServer {
     /// An empty SQLite store that will serve on the same address (as a
     /// rebuilt machine would): for restoring a backup into.
     pub fn successor(&self) -> KeyServer {
-        assert!(
-            self.database_url.is_none(),
-            "successors are for SQLite stores"
-        );
+        self.successor_on(Backend::Sqlite)
+    }
+
+    /// An empty store on `backend` (a fresh PostgreSQL database, or a new
+    /// SQLite data directory) that will serve on the same address.
+    pub fn successor_on(&self, backend: Backend) -> KeyServer {
         let dir = tempfile::Builder::new()
             .prefix("medseal-ks-")
             .tempdir()
             .expect("temp dir");
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Postgres::shared().fresh_database()),
+        };
         KeyServer {
             dir,
-            database_url: None,
+            database_url,
             base: self.base.clone(),
             port: self.port,
             keyring: None,

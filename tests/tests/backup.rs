@@ -222,3 +222,181 @@ fn backup_while_serving_restore_on_a_new_machine_and_reports_still_open() {
     );
     assert!(new.admin(&["audit", "verify"]).status.success());
 }
+
+/// Logs `who` in from their own configuration directory.
+fn login(cfg: &Path, ks: &KeyServer, email: &str, pw: &Path) {
+    ok(medseal(
+        cfg,
+        &[
+            "login",
+            "--keyserver",
+            &ks.base,
+            "--email",
+            email,
+            "--password-file",
+            pw.to_str().unwrap(),
+        ],
+    ));
+}
+
+#[test]
+fn postgres_store_backs_up_while_serving_and_restores_into_postgres_or_sqlite() {
+    let mut ks = KeyServer::new(Backend::Postgres);
+    ks.org("St Elsewhere");
+    ks.user("St Elsewhere", "alice@st.example", "clinician", PASSWORD);
+    ks.user("St Elsewhere", "bob@st.example", "clinician", PASSWORD);
+    ks.start();
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pw = write_file(w, "pw", PASSWORD.as_bytes());
+    let (alice, bob) = (w.join("alice"), w.join("bob"));
+    login(&alice, &ks, "alice@st.example", &pw);
+    login(&bob, &ks, "bob@st.example", &pw);
+    let plain = write_file(w, "photo.jpg", &medseal_capture::fixtures::phone_jpeg(2));
+    let mut sealed = Vec::new();
+    for i in 0..3 {
+        let out = w.join(format!("r{i}.mseal"));
+        ok(medseal(
+            &alice,
+            &[
+                "seal",
+                "--keyserver",
+                &ks.base,
+                "--recipient",
+                "bob@st.example",
+                "-o",
+                out.to_str().unwrap(),
+                plain.to_str().unwrap(),
+            ],
+        ));
+        sealed.push(out);
+    }
+
+    // Backed up while serving, sealed with an organisation key.
+    let backup_key = write_file(w, "backup.key", &[0x5a; 32]);
+    let backup = w.join("pg-backup.mseal");
+    let out = ok(ks.admin(&[
+        "backup",
+        "--key-file",
+        backup_key.to_str().unwrap(),
+        backup.to_str().unwrap(),
+    ]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verified"));
+    let events_in_backup = events(&ks).len();
+    ks.kill();
+
+    let restore = |target: &KeyServer| {
+        Command::new(medseal_bin())
+            .args(["keyserver", "restore", "--key-file"])
+            .arg(&backup_key)
+            .args(target.store_args())
+            .arg(&backup)
+            .output()
+            .unwrap()
+    };
+    let opens = |report: &Path| {
+        let dest = w.join("opened.jpg");
+        let _ = std::fs::remove_file(&dest);
+        ok(medseal(
+            &bob,
+            &[
+                "open",
+                "-o",
+                dest.to_str().unwrap(),
+                report.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            std::fs::read(&plain).unwrap()
+        );
+    };
+
+    // Into a fresh PostgreSQL database on a rebuilt machine.
+    let mut pg = ks.successor_on(Backend::Postgres);
+    ok(restore(&pg));
+    // A second restore into the now populated database is refused and
+    // changes nothing.
+    let again = restore(&pg);
+    assert!(!again.status.success());
+    pg.start();
+    login(&bob, &pg, "bob@st.example", &pw);
+    for r in &sealed {
+        opens(r);
+    }
+    let after = events(&pg);
+    assert!(after.len() > events_in_backup);
+    let seqs: Vec<i64> = after.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(pg.admin(&["audit", "verify"]).status.success());
+    // New organisations and users get fresh ids after the restored ones.
+    pg.org("Another Clinic");
+    pg.user(
+        "Another Clinic",
+        "carol@another.example",
+        "clinician",
+        PASSWORD,
+    );
+    pg.kill();
+
+    // Or into a new SQLite store: a way off PostgreSQL, too.
+    let mut lite = ks.successor_on(Backend::Sqlite);
+    ok(restore(&lite));
+    lite.start();
+    login(&bob, &lite, "bob@st.example", &pw);
+    opens(&sealed[0]);
+    assert!(lite.admin(&["audit", "verify"]).status.success());
+
+    // Someone who holds the backup's key rewrites history inside it (one
+    // event's action, same length, so the tar stays well formed) and seals
+    // it again: the restore checks the chain, refuses, and leaves the target
+    // database empty — the genuine backup still restores into it.
+    let tar = w.join("backup.tar");
+    ok(medseal(
+        &alice,
+        &[
+            "open",
+            "--key-file",
+            backup_key.to_str().unwrap(),
+            "-o",
+            tar.to_str().unwrap(),
+            backup.to_str().unwrap(),
+        ],
+    ));
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let (from, to) = (
+        &b"\"action\":\"key.created\""[..],
+        &b"\"action\":\"key.revoked\""[..],
+    );
+    let at = bytes
+        .windows(from.len())
+        .position(|x| x == from)
+        .expect("a key.created event in the backup");
+    bytes[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(&tar, &bytes).unwrap();
+    let forged = w.join("forged.mseal");
+    ok(medseal(
+        &alice,
+        &[
+            "seal",
+            "--key-file",
+            backup_key.to_str().unwrap(),
+            "-o",
+            forged.to_str().unwrap(),
+            tar.to_str().unwrap(),
+        ],
+    ));
+    let target = ks.successor_on(Backend::Postgres);
+    let o = Command::new(medseal_bin())
+        .args(["keyserver", "restore", "--key-file"])
+        .arg(&backup_key)
+        .args(target.store_args())
+        .arg(&forged)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("does not verify"), "{err}");
+    assert!(!target.dir.path().join("data/master.keyring").exists());
+    ok(restore(&target));
+}
