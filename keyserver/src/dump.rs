@@ -37,7 +37,8 @@ pub const TABLES: [&str; 5] = [
     "audit_events",
 ];
 
-mod hex_bytes {
+/// Binary columns as hex strings.
+pub(crate) mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -98,67 +99,6 @@ struct RecipientRow {
     email: String,
 }
 
-/// An audit event as dumped (the stored [`Record`], binary fields in hex).
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EventRow {
-    seq: i64,
-    at: i64,
-    actor: String,
-    org: String,
-    action: String,
-    key_id: Option<String>,
-    report_id: Option<String>,
-    client_ip: Option<String>,
-    device_id: Option<String>,
-    outcome: String,
-    detail: String,
-    #[serde(with = "hex_bytes")]
-    prev_hash: Vec<u8>,
-    #[serde(with = "hex_bytes")]
-    hash: Vec<u8>,
-}
-
-impl From<Record> for EventRow {
-    fn from(r: Record) -> Self {
-        EventRow {
-            seq: r.seq,
-            at: r.at,
-            actor: r.actor,
-            org: r.org,
-            action: r.action,
-            key_id: r.key_id,
-            report_id: r.report_id,
-            client_ip: r.client_ip,
-            device_id: r.device_id,
-            outcome: r.outcome,
-            detail: r.detail,
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-        }
-    }
-}
-
-impl From<EventRow> for Record {
-    fn from(r: EventRow) -> Self {
-        Record {
-            seq: r.seq,
-            at: r.at,
-            actor: r.actor,
-            org: r.org,
-            action: r.action,
-            key_id: r.key_id,
-            report_id: r.report_id,
-            client_ip: r.client_ip,
-            device_id: r.device_id,
-            outcome: r.outcome,
-            detail: r.detail,
-            prev_hash: r.prev_hash,
-            hash: r.hash,
-        }
-    }
-}
-
 /// Checks dumped audit events as they are read: in order, gapless, each
 /// linked to the one before and sealed with the keyring's audit key.
 pub struct ChainCheck<'k> {
@@ -179,13 +119,12 @@ impl<'k> ChainCheck<'k> {
 
     /// Parses and checks the next line of `audit_events.jsonl`.
     pub fn next(&mut self, line: &str) -> Result<Record> {
-        let row: EventRow = serde_json::from_str(line).map_err(|e| {
+        let record: Record = serde_json::from_str(line).map_err(|e| {
             Error::Invalid(format!(
                 "not a key server backup: audit_events, row {}: {e}",
                 self.seq + 1
             ))
         })?;
-        let record: Record = row.into();
         let linked = record.seq == self.seq + 1
             && record.prev_hash == self.prev
             && audit::chain::link(self.key, &self.prev, &record).as_slice()
@@ -265,8 +204,7 @@ pub fn dump<W: Write>(conn: &mut Conn, mut open: impl FnMut(&str) -> Result<W>) 
                 let Some(tail) = page.last() else { break };
                 last = tail.seq;
                 n += page.len() as i64;
-                let rows: Vec<EventRow> = page.into_iter().map(EventRow::from).collect();
-                lines(&rows, &mut out)?;
+                lines(&page, &mut out)?;
             }
             Ok::<_, Error>(n)
         })

@@ -548,3 +548,89 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     f.write_all(bytes).expect("write file");
     p
 }
+
+/// One person's device: its own configuration directory (device id,
+/// sessions), driving the real binary.
+pub struct Device {
+    /// `MEDSEAL_CONFIG_DIR` for this device.
+    pub config: PathBuf,
+}
+
+impl Device {
+    /// A device whose configuration lives under `root`.
+    pub fn new(root: &Path, name: &str) -> Device {
+        Device {
+            config: root.join(format!("device-{name}")),
+        }
+    }
+
+    /// Runs `medseal ARGS…` on this device.
+    pub fn medseal(&self, args: &[&str]) -> Output {
+        Command::new(medseal_bin())
+            .args(args)
+            .env("MEDSEAL_CONFIG_DIR", &self.config)
+            .output()
+            .expect("run medseal")
+    }
+
+    /// Like [`Device::medseal`], but panics (with its stderr) unless it
+    /// succeeds.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.medseal(args);
+        assert!(
+            out.status.success(),
+            "medseal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Logs in to `ks` as `email`.
+    pub fn login(&self, ks: &KeyServer, email: &str, password: &str) {
+        let pw = self.config.with_extension("pw");
+        std::fs::write(&pw, format!("{password}\n")).expect("write password file");
+        self.ok(&[
+            "login",
+            "--keyserver",
+            &ks.base,
+            "--email",
+            email,
+            "--password-file",
+            pw.to_str().unwrap_or_default(),
+        ]);
+    }
+
+    /// Seals `input` into `out` with a new key from `ks` for `recipient`.
+    pub fn seal_for(&self, ks: &KeyServer, recipient: &str, input: &Path, out: &Path) {
+        self.ok(&[
+            "seal",
+            "--keyserver",
+            &ks.base,
+            "--recipient",
+            recipient,
+            "-o",
+            out.to_str().unwrap_or_default(),
+            input.to_str().unwrap_or_default(),
+        ]);
+    }
+
+    /// Opens `sealed` (key from its key server) and returns the plaintext.
+    pub fn open(&self, sealed: &Path) -> Vec<u8> {
+        self.ok(&["open", "-o", "-", sealed.to_str().unwrap_or_default()])
+            .stdout
+    }
+}
+
+/// The usual cast: organisation "St Elsewhere" with clinicians Alice and Bob
+/// (`password`), the server started, and each logged in on their own device
+/// under `root`.
+pub fn alice_and_bob(ks: &mut KeyServer, root: &Path, password: &str) -> (Device, Device) {
+    ks.org("St Elsewhere");
+    ks.user("St Elsewhere", "alice@st.example", "clinician", password);
+    ks.user("St Elsewhere", "bob@st.example", "clinician", password);
+    ks.start();
+    let (alice, bob) = (Device::new(root, "alice"), Device::new(root, "bob"));
+    alice.login(ks, "alice@st.example", password);
+    bob.login(ks, "bob@st.example", password);
+    (alice, bob)
+}

@@ -5,18 +5,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use medseal_e2e::{Backend, KeyServer, medseal_bin, write_file};
+use medseal_e2e::{Backend, KeyServer, alice_and_bob, medseal_bin, write_file};
 use serde_json::Value;
 
 const PASSWORD: &str = "a long clinician password";
-
-fn medseal(config: &Path, args: &[&str]) -> Output {
-    Command::new(medseal_bin())
-        .args(args)
-        .env("MEDSEAL_CONFIG_DIR", config)
-        .output()
-        .expect("run medseal")
-}
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -32,43 +24,12 @@ fn events(ks: &KeyServer) -> Vec<Value> {
 #[test]
 fn backup_while_serving_restore_on_a_new_machine_and_reports_still_open() {
     let mut ks = KeyServer::new(Backend::Sqlite);
-    ks.org("St Elsewhere");
-    ks.user("St Elsewhere", "alice@st.example", "clinician", PASSWORD);
-    ks.user("St Elsewhere", "bob@st.example", "clinician", PASSWORD);
-    ks.start();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let pw = write_file(w, "pw", PASSWORD.as_bytes());
-    let (alice, bob) = (w.join("alice"), w.join("bob"));
-    for (cfg, email) in [(&alice, "alice@st.example"), (&bob, "bob@st.example")] {
-        ok(medseal(
-            cfg,
-            &[
-                "login",
-                "--keyserver",
-                &ks.base,
-                "--email",
-                email,
-                "--password-file",
-                pw.to_str().unwrap(),
-            ],
-        ));
-    }
+    let (alice, bob) = alice_and_bob(&mut ks, w, PASSWORD);
     let plain = write_file(w, "photo.jpg", &medseal_capture::fixtures::phone_jpeg(1));
     let sealed = w.join("r1.mseal");
-    ok(medseal(
-        &alice,
-        &[
-            "seal",
-            "--keyserver",
-            &ks.base,
-            "--recipient",
-            "bob@st.example",
-            "-o",
-            sealed.to_str().unwrap(),
-            plain.to_str().unwrap(),
-        ],
-    ));
+    alice.seal_for(&ks, "bob@st.example", &plain, &sealed);
 
     // The backup, taken while the server serves.
     let backup_pw = write_file(w, "backup-pw", b"the backup passphrase, kept in the safe");
@@ -110,25 +71,13 @@ fn backup_while_serving_restore_on_a_new_machine_and_reports_still_open() {
             "a keyring secret is readable in the backup"
         );
     }
-    let inspect = ok(medseal(&alice, &["inspect", backup.to_str().unwrap()]));
+    let inspect = alice.ok(&["inspect", backup.to_str().unwrap()]);
     let header: Value = serde_json::from_slice(&inspect.stdout).unwrap();
     assert_eq!(header["key_mode"], "password");
 
     // After the backup: one more report, which the backup cannot know.
     let late = w.join("r2.mseal");
-    ok(medseal(
-        &alice,
-        &[
-            "seal",
-            "--keyserver",
-            &ks.base,
-            "--recipient",
-            "bob@st.example",
-            "-o",
-            late.to_str().unwrap(),
-            plain.to_str().unwrap(),
-        ],
-    ));
+    alice.seal_for(&ks, "bob@st.example", &plain, &late);
 
     // The machine is lost. A new one restores the backup and serves on the
     // same address.
@@ -178,30 +127,14 @@ fn backup_while_serving_restore_on_a_new_machine_and_reports_still_open() {
     assert!(new.admin(&["audit", "verify"]).status.success());
 
     // Bob opens the report sealed before the backup.
-    let opened = w.join("opened.jpg");
-    ok(medseal(
-        &bob,
-        &[
-            "open",
-            "-o",
-            opened.to_str().unwrap(),
-            sealed.to_str().unwrap(),
-        ],
-    ));
-    assert_eq!(
-        std::fs::read(&opened).unwrap(),
-        std::fs::read(&plain).unwrap()
-    );
+    assert_eq!(bob.open(&sealed), std::fs::read(&plain).unwrap());
     // The one sealed after it cannot be opened: its key was never backed up.
-    let o = medseal(
-        &bob,
-        &[
-            "open",
-            "-o",
-            w.join("late.jpg").to_str().unwrap(),
-            late.to_str().unwrap(),
-        ],
-    );
+    let o = bob.medseal(&[
+        "open",
+        "-o",
+        w.join("late.jpg").to_str().unwrap(),
+        late.to_str().unwrap(),
+    ]);
     assert_eq!(
         o.status.code(),
         Some(3),
@@ -223,52 +156,17 @@ fn backup_while_serving_restore_on_a_new_machine_and_reports_still_open() {
     assert!(new.admin(&["audit", "verify"]).status.success());
 }
 
-/// Logs `who` in from their own configuration directory.
-fn login(cfg: &Path, ks: &KeyServer, email: &str, pw: &Path) {
-    ok(medseal(
-        cfg,
-        &[
-            "login",
-            "--keyserver",
-            &ks.base,
-            "--email",
-            email,
-            "--password-file",
-            pw.to_str().unwrap(),
-        ],
-    ));
-}
-
 #[test]
 fn postgres_store_backs_up_while_serving_and_restores_into_postgres_or_sqlite() {
     let mut ks = KeyServer::new(Backend::Postgres);
-    ks.org("St Elsewhere");
-    ks.user("St Elsewhere", "alice@st.example", "clinician", PASSWORD);
-    ks.user("St Elsewhere", "bob@st.example", "clinician", PASSWORD);
-    ks.start();
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let pw = write_file(w, "pw", PASSWORD.as_bytes());
-    let (alice, bob) = (w.join("alice"), w.join("bob"));
-    login(&alice, &ks, "alice@st.example", &pw);
-    login(&bob, &ks, "bob@st.example", &pw);
+    let (alice, bob) = alice_and_bob(&mut ks, w, PASSWORD);
     let plain = write_file(w, "photo.jpg", &medseal_capture::fixtures::phone_jpeg(2));
     let mut sealed = Vec::new();
     for i in 0..3 {
         let out = w.join(format!("r{i}.mseal"));
-        ok(medseal(
-            &alice,
-            &[
-                "seal",
-                "--keyserver",
-                &ks.base,
-                "--recipient",
-                "bob@st.example",
-                "-o",
-                out.to_str().unwrap(),
-                plain.to_str().unwrap(),
-            ],
-        ));
+        alice.seal_for(&ks, "bob@st.example", &plain, &out);
         sealed.push(out);
     }
 
@@ -294,23 +192,8 @@ fn postgres_store_backs_up_while_serving_and_restores_into_postgres_or_sqlite() 
             .output()
             .unwrap()
     };
-    let opens = |report: &Path| {
-        let dest = w.join("opened.jpg");
-        let _ = std::fs::remove_file(&dest);
-        ok(medseal(
-            &bob,
-            &[
-                "open",
-                "-o",
-                dest.to_str().unwrap(),
-                report.to_str().unwrap(),
-            ],
-        ));
-        assert_eq!(
-            std::fs::read(&dest).unwrap(),
-            std::fs::read(&plain).unwrap()
-        );
-    };
+    let photo = std::fs::read(&plain).unwrap();
+    let opens = |report: &Path| assert_eq!(bob.open(report), photo);
 
     // Into a fresh PostgreSQL database on a rebuilt machine.
     let mut pg = ks.successor_on(Backend::Postgres);
@@ -320,7 +203,7 @@ fn postgres_store_backs_up_while_serving_and_restores_into_postgres_or_sqlite() 
     let again = restore(&pg);
     assert!(!again.status.success());
     pg.start();
-    login(&bob, &pg, "bob@st.example", &pw);
+    bob.login(&pg, "bob@st.example", PASSWORD);
     for r in &sealed {
         opens(r);
     }
@@ -343,7 +226,7 @@ fn postgres_store_backs_up_while_serving_and_restores_into_postgres_or_sqlite() 
     let mut lite = ks.successor_on(Backend::Sqlite);
     ok(restore(&lite));
     lite.start();
-    login(&bob, &lite, "bob@st.example", &pw);
+    bob.login(&lite, "bob@st.example", PASSWORD);
     opens(&sealed[0]);
     assert!(lite.admin(&["audit", "verify"]).status.success());
 
@@ -352,17 +235,14 @@ fn postgres_store_backs_up_while_serving_and_restores_into_postgres_or_sqlite() 
     // it again: the restore checks the chain, refuses, and leaves the target
     // database empty — the genuine backup still restores into it.
     let tar = w.join("backup.tar");
-    ok(medseal(
-        &alice,
-        &[
-            "open",
-            "--key-file",
-            backup_key.to_str().unwrap(),
-            "-o",
-            tar.to_str().unwrap(),
-            backup.to_str().unwrap(),
-        ],
-    ));
+    alice.ok(&[
+        "open",
+        "--key-file",
+        backup_key.to_str().unwrap(),
+        "-o",
+        tar.to_str().unwrap(),
+        backup.to_str().unwrap(),
+    ]);
     let mut bytes = std::fs::read(&tar).unwrap();
     let (from, to) = (
         &b"\"action\":\"key.created\""[..],
@@ -375,17 +255,14 @@ fn postgres_store_backs_up_while_serving_and_restores_into_postgres_or_sqlite() 
     bytes[at..at + to.len()].copy_from_slice(to);
     std::fs::write(&tar, &bytes).unwrap();
     let forged = w.join("forged.mseal");
-    ok(medseal(
-        &alice,
-        &[
-            "seal",
-            "--key-file",
-            backup_key.to_str().unwrap(),
-            "-o",
-            forged.to_str().unwrap(),
-            tar.to_str().unwrap(),
-        ],
-    ));
+    alice.ok(&[
+        "seal",
+        "--key-file",
+        backup_key.to_str().unwrap(),
+        "-o",
+        forged.to_str().unwrap(),
+        tar.to_str().unwrap(),
+    ]);
     let target = ks.successor_on(Backend::Postgres);
     let o = Command::new(medseal_bin())
         .args(["keyserver", "restore", "--key-file"])

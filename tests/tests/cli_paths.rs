@@ -108,171 +108,80 @@ fn refused(dir: &Path, args: &[String], why: &str) {
     );
 }
 
-/// A flag or positional argument that names a file to read.
-struct InputFlag {
-    /// The command line, with `@` where the path goes.
-    args: &'static [&'static str],
-    /// Read whole into memory (so an endless device must be bounded), as
-    /// opposed to streamed like a pipe.
-    read_whole: bool,
+/// `medseal capture` with a photo and its consent form, `extra` flags, and
+/// an output.
+fn capture(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut v = vec!["capture", "--patient-id", "p-1", "--consent", "written"];
+    v.extend_from_slice(extra);
+    v.extend_from_slice(&["-o", "cap.mseal"]);
+    v
 }
 
-const INPUTS: &[InputFlag] = &[
-    // seal
-    InputFlag {
-        args: &["seal", "--key-file", "key", "-o", "out.mseal", "@"],
-        read_whole: false,
-    },
-    InputFlag {
-        args: &["seal", "--key-file", "@", "-o", "out.mseal", "plain.txt"],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
+/// Every command line that reads a named file, with `@` where the path
+/// goes, and whether the file is read whole (so that an endless device
+/// must be bounded) rather than streamed like a pipe.
+fn inputs() -> Vec<(Vec<&'static str>, bool)> {
+    let whole = |v: &[&'static str]| (v.to_vec(), true);
+    let evidence = ["--consent-evidence", "form.jpg"];
+    let photo = ["--photo", "photo.jpg", "--key-file", "key"];
+    let send = ["send", "--config", "dest.toml", "--to", "drop"];
+    let ks = ["keyserver", "--data-dir", "ks"];
+    let serve = [
+        "keyserver",
+        "--data-dir",
+        "ks",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let join = |parts: &[&[&'static str]]| parts.concat();
+    vec![
+        (
+            vec!["seal", "--key-file", "key", "-o", "out.mseal", "@"],
+            false,
+        ),
+        whole(&["seal", "--key-file", "@", "-o", "out.mseal", "plain.txt"]),
+        whole(&[
             "seal",
             "--password-file",
             "@",
             "-o",
             "out.mseal",
             "plain.txt",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
+        ]),
+        whole(&[
             "seal",
             "--format",
             "rncryptor-v3",
             "--key-file",
             "@",
             "-o",
-            "out.rn",
+            "o.rn",
             "plain.txt",
-        ],
-        read_whole: true,
-    },
-    // open and inspect
-    InputFlag {
-        args: &["open", "--key-file", "key", "-o", "out.txt", "@"],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &["open", "--key-file", "@", "-o", "out.txt", "sealed.mseal"],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
+        ]),
+        whole(&["open", "--key-file", "key", "-o", "out.txt", "@"]),
+        whole(&["open", "--key-file", "@", "-o", "out.txt", "sealed.mseal"]),
+        whole(&[
             "open",
             "--password-file",
             "@",
             "-o",
             "out.txt",
             "sealed.mseal",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &["inspect", "@"],
-        read_whole: true,
-    },
-    // capture
-    InputFlag {
-        args: &[
-            "capture",
-            "--patient-id",
-            "p-1",
-            "--consent",
-            "written",
-            "--consent-evidence",
-            "form.jpg",
-            "--photo",
-            "@",
-            "--key-file",
-            "key",
-            "-o",
-            "cap.mseal",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "capture",
-            "--patient-id",
-            "p-1",
-            "--consent",
-            "written",
-            "--consent-evidence",
-            "@",
-            "--photo",
-            "photo.jpg",
-            "--key-file",
-            "key",
-            "-o",
-            "cap.mseal",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "capture",
-            "--patient-id",
-            "p-1",
-            "--consent",
-            "written",
-            "--consent-evidence",
-            "form.jpg",
-            "--photo",
-            "photo.jpg",
-            "--audio",
-            "@",
-            "--key-file",
-            "key",
-            "-o",
-            "cap.mseal",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "capture",
-            "--patient-id",
-            "p-1",
-            "--consent",
-            "written",
-            "--consent-evidence",
-            "form.jpg",
-            "--photo",
-            "photo.jpg",
-            "--video",
-            "@",
-            "--key-file",
-            "key",
-            "-o",
-            "cap.mseal",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "capture",
-            "--patient-id",
-            "p-1",
-            "--consent",
-            "written",
-            "--consent-evidence",
-            "form.jpg",
-            "--photo",
-            "photo.jpg",
-            "--key-file",
-            "@",
-            "-o",
-            "cap.mseal",
-        ],
-        read_whole: true,
-    },
-    // login
-    InputFlag {
-        args: &[
+        ]),
+        whole(&["inspect", "@"]),
+        whole(&capture(&join(&[
+            &evidence,
+            &["--photo", "@", "--key-file", "key"],
+        ]))),
+        whole(&capture(&join(&[&["--consent-evidence", "@"], &photo]))),
+        whole(&capture(&join(&[&evidence, &photo, &["--audio", "@"]]))),
+        whole(&capture(&join(&[&evidence, &photo, &["--video", "@"]]))),
+        whole(&capture(&join(&[
+            &evidence,
+            &["--photo", "photo.jpg", "--key-file", "@"],
+        ]))),
+        whole(&[
             "login",
             "--keyserver",
             "http://127.0.0.1:9",
@@ -280,121 +189,45 @@ const INPUTS: &[InputFlag] = &[
             "a@st.example",
             "--password-file",
             "@",
-        ],
-        read_whole: true,
-    },
-    // send and the outbox
-    InputFlag {
-        args: &["send", "--config", "dest.toml", "--to", "drop", "@"],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &["send", "--config", "@", "--to", "drop", "sealed.mseal"],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "send",
-            "--config",
-            "dest.toml",
-            "--to",
-            "drop",
-            "--key-file",
-            "@",
-            "sealed.mseal",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &["outbox", "list", "--config", "@"],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
+        ]),
+        whole(&join(&[&send, &["@"]])),
+        whole(&["send", "--config", "@", "--to", "drop", "sealed.mseal"]),
+        whole(&join(&[&send, &["--key-file", "@", "sealed.mseal"]])),
+        whole(&["outbox", "list", "--config", "@"]),
+        whole(&[
             "outbox",
             "flush",
             "--config",
             "dest.toml",
             "--key-file",
             "@",
-        ],
-        read_whole: true,
-    },
-    // the key server's admin commands
-    InputFlag {
-        args: &[
-            "keyserver",
-            "--data-dir",
-            "ks",
-            "--keyring",
-            "@",
-            "audit",
-            "verify",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "keyserver",
-            "--data-dir",
-            "ks",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            "@",
-            "--tls-key",
-            "tls.key",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "keyserver",
-            "--data-dir",
-            "ks",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            "tls.crt",
-            "--tls-key",
-            "@",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "keyserver",
-            "--data-dir",
-            "ks",
-            "user",
-            "add",
-            "--org",
-            "St Elsewhere",
-            "--email",
-            "a@st.example",
-            "--role",
-            "clinician",
-            "--password-file",
-            "@",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
-            "keyserver",
-            "--data-dir",
-            "ks",
-            "backup",
-            "--password-file",
-            "@",
-            "backup.mseal",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
+        ]),
+        whole(&join(&[&ks, &["--keyring", "@", "audit", "verify"]])),
+        whole(&join(&[
+            &serve,
+            &["--tls-cert", "@", "--tls-key", "tls.key"],
+        ])),
+        whole(&join(&[
+            &serve,
+            &["--tls-cert", "tls.crt", "--tls-key", "@"],
+        ])),
+        whole(&join(&[
+            &ks,
+            &[
+                "user",
+                "add",
+                "--org",
+                "St Elsewhere",
+                "--email",
+                "a@st.example",
+            ],
+            &["--role", "clinician", "--password-file", "@"],
+        ])),
+        whole(&join(&[
+            &ks,
+            &["backup", "--password-file", "@", "backup.mseal"],
+        ])),
+        whole(&[
             "keyserver",
             "--data-dir",
             "ks-new",
@@ -402,11 +235,8 @@ const INPUTS: &[InputFlag] = &[
             "--key-file",
             "key",
             "@",
-        ],
-        read_whole: true,
-    },
-    InputFlag {
-        args: &[
+        ]),
+        whole(&[
             "keyserver",
             "--data-dir",
             "ks-new",
@@ -414,49 +244,46 @@ const INPUTS: &[InputFlag] = &[
             "--key-file",
             "@",
             "sealed.mseal",
-        ],
-        read_whole: true,
-    },
-];
+        ]),
+    ]
+}
 
-/// Commands that write a named output, with `@` where it goes.
-const OUTPUTS: &[&[&str]] = &[
-    &["seal", "--key-file", "key", "-o", "@", "plain.txt"],
-    &["open", "--key-file", "key", "-o", "@", "sealed.mseal"],
-    &[
-        "capture",
-        "--patient-id",
-        "p-1",
-        "--consent",
-        "written",
+/// Every command line that writes a named output, with `@` where it goes.
+fn outputs() -> Vec<Vec<&'static str>> {
+    let mut cap = capture(&[
         "--consent-evidence",
         "form.jpg",
         "--photo",
         "photo.jpg",
         "--key-file",
         "key",
-        "-o",
-        "@",
-    ],
-    &[
-        "keyserver",
-        "--data-dir",
-        "ks",
-        "audit",
-        "export",
-        "-o",
-        "@",
-    ],
-    &[
-        "keyserver",
-        "--data-dir",
-        "ks",
-        "backup",
-        "--key-file",
-        "key",
-        "@",
-    ],
-];
+    ]);
+    let last = cap.len() - 1;
+    cap[last] = "@";
+    vec![
+        vec!["seal", "--key-file", "key", "-o", "@", "plain.txt"],
+        vec!["open", "--key-file", "key", "-o", "@", "sealed.mseal"],
+        cap,
+        vec![
+            "keyserver",
+            "--data-dir",
+            "ks",
+            "audit",
+            "export",
+            "-o",
+            "@",
+        ],
+        vec![
+            "keyserver",
+            "--data-dir",
+            "ks",
+            "backup",
+            "--key-file",
+            "key",
+            "@",
+        ],
+    ]
+}
 
 fn with(template: &[&str], path: &str) -> Vec<String> {
     template
@@ -510,7 +337,7 @@ fn every_input_flag_refuses_hostile_paths_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     set_up(d);
-    for flag in INPUTS {
+    for (args, read_whole) in inputs() {
         let mut hostile = vec![
             ("a missing file", "no-such-file"),
             ("a directory", "a-dir"),
@@ -520,13 +347,13 @@ fn every_input_flag_refuses_hostile_paths_in_one_line() {
                 "no-such-dir/../../../key-x",
             ),
         ];
-        if flag.read_whole {
+        if read_whole {
             hostile.push(("an endless device", "/dev/zero"));
         }
         for (why, path) in hostile {
             // The restore target must stay fresh for every case.
             let _ = std::fs::remove_dir_all(d.join("ks-new"));
-            refused(d, &with(flag.args, path), why);
+            refused(d, &with(&args, path), why);
         }
     }
 
@@ -565,7 +392,7 @@ fn every_output_flag_is_safe_with_hostile_targets() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     set_up(d);
-    for template in OUTPUTS {
+    for template in &outputs() {
         refused(d, &with(template, "a-dir"), "a directory as the output");
         refused(
             d,

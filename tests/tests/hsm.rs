@@ -5,21 +5,12 @@
 //! happen on the token while reports keep opening, and a backup taken with
 //! the token restores only with the token.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use medseal_e2e::services::SoftHsm;
-use medseal_e2e::{Backend, KeyServer, medseal_bin, write_file};
+use medseal_e2e::{Backend, KeyServer, alice_and_bob, medseal_bin, write_file};
 
 const PASSWORD: &str = "a long clinician password";
-
-fn medseal(config: &Path, args: &[&str]) -> Output {
-    Command::new(medseal_bin())
-        .args(args)
-        .env("MEDSEAL_CONFIG_DIR", config)
-        .output()
-        .expect("run medseal")
-}
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -32,29 +23,15 @@ fn labels(hsm: &SoftHsm) -> Vec<String> {
     v
 }
 
-fn opens(bob: &Path, sealed: &Path, expect: &[u8], out: &Path) {
-    let _ = std::fs::remove_file(out);
-    ok(medseal(
-        bob,
-        &[
-            "open",
-            "-o",
-            out.to_str().unwrap(),
-            sealed.to_str().unwrap(),
-        ],
-    ));
-    assert_eq!(std::fs::read(out).unwrap(), expect);
-}
-
 #[test]
 fn master_keys_stay_on_the_token_through_use_rotation_restart_and_backup() {
     let hsm = SoftHsm::new();
     let mut ks = KeyServer::new(Backend::Sqlite);
     ks.keyring = Some(hsm.uri().into());
     ks.env = hsm.env();
-    ks.org("St Elsewhere");
-    ks.user("St Elsewhere", "alice@st.example", "clinician", PASSWORD);
-    ks.user("St Elsewhere", "bob@st.example", "clinician", PASSWORD);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let (alice, bob) = alice_and_bob(&mut ks, w, PASSWORD);
 
     // First use generated version 1 and the audit key on the token, both
     // sensitive and never extractable; nothing secret is in the data dir.
@@ -84,43 +61,11 @@ fn master_keys_stay_on_the_token_through_use_rotation_restart_and_backup() {
         "a keyring file was written: {files:?}"
     );
 
-    ks.start();
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    let pw = write_file(w, "pw", PASSWORD.as_bytes());
-    let (alice, bob) = (w.join("alice"), w.join("bob"));
-    for (cfg, email) in [(&alice, "alice@st.example"), (&bob, "bob@st.example")] {
-        ok(medseal(
-            cfg,
-            &[
-                "login",
-                "--keyserver",
-                &ks.base,
-                "--email",
-                email,
-                "--password-file",
-                pw.to_str().unwrap(),
-            ],
-        ));
-    }
     let plain = medseal_capture::fixtures::phone_jpeg(3);
     let plain_path = write_file(w, "photo.jpg", &plain);
     let sealed = w.join("r1.mseal");
-    ok(medseal(
-        &alice,
-        &[
-            "seal",
-            "--keyserver",
-            &ks.base,
-            "--recipient",
-            "bob@st.example",
-            "-o",
-            sealed.to_str().unwrap(),
-            plain_path.to_str().unwrap(),
-        ],
-    ));
-    let opened = w.join("opened.jpg");
-    opens(&bob, &sealed, &plain, &opened);
+    alice.seal_for(&ks, "bob@st.example", &plain_path, &sealed);
+    assert_eq!(bob.open(&sealed), plain);
 
     // Rotation while serving: version 2 is generated on the token, the
     // stored key is re-wrapped by the token, version 1 is destroyed there,
@@ -129,27 +74,15 @@ fn master_keys_stay_on_the_token_through_use_rotation_restart_and_backup() {
     let said = String::from_utf8_lossy(&rotated.stderr);
     assert!(said.contains("version 2 is current"), "{said}");
     assert_eq!(labels(&hsm), ["medseal-audit", "medseal-kek-2"]);
-    opens(&bob, &sealed, &plain, &opened);
+    assert_eq!(bob.open(&sealed), plain);
 
     // A report sealed after the rotation, and a restart: both open.
     let late = w.join("r2.mseal");
-    ok(medseal(
-        &alice,
-        &[
-            "seal",
-            "--keyserver",
-            &ks.base,
-            "--recipient",
-            "bob@st.example",
-            "-o",
-            late.to_str().unwrap(),
-            plain_path.to_str().unwrap(),
-        ],
-    ));
+    alice.seal_for(&ks, "bob@st.example", &plain_path, &late);
     ks.kill();
     ks.start();
-    opens(&bob, &sealed, &plain, &opened);
-    opens(&bob, &late, &plain, &opened);
+    assert_eq!(bob.open(&sealed), plain);
+    assert_eq!(bob.open(&late), plain);
     let verify = ks.admin_ok(&["audit", "verify"]);
     assert!(verify.contains("intact"), "{verify}");
 
@@ -216,7 +149,7 @@ fn master_keys_stay_on_the_token_through_use_rotation_restart_and_backup() {
     new.env = hsm.env();
     ok(restore(&new));
     new.start();
-    opens(&bob, &sealed, &plain, &opened);
-    opens(&bob, &late, &plain, &opened);
+    assert_eq!(bob.open(&sealed), plain);
+    assert_eq!(bob.open(&late), plain);
     assert!(new.admin_ok(&["audit", "verify"]).contains("intact"));
 }

@@ -4,51 +4,11 @@
 //! (no metadata left), a stranger cannot, revocation stops the recipient, and
 //! the audit export tells exactly that story.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
-use medseal_e2e::{Backend, KeyServer, medseal_bin};
+use medseal_e2e::{Backend, Device, KeyServer};
 use serde_json::{Value, json};
-
-/// One person's device: its own config directory (device id, sessions).
-struct Device {
-    config: PathBuf,
-}
-
-impl Device {
-    fn new(root: &Path, name: &str) -> Device {
-        Device {
-            config: root.join(format!("device-{name}")),
-        }
-    }
-
-    fn medseal(&self, args: &[&str]) -> Output {
-        Command::new(medseal_bin())
-            .args(args)
-            .env("MEDSEAL_CONFIG_DIR", &self.config)
-            .output()
-            .expect("run medseal")
-    }
-
-    fn login(&self, ks: &KeyServer, email: &str, password: &str) {
-        let pw = self.config.with_extension("pw");
-        std::fs::write(&pw, format!("{password}\n")).unwrap();
-        let out = self.medseal(&[
-            "login",
-            "--keyserver",
-            &ks.base,
-            "--email",
-            email,
-            "--password-file",
-            pw.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

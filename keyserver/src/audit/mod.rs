@@ -155,9 +155,10 @@ impl Event {
     }
 }
 
-/// A stored event.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+/// A stored event (also a row of a backup's `audit_events.jsonl`).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, serde::Deserialize)]
 #[diesel(table_name = audit_events)]
+#[serde(deny_unknown_fields)]
 pub struct Record {
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,
@@ -182,8 +183,10 @@ pub struct Record {
     /// See [`Event::detail`].
     pub detail: String,
     /// The previous event's hash.
+    #[serde(with = "crate::dump::hex_bytes")]
     pub prev_hash: Vec<u8>,
     /// This event's hash.
+    #[serde(with = "crate::dump::hex_bytes")]
     pub hash: Vec<u8>,
 }
 
