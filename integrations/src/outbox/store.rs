@@ -273,8 +273,13 @@ impl Outbox {
                 ] {
                     diesel::sql_query(pragma).execute(&mut conn)?;
                 }
-                conn.run_pending_migrations(MIGRATIONS)
-                    .map_err(|e| OutboxError::Db(e.to_string()))?;
+                // Under the write lock: two processes opening a new outbox
+                // must not both see the migration pending and both run it.
+                conn.immediate_transaction(|c| {
+                    c.run_pending_migrations(MIGRATIONS)
+                        .map(|_| ())
+                        .map_err(|e| OutboxError::Db(e.to_string()))
+                })?;
                 Ok(())
             })();
             match setup {
@@ -537,5 +542,32 @@ impl Outbox {
             ))
             .execute(&mut self.conn)?;
         Ok(targets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A phone's sender and its `outbox list` start at the same moment on a
+    /// new outbox: both open it, neither sees a half-applied migration.
+    #[test]
+    fn opening_a_new_outbox_at_once_from_many_connections() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (dir, barrier) = (dir.path().to_path_buf(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Outbox::open(&dir).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+        }
     }
 }

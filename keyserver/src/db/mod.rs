@@ -81,13 +81,26 @@ struct SqlitePragmas;
 impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
         if let Conn::Sqlite(c) = conn {
-            // The busy timeout first: switching to WAL takes a lock, and a
-            // connection opened while another holds one must wait, not fail.
-            c.batch_execute(
-                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-            )
-            .map_err(diesel::r2d2::Error::QueryError)?;
+            // The busy timeout first, so that later statements wait for
+            // locks. Switching a new database to WAL needs a lock that
+            // SQLite does not wait for through the busy handler, so that
+            // step is retried for as long as the busy timeout.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                match c.batch_execute(
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                ) {
+                    Ok(()) => break,
+                    Err(e)
+                        if e.to_string().contains("locked")
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(diesel::r2d2::Error::QueryError(e)),
+                }
+            }
         }
         Ok(())
     }
@@ -137,19 +150,26 @@ fn make_private(path: &Path) {
     }
 }
 
-/// Applies the migrations for the connection's backend. Several servers may
-/// start at once against one PostgreSQL: an advisory lock serialises them.
+/// Applies the migrations for the connection's backend. Several processes
+/// may start at once on one store: an advisory lock (PostgreSQL) or the
+/// write lock (SQLite) serialises them.
 pub fn migrate(conn: &mut Conn) -> Result<(), Error> {
-    let result = match conn {
-        Conn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
+    match conn {
+        // Under SQLite's write lock, so that a server and an admin command
+        // starting on a new store at once do not both run a migration.
+        Conn::Sqlite(c) => c.immediate_transaction(|c| {
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map(|_| ())
+                .map_err(failed)
+        }),
         Conn::Postgresql(c) => {
             c.batch_execute("SELECT pg_advisory_lock(7213400001)")?;
             let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
             c.batch_execute("SELECT pg_advisory_unlock(7213400001)")?;
-            r
+            r.map_err(failed)
         }
-    };
-    result.map_err(|e| Error::Migration(e.to_string()))
+    }
 }
 
 /// Runs `$body` in a write transaction on either backend, with `$c` bound to
@@ -174,6 +194,29 @@ pub fn sqlite_path(data_dir: &Path) -> std::path::PathBuf {
 
 #[cfg(test)]
 mod tests {
+    /// A server and admin commands starting at once on a new SQLite store.
+    #[test]
+    fn migrating_a_new_store_at_once_from_many_connections() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let loc = super::Location::Sqlite(dir.path().join("ks.sqlite3"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let (loc, barrier) = (loc.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let mut c = super::connect(&loc)?;
+                        super::migrate(&mut c)
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+        }
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(
