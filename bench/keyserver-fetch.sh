@@ -5,6 +5,8 @@
 # the data directory.
 # Usage: bench/keyserver-fetch.sh [SECONDS] [CONNECTIONS]   (needs wrk, python3)
 # With DATABASE_URL=postgres://… the key server uses that database instead of SQLite.
+# With KEYRING=pkcs11:… the master keys are on that PKCS#11 token (SoftHSM2:
+# also export SOFTHSM2_CONF), so every fetch is unwrapped by the token.
 set -euo pipefail
 secs=${1:-10}
 conns=${2:-64}
@@ -19,6 +21,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 store=(--data-dir "$work/data")
 [ -n "${DATABASE_URL:-}" ] && store+=(--database-url "$DATABASE_URL")
+[ -n "${KEYRING:-}" ] && store+=(--keyring "$KEYRING")
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" keyserver org add Bench "${store[@]}" 2>/dev/null
