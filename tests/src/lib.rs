@@ -324,12 +324,7 @@ impl KeyServer {
 
     /// Like [`KeyServer::admin`] but panics unless it succeeds.
     pub fn admin_ok(&self, args: &[&str]) -> String {
-        let out = self.admin(args);
-        assert!(
-            out.status.success(),
-            "medseal keyserver {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = ok(self.admin(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -549,6 +544,17 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// `out`, after checking that its command succeeded (else panics with its
+/// stderr).
+pub fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// One person's device: its own configuration directory (device id,
 /// sessions), driving the real binary.
 pub struct Device {
@@ -576,13 +582,7 @@ impl Device {
     /// Like [`Device::medseal`], but panics (with its stderr) unless it
     /// succeeds.
     pub fn ok(&self, args: &[&str]) -> Output {
-        let out = self.medseal(args);
-        assert!(
-            out.status.success(),
-            "medseal {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        ok(self.medseal(args))
     }
 
     /// Logs in to `ks` as `email`.

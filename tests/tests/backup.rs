@@ -3,17 +3,12 @@
 //! sealed before the backup still opens, and the audit chain continues.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use medseal_e2e::{Backend, KeyServer, alice_and_bob, medseal_bin, write_file};
+use medseal_e2e::{Backend, KeyServer, alice_and_bob, medseal_bin, ok, write_file};
 use serde_json::Value;
 
 const PASSWORD: &str = "a long clinician password";
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
 
 fn events(ks: &KeyServer) -> Vec<Value> {
     let v: Value =

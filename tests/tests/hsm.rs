@@ -5,17 +5,12 @@
 //! happen on the token while reports keep opening, and a backup taken with
 //! the token restores only with the token.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use medseal_e2e::services::SoftHsm;
-use medseal_e2e::{Backend, KeyServer, alice_and_bob, medseal_bin, write_file};
+use medseal_e2e::{Backend, KeyServer, alice_and_bob, medseal_bin, ok, write_file};
 
 const PASSWORD: &str = "a long clinician password";
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
 
 fn labels(hsm: &SoftHsm) -> Vec<String> {
     let mut v: Vec<String> = hsm.secret_keys().into_iter().map(|(l, _)| l).collect();
