@@ -49,6 +49,17 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// The account a session belongs to, as the key server says.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SessionOwner {
+    /// Its e-mail.
+    pub email: String,
+    /// Its organisation.
+    pub org: String,
+    /// Its role.
+    pub role: String,
+}
+
 /// Normalises a key server URL to its origin: `scheme://host[:port]`,
 /// lower-case, no path, no trailing slash.
 pub fn origin_of(url: &str) -> Result<String, ClientError> {
@@ -221,6 +232,30 @@ impl KeyClient {
             token: c.token,
             expires_at: c.expires_at,
         })
+    }
+
+    /// The same server, speaking for another device: a receiving endpoint
+    /// checks a sender's session with the sender's own device id, since a
+    /// token presented from any other device ends the session.
+    pub fn for_device(&self, device_id: &str) -> KeyClient {
+        KeyClient {
+            http: self.http.clone(),
+            origin: self.origin.clone(),
+            device_id: device_id.to_owned(),
+        }
+    }
+
+    /// Whom the session `token` (of this client's device) belongs to.
+    pub fn session_owner(&self, token: &str) -> Result<SessionOwner, ClientError> {
+        let (status, resp) = self.send(
+            self.http
+                .get(format!("{}/v1/sessions/current", self.origin)),
+            Some(token),
+        )?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Creates a data key for `report_id` addressed to `recipients`.

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use indicatif::ProgressBar;
-use medseal_format::Header;
+use medseal_format::{Header, KeyMode};
 use medseal_integrations::outbox::{
     DeliveryRow, Observer, Outbox, OutboxLock, RunSummary, Unsealer,
 };
 use medseal_integrations::{
-    Config, DeliveryError, OpenedReport, Progress, ProgressHandle, Receipt,
+    Config, DeliveryError, OpenedReport, Progress, ProgressHandle, Receipt, SenderSession,
 };
 
 use crate::files::InputPath;
@@ -130,6 +130,23 @@ impl Unsealer for KeyUnsealer {
                 }
             })?;
         OpenedReport::open(sealed, material.secret())
+    }
+
+    fn session(&self, mode: &KeyMode) -> Result<SenderSession, DeliveryError> {
+        let KeyMode::KeyServer { origin, .. } = mode else {
+            return Err(DeliveryError::permanent(
+                "a medseal endpoint takes only reports sealed with a key server's key",
+            ));
+        };
+        let session = sessions::client(origin)
+            .and_then(|c| sessions::load(c.origin()))
+            .map_err(|e| DeliveryError::needs_key(crate::exit::one_line(&e)))?;
+        let device_id = sessions::device_id()
+            .map_err(|e| DeliveryError::permanent(crate::exit::one_line(&e)))?;
+        Ok(SenderSession {
+            token: zeroize::Zeroizing::new(session.token),
+            device_id,
+        })
     }
 }
 

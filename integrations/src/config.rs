@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use crate::destination::Destination;
 use crate::secret::SecretError;
-use crate::{boxcom, dicomweb, dropbox, email, fhir, folder, https};
+use crate::{boxcom, dicomweb, dropbox, email, endpoint, fhir, folder, https};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +116,8 @@ pub enum DestinationConfig {
     Dicomweb(dicomweb::DicomwebConfig),
     /// A local or mounted folder.
     Folder(folder::FolderConfig),
+    /// A medseal receiving endpoint.
+    Endpoint(endpoint::EndpointConfig),
 }
 
 /// The whole file.
@@ -251,6 +253,7 @@ impl DestinationConfig {
             DestinationConfig::Fhir(c) => c.resolve(base),
             DestinationConfig::Dicomweb(c) => c.resolve(base),
             DestinationConfig::Folder(c) => c.resolve(base),
+            DestinationConfig::Endpoint(c) => c.resolve(base),
         }
     }
 
@@ -264,6 +267,7 @@ impl DestinationConfig {
             DestinationConfig::Fhir(c) => Box::new(fhir::Fhir::new(c.clone())?),
             DestinationConfig::Dicomweb(c) => Box::new(dicomweb::DicomWeb::new(c.clone())?),
             DestinationConfig::Folder(c) => Box::new(folder::Folder::new(c.clone())?),
+            DestinationConfig::Endpoint(c) => Box::new(endpoint::Endpoint::new(c.clone())?),
         })
     }
 }

@@ -25,6 +25,18 @@ pub struct Parcel<'a> {
     pub idempotency_key: &'a str,
     /// The opened report, when [`Destination::needs_opened_report`] says so.
     pub opened: Option<&'a OpenedReport>,
+    /// The sender's key-server session, when
+    /// [`Destination::needs_sender_session`] says so.
+    pub sender: Option<&'a SenderSession>,
+}
+
+/// A sender's session with the key server a report names: what a medseal
+/// receiving endpoint checks before it accepts the report.
+pub struct SenderSession {
+    /// The bearer token.
+    pub token: zeroize::Zeroizing<String>,
+    /// The device the session is bound to.
+    pub device_id: String,
 }
 
 impl Parcel<'_> {
@@ -105,6 +117,12 @@ pub trait Destination: Send + Sync {
     /// Whether [`Parcel::opened`] must be filled in (the destination
     /// receives the report's contents rather than the sealed file).
     fn needs_opened_report(&self) -> bool {
+        false
+    }
+
+    /// Whether [`Parcel::sender`] must be filled in (the destination passes
+    /// the sender's key-server session on, as a medseal endpoint needs).
+    fn needs_sender_session(&self) -> bool {
         false
     }
 

@@ -17,7 +17,8 @@
 //! - Destinations: [`email`] (SMTP via lettre), [`boxcom`] (Box),
 //!   [`dropbox`] (Dropbox), [`https`] (a generic EMR endpoint), [`fhir`]
 //!   (FHIR R4 transaction), [`dicomweb`] (STOW-RS, with [`dicom`] building
-//!   the VL Photographic images), [`folder`] (a drop folder).
+//!   the VL Photographic images), [`folder`] (a drop folder), [`endpoint`]
+//!   (a medseal receiving endpoint, and the wire contract it serves).
 //! - Shared plumbing: [`digest`] (file hashes each service checks), [`http`] (clients, status classification, upload
 //!   progress), [`oauth`] (refresh-token flow for Box and Dropbox).
 //! - [`outbox`]: the durable queue, backoff and the delivery loop.
@@ -30,6 +31,7 @@ pub mod dicomweb;
 pub mod digest;
 pub mod dropbox;
 pub mod email;
+pub mod endpoint;
 pub mod error;
 pub mod fhir;
 pub mod folder;
@@ -42,6 +44,8 @@ pub mod secret;
 mod uid;
 
 pub use config::{Config, ConfigError};
-pub use destination::{Destination, NoProgress, Parcel, Progress, ProgressHandle, Receipt};
+pub use destination::{
+    Destination, NoProgress, Parcel, Progress, ProgressHandle, Receipt, SenderSession,
+};
 pub use error::{DeliveryError, Failure};
 pub use opened::OpenedReport;

@@ -24,7 +24,8 @@ pub struct Photo {
     pub data: Vec<u8>,
 }
 
-/// The verified contents of a sealed report.
+/// The verified contents of a sealed report. Its PDF and photos are wiped
+/// from memory when it is dropped, and its bundle file never had a name.
 pub struct OpenedReport {
     /// The manifest.
     pub manifest: Manifest,
@@ -107,5 +108,15 @@ impl OpenedReport {
         let mut f = self.bundle.try_clone()?;
         f.seek(SeekFrom::Start(0))?;
         Ok((f, self.bundle_len))
+    }
+}
+
+impl Drop for OpenedReport {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.pdf.zeroize();
+        for p in &mut self.photos {
+            p.data.zeroize();
+        }
     }
 }

@@ -95,10 +95,16 @@ fn sessions_are_bound_to_a_device_and_end_on_logout(backend: Backend) {
     assert_eq!(r.json["error"], "unauthorized");
     assert_eq!(alice.get(&format!("/v1/keys/{key_id}")).status, 401);
 
-    // Logout ends a session.
+    // Logout ends a session; until then the session says whose it is.
     let alice = ks.login("alice@st.example", "alice-pw-1", "phone-1");
+    let me = alice.get("/v1/sessions/current");
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.json["email"], "alice@st.example");
+    assert_eq!(me.json["role"], "clinician");
+    assert_eq!(me.json["device_id"], "phone-1");
     assert_eq!(alice.delete("/v1/sessions/current").status, 204);
     assert_eq!(alice.get(&format!("/v1/keys/{key_id}")).status, 401);
+    assert_eq!(alice.get("/v1/sessions/current").status, 401);
 
     // Wrong password and unknown e-mail look the same.
     let anon = Client::new(&ks.base, "d");

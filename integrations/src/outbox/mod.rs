@@ -20,4 +20,6 @@ pub mod runner;
 pub mod store;
 
 pub use runner::{Observer, RunSummary, Unsealer, run};
-pub use store::{DeliveryRow, Outbox, OutboxError, OutboxLock, State};
+pub use store::{
+    DeliveryRow, NewReceipt, Outbox, OutboxError, OutboxLock, ReceiptRow, Staged, State,
+};

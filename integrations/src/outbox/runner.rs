@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use medseal_format::Header;
+use medseal_format::{Header, KeyMode};
 
 use crate::config::Config;
-use crate::destination::{Destination, Parcel, ProgressHandle, Receipt};
+use crate::destination::{Destination, Parcel, ProgressHandle, Receipt, SenderSession};
 use crate::error::{DeliveryError, Failure};
 use crate::opened::OpenedReport;
 use crate::outbox::backoff;
@@ -23,6 +23,16 @@ use crate::outbox::store::{DeliveryRow, Outbox, OutboxError, OutboxLock, State, 
 pub trait Unsealer {
     /// Opens `sealed`, whose header is `header`.
     fn open(&self, sealed: &Path, header: &Header) -> Result<OpenedReport, DeliveryError>;
+
+    /// The sender's key-server session, for destinations that vouch for
+    /// the sender to the next hop (a medseal receiving endpoint): the
+    /// session with the key server a report sealed under `mode` names.
+    fn session(&self, mode: &KeyMode) -> Result<SenderSession, DeliveryError> {
+        let _ = mode;
+        Err(DeliveryError::needs_key(
+            "this destination needs the sender's key-server session",
+        ))
+    }
 }
 
 /// Told what happens, to show it to the user.
@@ -72,19 +82,22 @@ pub fn run(
     let linger = (settings.wait_in_process_seconds * 1000.0) as i64;
     let mut built: HashMap<String, Result<Box<dyn Destination>, String>> = HashMap::new();
     let mut opened: HashMap<String, Result<OpenedReport, (Failure, String)>> = HashMap::new();
-    let selected = |r: &DeliveryRow| only.is_none_or(|ids| ids.contains(&r.id));
     loop {
-        let now = now_ms();
-        let due: Vec<DeliveryRow> = outbox
-            .list()?
-            .into_iter()
-            .filter(|r| {
-                selected(r)
-                    && r.state == State::Pending
-                    && r.next_attempt_at.is_some_and(|t| t <= now)
-            })
+        let due = outbox.due(now_ms(), only)?;
+        // Where each report is last needed in this pass: its plaintext is
+        // dropped right after, not kept for the rest of the pass.
+        let last_use: HashMap<&str, usize> = due
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.sha256.as_str(), i))
             .collect();
-        for d in due {
+        for (i, d) in due.iter().enumerate() {
+            let done_with_report = last_use.get(d.sha256.as_str()) == Some(&i);
+            let forget = |opened: &mut HashMap<String, _>| {
+                if done_with_report {
+                    opened.remove(&d.sha256);
+                }
+            };
             let dest = built
                 .entry(d.destination.clone())
                 .or_insert_with(|| config.build(&d.destination).map_err(|e| e.to_string()));
@@ -94,7 +107,8 @@ pub fn run(
                     let e =
                         DeliveryError::permanent(format!("destination {}: {why}", d.destination));
                     outbox.failed(lock, d.id, &e.message, None)?;
-                    observer.outcome(&d, &Err(e), None);
+                    observer.outcome(d, &Err(e), None);
+                    forget(&mut opened);
                     continue;
                 }
             };
@@ -128,6 +142,11 @@ pub fn run(
                 } else {
                     None
                 };
+                let sender = if dest.needs_sender_session() {
+                    Some(unsealer.session(header.key_mode())?)
+                } else {
+                    None
+                };
                 let parcel = Parcel {
                     sealed: &blob,
                     file_name: &d.file_name,
@@ -136,9 +155,11 @@ pub fn run(
                     header: &header,
                     idempotency_key: &d.idempotency_key,
                     opened: report,
+                    sender: sender.as_ref(),
                 };
                 dest.deliver(&parcel, &observer.progress(&d))
             })();
+            forget(&mut opened);
             let mut shown = d.clone();
             shown.attempts = attempts;
             match &result {
@@ -170,13 +191,7 @@ pub fn run(
             }
         }
         let now = now_ms();
-        let next = outbox
-            .list()?
-            .into_iter()
-            .filter(|r| selected(r) && r.state == State::Pending)
-            .filter_map(|r| r.next_attempt_at)
-            .min();
-        match next {
+        match outbox.next_due(only)? {
             Some(t) if t - now <= linger => {
                 if t > now {
                     std::thread::sleep(Duration::from_millis((t - now) as u64));
@@ -186,11 +201,11 @@ pub fn run(
         }
     }
     let mut summary = RunSummary::default();
-    for r in outbox.list()?.into_iter().filter(|r| selected(r)) {
-        match r.state {
-            State::Delivered => summary.delivered += 1,
-            State::Pending | State::Sending => summary.pending += 1,
-            State::Failed => summary.failed += 1,
+    for (state, n) in outbox.counts(only)? {
+        match state {
+            State::Delivered => summary.delivered += n,
+            State::Pending | State::Sending => summary.pending += n,
+            State::Failed => summary.failed += n,
         }
     }
     Ok(summary)

@@ -39,11 +39,20 @@ mod schema {
             updated_at -> BigInt,
         }
     }
+    diesel::table! {
+        receipts (id) {
+            id -> Text,
+            sha256 -> Text,
+            sender -> Text,
+            received_at -> BigInt,
+        }
+    }
     diesel::joinable!(deliveries -> parcels (sha256));
-    diesel::allow_tables_to_appear_in_same_query!(parcels, deliveries);
+    diesel::joinable!(receipts -> parcels (sha256));
+    diesel::allow_tables_to_appear_in_same_query!(parcels, deliveries, receipts);
 }
 
-use schema::{deliveries, parcels};
+use schema::{deliveries, parcels, receipts};
 
 /// The outbox cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +168,36 @@ type RowTuple = (
     i64,
 );
 
+const ROW_COLUMNS: (
+    deliveries::id,
+    deliveries::sha256,
+    parcels::file_name,
+    parcels::size,
+    deliveries::destination,
+    deliveries::idempotency_key,
+    deliveries::state,
+    deliveries::attempts,
+    deliveries::next_attempt_at,
+    deliveries::last_error,
+    deliveries::receipt,
+    deliveries::created_at,
+    deliveries::updated_at,
+) = (
+    deliveries::id,
+    deliveries::sha256,
+    parcels::file_name,
+    parcels::size,
+    deliveries::destination,
+    deliveries::idempotency_key,
+    deliveries::state,
+    deliveries::attempts,
+    deliveries::next_attempt_at,
+    deliveries::last_error,
+    deliveries::receipt,
+    deliveries::created_at,
+    deliveries::updated_at,
+);
+
 fn row(
     (
         id,
@@ -192,6 +231,56 @@ fn row(
         created_at,
         updated_at,
     }
+}
+
+/// A sealed file on its way into the outbox (see [`Outbox::stage`]).
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    hasher: Sha256,
+    size: u64,
+    reports: PathBuf,
+}
+
+impl Staged {
+    /// Appends bytes.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), OutboxError> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        self.tmp.write_all(bytes).map_err(io(&self.reports))
+    }
+
+    /// Bytes so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The file written so far, to read back (its header) before queueing.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// The receipt for a report handed over by a sender.
+pub struct NewReceipt<'a> {
+    /// The id given to the sender.
+    pub id: &'a str,
+    /// Who the sender is.
+    pub sender: &'a str,
+}
+
+/// A receipt and where its report stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiptRow {
+    /// The id given to the sender.
+    pub id: String,
+    /// The sealed file's SHA-256.
+    pub sha256: String,
+    /// Who the sender is.
+    pub sender: String,
+    /// When it was received (ms since the epoch).
+    pub received_at: i64,
+    /// Its deliveries.
+    pub deliveries: Vec<DeliveryRow>,
 }
 
 /// Milliseconds since the epoch.
@@ -339,6 +428,24 @@ impl Outbox {
         self.dir.join("reports").join(format!("{sha256}.mseal"))
     }
 
+    /// Starts receiving a sealed file into the outbox: bytes written to the
+    /// returned [`Staged`] land in a private temporary file beside the
+    /// queued reports, hashed on the way. Nothing is queued until
+    /// [`Outbox::queue`]; a `Staged` dropped before that leaves nothing.
+    pub fn stage(&self) -> Result<Staged, OutboxError> {
+        let reports = self.dir.join("reports");
+        let tmp = tempfile::Builder::new()
+            .prefix(".incoming-")
+            .tempfile_in(&reports)
+            .map_err(io(&reports))?;
+        Ok(Staged {
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+            reports,
+        })
+    }
+
     /// Copies `sealed` into the outbox (synced to disk) and queues one
     /// delivery per destination. Returns every delivery of the file to those
     /// destinations, new or already queued (a second `send` of the same file
@@ -350,24 +457,37 @@ impl Outbox {
         file_name: &str,
         destinations: &[String],
     ) -> Result<Vec<DeliveryRow>, OutboxError> {
-        let reports = self.dir.join("reports");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .tempfile_in(&reports)
-            .map_err(io(&reports))?;
+        let mut staged = self.stage()?;
         let mut src = File::open(sealed).map_err(io(sealed))?;
-        let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
         loop {
             let n = std::io::Read::read(&mut src, &mut buf).map_err(io(sealed))?;
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n]).map_err(io(&reports))?;
-            size += n as u64;
+            staged.write(&buf[..n])?;
         }
+        Ok(self.queue(staged, file_name, destinations, None)?.1)
+    }
+
+    /// Makes a staged file durable (synced, renamed under its hash, the
+    /// directory synced) and queues one delivery per destination, with the
+    /// receipt handed to whoever gave it, if any, in the same transaction.
+    /// Queueing needs no delivery lock: only delivering does. Returns the
+    /// file's SHA-256 and its deliveries to `destinations`.
+    pub fn queue(
+        &mut self,
+        staged: Staged,
+        file_name: &str,
+        destinations: &[String],
+        receipt: Option<NewReceipt<'_>>,
+    ) -> Result<(String, Vec<DeliveryRow>), OutboxError> {
+        let Staged {
+            tmp,
+            hasher,
+            size,
+            reports,
+        } = staged;
         let sha256 = hex::encode(hasher.finalize());
         let blob = self.blob(&sha256);
         if !blob.exists() {
@@ -403,45 +523,143 @@ impl Outbox {
                     ))
                     .execute(c)?;
             }
+            if let Some(r) = &receipt {
+                diesel::insert_into(receipts::table)
+                    .values((
+                        receipts::id.eq(r.id),
+                        receipts::sha256.eq(&sha256),
+                        receipts::sender.eq(r.sender),
+                        receipts::received_at.eq(now),
+                    ))
+                    .execute(c)?;
+            }
             Ok::<_, diesel::result::Error>(())
         })?;
-        let all = self.list()?;
-        Ok(all
+        let rows = self.of_parcel(&sha256)?;
+        let rows = rows
             .into_iter()
-            .filter(|r| r.sha256 == sha256 && destinations.contains(&r.destination))
-            .collect())
+            .filter(|r| destinations.contains(&r.destination))
+            .collect();
+        Ok((sha256, rows))
+    }
+
+    fn select(
+        &mut self,
+        filter: impl FnOnce(
+            deliveries::BoxedQuery<'static, diesel::sqlite::Sqlite>,
+        ) -> deliveries::BoxedQuery<'static, diesel::sqlite::Sqlite>,
+    ) -> Result<Vec<DeliveryRow>, OutboxError> {
+        let ids: Vec<i64> = filter(deliveries::table.into_boxed())
+            .select(deliveries::id)
+            .load(&mut self.conn)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows = Vec::with_capacity(ids.len());
+        // Bounded IN lists: SQLite limits bound parameters per statement.
+        for chunk in ids.chunks(500) {
+            let part: Vec<RowTuple> = deliveries::table
+                .inner_join(parcels::table)
+                .filter(deliveries::id.eq_any(chunk))
+                .select(ROW_COLUMNS)
+                .order(deliveries::id.asc())
+                .load(&mut self.conn)?;
+            rows.extend(part.into_iter().map(row));
+        }
+        Ok(rows)
     }
 
     /// Every delivery, oldest first.
     pub fn list(&mut self) -> Result<Vec<DeliveryRow>, OutboxError> {
         let rows: Vec<RowTuple> = deliveries::table
             .inner_join(parcels::table)
-            .select((
-                deliveries::id,
-                deliveries::sha256,
-                parcels::file_name,
-                parcels::size,
-                deliveries::destination,
-                deliveries::idempotency_key,
-                deliveries::state,
-                deliveries::attempts,
-                deliveries::next_attempt_at,
-                deliveries::last_error,
-                deliveries::receipt,
-                deliveries::created_at,
-                deliveries::updated_at,
-            ))
+            .select(ROW_COLUMNS)
             .order(deliveries::id.asc())
             .load(&mut self.conn)?;
         Ok(rows.into_iter().map(row).collect())
     }
 
+    /// Deliveries waiting for an attempt due by `now` (of `only`, if
+    /// given), oldest first. A query, not a scan: a gateway's outbox keeps
+    /// every delivered row.
+    pub fn due(&mut self, now: i64, only: Option<&[i64]>) -> Result<Vec<DeliveryRow>, OutboxError> {
+        let only = only.map(<[i64]>::to_vec);
+        self.select(move |q| {
+            let q = q
+                .filter(deliveries::state.eq(State::Pending.as_str()))
+                .filter(deliveries::next_attempt_at.le(now));
+            match only {
+                Some(ids) => q.filter(deliveries::id.eq_any(ids)),
+                None => q,
+            }
+        })
+    }
+
+    /// When the next pending delivery (of `only`, if given) is due.
+    pub fn next_due(&mut self, only: Option<&[i64]>) -> Result<Option<i64>, OutboxError> {
+        let mut q = deliveries::table
+            .filter(deliveries::state.eq(State::Pending.as_str()))
+            .select(diesel::dsl::min(deliveries::next_attempt_at))
+            .into_boxed();
+        if let Some(ids) = only {
+            q = q.filter(deliveries::id.eq_any(ids.to_vec()));
+        }
+        Ok(q.first(&mut self.conn)?)
+    }
+
+    /// How many deliveries (of `only`, if given) are in each state.
+    pub fn counts(&mut self, only: Option<&[i64]>) -> Result<Vec<(State, usize)>, OutboxError> {
+        let mut q = deliveries::table
+            .group_by(deliveries::state)
+            .select((deliveries::state, diesel::dsl::count_star()))
+            .into_boxed();
+        if let Some(ids) = only {
+            q = q.filter(deliveries::id.eq_any(ids.to_vec()));
+        }
+        let rows: Vec<(String, i64)> = q.load(&mut self.conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (State::parse(&s), n.max(0) as usize))
+            .collect())
+    }
+
+    /// The deliveries of one sealed file.
+    pub fn of_parcel(&mut self, sha256: &str) -> Result<Vec<DeliveryRow>, OutboxError> {
+        let sha = sha256.to_owned();
+        self.select(move |q| q.filter(deliveries::sha256.eq(sha)))
+    }
+
     /// One delivery.
     pub fn get(&mut self, id: i64) -> Result<DeliveryRow, OutboxError> {
-        self.list()?
-            .into_iter()
-            .find(|r| r.id == id)
+        self.select(move |q| q.filter(deliveries::id.eq(id)))?
+            .pop()
             .ok_or(OutboxError::NoSuchDelivery(id))
+    }
+
+    /// A receipt handed out by [`Outbox::queue`], with where its report's
+    /// deliveries stand; `None` if there is no such receipt.
+    pub fn receipt(&mut self, id: &str) -> Result<Option<ReceiptRow>, OutboxError> {
+        let found: Option<(String, String, String, i64)> = receipts::table
+            .filter(receipts::id.eq(id))
+            .select((
+                receipts::id,
+                receipts::sha256,
+                receipts::sender,
+                receipts::received_at,
+            ))
+            .first(&mut self.conn)
+            .optional()?;
+        let Some((id, sha256, sender, received_at)) = found else {
+            return Ok(None);
+        };
+        let deliveries = self.of_parcel(&sha256)?;
+        Ok(Some(ReceiptRow {
+            id,
+            sha256,
+            sender,
+            received_at,
+            deliveries,
+        }))
     }
 
     /// Marks an attempt as begun (committed before any network I/O).

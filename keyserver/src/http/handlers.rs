@@ -162,6 +162,41 @@ pub async fn create_session(
     }
 }
 
+/// Whom a session belongs to.
+#[derive(Serialize, ToSchema)]
+pub struct CurrentSession {
+    /// The account's e-mail.
+    email: String,
+    /// Its organisation.
+    org: String,
+    /// Its role (`admin`, `auditor`, `clinician`, `service`).
+    role: String,
+    /// The device the session is bound to.
+    device_id: String,
+}
+
+/// Who is calling: lets a receiving endpoint check that a report's sender
+/// holds a live session here, without being able to do more than ask. Not
+/// audited: it reads nothing but the caller's own session.
+#[utoipa::path(get, path = "/v1/sessions/current",
+    responses((status = 200, body = CurrentSession), (status = 401, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn current_session(
+    state: web::Data<AppState>,
+    creds: Credentials,
+) -> Result<HttpResponse> {
+    let (caller, _) = state.authorized(creds, |_, _| Ok(())).await?;
+    let p = caller.principal;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(CurrentSession {
+            email: p.email,
+            org: p.org,
+            role: p.role.as_str().to_owned(),
+            device_id: p.device_id,
+        }))
+}
+
 /// Log out: end the calling session.
 #[utoipa::path(delete, path = "/v1/sessions/current",
     responses((status = 204), (status = 401, body = ErrorBody)),

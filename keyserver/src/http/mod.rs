@@ -57,12 +57,12 @@ pub struct AppState {
 #[openapi(
     info(title = "medseal key server", description = "Per-report data keys, policy and audit."),
     paths(
-        handlers::create_session, handlers::delete_session, handlers::create_key,
+        handlers::create_session, handlers::current_session, handlers::delete_session, handlers::create_key,
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key,
         handlers::read_audit, handlers::healthz, handlers::readyz, handlers::metrics,
     ),
     components(schemas(
-        handlers::LoginRequest, handlers::SessionResponse, handlers::CreateKeyRequest,
+        handlers::LoginRequest, handlers::SessionResponse, handlers::CurrentSession, handlers::CreateKeyRequest,
         handlers::CreatedKey, handlers::FetchedKey, handlers::RecipientsRequest,
         crate::error::ErrorBody, crate::audit::ExportedEvent,
     )),
@@ -140,6 +140,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/sessions/current",
             web::delete().to(handlers::delete_session),
+        )
+        .route(
+            "/v1/sessions/current",
+            web::get().to(handlers::current_session),
         )
         .route("/v1/keys", web::post().to(handlers::create_key))
         .route("/v1/keys/{key_id}", web::get().to(handlers::fetch_key))
