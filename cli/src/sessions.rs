@@ -89,20 +89,25 @@ pub fn load(origin: &str) -> Result<Session> {
     })
 }
 
+/// The extra CA certificate (PEM) named by `$MEDSEAL_CA_CERT`, if any:
+/// a key server on a private PKI.
+pub fn extra_ca() -> Result<Option<Vec<u8>>> {
+    let Some(p) = std::env::var_os("MEDSEAL_CA_CERT") else {
+        return Ok(None);
+    };
+    std::fs::File::open(&p)
+        .and_then(|f| medseal_format::read_bounded(f, 1 << 20))
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "cannot read MEDSEAL_CA_CERT {}",
+                PathBuf::from(&p).display()
+            )
+        })
+}
+
 /// A client for `url` from this device, trusting `$MEDSEAL_CA_CERT` too.
 pub fn client(url: &str) -> Result<KeyClient> {
-    let ca = match std::env::var_os("MEDSEAL_CA_CERT") {
-        Some(p) => Some(
-            std::fs::File::open(&p)
-                .and_then(|f| medseal_format::read_bounded(f, 1 << 20))
-                .with_context(|| {
-                    format!(
-                        "cannot read MEDSEAL_CA_CERT {}",
-                        PathBuf::from(&p).display()
-                    )
-                })?,
-        ),
-        None => None,
-    };
+    let ca = extra_ca()?;
     Ok(KeyClient::new(url, &device_id()?, ca.as_deref())?)
 }

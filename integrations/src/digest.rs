@@ -22,7 +22,11 @@ pub struct FileDigests {
 
 /// Reads `path` once and computes every digest.
 pub fn file_digests(path: &Path) -> std::io::Result<FileDigests> {
-    let mut f = std::fs::File::open(path)?;
+    digests(std::fs::File::open(path)?)
+}
+
+/// Reads `f` to its end once and computes every digest.
+pub fn digests(mut f: impl Read) -> std::io::Result<FileDigests> {
     let mut sha256 = Sha256::new();
     let mut sha1 = Sha1::new();
     let mut dropbox = DropboxHasher::default();

@@ -3,6 +3,10 @@
 //! The report appears under its final name only when complete (written to
 //! a temporary name in the same directory, synced, then linked into place
 //! without replacing anything), so a watcher never picks up half a file.
+//!
+//! With `payload = "plain"` the folder receives the opened report as a tar
+//! (`manifest.json`, `report.pdf`, `media/`), verified before it is
+//! written: what a receiving endpoint drops into an EMR's import folder.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::config::{ConfigError, resolve_path};
-use crate::destination::{Destination, Parcel, ProgressHandle, Receipt};
+use crate::destination::{Destination, Parcel, Payload, ProgressHandle, Receipt};
 use crate::error::DeliveryError;
 
 /// `type = "folder"`.
@@ -19,6 +23,9 @@ use crate::error::DeliveryError;
 pub struct FolderConfig {
     /// The directory (must exist).
     pub path: PathBuf,
+    /// The sealed file (default) or the opened report as a tar.
+    #[serde(default)]
+    pub payload: Payload,
 }
 
 impl FolderConfig {
@@ -44,6 +51,10 @@ impl Destination for Folder {
         "folder"
     }
 
+    fn needs_opened_report(&self) -> bool {
+        self.config.payload == Payload::Plain
+    }
+
     fn deliver(
         &self,
         parcel: &Parcel<'_>,
@@ -56,9 +67,32 @@ impl Destination for Folder {
                 dir.display()
             )));
         }
-        let target = dir.join(parcel.file_name);
+        let (mut src, len, name) = match self.config.payload {
+            Payload::Sealed => (
+                std::fs::File::open(parcel.sealed)?,
+                parcel.size,
+                parcel.file_name.to_owned(),
+            ),
+            Payload::Plain => {
+                let (f, len) = parcel.require_opened("a plain folder drop")?.bundle()?;
+                let stem = parcel
+                    .file_name
+                    .strip_suffix(".mseal")
+                    .unwrap_or(parcel.file_name);
+                (f, len, format!("{stem}.tar"))
+            }
+        };
+        let expected = match self.config.payload {
+            Payload::Sealed => parcel.sha256.to_owned(),
+            Payload::Plain => {
+                let sha = crate::digest::digests(&mut src)?.sha256;
+                std::io::Seek::rewind(&mut src)?;
+                sha
+            }
+        };
+        let target = dir.join(name);
         let present = |target: &Path| -> Result<Receipt, DeliveryError> {
-            if crate::digest::file_digests(target)?.sha256 == parcel.sha256 {
+            if crate::digest::file_digests(target)?.sha256 == expected {
                 Ok(Receipt {
                     id: target.display().to_string(),
                     location: None,
@@ -77,9 +111,8 @@ impl Destination for Folder {
         let mut tmp = tempfile::Builder::new()
             .prefix(".medseal-")
             .tempfile_in(dir)?;
-        progress.begin(parcel.size);
-        let mut src =
-            crate::http::ProgressReader::new(std::fs::File::open(parcel.sealed)?, progress.clone());
+        progress.begin(len);
+        let mut src = crate::http::ProgressReader::new(src, progress.clone());
         std::io::copy(&mut src, tmp.as_file_mut())?;
         tmp.as_file_mut().flush()?;
         tmp.as_file().sync_all()?;

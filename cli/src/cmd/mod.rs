@@ -1,6 +1,7 @@
 //! The command tree. Each subcommand lives in its own module and stays thin.
 
 mod capture;
+mod endpoint;
 mod inspect;
 mod keyserver;
 mod login;
@@ -39,6 +40,8 @@ enum Command {
     Outbox(outbox::Args),
     /// Run and administer the key server.
     Keyserver(keyserver::Args),
+    /// Run the receiving endpoint beside an EMR.
+    Endpoint(endpoint::Args),
 }
 
 /// Runs the parsed command.
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Login(a) => login::run(a),
         Command::Send(a) => send::run(a),
         Command::Outbox(a) => outbox::run_command(a),
+        Command::Endpoint(a) => endpoint::run(a),
     }
 }
 

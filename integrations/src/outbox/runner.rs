@@ -24,6 +24,13 @@ pub trait Unsealer {
     /// Opens `sealed`, whose header is `header`.
     fn open(&self, sealed: &Path, header: &Header) -> Result<OpenedReport, DeliveryError>;
 
+    /// Whether every report is opened and verified before any delivery,
+    /// even to destinations that take the sealed file as it is. A receiving
+    /// endpoint says yes: it forwards nothing it has not verified.
+    fn verify_every_report(&self) -> bool {
+        false
+    }
+
     /// The sender's key-server session, for destinations that vouch for
     /// the sender to the next hop (a medseal receiving endpoint): the
     /// session with the key server a report sealed under `mode` names.
@@ -117,7 +124,7 @@ pub fn run(
             let blob = outbox.blob(&d.sha256);
             let result = (|| {
                 let header = read_header(&blob)?;
-                let report = if dest.needs_opened_report() {
+                let report = if dest.needs_opened_report() || unsealer.verify_every_report() {
                     let entry = opened.entry(d.sha256.clone()).or_insert_with(|| {
                         unsealer
                             .open(&blob, &header)

@@ -254,6 +254,12 @@ impl Staged {
         self.size
     }
 
+    /// Syncs what was written to disk; [`Outbox::queue`] does it too, but
+    /// a receiver syncs first, outside any lock it holds around the queue.
+    pub fn sync(&self) -> Result<(), OutboxError> {
+        self.tmp.as_file().sync_all().map_err(io(&self.reports))
+    }
+
     /// The file written so far, to read back (its header) before queueing.
     pub fn path(&self) -> &Path {
         self.tmp.path()
@@ -735,6 +741,26 @@ impl Outbox {
             ))
             .execute(&mut self.conn)?;
         Ok(())
+    }
+
+    /// Puts the failed deliveries of one sealed file back in the queue, due
+    /// now, with a fresh attempt budget: the file was handed over again.
+    /// Only `failed` rows change, in one statement, so a delivery under way
+    /// is never disturbed and no lock is needed.
+    pub fn rearm_failed(&mut self, sha256: &str) -> Result<usize, OutboxError> {
+        let now = now_ms();
+        Ok(diesel::update(
+            deliveries::table
+                .filter(deliveries::sha256.eq(sha256))
+                .filter(deliveries::state.eq(State::Failed.as_str())),
+        )
+        .set((
+            deliveries::state.eq(State::Pending.as_str()),
+            deliveries::attempts.eq(0),
+            deliveries::next_attempt_at.eq(now),
+            deliveries::updated_at.eq(now),
+        ))
+        .execute(&mut self.conn)?)
     }
 
     /// Puts failed (and pending) deliveries back in the queue, due now,

@@ -1,0 +1,178 @@
+//! `POST /v1/reports`: a sender hands over a sealed report.
+//!
+//! The order of checks is the order of cost: the sender's session is
+//! checked with the key server before a byte of the report is read; the
+//! report streams to a private file in the outbox (never held whole in
+//! memory) with a size bound; its header must name this endpoint's key
+//! server; only then is it synced, queued and answered with 202. A refused
+//! or interrupted upload leaves nothing behind.
+
+use std::sync::Arc;
+
+use actix_multipart::{Field, Multipart};
+use actix_web::http::header::LOCATION;
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use medseal_format::{Header, KeyMode};
+use medseal_integrations::endpoint::{
+    Accepted, FIELD_DEVICE, FIELD_REPORT, FIELD_TOKEN, REPORTS_PATH,
+};
+use medseal_integrations::outbox::Staged;
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+use crate::server::Shared;
+
+/// Largest token or device-id field.
+const MAX_FIELD: usize = 1024;
+
+/// Reads a small text field whole.
+async fn small_field(field: &mut Field, name: &str) -> Result<Zeroizing<String>, Error> {
+    let mut buf = Zeroizing::new(Vec::new());
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| Error::Invalid(format!("the upload broke off: {e}")))?;
+        if buf.len() + chunk.len() > MAX_FIELD {
+            return Err(Error::Invalid(format!("the {name} field is too long")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let text = std::str::from_utf8(&buf)
+        .map_err(|_| Error::Invalid(format!("the {name} field is not UTF-8")))?;
+    Ok(Zeroizing::new(text.trim().to_owned()))
+}
+
+/// The name the report is kept and forwarded under: the sender's, when it
+/// is a plain `….mseal` name, else `report.mseal`. A destination such as a
+/// drop folder uses it as a file name, so nothing else gets through.
+fn file_name(field: &Field) -> String {
+    field
+        .content_disposition()
+        .and_then(|cd| cd.get_filename())
+        .filter(|n| {
+            (7..=128).contains(&n.len())
+                && n.ends_with(".mseal")
+                && !n.starts_with('.')
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+        .unwrap_or("report.mseal")
+        .to_owned()
+}
+
+/// A fresh receipt id: `rcpt_` and 32 hex digits. It is the only handle on
+/// the report's status, so it is random, not derived from the report.
+fn receipt_id() -> Result<String, Error> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    Ok(format!("rcpt_{}", hex::encode(b)))
+}
+
+/// Streams the report field into the outbox's staging area.
+async fn stage(shared: &Shared, field: &mut Field) -> Result<Staged, Error> {
+    let mut staged = shared.staging()?;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| Error::Invalid(format!("the upload broke off: {e}")))?;
+        if staged.size() + chunk.len() as u64 > shared.max_report_bytes {
+            return Err(Error::TooLarge(format!(
+                "the report is larger than this endpoint accepts ({} bytes)",
+                shared.max_report_bytes
+            )));
+        }
+        staged.write(&chunk)?;
+    }
+    if staged.size() == 0 {
+        return Err(Error::Invalid("the report field is empty".into()));
+    }
+    Ok(staged)
+}
+
+/// Checks the staged file's header: a medseal report whose key is at this
+/// endpoint's key server.
+fn check_header(staged: &Staged, origin: &str) -> Result<(), Error> {
+    let mut f = std::fs::File::open(staged.path())
+        .map_err(|e| Error::Internal(format!("reading back the upload: {e}")))?;
+    let header = Header::read_from(&mut f).map_err(|e| {
+        Error::Unprocessable(format!(
+            "not a medseal report this endpoint can open ({e}); RNCryptor files and password-sealed reports carry no key-server reference"
+        ))
+    })?;
+    match header.key_mode() {
+        KeyMode::KeyServer { origin: o, .. } if o == origin => Ok(()),
+        KeyMode::KeyServer { origin: o, .. } => Err(Error::Unprocessable(format!(
+            "the report's key is at {o}; this endpoint opens reports whose key is at {origin}"
+        ))),
+        _ => Err(Error::Unprocessable(format!(
+            "the report is not sealed with a key from a key server; this endpoint opens reports whose key is at {origin}"
+        ))),
+    }
+}
+
+/// `POST /v1/reports`.
+pub async fn post_report(
+    shared: web::Data<Arc<Shared>>,
+    mut form: Multipart,
+) -> Result<HttpResponse, Error> {
+    let mut token: Option<Zeroizing<String>> = None;
+    let mut device: Option<Zeroizing<String>> = None;
+    let mut received: Option<(Staged, String, String)> = None;
+    while let Some(field) = form.next().await {
+        let mut field =
+            field.map_err(|e| Error::Invalid(format!("malformed multipart body: {e}")))?;
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            _ if received.is_some() => {
+                return Err(Error::Invalid(format!(
+                    "unexpected field {name:?} after the report"
+                )));
+            }
+            FIELD_TOKEN if token.is_none() => {
+                token = Some(small_field(&mut field, FIELD_TOKEN).await?)
+            }
+            FIELD_DEVICE if device.is_none() => {
+                device = Some(small_field(&mut field, FIELD_DEVICE).await?)
+            }
+            FIELD_REPORT => {
+                let (Some(t), Some(d)) = (&token, &device) else {
+                    return Err(Error::Unauthorized(format!(
+                        "send the {FIELD_TOKEN} and {FIELD_DEVICE} fields (the sender's key-server session) before the {FIELD_REPORT}"
+                    )));
+                };
+                let (t, d) = (t.clone(), d.clone());
+                let checker = shared.clone();
+                let owner = web::block(move || checker.account.sender(&t, &d))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))??;
+                let name = file_name(&field);
+                let staged = stage(&shared, &mut field).await?;
+                received = Some((staged, name, owner.email));
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unexpected field {other:?}: send {FIELD_TOKEN}, {FIELD_DEVICE}, then {FIELD_REPORT}"
+                )));
+            }
+        }
+    }
+    let Some((staged, name, sender)) = received else {
+        return Err(Error::Invalid(format!(
+            "no {FIELD_REPORT} field: send the sealed file as multipart field {FIELD_REPORT:?}"
+        )));
+    };
+    let id = receipt_id()?;
+    let queuing = shared.clone();
+    let receipt = id.clone();
+    web::block(move || -> Result<(), Error> {
+        check_header(&staged, queuing.account.origin())?;
+        queuing.queue(staged, &name, &receipt, &sender)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let status_url = format!("{REPORTS_PATH}/{id}");
+    Ok(HttpResponse::Accepted()
+        .insert_header((LOCATION, status_url.clone()))
+        .json(Accepted {
+            id,
+            state: "received".into(),
+            status_url,
+        }))
+}

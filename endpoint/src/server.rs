@@ -1,0 +1,254 @@
+//! Starting the endpoint: check everything that can be checked before
+//! listening (destinations, credentials, the key server, the data
+//! directory), then serve.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use medseal_capture::keyclient::KeyClient;
+use medseal_integrations::Config;
+use medseal_integrations::endpoint::REPORTS_PATH;
+use medseal_integrations::outbox::{NewReceipt, Outbox, ReceiptRow, Staged};
+
+use crate::account::ServiceAccount;
+use crate::error::Error;
+use crate::{intake, status, worker};
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+
+/// The default largest report accepted: 1 GiB.
+pub const DEFAULT_MAX_REPORT_BYTES: u64 = 1 << 30;
+
+/// Everything `serve` needs.
+pub struct EndpointConfig {
+    /// The key server whose reports this endpoint opens.
+    pub keyserver: String,
+    /// An extra CA certificate (PEM) to trust for the key server.
+    pub keyserver_ca: Option<Vec<u8>>,
+    /// The service account's credentials file.
+    pub credentials: PathBuf,
+    /// The destinations file.
+    pub destinations: Config,
+    /// The destinations every report is forwarded to.
+    pub forward: Vec<String>,
+    /// Where the outbox and the endpoint's device id live.
+    pub data_dir: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Allow plain HTTP on a non-loopback address (behind a TLS proxy).
+    pub allow_plain_http: bool,
+    /// Largest report accepted, in bytes.
+    pub max_report_bytes: u64,
+    /// HTTP workers (0: one per core).
+    pub workers: usize,
+}
+
+/// What the request handlers share.
+pub struct Shared {
+    /// The service account (also checks senders).
+    pub account: ServiceAccount,
+    /// Largest report accepted.
+    pub max_report_bytes: u64,
+    forward: Vec<String>,
+    intake: Mutex<Outbox>,
+    wake: SyncSender<()>,
+}
+
+impl Shared {
+    fn outbox(&self) -> Result<std::sync::MutexGuard<'_, Outbox>, Error> {
+        self.intake
+            .lock()
+            .map_err(|_| Error::Internal("the intake lock is poisoned".into()))
+    }
+
+    /// A new staging file for an upload.
+    pub(crate) fn staging(&self) -> Result<Staged, Error> {
+        Ok(self.outbox()?.stage()?)
+    }
+
+    /// Makes an upload durable, queues it for every forward destination
+    /// with its receipt, and wakes the delivery thread. A report sent again
+    /// after its forwarding failed is tried again.
+    pub(crate) fn queue(
+        &self,
+        staged: Staged,
+        file_name: &str,
+        receipt: &str,
+        sender: &str,
+    ) -> Result<(), Error> {
+        // The slow part, outside the lock: other uploads queue meanwhile.
+        staged.sync()?;
+        {
+            let mut outbox = self.outbox()?;
+            let (sha256, _) = outbox.queue(
+                staged,
+                file_name,
+                &self.forward,
+                Some(NewReceipt {
+                    id: receipt,
+                    sender,
+                }),
+            )?;
+            outbox.rearm_failed(&sha256)?;
+        }
+        // A full channel already holds a wake-up.
+        let _ = self.wake.try_send(());
+        Ok(())
+    }
+
+    /// A receipt and its deliveries.
+    pub(crate) fn receipt(&self, id: &str) -> Result<Option<ReceiptRow>, Error> {
+        Ok(self.outbox()?.receipt(id)?)
+    }
+}
+
+fn private_dir(path: &Path) -> Result<(), Error> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path)
+        .map_err(|e| Error::Startup(format!("cannot create {}: {e}", path.display())))
+}
+
+/// The endpoint's device id, made on first start and kept in the data
+/// directory: the key server binds the service account's sessions to it.
+fn device_id(data_dir: &Path) -> Result<String, Error> {
+    let path = data_dir.join("device-id");
+    let fail = |e: std::io::Error| Error::Startup(format!("{}: {e}", path.display()));
+    match std::fs::File::open(&path) {
+        Ok(f) => {
+            let text = medseal_format::read_bounded_string(f, 256).map_err(fail)?;
+            Ok(text.trim().to_owned())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut b = [0u8; 16];
+            getrandom::fill(&mut b).map_err(|e| Error::Startup(format!("no randomness: {e}")))?;
+            let id = format!("endpoint_{}", hex::encode(b));
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            let mut f = o.open(&path).map_err(fail)?;
+            std::io::Write::write_all(&mut f, id.as_bytes()).map_err(fail)?;
+            f.sync_all().map_err(fail)?;
+            Ok(id)
+        }
+        Err(e) => Err(fail(e)),
+    }
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found() -> Result<HttpResponse, Error> {
+    Err(Error::NotFound)
+}
+
+/// Runs the endpoint until it is stopped. Blocks.
+pub fn serve(mut cfg: EndpointConfig) -> Result<(), Error> {
+    if !cfg.listen.ip().is_loopback() && !cfg.allow_plain_http {
+        return Err(Error::Startup(format!(
+            "refusing plain HTTP on {}: serve behind a TLS-terminating proxy and give --allow-plain-http",
+            cfg.listen
+        )));
+    }
+    if cfg.forward.is_empty() {
+        return Err(Error::Startup(
+            "give at least one --forward destination".into(),
+        ));
+    }
+    for name in &cfg.forward {
+        cfg.destinations
+            .build(name)
+            .map_err(|e| Error::Startup(format!("destination {name}: {e}")))?;
+    }
+    private_dir(&cfg.data_dir)?;
+    let outbox_dir = cfg.data_dir.join("outbox");
+    let open = || {
+        Outbox::open(&outbox_dir)
+            .map_err(|e| Error::Startup(format!("cannot open the outbox: {e}")))
+    };
+    let mut delivering = open()?;
+    let lock = delivering
+        .lock(|| {
+            eprintln!(
+                "medseal endpoint: another endpoint is delivering from {}; waiting for it to stop…",
+                outbox_dir.display()
+            )
+        })
+        .map_err(|e| Error::Startup(e.to_string()))?;
+    let client = KeyClient::new(
+        &cfg.keyserver,
+        &device_id(&cfg.data_dir)?,
+        cfg.keyserver_ca.as_deref(),
+    )
+    .map_err(|e| Error::Startup(e.to_string()))?;
+    let account = ServiceAccount::login(client, &cfg.credentials)?;
+    // The endpoint's own loop waits for arrivals and retries; the outbox's
+    // in-process linger is for a command that wants to finish.
+    cfg.destinations.outbox.wait_in_process_seconds = 0.0;
+    let (wake, woken) = sync_channel(1);
+    let shared = Arc::new(Shared {
+        account,
+        max_report_bytes: cfg.max_report_bytes,
+        forward: cfg.forward.clone(),
+        intake: Mutex::new(open()?),
+        wake,
+    });
+    let for_worker = shared.clone();
+    let destinations = cfg.destinations.clone();
+    std::thread::Builder::new()
+        .name("deliveries".into())
+        .spawn(move || worker::run(delivering, lock, destinations, for_worker, woken))
+        .map_err(|e| Error::Startup(format!("cannot start the delivery thread: {e}")))?;
+    let banner = format!(
+        "medseal endpoint listening on http://{}{}; opening reports of {} as {}; forwarding to {}; data in {}",
+        cfg.listen,
+        if cfg.listen.ip().is_loopback() {
+            " (loopback)"
+        } else {
+            " (plain HTTP: only behind a TLS-terminating proxy)"
+        },
+        shared.account.origin(),
+        shared.account.email(),
+        cfg.forward.join(", "),
+        cfg.data_dir.display()
+    );
+    let workers = match cfg.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let data = web::Data::new(shared);
+    actix_web::rt::System::new().block_on(async move {
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PathConfig::default().error_handler(|_, _| Error::NotFound.into()))
+                .route(REPORTS_PATH, web::post().to(intake::post_report))
+                .route(
+                    &format!("{REPORTS_PATH}/{{id}}"),
+                    web::get().to(status::get_report),
+                )
+                .route("/healthz", web::get().to(healthz))
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .client_request_timeout(Duration::from_secs(10))
+        .client_disconnect_timeout(Duration::from_secs(5))
+        .shutdown_timeout(10)
+        .bind(cfg.listen)
+        .map_err(|e| Error::Startup(format!("cannot listen on {}: {e}", cfg.listen)))?;
+        eprintln!("{banner}");
+        server
+            .run()
+            .await
+            .map_err(|e| Error::Startup(format!("server stopped: {e}")))
+    })
+}

@@ -1,0 +1,110 @@
+//! `GET /v1/reports/{id}`: where a received report stands.
+//!
+//! The receipt id is the only handle: random, 128 bits, given once to the
+//! sender. The answer names destinations, states, attempts and the last
+//! error of each (one line, never patient data), not the sender or the
+//! patient.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
+use actix_web::{HttpResponse, web};
+use medseal_integrations::Receipt;
+use medseal_integrations::outbox::{DeliveryRow, ReceiptRow, State};
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::server::Shared;
+
+/// One destination's part.
+#[derive(Serialize)]
+struct Forwarding {
+    destination: String,
+    state: State,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt: Option<Receipt>,
+}
+
+/// The whole answer.
+#[derive(Serialize)]
+struct Status {
+    id: String,
+    /// `received` (nothing tried yet), `forwarding`, `delivered` (every
+    /// destination has it) or `failed` (one gave up; the others may have
+    /// it).
+    state: &'static str,
+    received_at: String,
+    deliveries: Vec<Forwarding>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The report's overall state from its deliveries'.
+fn overall(rows: &[DeliveryRow]) -> &'static str {
+    if rows.iter().any(|r| r.state == State::Failed) {
+        "failed"
+    } else if rows.iter().all(|r| r.state == State::Delivered) {
+        "delivered"
+    } else if rows.iter().all(|r| r.attempts == 0) {
+        "received"
+    } else {
+        "forwarding"
+    }
+}
+
+fn status(r: ReceiptRow) -> Status {
+    Status {
+        state: overall(&r.deliveries),
+        id: r.id,
+        received_at: rfc3339(r.received_at),
+        deliveries: r
+            .deliveries
+            .into_iter()
+            .map(|d| Forwarding {
+                destination: d.destination,
+                state: d.state,
+                attempts: d.attempts,
+                last_error: d.last_error,
+                next_attempt_at: d.next_attempt_at.map(rfc3339),
+                receipt: d.receipt,
+            })
+            .collect(),
+    }
+}
+
+/// Whether `id` looks like a receipt id (anything else is not looked up).
+fn well_formed(id: &str) -> bool {
+    id.strip_prefix("rcpt_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `GET /v1/reports/{id}`.
+pub async fn get_report(
+    shared: web::Data<Arc<Shared>>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let id = id.into_inner();
+    if !well_formed(&id) {
+        return Err(Error::NotFound);
+    }
+    let found = web::block(move || shared.receipt(&id))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    let row = found.ok_or(Error::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(status(row)))
+}
