@@ -107,15 +107,62 @@ fn check_header(staged: &Staged, origin: &str) -> Result<(), Error> {
     }
 }
 
+/// How much of a refused upload is read and thrown away so the sender's
+/// HTTP client sees the answer rather than a reset connection; beyond it,
+/// the connection is closed.
+const DRAIN_LIMIT: u64 = 16 << 20;
+
+/// The multipart body, remembering whether it has ended: actix-multipart
+/// must not be polled again after it reported an error or its end.
+struct Upload {
+    form: Multipart,
+    ended: bool,
+}
+
+impl Upload {
+    async fn next_field(&mut self) -> Option<Result<Field, actix_multipart::MultipartError>> {
+        if self.ended {
+            return None;
+        }
+        let next = self.form.next().await;
+        if !matches!(next, Some(Ok(_))) {
+            self.ended = true;
+        }
+        next
+    }
+
+    /// Reads what is left of a refused upload, up to [`DRAIN_LIMIT`].
+    async fn drain(&mut self) {
+        let mut left = DRAIN_LIMIT;
+        while let Some(Ok(mut field)) = self.next_field().await {
+            while let Some(Ok(chunk)) = field.next().await {
+                left = left.saturating_sub(chunk.len() as u64);
+                if left == 0 {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// `POST /v1/reports`.
 pub async fn post_report(
     shared: web::Data<Arc<Shared>>,
-    mut form: Multipart,
+    form: Multipart,
 ) -> Result<HttpResponse, Error> {
+    let mut upload = Upload { form, ended: false };
+    let result = receive(&shared, &mut upload).await;
+    if result.is_err() {
+        upload.drain().await;
+    }
+    result
+}
+
+async fn receive(shared: &Arc<Shared>, upload: &mut Upload) -> Result<HttpResponse, Error> {
     let mut token: Option<Zeroizing<String>> = None;
     let mut device: Option<Zeroizing<String>> = None;
     let mut received: Option<(Staged, String, String)> = None;
-    while let Some(field) = form.next().await {
+    while let Some(field) = upload.next_field().await {
         let mut field =
             field.map_err(|e| Error::Invalid(format!("malformed multipart body: {e}")))?;
         let name = field.name().unwrap_or_default().to_owned();
@@ -143,7 +190,7 @@ pub async fn post_report(
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))??;
                 let name = file_name(&field);
-                let staged = stage(&shared, &mut field).await?;
+                let staged = stage(shared, &mut field).await?;
                 received = Some((staged, name, owner.email));
             }
             other => {

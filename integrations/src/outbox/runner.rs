@@ -164,7 +164,7 @@ pub fn run(
                     opened: report,
                     sender: sender.as_ref(),
                 };
-                dest.deliver(&parcel, &observer.progress(&d))
+                dest.deliver(&parcel, &observer.progress(d))
             })();
             forget(&mut opened);
             let mut shown = d.clone();

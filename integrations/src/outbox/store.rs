@@ -168,7 +168,8 @@ type RowTuple = (
     i64,
 );
 
-const ROW_COLUMNS: (
+/// The columns of a [`DeliveryRow`], in [`RowTuple`] order.
+type RowColumns = (
     deliveries::id,
     deliveries::sha256,
     parcels::file_name,
@@ -182,7 +183,9 @@ const ROW_COLUMNS: (
     deliveries::receipt,
     deliveries::created_at,
     deliveries::updated_at,
-) = (
+);
+
+const ROW_COLUMNS: RowColumns = (
     deliveries::id,
     deliveries::sha256,
     parcels::file_name,

@@ -378,9 +378,14 @@ pub async fn fetch_key(
         return Err(Error::Gone(format!("this report's key has been {reason}")));
     }
     let key = keys::unwrap(&state.keyring, &key_id, &info)?;
-    let ev = caller
+    let mut ev = caller
         .event(&info.org, Action::KeyFetched, Outcome::Success)
         .about(about.0, about.1);
+    if caller.principal.role == accounts::Role::Service {
+        // Released by the organisation's rule for its receiving endpoint,
+        // not because the account is a recipient: the trail says so.
+        ev = ev.detail("service account: the organisation's receiving endpoint");
+    }
     state.audit.record(ev).await?;
     state.metrics.key_fetch("released");
     Ok(no_store(HttpResponse::Ok().json(FetchedKey {

@@ -1,0 +1,662 @@
+//! The receiving endpoint, end to end: a clinician captures a report sealed
+//! with a key-server key and sends it with `medseal send` to a running
+//! `medseal endpoint serve`; the endpoint fetches the key as its service
+//! account, opens and verifies the report, and forwards it to a real
+//! Orthanc (DICOMweb), a FHIR server and a drop folder. The key server's
+//! audit trail shows the endpoint's fetch. Refusals are checked with
+//! hand-made uploads, and a tampered report is caught before anything is
+//! forwarded.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use medseal_e2e::services::{Fhir, Orthanc};
+use medseal_e2e::{Backend, Device, KeyServer, free_port, medseal_bin, ok, write_file};
+use reqwest::blocking::multipart::{Form, Part};
+use serde_json::Value;
+
+const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
+const PATIENT: &str = "9434765919";
+const ORG: &str = "St Elsewhere";
+
+fn private(path: &Path) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+/// A running `medseal endpoint serve`.
+struct Endpoint {
+    base: String,
+    data: PathBuf,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Endpoint {
+    /// Starts the endpoint for `ks`, forwarding to `forward`, and waits
+    /// until it answers.
+    fn start(ks: &KeyServer, dir: &Path, config: &Path, forward: &[&str]) -> Endpoint {
+        let creds = write_file(
+            dir,
+            "endpoint.credentials",
+            b"email = \"endpoint@st.example\"\npassword = \"endpoint-pw-1\"\n",
+        );
+        private(&creds);
+        let port = free_port();
+        let data = dir.join("endpoint-data");
+        let log = dir.join("endpoint.log");
+        let mut cmd = Command::new(medseal_bin());
+        cmd.args([
+            "endpoint",
+            "serve",
+            "--keyserver",
+            &ks.base,
+            "--credentials",
+            creds.to_str().unwrap_or_default(),
+            "--config",
+            config.to_str().unwrap_or_default(),
+            "--data-dir",
+            data.to_str().unwrap_or_default(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        for f in forward {
+            cmd.args(["--forward", f]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start the endpoint");
+        let e = Endpoint {
+            base: format!("http://127.0.0.1:{port}"),
+            data,
+            log,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::blocking::get(format!("{}/healthz", e.base)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the endpoint did not start: {}",
+                e.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        e
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn status(&self, id: &str) -> (u16, Value) {
+        let r = reqwest::blocking::get(format!("{}/v1/reports/{id}", self.base)).expect("GET");
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Polls the status of `id` until `done` holds (bounded).
+    fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, v) = self.status(id);
+            assert_eq!(code, 200, "{v}");
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {v}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Posts a multipart form as it is.
+    fn post(&self, form: Form) -> (u16, Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/reports", self.base))
+            .multipart(form)
+            .send()
+            .expect("POST");
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every byte under `dir`, file by file.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The session of the device in `config` for `origin`: (token, device id).
+fn session_of(device: &Device, origin: &str) -> (String, String) {
+    let sessions: Value = serde_json::from_slice(
+        &std::fs::read(device.config.join("sessions.json")).expect("sessions.json"),
+    )
+    .expect("sessions JSON");
+    let token = sessions[origin]["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let device_id = std::fs::read_to_string(device.config.join("device-id")).expect("device id");
+    (token, device_id.trim().to_owned())
+}
+
+fn form(token: &str, device: &str, report: Vec<u8>) -> Form {
+    Form::new()
+        .text("token", token.to_owned())
+        .text("device_id", device.to_owned())
+        .part("report", Part::bytes(report).file_name("report-x.mseal"))
+}
+
+/// Captures a two-photo report for the patient on `device`, sealed with a
+/// key from `ks` addressed to Bob.
+fn capture(device: &Device, ks: &KeyServer, dir: &Path, out: &str) -> PathBuf {
+    for (name, seed) in [("p1.jpg", 1), ("p2.jpg", 6)] {
+        std::fs::write(dir.join(name), medseal_capture::fixtures::phone_jpeg(seed)).expect("photo");
+    }
+    let out = dir.join(out);
+    let p = |n: &str| dir.join(n).to_str().unwrap_or_default().to_owned();
+    device.ok(&[
+        "capture",
+        "--patient-id",
+        PATIENT,
+        "--patient-id-system",
+        NHS,
+        "--consent",
+        "written",
+        "--consent-evidence",
+        &p("p1.jpg"),
+        "--body-site",
+        "left forearm",
+        "--photo",
+        &p("p1.jpg"),
+        &p("p2.jpg"),
+        "--organisation",
+        ORG,
+        "--capturer",
+        "Dr A",
+        "--keyserver",
+        &ks.base,
+        "--recipient",
+        "bob@st.example",
+        "-o",
+        out.to_str().unwrap_or_default(),
+    ]);
+    out
+}
+
+#[test]
+fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org(ORG);
+    ks.user(ORG, "alice@st.example", "clinician", "alice-pw-1");
+    ks.user(ORG, "bob@st.example", "clinician", "bob-pw-1");
+    ks.user(ORG, "endpoint@st.example", "service", "endpoint-pw-1");
+    ks.user(ORG, "audrey@st.example", "auditor", "audrey-pw-1");
+    ks.start();
+    let alice = Device::new(dir, "alice");
+    alice.login(&ks, "alice@st.example", "alice-pw-1");
+
+    // The record systems beside the endpoint.
+    let fhir = Fhir::start();
+    fhir.add_patient(NHS, PATIENT);
+    let orthanc = Orthanc::start();
+    let orthanc_pw = write_file(dir, "orthanc.pass", orthanc.credentials.1.as_bytes());
+    private(&orthanc_pw);
+    let drop_dir = dir.join("emr-import");
+    let config = write_file(
+        dir,
+        "endpoint.toml",
+        format!(
+            "[outbox]\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 1\nmax_attempts = 100\n\n\
+             [destinations.fhir]\ntype = \"fhir\"\nbase_url = \"{}\"\n\n\
+             [destinations.pacs]\ntype = \"dicomweb\"\nurl = \"{}/dicom-web\"\n\
+             auth = {{ basic = {{ username = \"{}\", password = {{ file = \"{}\" }} }} }}\n\n\
+             [destinations.drop]\ntype = \"folder\"\npath = \"{}\"\npayload = \"plain\"\n",
+            fhir.url,
+            orthanc.url,
+            orthanc.credentials.0,
+            orthanc_pw.display(),
+            drop_dir.display()
+        )
+        .as_bytes(),
+    );
+    let endpoint = Endpoint::start(&ks, dir, &config, &["fhir", "pacs", "drop"]);
+
+    // Alice captures and sends with the ordinary command line.
+    let report = capture(&alice, &ks, dir, "report-e2e.mseal");
+    let sender_config = write_file(
+        dir,
+        "alice-destinations.toml",
+        format!(
+            "[outbox]\ndir = \"{}\"\n\n[destinations.emr]\ntype = \"endpoint\"\nurl = \"{}\"\n",
+            dir.join("alice-outbox").display(),
+            endpoint.base
+        )
+        .as_bytes(),
+    );
+    let sent = alice.ok(&[
+        "send",
+        "--to",
+        "emr",
+        "--config",
+        sender_config.to_str().unwrap_or_default(),
+        report.to_str().unwrap_or_default(),
+    ]);
+    let said = String::from_utf8_lossy(&sent.stderr).into_owned();
+    assert!(said.contains("delivered"), "{said}");
+    let listed = alice.ok(&[
+        "outbox",
+        "list",
+        "--json",
+        "--config",
+        sender_config.to_str().unwrap_or_default(),
+    ]);
+    let rows: Value = serde_json::from_slice(&listed.stdout).expect("outbox JSON");
+    let receipt = rows[0]["receipt"]["id"]
+        .as_str()
+        .expect("receipt")
+        .to_owned();
+    assert!(receipt.starts_with("rcpt_"), "{receipt}");
+    assert!(
+        rows[0]["receipt"]["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&format!("/v1/reports/{receipt}"))),
+        "{rows}"
+    );
+
+    // The drop folder does not exist yet: FHIR and Orthanc get the report,
+    // the folder delivery fails and is retried, visibly.
+    let v = endpoint.wait_for(&receipt, "fhir and pacs delivered", |v| {
+        let by = |name: &str| {
+            v["deliveries"]
+                .as_array()
+                .and_then(|d| d.iter().find(|d| d["destination"] == name).cloned())
+                .unwrap_or(Value::Null)
+        };
+        by("fhir")["state"] == "delivered"
+            && by("pacs")["state"] == "delivered"
+            && by("drop")["attempts"].as_u64().is_some_and(|n| n >= 2)
+    });
+    assert_eq!(v["state"], "forwarding", "{v}");
+    let drop_row = v["deliveries"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["destination"] == "drop"))
+        .expect("drop delivery");
+    assert_eq!(drop_row["state"], "pending", "{v}");
+    assert!(
+        drop_row["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not a reachable directory")),
+        "{v}"
+    );
+    std::fs::create_dir(&drop_dir).expect("mkdir");
+    let v = endpoint.wait_for(&receipt, "every destination delivered", |v| {
+        v["state"] == "delivered"
+    });
+    assert!(
+        v["received_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{v}"
+    );
+
+    // Orthanc has both photos under the right patient.
+    let patients = orthanc.get("/patients?expand");
+    let patients = patients.as_array().expect("patients");
+    assert_eq!(patients.len(), 1, "{patients:?}");
+    assert_eq!(patients[0]["MainDicomTags"]["PatientID"], PATIENT);
+    let instances = orthanc.get("/instances?expand");
+    assert_eq!(instances.as_array().map(Vec::len), Some(2), "both photos");
+    for i in instances.as_array().into_iter().flatten() {
+        let id = i["ID"].as_str().unwrap_or_default();
+        let tags = orthanc.get(&format!("/instances/{id}/simplified-tags"));
+        assert_eq!(tags["PatientID"], PATIENT);
+        assert_eq!(tags["SeriesDescription"], "left forearm");
+    }
+    // The FHIR server has the PDF as a DocumentReference on the patient,
+    // the same PDF Bob (a recipient) gets when he opens the report.
+    let found = fhir.get(&format!("/Patient?identifier={NHS}|{PATIENT}"));
+    let pid = found["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let docs = fhir.get(&format!("/DocumentReference?subject=Patient/{pid}"));
+    assert_eq!(docs["total"], 1, "{docs}");
+    use base64::Engine;
+    let pdf = base64::engine::general_purpose::STANDARD
+        .decode(
+            docs["entry"][0]["resource"]["content"][0]["attachment"]["data"]
+                .as_str()
+                .unwrap_or_default(),
+        )
+        .expect("base64 PDF");
+    let bob = Device::new(dir, "bob");
+    bob.login(&ks, "bob@st.example", "bob-pw-1");
+    let opened = dir.join("opened");
+    bob.ok(&[
+        "open",
+        "--extract",
+        opened.to_str().unwrap_or_default(),
+        report.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(pdf, std::fs::read(opened.join("report.pdf")).expect("pdf"));
+    // The drop folder has the opened report as a tar.
+    let tar_path = drop_dir.join("report-e2e.tar");
+    let mut names = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(&tar_path).expect("tar"));
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        names.push(entry.path().expect("path").display().to_string());
+        let mut sink = Vec::new();
+        entry.read_to_end(&mut sink).expect("read entry");
+    }
+    assert!(names.contains(&"manifest.json".to_owned()), "{names:?}");
+    assert!(names.contains(&"report.pdf".to_owned()), "{names:?}");
+
+    // The key server's audit trail shows the endpoint's fetch, as such.
+    let key_id = {
+        let o = ok(Command::new(medseal_bin())
+            .args(["inspect", report.to_str().unwrap_or_default()])
+            .output()
+            .expect("inspect"));
+        let h: Value = serde_json::from_slice(&o.stdout).expect("header JSON");
+        h["key_id"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no key id in {h}"))
+    };
+    let audit: Value = serde_json::from_str(
+        &ks.admin_ok(&["audit", "export", "--format", "json", "--key-id", &key_id]),
+    )
+    .expect("audit JSON");
+    let fetches: Vec<&Value> = audit["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] == "key.fetched")
+        .collect();
+    assert!(
+        fetches.iter().any(|e| e["actor"] == "endpoint@st.example"
+            && e["outcome"] == "success"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("receiving endpoint"))),
+        "{audit}"
+    );
+    // Every opening is a fetch of its own: the plaintext is not kept
+    // between the folder's retries, so each retry fetched the key again,
+    // and each fetch is on the record as the endpoint's.
+    assert!(
+        fetches
+            .iter()
+            .filter(|e| e["actor"] == "endpoint@st.example")
+            .all(|e| e["device_id"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("endpoint_"))),
+        "{audit}"
+    );
+
+    // Nothing of the report is kept: no sealed copy, and no file in the
+    // endpoint's data directory holds the patient's number or a PDF.
+    let kept = files_under(&endpoint.data);
+    for (path, bytes) in &kept {
+        assert!(
+            path.extension().is_none_or(|e| e != "mseal"),
+            "sealed copy left: {}",
+            path.display()
+        );
+        assert!(
+            !contains(bytes, PATIENT.as_bytes()) && !contains(bytes, b"%PDF"),
+            "plaintext in {}",
+            path.display()
+        );
+    }
+    // The log names no patient and no token.
+    let (token, _) = session_of(&alice, &ks.base);
+    let log = endpoint.log_text();
+    assert!(!log.contains(PATIENT) && !log.contains(&token), "{log}");
+}
+
+#[test]
+fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org(ORG);
+    ks.org("Elsewhere General");
+    ks.user(ORG, "alice@st.example", "clinician", "alice-pw-1");
+    ks.user(ORG, "bob@st.example", "clinician", "bob-pw-1");
+    ks.user(ORG, "endpoint@st.example", "service", "endpoint-pw-1");
+    ks.user(
+        "Elsewhere General",
+        "olga@eg.example",
+        "clinician",
+        "olga-pw-1",
+    );
+    ks.start();
+    let alice = Device::new(dir, "alice");
+    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    let olga = Device::new(dir, "olga");
+    olga.login(&ks, "olga@eg.example", "olga-pw-1");
+    let inbox = dir.join("inbox");
+    std::fs::create_dir(&inbox).expect("mkdir");
+    let config = write_file(
+        dir,
+        "endpoint.toml",
+        format!(
+            "[outbox]\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 1\n\n\
+             [destinations.inbox]\ntype = \"folder\"\npath = \"{}\"\npayload = \"plain\"\n",
+            inbox.display()
+        )
+        .as_bytes(),
+    );
+    // A wrong service password stops the start with one line.
+    {
+        let bad = write_file(
+            dir,
+            "bad.credentials",
+            b"email = \"endpoint@st.example\"\npassword = \"hunter2-not-it\"\n",
+        );
+        private(&bad);
+        let o = Command::new(medseal_bin())
+            .args([
+                "endpoint",
+                "serve",
+                "--keyserver",
+                &ks.base,
+                "--credentials",
+                bad.to_str().unwrap_or_default(),
+                "--config",
+                config.to_str().unwrap_or_default(),
+                "--forward",
+                "inbox",
+                "--data-dir",
+                dir.join("bad-data").to_str().unwrap_or_default(),
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(err.contains("cannot log in"), "{err}");
+        assert!(
+            !err.contains("hunter2"),
+            "the password is not echoed: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"]);
+    let (token, device) = session_of(&alice, &ks.base);
+    let report = capture(&alice, &ks, dir, "report-t.mseal");
+    let sealed = std::fs::read(&report).expect("report");
+
+    // Refusals, each a JSON error and nothing queued.
+    let cases: Vec<(&str, Form, u16)> = vec![
+        (
+            "no session",
+            Form::new().part("report", Part::bytes(sealed.clone()).file_name("r.mseal")),
+            401,
+        ),
+        (
+            "a made-up token",
+            form("tok_nope", &device, sealed.clone()),
+            401,
+        ),
+        (
+            "not a medseal file",
+            form(&token, &device, b"hello".repeat(100)),
+            422,
+        ),
+        ("an empty report", form(&token, &device, Vec::new()), 400),
+        (
+            "an unknown field",
+            Form::new()
+                .text("token", token.clone())
+                .text("colour", "blue"),
+            400,
+        ),
+        (
+            "no report",
+            Form::new()
+                .text("token", token.clone())
+                .text("device_id", device.clone()),
+            400,
+        ),
+    ];
+    for (what, f, want) in cases {
+        let (code, body) = endpoint.post(f);
+        assert_eq!(code, want, "{what}: {body}");
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{what}: {body}"
+        );
+        assert!(!body.to_string().contains(&token), "{what}: {body}");
+    }
+    // A file sealed with an organisation key carries no key-server
+    // reference.
+    let plain = write_file(dir, "note.txt", b"a note");
+    let key = write_file(dir, "org.key", &[7u8; 32]);
+    let by_org_key = dir.join("note.mseal");
+    alice.ok(&[
+        "seal",
+        "--key-file",
+        key.to_str().unwrap_or_default(),
+        "-o",
+        by_org_key.to_str().unwrap_or_default(),
+        plain.to_str().unwrap_or_default(),
+    ]);
+    let (code, body) = endpoint.post(form(
+        &token,
+        &device,
+        std::fs::read(&by_org_key).expect("read"),
+    ));
+    assert_eq!(code, 422, "{body}");
+    // Not a form at all.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/reports", endpoint.base))
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 400);
+    // Unknown and malformed receipts.
+    for id in [
+        "rcpt_00000000000000000000000000000000",
+        "nope",
+        "..%2F..%2Fetc",
+    ] {
+        let (code, body) = endpoint.status(id);
+        assert_eq!(code, 404, "{id}: {body}");
+    }
+    assert!(files_under(&endpoint.data.join("outbox/reports")).is_empty());
+
+    // Alice's token presented from another device is refused, and the key
+    // server ends that session as it would for any stolen token.
+    let (code, body) = endpoint.post(form(&token, "dev_someone_else", sealed.clone()));
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = endpoint.post(form(&token, &device, sealed.clone()));
+    assert_eq!(code, 401, "the session was ended: {body}");
+    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    let (token, device) = session_of(&alice, &ks.base);
+
+    // A tampered report (one bit of the last chunk flipped) is accepted for
+    // storage, then fails verification: nothing reaches the inbox, and the
+    // status says why.
+    let mut tampered = sealed.clone();
+    let at = tampered.len() - 40;
+    tampered[at] ^= 0x01;
+    let (code, body) = endpoint.post(form(&token, &device, tampered));
+    assert_eq!(code, 202, "{body}");
+    let bad = body["id"].as_str().expect("id").to_owned();
+    let v = endpoint.wait_for(&bad, "the tampered report fails", |v| {
+        v["state"] == "failed"
+    });
+    let why = v["deliveries"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("cannot open"), "{v}");
+    assert!(files_under(&inbox).is_empty(), "nothing forwarded");
+
+    // The genuine report goes through; sent twice, it is forwarded once.
+    let (code, body) = endpoint.post(form(&token, &device, sealed.clone()));
+    assert_eq!(code, 202, "{body}");
+    let good = body["id"].as_str().expect("id").to_owned();
+    endpoint.wait_for(&good, "delivered", |v| v["state"] == "delivered");
+    let (code, again) = endpoint.post(form(&token, &device, sealed.clone()));
+    assert_eq!(code, 202, "{again}");
+    let again = again["id"].as_str().expect("id").to_owned();
+    assert_ne!(again, good, "each hand-over has its own receipt");
+    endpoint.wait_for(&again, "delivered", |v| v["state"] == "delivered");
+    assert_eq!(files_under(&inbox).len(), 1, "forwarded once");
+
+    // A report of another organisation: Olga is a valid sender, but the
+    // endpoint's account may not open it, and the trail records the denial.
+    let foreign = capture(&olga, &ks, dir, "report-o.mseal");
+    let (otoken, odevice) = session_of(&olga, &ks.base);
+    let (code, body) = endpoint.post(form(
+        &otoken,
+        &odevice,
+        std::fs::read(&foreign).expect("read"),
+    ));
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let v = endpoint.wait_for(&id, "the foreign report fails", |v| v["state"] == "failed");
+    assert!(
+        v["deliveries"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not sealed by this organisation")),
+        "{v}"
+    );
+    assert_eq!(files_under(&inbox).len(), 1);
+}
