@@ -105,6 +105,16 @@ pub fn read_bundle<R: Read>(
     read_bundle_with_manifest(input, &mut manifest, |_, p, n, r| visit(p, n, r))
 }
 
+/// A damaged tar stream. The tar reader's own message can quote bytes of
+/// the damaged header (a file name, say), which come from inside the
+/// report: only the kind of failure is kept, so that errors can be logged.
+fn damaged(e: io::Error) -> BundleError {
+    BundleError::Malformed(match e.kind() {
+        io::ErrorKind::UnexpectedEof => "it ends inside an entry".into(),
+        _ => "a tar header is damaged".into(),
+    })
+}
+
 fn read_bundle_with_manifest<R: Read>(
     input: R,
     manifest: &mut Option<Manifest>,
@@ -112,14 +122,12 @@ fn read_bundle_with_manifest<R: Read>(
 ) -> Result<Manifest, BundleError> {
     let mut archive = tar::Archive::new(input);
     let mut seen = HashSet::new();
-    let entries = archive
-        .entries()
-        .map_err(|e| BundleError::Malformed(e.to_string()))?;
+    let entries = archive.entries().map_err(damaged)?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| BundleError::Malformed(e.to_string()))?;
+        let mut entry = entry.map_err(damaged)?;
         let path = entry
             .path()
-            .map_err(|e| BundleError::Malformed(e.to_string()))?
+            .map_err(damaged)?
             .to_str()
             .map(str::to_owned)
             .ok_or_else(|| BundleError::Forbidden("a non-UTF-8 path".into()))?;
@@ -128,8 +136,14 @@ fn read_bundle_with_manifest<R: Read>(
                 "{path} is not a plain file"
             )));
         }
-        if !allowed_path(&path) || !seen.insert(path.clone()) {
-            return Err(BundleError::Forbidden(path));
+        if !allowed_path(&path) {
+            // Named only by kind: the path came from inside the report.
+            return Err(BundleError::Forbidden(
+                "an entry outside manifest.json, report.pdf and media/".into(),
+            ));
+        }
+        if !seen.insert(path.clone()) {
+            return Err(BundleError::Forbidden(format!("{path} twice")));
         }
         let size = entry.size();
         match (&*manifest, path.as_str()) {
@@ -139,8 +153,20 @@ fn read_bundle_with_manifest<R: Read>(
                 }
                 let mut buf = Vec::with_capacity(size as usize);
                 entry.read_to_end(&mut buf)?;
-                let m: Manifest = serde_json::from_slice(&buf)
-                    .map_err(|e| ManifestError(format!("manifest.json: {e}")))?;
+                // serde's message can quote a value of the manifest (a
+                // patient's name); say where, not what.
+                let m: Manifest = serde_json::from_slice(&buf).map_err(|e| {
+                    ManifestError(format!(
+                        "manifest.json: {} at line {} column {}",
+                        match e.classify() {
+                            serde_json::error::Category::Syntax
+                            | serde_json::error::Category::Eof => "not valid JSON",
+                            _ => "not a medseal manifest",
+                        },
+                        e.line(),
+                        e.column()
+                    ))
+                })?;
                 m.validate()?;
                 *manifest = Some(m);
             }

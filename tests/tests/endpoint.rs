@@ -628,6 +628,35 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     assert!(why.contains("cannot open"), "{v}");
     assert!(files_under(&inbox).is_empty(), "nothing forwarded");
 
+    // A sealed file that is not a report, whose damaged "tar header" holds
+    // a name: it fails, and neither the status nor the log repeats what
+    // was inside.
+    let mut inside = b"Jane Doe 1970-01-01 ward 7".to_vec();
+    inside.resize(1024, 0);
+    let not_a_report = write_file(dir, "not-a-report.bin", &inside);
+    let sealed_other = dir.join("not-a-report.mseal");
+    alice.seal_for(&ks, "bob@st.example", &not_a_report, &sealed_other);
+    let (code, body) = endpoint.post(form(
+        &token,
+        &device,
+        std::fs::read(&sealed_other).expect("read"),
+    ));
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    let v = endpoint.wait_for(&id, "the non-report fails", |v| v["state"] == "failed");
+    assert!(
+        v["deliveries"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("malformed")),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("Jane"), "{v}");
+    assert!(
+        !endpoint.log_text().contains("Jane"),
+        "{}",
+        endpoint.log_text()
+    );
+
     // The genuine report goes through; sent twice, it is forwarded once.
     let (code, body) = endpoint.post(form(&token, &device, sealed.clone()));
     assert_eq!(code, 202, "{body}");
