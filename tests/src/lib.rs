@@ -136,17 +136,21 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        // The watchdog keeps postgres in the foreground and stops it (fast
-        // shutdown) when its stdin — our end of the pipe — closes.
+        // The watchdog keeps postgres in the foreground and, when its stdin
+        // (our end of the pipe) closes because this test process ended,
+        // stops it with pg_ctl (a signal to `runuser` would not reach it)
+        // and deletes its directory: the static holding it is never dropped.
         let postgres = bin.join("postgres");
         let prefix = if root { "runuser -u postgres -- " } else { "" };
         let script = format!(
-            "{prefix}'{}' -D '{}' -p {port} -k '{}' -c listen_addresses=127.0.0.1 \
-             -c max_connections=200 >'{}' 2>&1 & pid=$!; cat >/dev/null; kill -INT $pid; wait $pid",
+            "{prefix}'{}' -D '{data}' -p {port} -k '{dir}' -c listen_addresses=127.0.0.1 \
+             -c max_connections=200 >'{dir}/postgres.log' 2>&1 & pid=$!; cat >/dev/null; \
+             {prefix}'{}' stop -D '{data}' -m fast -w >/dev/null 2>&1 || kill -INT $pid; \
+             wait $pid; rm -rf '{dir}'",
             postgres.display(),
-            data.display(),
-            dir.path().display(),
-            dir.path().join("postgres.log").display(),
+            bin.join("pg_ctl").display(),
+            data = data.display(),
+            dir = dir.path().display(),
         );
         let watchdog = Command::new("sh")
             .args(["-c", &script])
