@@ -4,6 +4,8 @@
 //! part streamed to a file in DIR, synced, renamed into place, the
 //! directory synced — and nothing else: no sender check, no header check,
 //! no queue. The difference between the two is what medseal's intake costs.
+//! Like the endpoint, which keeps one copy of each distinct report, it keeps
+//! one file per uploaded file name: a repeat replaces it.
 //!
 //! Usage: plain_upload ADDR DIR
 
@@ -20,6 +22,14 @@ async fn upload(dir: web::Data<PathBuf>, mut form: Multipart) -> HttpResponse {
             while let Some(Ok(_)) = field.next().await {}
             continue;
         }
+        let name: String = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .unwrap_or("upload")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(64)
+            .collect();
         let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir.get_ref()) else {
             return HttpResponse::InternalServerError().finish();
         };
@@ -32,11 +42,10 @@ async fn upload(dir: web::Data<PathBuf>, mut form: Multipart) -> HttpResponse {
         let dir = dir.get_ref().clone();
         let done = web::block(move || -> std::io::Result<String> {
             tmp.as_file().sync_all()?;
-            let (_, path) = tmp.keep().map_err(|e| e.error)?;
-            let name = path.with_extension("upload");
-            std::fs::rename(&path, &name)?;
+            let target = dir.join(format!("{name}.upload"));
+            tmp.persist(&target).map_err(|e| e.error)?;
             std::fs::File::open(&dir)?.sync_all()?;
-            Ok(name.display().to_string())
+            Ok(target.display().to_string())
         })
         .await;
         match done {
