@@ -108,3 +108,53 @@ pub async fn get_report(
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .json(status(row)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: State, attempts: u32) -> DeliveryRow {
+        DeliveryRow {
+            id: 1,
+            sha256: String::new(),
+            file_name: String::new(),
+            size: 0,
+            destination: "d".into(),
+            idempotency_key: String::new(),
+            state,
+            attempts,
+            next_attempt_at: None,
+            last_error: None,
+            receipt: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_report_is_delivered_only_when_every_destination_has_it() {
+        use State::*;
+        assert_eq!(overall(&[row(Pending, 0), row(Pending, 0)]), "received");
+        assert_eq!(overall(&[row(Delivered, 1), row(Pending, 0)]), "forwarding");
+        assert_eq!(overall(&[row(Delivered, 1), row(Sending, 2)]), "forwarding");
+        assert_eq!(
+            overall(&[row(Delivered, 1), row(Delivered, 3)]),
+            "delivered"
+        );
+        assert_eq!(overall(&[row(Delivered, 1), row(Failed, 12)]), "failed");
+    }
+
+    #[test]
+    fn only_receipt_shaped_ids_are_looked_up() {
+        assert!(well_formed("rcpt_0123456789abcdef0123456789abcdef"));
+        for id in [
+            "rcpt_0123456789abcdef0123456789abcde",
+            "rcpt_0123456789abcdef0123456789abcdeg",
+            "0123456789abcdef0123456789abcdef",
+            "rcpt_../../etc/passwd",
+            "",
+        ] {
+            assert!(!well_formed(id), "{id}");
+        }
+    }
+}

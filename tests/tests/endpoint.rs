@@ -689,3 +689,55 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     );
     assert_eq!(files_under(&inbox).len(), 1);
 }
+
+#[test]
+fn a_report_answered_202_survives_the_endpoint_being_killed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org(ORG);
+    ks.user(ORG, "alice@st.example", "clinician", "alice-pw-1");
+    ks.user(ORG, "bob@st.example", "clinician", "bob-pw-1");
+    ks.user(ORG, "endpoint@st.example", "service", "endpoint-pw-1");
+    ks.start();
+    let alice = Device::new(dir, "alice");
+    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    // The inbox is not there yet: nothing can be forwarded before the kill.
+    let inbox = dir.join("inbox");
+    let config = write_file(
+        dir,
+        "endpoint.toml",
+        format!(
+            "[outbox]\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 0.5\nmax_attempts = 1000\n\n\
+             [destinations.inbox]\ntype = \"folder\"\npath = \"{}\"\npayload = \"plain\"\n",
+            inbox.display()
+        )
+        .as_bytes(),
+    );
+    let mut endpoint = Endpoint::start(&ks, dir, &config, &["inbox"]);
+    let (token, device) = session_of(&alice, &ks.base);
+    let report = capture(&alice, &ks, dir, "report-k.mseal");
+    let (code, body) = endpoint.post(form(&token, &device, std::fs::read(&report).expect("read")));
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    // SIGKILL the moment the 202 is in: no chance to flush anything.
+    endpoint.child.kill().expect("kill");
+    endpoint.child.wait().expect("wait");
+
+    let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"]);
+    let (code, v) = endpoint.status(&id);
+    assert_eq!(code, 200, "the receipt survived: {v}");
+    assert_ne!(v["state"], "delivered", "{v}");
+    std::fs::create_dir(&inbox).expect("mkdir");
+    endpoint.wait_for(&id, "delivered after the restart", |v| {
+        v["state"] == "delivered"
+    });
+    let delivered = files_under(&inbox);
+    assert_eq!(delivered.len(), 1, "exactly one copy");
+    assert!(
+        delivered[0].0.ends_with("report-x.tar"),
+        "{}",
+        delivered[0].0.display()
+    );
+    assert!(files_under(&endpoint.data.join("outbox/reports")).is_empty());
+}

@@ -292,6 +292,9 @@ pub struct ReceiptRow {
     pub deliveries: Vec<DeliveryRow>,
 }
 
+/// How files being received into `reports/` are named until queued.
+const INCOMING_PREFIX: &str = ".incoming-";
+
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
@@ -429,6 +432,20 @@ impl Outbox {
                 deliveries::updated_at.eq(now),
             ))
             .execute(&mut self.conn)?;
+        // Files half-received by a process that died: whoever stages does
+        // so while holding this lock (or, in an endpoint, after taking it),
+        // so none of these is still being written.
+        let reports = self.dir.join("reports");
+        for entry in std::fs::read_dir(&reports).map_err(io(&reports))?.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(INCOMING_PREFIX)
+            {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
         Ok(OutboxLock { _file: file })
     }
 
@@ -444,7 +461,7 @@ impl Outbox {
     pub fn stage(&self) -> Result<Staged, OutboxError> {
         let reports = self.dir.join("reports");
         let tmp = tempfile::Builder::new()
-            .prefix(".incoming-")
+            .prefix(INCOMING_PREFIX)
             .tempfile_in(&reports)
             .map_err(io(&reports))?;
         Ok(Staged {
@@ -795,6 +812,24 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file half-received when its process died is removed by the next
+    /// process to take the delivery lock; a file being received now is not
+    /// disturbed by readers.
+    #[test]
+    fn half_received_files_are_cleared_at_the_next_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let mut staged = outbox.stage().unwrap();
+        staged.write(b"half a report").unwrap();
+        let stray = staged.path().to_path_buf();
+        std::mem::forget(staged);
+        assert!(stray.exists());
+        let _reader = Outbox::open(dir.path()).unwrap();
+        assert!(stray.exists(), "opening to read leaves it");
+        let _lock = outbox.lock(|| {}).unwrap();
+        assert!(!stray.exists(), "the next lock holder clears it");
+    }
 
     /// A phone's sender and its `outbox list` start at the same moment on a
     /// new outbox: both open it, neither sees a half-applied migration.
