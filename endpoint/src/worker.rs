@@ -18,8 +18,8 @@ use crate::server::Shared;
 /// Longest sleep between looks at the queue.
 const IDLE: Duration = Duration::from_secs(30);
 
-/// Writes one line per attempt to the log: report file name, destination,
-/// outcome. Never the patient, never a key.
+/// Writes one line per attempt to the log: the report's hash, the
+/// destination, the outcome. Never the patient, never a key.
 struct Log;
 
 impl Observer for Log {
@@ -33,10 +33,11 @@ impl Observer for Log {
         result: &Result<Receipt, DeliveryError>,
         retry_at: Option<i64>,
     ) {
+        // The report by its hash only: the file name came from the sender
+        // and could name the patient.
         let what = format!(
-            "medseal endpoint: {} ({}) → {}",
-            d.file_name,
-            d.sha256.get(..12).unwrap_or(&d.sha256),
+            "medseal endpoint: report {} → {}",
+            d.sha256.get(..16).unwrap_or(&d.sha256),
             d.destination
         );
         match (result, retry_at) {

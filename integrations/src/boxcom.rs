@@ -14,7 +14,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::StatusCode;
-use reqwest::blocking::multipart::{Form, Part};
+use reqwest::blocking::multipart::Form;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -148,13 +148,13 @@ impl BoxFolder {
                 .to_string();
         self.send("box upload", || {
             let file = std::fs::File::open(parcel.sealed)?;
-            let body = Part::reader_with_length(
-                http::ProgressReader::new(file, progress.clone()),
+            let body = http::file_part(
+                file,
                 parcel.size,
-            )
-            .file_name(parcel.file_name.to_owned())
-            .mime_str("application/octet-stream")
-            .map_err(|e| DeliveryError::permanent(e.to_string()))?;
+                parcel.file_name,
+                "application/octet-stream",
+                progress,
+            )?;
             // Box reads `attributes` before the file: it must come first.
             let form = Form::new()
                 .text("attributes", attributes.clone())

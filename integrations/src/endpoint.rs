@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use reqwest::blocking::multipart::{Form, Part};
+use reqwest::blocking::multipart::Form;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
@@ -110,13 +110,13 @@ impl Destination for Endpoint {
         })?;
         progress.begin(parcel.size);
         let file = std::fs::File::open(parcel.sealed)?;
-        let report = Part::reader_with_length(
-            http::ProgressReader::new(file, progress.clone()),
+        let report = http::file_part(
+            file,
             parcel.size,
-        )
-        .file_name(parcel.file_name.to_owned())
-        .mime_str("application/octet-stream")
-        .map_err(|e| DeliveryError::permanent(e.to_string()))?;
+            parcel.file_name,
+            "application/octet-stream",
+            progress,
+        )?;
         let form = Form::new()
             .text(FIELD_TOKEN, sender.token.as_str().to_owned())
             .text(FIELD_DEVICE, sender.device_id.clone())

@@ -264,6 +264,25 @@ pub fn body<R: Read + Send + 'static>(
     reqwest::blocking::Body::sized(ProgressReader::new(reader, progress.clone()), len)
 }
 
+/// A streamed multipart file part over `len` bytes of `reader`, with
+/// progress: the sealed file or the opened bundle, as each destination
+/// sends it.
+pub fn file_part<R: Read + Send + 'static>(
+    reader: R,
+    len: u64,
+    file_name: &str,
+    mime: &str,
+    progress: &ProgressHandle,
+) -> Result<reqwest::blocking::multipart::Part, DeliveryError> {
+    reqwest::blocking::multipart::Part::reader_with_length(
+        ProgressReader::new(reader, progress.clone()),
+        len,
+    )
+    .file_name(file_name.to_owned())
+    .mime_str(mime)
+    .map_err(|e| DeliveryError::permanent(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

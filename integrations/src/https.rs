@@ -131,12 +131,10 @@ impl Destination for Https {
             }
         };
         progress.begin(len);
-        let part =
-            Part::reader_with_length(http::ProgressReader::new(reader, progress.clone()), len)
-                .file_name(name)
-                .mime_str(mime)
-                .map_err(|e| DeliveryError::permanent(e.to_string()))?;
-        form = form.part("report", part);
+        form = form.part(
+            "report",
+            http::file_part(reader, len, &name, mime, progress)?,
+        );
         let req = self
             .client
             .post(&self.config.url)

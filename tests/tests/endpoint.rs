@@ -214,19 +214,29 @@ fn capture(device: &Device, ks: &KeyServer, dir: &Path, out: &str) -> PathBuf {
     out
 }
 
-#[test]
-fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let dir = root.path();
+/// St Elsewhere with clinicians Alice and Bob and the endpoint's service
+/// account (plus whatever `more` adds), the key server started, and Alice
+/// logged in on her device.
+fn st_elsewhere(dir: &Path, more: impl FnOnce(&mut KeyServer)) -> (KeyServer, Device) {
     let mut ks = KeyServer::new(Backend::Sqlite);
     ks.org(ORG);
     ks.user(ORG, "alice@st.example", "clinician", "alice-pw-1");
     ks.user(ORG, "bob@st.example", "clinician", "bob-pw-1");
     ks.user(ORG, "endpoint@st.example", "service", "endpoint-pw-1");
-    ks.user(ORG, "audrey@st.example", "auditor", "audrey-pw-1");
+    more(&mut ks);
     ks.start();
     let alice = Device::new(dir, "alice");
     alice.login(&ks, "alice@st.example", "alice-pw-1");
+    (ks, alice)
+}
+
+#[test]
+fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    let (ks, alice) = st_elsewhere(dir, |ks| {
+        ks.user(ORG, "audrey@st.example", "auditor", "audrey-pw-1");
+    });
 
     // The record systems beside the endpoint.
     let fhir = Fhir::start();
@@ -451,21 +461,15 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
 fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
-    let mut ks = KeyServer::new(Backend::Sqlite);
-    ks.org(ORG);
-    ks.org("Elsewhere General");
-    ks.user(ORG, "alice@st.example", "clinician", "alice-pw-1");
-    ks.user(ORG, "bob@st.example", "clinician", "bob-pw-1");
-    ks.user(ORG, "endpoint@st.example", "service", "endpoint-pw-1");
-    ks.user(
-        "Elsewhere General",
-        "olga@eg.example",
-        "clinician",
-        "olga-pw-1",
-    );
-    ks.start();
-    let alice = Device::new(dir, "alice");
-    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    let (ks, alice) = st_elsewhere(dir, |ks| {
+        ks.org("Elsewhere General");
+        ks.user(
+            "Elsewhere General",
+            "olga@eg.example",
+            "clinician",
+            "olga-pw-1",
+        );
+    });
     let olga = Device::new(dir, "olga");
     olga.login(&ks, "olga@eg.example", "olga-pw-1");
     let inbox = dir.join("inbox");
@@ -694,14 +698,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
 fn a_report_answered_202_survives_the_endpoint_being_killed() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
-    let mut ks = KeyServer::new(Backend::Sqlite);
-    ks.org(ORG);
-    ks.user(ORG, "alice@st.example", "clinician", "alice-pw-1");
-    ks.user(ORG, "bob@st.example", "clinician", "bob-pw-1");
-    ks.user(ORG, "endpoint@st.example", "service", "endpoint-pw-1");
-    ks.start();
-    let alice = Device::new(dir, "alice");
-    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    let (ks, alice) = st_elsewhere(dir, |_| {});
     // The inbox is not there yet: nothing can be forwarded before the kill.
     let inbox = dir.join("inbox");
     let config = write_file(

@@ -169,37 +169,25 @@ type RowTuple = (
 );
 
 /// The columns of a [`DeliveryRow`], in [`RowTuple`] order.
-type RowColumns = (
-    deliveries::id,
-    deliveries::sha256,
-    parcels::file_name,
-    parcels::size,
-    deliveries::destination,
-    deliveries::idempotency_key,
-    deliveries::state,
-    deliveries::attempts,
-    deliveries::next_attempt_at,
-    deliveries::last_error,
-    deliveries::receipt,
-    deliveries::created_at,
-    deliveries::updated_at,
-);
-
-const ROW_COLUMNS: RowColumns = (
-    deliveries::id,
-    deliveries::sha256,
-    parcels::file_name,
-    parcels::size,
-    deliveries::destination,
-    deliveries::idempotency_key,
-    deliveries::state,
-    deliveries::attempts,
-    deliveries::next_attempt_at,
-    deliveries::last_error,
-    deliveries::receipt,
-    deliveries::created_at,
-    deliveries::updated_at,
-);
+macro_rules! row_columns {
+    () => {
+        (
+            deliveries::id,
+            deliveries::sha256,
+            parcels::file_name,
+            parcels::size,
+            deliveries::destination,
+            deliveries::idempotency_key,
+            deliveries::state,
+            deliveries::attempts,
+            deliveries::next_attempt_at,
+            deliveries::last_error,
+            deliveries::receipt,
+            deliveries::created_at,
+            deliveries::updated_at,
+        )
+    };
+}
 
 fn row(
     (
@@ -587,7 +575,7 @@ impl Outbox {
             let part: Vec<RowTuple> = deliveries::table
                 .inner_join(parcels::table)
                 .filter(deliveries::id.eq_any(chunk))
-                .select(ROW_COLUMNS)
+                .select(row_columns!())
                 .order(deliveries::id.asc())
                 .load(&mut self.conn)?;
             rows.extend(part.into_iter().map(row));
@@ -599,7 +587,7 @@ impl Outbox {
     pub fn list(&mut self) -> Result<Vec<DeliveryRow>, OutboxError> {
         let rows: Vec<RowTuple> = deliveries::table
             .inner_join(parcels::table)
-            .select(ROW_COLUMNS)
+            .select(row_columns!())
             .order(deliveries::id.asc())
             .load(&mut self.conn)?;
         Ok(rows.into_iter().map(row).collect())
