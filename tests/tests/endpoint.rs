@@ -35,9 +35,15 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    /// Starts the endpoint for `ks`, forwarding to `forward`, and waits
-    /// until it answers.
-    fn start(ks: &KeyServer, dir: &Path, config: &Path, forward: &[&str]) -> Endpoint {
+    /// Starts the endpoint for `ks`, forwarding to `forward` (with `extra`
+    /// flags), and waits until it answers.
+    fn start(
+        ks: &KeyServer,
+        dir: &Path,
+        config: &Path,
+        forward: &[&str],
+        extra: &[&str],
+    ) -> Endpoint {
         let creds = write_file(
             dir,
             "endpoint.credentials",
@@ -65,6 +71,7 @@ impl Endpoint {
         for f in forward {
             cmd.args(["--forward", f]);
         }
+        cmd.args(extra);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log"))
@@ -262,7 +269,7 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
         )
         .as_bytes(),
     );
-    let endpoint = Endpoint::start(&ks, dir, &config, &["fhir", "pacs", "drop"]);
+    let endpoint = Endpoint::start(&ks, dir, &config, &["fhir", "pacs", "drop"], &[]);
 
     // Alice captures and sends with the ordinary command line.
     let report = capture(&alice, &ks, dir, "report-e2e.mseal");
@@ -520,10 +527,18 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
         );
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
-    let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"]);
     let (token, device) = session_of(&alice, &ks.base);
     let report = capture(&alice, &ks, dir, "report-t.mseal");
     let sealed = std::fs::read(&report).expect("report");
+    // The largest report accepted: this one, with a little room.
+    let limit = (sealed.len() + 1024).to_string();
+    let endpoint = Endpoint::start(
+        &ks,
+        dir,
+        &config,
+        &["inbox"],
+        &["--max-report-bytes", &limit],
+    );
 
     // Refusals, each a JSON error and nothing queued.
     let cases: Vec<(&str, Form, u16)> = vec![
@@ -541,6 +556,11 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
             "not a medseal file",
             form(&token, &device, b"hello".repeat(100)),
             422,
+        ),
+        (
+            "a report over --max-report-bytes",
+            form(&token, &device, [sealed.clone(), vec![0; 4096]].concat()),
+            413,
         ),
         ("an empty report", form(&token, &device, Vec::new()), 400),
         (
@@ -711,7 +731,7 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
         )
         .as_bytes(),
     );
-    let mut endpoint = Endpoint::start(&ks, dir, &config, &["inbox"]);
+    let mut endpoint = Endpoint::start(&ks, dir, &config, &["inbox"], &[]);
     let (token, device) = session_of(&alice, &ks.base);
     let report = capture(&alice, &ks, dir, "report-k.mseal");
     let (code, body) = endpoint.post(form(&token, &device, std::fs::read(&report).expect("read")));
@@ -721,7 +741,7 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
     endpoint.child.kill().expect("kill");
     endpoint.child.wait().expect("wait");
 
-    let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"]);
+    let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"], &[]);
     let (code, v) = endpoint.status(&id);
     assert_eq!(code, 200, "the receipt survived: {v}");
     assert_ne!(v["state"], "delivered", "{v}");
