@@ -330,6 +330,47 @@ impl KeyClient {
     }
 }
 
+/// A device's stable id, kept in the file `path`: read when it is there,
+/// else made (`PREFIX_` and 32 hex digits) and written owner-only, synced.
+/// The key server binds each session to it. Two processes making it at
+/// once agree: the second finds the first's file and uses that id.
+pub fn device_id_at(path: &std::path::Path, prefix: &str) -> std::io::Result<String> {
+    let existing = match std::fs::File::open(path) {
+        Ok(f) => Some(medseal_format::read_bounded_string(f, 256)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    if let Some(id) = existing.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        return Ok(id.to_owned());
+    }
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
+    let id = format!("{prefix}_{}", hex::encode(b));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    // A temporary file is created 0600; it appears under its name complete.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, id.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    if existing.is_some() {
+        // An empty file (a crash while it was first written elsewhere).
+        tmp.persist(path).map_err(|e| e.error)?;
+        return Ok(id);
+    }
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(id),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let f = std::fs::File::open(path)?;
+            Ok(medseal_format::read_bounded_string(f, 256)?
+                .trim()
+                .to_owned())
+        }
+        Err(e) => Err(e.error),
+    }
+}
+
 /// A fresh report id: `r_` and 32 hex digits.
 pub fn new_report_id() -> Result<String, ClientError> {
     let mut b = [0u8; 16];

@@ -48,20 +48,7 @@ impl DeliveryArgs {
 
     /// Loads the destinations file.
     pub fn load(&self) -> Result<Config> {
-        let path = match &self.config {
-            Some(p) => p.clone(),
-            None => match std::env::var_os("MEDSEAL_DESTINATIONS") {
-                Some(p) => PathBuf::from(p),
-                None => sessions::config_dir()?.join("destinations.toml"),
-            },
-        };
-        if !path.exists() {
-            return Err(anyhow!(
-                "no destinations file at {}: write one (see docs/integrations.md) or give --config",
-                path.display()
-            ));
-        }
-        Ok(Config::load(&path)?)
+        load_destinations(self.config.as_deref())
     }
 
     /// Reads the keys given for opening.
@@ -70,6 +57,25 @@ impl DeliveryArgs {
         let key = self.key_file.as_deref().map(InputPath::from);
         OpenKeys::read(pw.as_ref(), key.as_ref())
     }
+}
+
+/// Loads the destinations file: `config`, else $MEDSEAL_DESTINATIONS, else
+/// destinations.toml in the config directory.
+pub fn load_destinations(config: Option<&Path>) -> Result<Config> {
+    let path = match config {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("MEDSEAL_DESTINATIONS") {
+            Some(p) => PathBuf::from(p),
+            None => sessions::config_dir()?.join("destinations.toml"),
+        },
+    };
+    if !path.exists() {
+        return Err(anyhow!(
+            "no destinations file at {}: write one (see docs/integrations.md) or give --config",
+            path.display()
+        ));
+    }
+    Ok(Config::load(&path)?)
 }
 
 /// The outbox directory: the configuration's `[outbox] dir`, else

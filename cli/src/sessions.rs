@@ -49,16 +49,8 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
 /// This device's stable id, created on first use.
 pub fn device_id() -> Result<String> {
     let path = config_dir()?.join("device-id");
-    match std::fs::read_to_string(&path) {
-        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
-        _ => {
-            let mut b = [0u8; 16];
-            getrandom::fill(&mut b).map_err(|e| anyhow!("no randomness: {e}"))?;
-            let id = format!("dev_{}", hex::encode(b));
-            write_private(&path, id.as_bytes())?;
-            Ok(id)
-        }
-    }
+    medseal_capture::keyclient::device_id_at(&path, "dev")
+        .with_context(|| format!("cannot keep this device's id in {}", path.display()))
 }
 
 fn sessions_path() -> Result<PathBuf> {

@@ -120,27 +120,8 @@ fn private_dir(path: &Path) -> Result<(), Error> {
 /// directory: the key server binds the service account's sessions to it.
 fn device_id(data_dir: &Path) -> Result<String, Error> {
     let path = data_dir.join("device-id");
-    let fail = |e: std::io::Error| Error::Startup(format!("{}: {e}", path.display()));
-    match std::fs::File::open(&path) {
-        Ok(f) => {
-            let text = medseal_format::read_bounded_string(f, 256).map_err(fail)?;
-            Ok(text.trim().to_owned())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut b = [0u8; 16];
-            getrandom::fill(&mut b).map_err(|e| Error::Startup(format!("no randomness: {e}")))?;
-            let id = format!("endpoint_{}", hex::encode(b));
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            let mut f = o.open(&path).map_err(fail)?;
-            std::io::Write::write_all(&mut f, id.as_bytes()).map_err(fail)?;
-            f.sync_all().map_err(fail)?;
-            Ok(id)
-        }
-        Err(e) => Err(fail(e)),
-    }
+    medseal_capture::keyclient::device_id_at(&path, "endpoint")
+        .map_err(|e| Error::Startup(format!("{}: {e}", path.display())))
 }
 
 async fn healthz() -> HttpResponse {

@@ -7,7 +7,7 @@ use anyhow::Result;
 use medseal_endpoint::server::{DEFAULT_LISTEN, DEFAULT_MAX_REPORT_BYTES};
 use medseal_endpoint::{EndpointConfig, serve};
 
-use crate::delivery::DeliveryArgs;
+use crate::delivery::load_destinations;
 
 /// Arguments of `medseal endpoint`.
 #[derive(Debug, clap::Args)]
@@ -65,12 +65,7 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn run_serve(s: Serve) -> Result<()> {
-    let destinations = DeliveryArgs {
-        config: s.config,
-        password_file: None,
-        key_file: None,
-    }
-    .load()?;
+    let destinations = load_destinations(s.config.as_deref())?;
     let keyserver_ca = crate::sessions::extra_ca()?;
     serve(EndpointConfig {
         keyserver: s.keyserver,

@@ -189,6 +189,14 @@ macro_rules! row_columns {
     };
 }
 
+/// Deliveries joined with their parcels, boxed so a filter can be chosen
+/// at run time.
+type RowQuery = diesel::dsl::IntoBoxed<
+    'static,
+    diesel::dsl::InnerJoin<deliveries::table, parcels::table>,
+    diesel::sqlite::Sqlite,
+>;
+
 fn row(
     (
         id,
@@ -557,40 +565,21 @@ impl Outbox {
         Ok((sha256, rows))
     }
 
+    /// The deliveries `filter` keeps, oldest first, in one query.
     fn select(
         &mut self,
-        filter: impl FnOnce(
-            deliveries::BoxedQuery<'static, diesel::sqlite::Sqlite>,
-        ) -> deliveries::BoxedQuery<'static, diesel::sqlite::Sqlite>,
+        filter: impl FnOnce(RowQuery) -> RowQuery,
     ) -> Result<Vec<DeliveryRow>, OutboxError> {
-        let ids: Vec<i64> = filter(deliveries::table.into_boxed())
-            .select(deliveries::id)
-            .load(&mut self.conn)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut rows = Vec::with_capacity(ids.len());
-        // Bounded IN lists: SQLite limits bound parameters per statement.
-        for chunk in ids.chunks(500) {
-            let part: Vec<RowTuple> = deliveries::table
-                .inner_join(parcels::table)
-                .filter(deliveries::id.eq_any(chunk))
-                .select(row_columns!())
-                .order(deliveries::id.asc())
-                .load(&mut self.conn)?;
-            rows.extend(part.into_iter().map(row));
-        }
-        Ok(rows)
-    }
-
-    /// Every delivery, oldest first.
-    pub fn list(&mut self) -> Result<Vec<DeliveryRow>, OutboxError> {
-        let rows: Vec<RowTuple> = deliveries::table
-            .inner_join(parcels::table)
+        let rows: Vec<RowTuple> = filter(deliveries::table.inner_join(parcels::table).into_boxed())
             .select(row_columns!())
             .order(deliveries::id.asc())
             .load(&mut self.conn)?;
         Ok(rows.into_iter().map(row).collect())
+    }
+
+    /// Every delivery, oldest first.
+    pub fn list(&mut self) -> Result<Vec<DeliveryRow>, OutboxError> {
+        self.select(|q| q)
     }
 
     /// Deliveries waiting for an attempt due by `now` (of `only`, if
