@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use medseal_format::Key;
+use medseal_keyserver_api::Checkpoint;
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -192,6 +193,39 @@ impl KeyClient {
             _ if msg.0.is_empty() => ClientError::Protocol(msg.1),
             _ => ClientError::Refused(msg.1),
         }
+    }
+
+    fn get_public<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (status, body) = self.send(self.http.get(format!("{}{path}", self.origin)), None)?;
+        if status != 200 {
+            return Err(self.error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// The server's latest signed audit checkpoint.
+    pub fn audit_checkpoint(&self) -> Result<Checkpoint, ClientError> {
+        self.get_public("/v1/audit/checkpoint")
+    }
+
+    /// The consistency proof between two sizes of the audit log.
+    pub fn audit_consistency(&self, from: u64, to: u64) -> Result<Vec<String>, ClientError> {
+        #[derive(Deserialize)]
+        struct Proof {
+            proof: Vec<String>,
+        }
+        let p: Proof = self.get_public(&format!("/v1/audit/consistency?from={from}&to={to}"))?;
+        Ok(p.proof)
+    }
+
+    /// The Ed25519 key the server signs checkpoints with (base64).
+    pub fn audit_public_key(&self) -> Result<String, ClientError> {
+        #[derive(Deserialize)]
+        struct Key {
+            public_key: String,
+        }
+        let k: Key = self.get_public("/v1/audit/public-key")?;
+        Ok(k.public_key)
     }
 
     /// Logs in and returns the new session.

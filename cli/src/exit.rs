@@ -20,6 +20,13 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     if err.downcast_ref::<crate::delivery::Queued>().is_some() {
         return ExitCode::from(7);
     }
+    if err.chain().any(|e| {
+        e.downcast_ref::<medseal_keyserver_api::VerifyError>()
+            .is_some()
+    }) {
+        // A receipt or checkpoint that does not verify: tampered.
+        return ExitCode::from(4);
+    }
     use medseal_capture::keyclient::ClientError;
     if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<ClientError>()) {
         return ExitCode::from(match e {

@@ -12,11 +12,10 @@ use std::cell::RefCell;
 use actix_web::rt::SystemRunner;
 use actix_web::{App, test, web};
 use libfuzzer_sys::fuzz_target;
-use medseal_keyserver::accounts::{self, Login, SessionPolicy};
 use medseal_keyserver::admin::Admin;
 use medseal_keyserver::http::{AppState, configure};
 use medseal_keyserver::server::{ServeConfig, app_state};
-use medseal_keyserver::{Role, Store, db};
+use medseal_keyserver::{Role, Store};
 use serde_json::Value;
 
 const DEVICE: &str = "fuzz-device-1";
@@ -51,16 +50,6 @@ fn harness() -> Harness {
             password,
         )
         .expect("user");
-    let mut conn = db::connect(&store.location).expect("connect");
-    let Ok(Login::Ok(_, session)) = accounts::login(
-        &mut conn,
-        "alice@fuzz.example",
-        password,
-        DEVICE,
-        &SessionPolicy::default(),
-    ) else {
-        panic!("login failed");
-    };
     let mut cfg = ServeConfig::new(store).expect("config");
     cfg.pool_size = 2;
     let (state, _) = app_state(&cfg).expect("state");
@@ -69,9 +58,16 @@ fn harness() -> Harness {
         _dir: dir,
         rt,
         state,
-        token: session.token.to_string(),
+        token: String::new(),
         key_id: String::new(),
     };
+    let (status, body) = h.call(
+        0,
+        "application/json",
+        br#"{"email":"alice@fuzz.example","password":"a long fuzzing password","device_id":"fuzz-device-1"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    h.token = body["token"].as_str().expect("token").to_owned();
     let (status, body) = h.call(
         1,
         "application/json",

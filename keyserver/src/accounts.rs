@@ -18,7 +18,6 @@ use zeroize::Zeroizing;
 use crate::db::Conn;
 use crate::db::schema::{orgs, sessions, users};
 use crate::error::{Error, Result};
-use crate::time::now_ms;
 
 /// What a user may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +108,7 @@ pub fn normalise_email(raw: &str) -> Result<String> {
 }
 
 /// Checks an organisation name.
-fn check_org_name(name: &str) -> Result<()> {
+pub(crate) fn check_org_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(Error::Invalid(
             "an organisation name is 1 to 200 characters without control characters".into(),
@@ -128,7 +127,7 @@ pub fn check_device_id(id: &str) -> Result<()> {
     Ok(())
 }
 
-fn hash_password(password: &[u8]) -> Result<String> {
+pub fn hash_password(password: &[u8]) -> Result<String> {
     if password.is_empty() || password.len() > 1024 {
         return Err(Error::Invalid("a password is 1 to 1024 bytes".into()));
     }
@@ -156,82 +155,6 @@ fn dummy_hash() -> &'static str {
     })
 }
 
-/// Creates an organisation.
-pub fn add_org(conn: &mut Conn, name: &str) -> Result<i64> {
-    check_org_name(name)?;
-    let exists: i64 = orgs::table
-        .filter(orgs::name.eq(name))
-        .count()
-        .get_result(conn)?;
-    if exists > 0 {
-        return Err(Error::Conflict(format!(
-            "organisation '{name}' already exists"
-        )));
-    }
-    Ok(diesel::insert_into(orgs::table)
-        .values((orgs::name.eq(name), orgs::created_at.eq(now_ms())))
-        .returning(orgs::id)
-        .get_result(conn)?)
-}
-
-/// Creates a user in `org`.
-pub fn add_user(
-    conn: &mut Conn,
-    org: &str,
-    email: &str,
-    role: Role,
-    password: &[u8],
-) -> Result<i64> {
-    let email = normalise_email(email)?;
-    let org_id: i64 = orgs::table
-        .filter(orgs::name.eq(org))
-        .select(orgs::id)
-        .first(conn)
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("no organisation '{org}'")))?;
-    let exists: i64 = users::table
-        .filter(users::email.eq(&email))
-        .count()
-        .get_result(conn)?;
-    if exists > 0 {
-        return Err(Error::Conflict(format!("user {email} already exists")));
-    }
-    let hash = hash_password(password)?;
-    Ok(diesel::insert_into(users::table)
-        .values((
-            users::org_id.eq(org_id),
-            users::email.eq(&email),
-            users::role.eq(role.as_str()),
-            users::password_hash.eq(hash),
-            users::disabled.eq(false),
-            users::failed_logins.eq(0),
-            users::created_at.eq(now_ms()),
-        ))
-        .returning(users::id)
-        .get_result(conn)?)
-}
-
-/// Disables a user and ends every session they hold, at once.
-pub fn disable_user(conn: &mut Conn, email: &str) -> Result<String> {
-    let email = normalise_email(email)?;
-    crate::write_tx!(conn, |c| {
-        let found: Option<(i64, String)> = users::table
-            .inner_join(orgs::table)
-            .filter(users::email.eq(&email))
-            .select((users::id, orgs::name))
-            .first(c)
-            .optional()?;
-        let (id, org) = found.ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
-        diesel::update(users::table.find(id))
-            .set(users::disabled.eq(true))
-            .execute(c)?;
-        diesel::update(sessions::table.filter(sessions::user_id.eq(id)))
-            .set(sessions::revoked.eq(true))
-            .execute(c)?;
-        Ok::<_, Error>(org)
-    })
-}
-
 /// The caller of an authenticated request.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -255,164 +178,210 @@ pub struct Principal {
 pub struct NewSession {
     /// The bearer token.
     pub token: Zeroizing<String>,
-    /// Absolute expiry, UTC ms.
-    pub expires_at: i64,
+    /// SHA-256 of the token, the only form the server keeps.
+    pub token_hash: Vec<u8>,
 }
 
-/// How a login attempt ended.
-pub enum Login {
-    /// Logged in.
-    Ok(Principal, NewSession),
-    /// Wrong e-mail or password. `org` is empty for unknown e-mails;
-    /// `locked_now` is set when this failure locked the account.
-    Failed {
-        /// The account's organisation, if the account exists.
-        org: String,
-        /// Whether this failure locked the account.
-        locked_now: bool,
-    },
-    /// The account is locked until this time (UTC ms).
-    Locked {
-        /// The account's organisation.
-        org: String,
-        /// When the lock ends.
-        until: i64,
-    },
-    /// Right password, but the account is disabled.
-    Disabled {
-        /// The account's organisation.
-        org: String,
-    },
+impl NewSession {
+    /// A fresh 256-bit token.
+    pub fn generate() -> Result<Self> {
+        let mut raw = Zeroizing::new([0u8; 32]);
+        getrandom::fill(raw.as_mut())
+            .map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+        let token = Zeroizing::new(format!("mst_{}", B64URL.encode(raw.as_ref())));
+        let token_hash = token_hash(&token);
+        Ok(NewSession { token, token_hash })
+    }
 }
 
-type UserRow = (i64, i64, String, String, String, bool, Option<i64>, String);
+/// A short, stable label of a session for the audit trail: the first bytes
+/// of a hash of its token hash (revealing nothing usable), so that the
+/// events of one session can be told apart from another's.
+pub fn session_label(token_hash: &[u8]) -> String {
+    let d = Sha256::digest(token_hash);
+    hex::encode(&d[..6])
+}
 
 fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Checks a password and, if right, opens a session bound to `device_id`.
-pub fn login(
-    conn: &mut Conn,
-    email: &str,
-    password: &[u8],
-    device_id: &str,
-    policy: &SessionPolicy,
-) -> Result<Login> {
-    check_device_id(device_id)?;
+/// A user's row, with whether it matches its seal.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    /// User id.
+    pub id: i64,
+    /// Organisation id.
+    pub org_id: i64,
+    /// Organisation name.
+    pub org: String,
+    /// Normalised e-mail.
+    pub email: String,
+    /// Role name as stored.
+    pub role: String,
+    /// The argon2id PHC string.
+    pub password_hash: String,
+    /// Disabled?
+    pub disabled: bool,
+    /// Locked until (UTC ms).
+    pub locked_until: Option<i64>,
+    /// Whether role, status and password hash are what the server sealed.
+    pub intact: bool,
+}
+
+type UserRow = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    Option<i64>,
+    Option<Vec<u8>>,
+);
+
+fn user_record(row: UserRow, state_key: &[u8; 32]) -> UserRecord {
+    let (id, org_id, org, email, role, password_hash, disabled, locked_until, stored) = row;
+    let expected = crate::integrity::UserState {
+        id,
+        org_id,
+        email: &email,
+        role: &role,
+        disabled,
+        password_hash: &password_hash,
+    }
+    .mac(state_key);
+    UserRecord {
+        intact: crate::integrity::matches(stored.as_deref(), &expected),
+        id,
+        org_id,
+        org,
+        email,
+        role,
+        password_hash,
+        disabled,
+        locked_until,
+    }
+}
+
+macro_rules! user_columns {
+    () => {
+        (
+            users::id,
+            users::org_id,
+            orgs::name,
+            users::email,
+            users::role,
+            users::password_hash,
+            users::disabled,
+            users::locked_until,
+            users::state_mac,
+        )
+    };
+}
+
+/// Loads a user by id.
+pub fn load_user(conn: &mut Conn, id: i64, state_key: &[u8; 32]) -> Result<Option<UserRecord>> {
+    let row: Option<UserRow> = users::table
+        .inner_join(orgs::table)
+        .filter(users::id.eq(id))
+        .select(user_columns!())
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|r| user_record(r, state_key)))
+}
+
+/// Loads a user by e-mail (normalised here).
+pub fn find_user(conn: &mut Conn, email: &str, state_key: &[u8; 32]) -> Result<Option<UserRecord>> {
     let email = normalise_email(email)?;
     let row: Option<UserRow> = users::table
         .inner_join(orgs::table)
         .filter(users::email.eq(&email))
-        .select((
-            users::id,
-            users::org_id,
-            users::role,
-            users::password_hash,
-            orgs::name,
-            users::disabled,
-            users::locked_until,
-            users::email,
-        ))
+        .select(user_columns!())
         .first(conn)
         .optional()?;
-    let Some((user_id, org_id, role, stored, org, disabled, locked_until, email)) = row else {
+    Ok(row.map(|r| user_record(r, state_key)))
+}
+
+/// How a password check came out (the database is not touched: the
+/// counting and the session are changes of [`crate::ops`]).
+pub enum PasswordCheck {
+    /// Right password for an intact account that may sign in.
+    Ok(UserRecord),
+    /// No such account (a dummy hash was checked, for equal timing).
+    Unknown,
+    /// Wrong password for this account.
+    Wrong(UserRecord),
+    /// The account is locked until this time (UTC ms).
+    Locked(UserRecord, i64),
+    /// Right password, but the account is disabled.
+    Disabled(UserRecord),
+    /// The account's row fails its seal: never signed in.
+    Tampered(UserRecord),
+}
+
+/// Checks `password` for `user` (`None`: unknown e-mail) at `now`.
+pub fn check_password(user: Option<UserRecord>, password: &[u8], now: i64) -> PasswordCheck {
+    let Some(user) = user else {
         verify_password(password, dummy_hash());
-        return Ok(Login::Failed {
-            org: String::new(),
-            locked_now: false,
-        });
+        return PasswordCheck::Unknown;
     };
-    let now = now_ms();
-    if let Some(until) = locked_until.filter(|u| *u > now) {
-        return Ok(Login::Locked { org, until });
+    if !user.intact {
+        verify_password(password, dummy_hash());
+        return PasswordCheck::Tampered(user);
     }
-    if !verify_password(password, &stored) {
-        // Atomic increment: concurrent failures on several servers all count.
-        let failures: i32 = diesel::update(users::table.find(user_id))
-            .set(users::failed_logins.eq(users::failed_logins + 1))
-            .returning(users::failed_logins)
-            .get_result(conn)?;
-        let locked_now = failures >= policy.max_failures;
-        if locked_now {
-            diesel::update(users::table.find(user_id))
-                .set((
-                    users::failed_logins.eq(0),
-                    users::locked_until.eq(Some(now + policy.lockout_ms)),
-                ))
-                .execute(conn)?;
-        }
-        return Ok(Login::Failed { org, locked_now });
+    if let Some(until) = user.locked_until.filter(|u| *u > now) {
+        return PasswordCheck::Locked(user, until);
     }
-    if disabled {
-        return Ok(Login::Disabled { org });
+    if !verify_password(password, &user.password_hash) {
+        return PasswordCheck::Wrong(user);
     }
-    let role: Role = role.parse()?;
-    let mut raw = Zeroizing::new([0u8; 32]);
-    getrandom::fill(raw.as_mut()).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-    let token = Zeroizing::new(format!("mst_{}", B64URL.encode(raw.as_ref())));
-    let hash = token_hash(&token);
-    let expires_at = now + policy.absolute_timeout_ms;
-    diesel::update(users::table.find(user_id))
-        .set((
-            users::failed_logins.eq(0),
-            users::locked_until.eq(None::<i64>),
-        ))
-        .execute(conn)?;
-    diesel::insert_into(sessions::table)
-        .values((
-            sessions::token_hash.eq(&hash),
-            sessions::user_id.eq(user_id),
-            sessions::device_id.eq(device_id),
-            sessions::created_at.eq(now),
-            sessions::last_seen.eq(now),
-            sessions::expires_at.eq(expires_at),
-            sessions::revoked.eq(false),
-        ))
-        .execute(conn)?;
-    Ok(Login::Ok(
-        Principal {
-            user_id,
-            email,
-            org_id,
-            org,
-            role,
-            device_id: device_id.to_owned(),
-            token_hash: hash,
-        },
-        NewSession { token, expires_at },
-    ))
+    if user.disabled {
+        return PasswordCheck::Disabled(user);
+    }
+    PasswordCheck::Ok(user)
 }
 
 /// How a presented token checked out.
 pub enum Authenticated {
     /// A live session on the right device.
     Ok(Principal),
-    /// The token is valid but was presented from another device; the session
-    /// has been revoked.
+    /// The token is valid but was presented from another device: the
+    /// caller ends the session (with its event).
     DeviceMismatch(Principal),
+    /// The session or its user was changed outside the server: refused.
+    Tampered {
+        /// The user's e-mail, as stored.
+        email: String,
+        /// Their organisation.
+        org: String,
+        /// What failed.
+        what: &'static str,
+    },
 }
 
 type SessionRow = (
+    Vec<u8>,
     i64,
     String,
     i64,
     i64,
-    bool,
     i64,
-    String,
-    String,
-    String,
-    bool,
+    Option<Vec<u8>>,
+    UserRow,
 );
 
 /// Resolves a bearer token to its principal, enforcing device binding,
-/// expiry, and that the user is still enabled.
+/// expiry, that the user is still enabled, and that neither the session nor
+/// the user was changed outside the server.
 pub fn authenticate(
     conn: &mut Conn,
     token: &str,
     device_id: &str,
     policy: &SessionPolicy,
+    state_key: &[u8; 32],
+    now: i64,
 ) -> Result<Authenticated> {
     const INVALID: &str = "invalid or expired session";
     if token.len() > 256 {
@@ -423,69 +392,69 @@ pub fn authenticate(
         .inner_join(users::table.inner_join(orgs::table))
         .filter(sessions::token_hash.eq(&hash))
         .select((
-            users::id,
-            users::email,
-            users::org_id,
-            sessions::last_seen,
-            sessions::revoked,
-            sessions::expires_at,
+            sessions::token_hash,
+            sessions::user_id,
             sessions::device_id,
-            orgs::name,
-            users::role,
-            users::disabled,
+            sessions::created_at,
+            sessions::last_seen,
+            sessions::expires_at,
+            sessions::state_mac,
+            user_columns!(),
         ))
         .first(conn)
         .optional()?;
-    let Some((
-        user_id,
-        email,
-        org_id,
-        last_seen,
-        revoked,
-        expires_at,
-        bound_device,
-        org,
-        role,
-        disabled,
-    )) = row
+    let Some((stored_hash, user_id, bound_device, created_at, last_seen, expires_at, mac, urow)) =
+        row
     else {
         return Err(Error::Unauthorized(INVALID));
     };
-    let now = now_ms();
-    if revoked || disabled || now >= expires_at || now - last_seen >= policy.idle_timeout_ms {
+    let user = user_record(urow, state_key);
+    let session_mac = crate::integrity::SessionState {
+        token_hash: &stored_hash,
+        user_id,
+        device_id: &bound_device,
+        created_at,
+        expires_at,
+    }
+    .mac(state_key);
+    if !crate::integrity::matches(mac.as_deref(), &session_mac) {
+        return Ok(Authenticated::Tampered {
+            email: user.email,
+            org: user.org,
+            what: "a session that the key server did not make was presented",
+        });
+    }
+    if !user.intact {
+        return Ok(Authenticated::Tampered {
+            email: user.email,
+            org: user.org,
+            what: "the account was changed outside the key server; its sessions are refused",
+        });
+    }
+    if user.disabled || now >= expires_at || now - last_seen >= policy.idle_timeout_ms {
         return Err(Error::Unauthorized(INVALID));
     }
     let principal = Principal {
         user_id,
-        email,
-        org_id,
-        org,
-        role: role.parse()?,
+        email: user.email,
+        org_id: user.org_id,
+        org: user.org,
+        role: user.role.parse()?,
         device_id: bound_device.clone(),
         token_hash: hash.clone(),
     };
     let same_device: bool =
         subtle::ConstantTimeEq::ct_eq(bound_device.as_bytes(), device_id.as_bytes()).into();
     if !same_device {
-        diesel::update(sessions::table.find(&hash))
-            .set(sessions::revoked.eq(true))
-            .execute(conn)?;
         return Ok(Authenticated::DeviceMismatch(principal));
     }
     if now - last_seen >= LAST_SEEN_GRANULARITY_MS {
+        // Bookkeeping for the idle timeout, not access-control state.
         diesel::update(sessions::table.find(&hash))
             .set(sessions::last_seen.eq(now))
             .execute(conn)?;
     }
     Ok(Authenticated::Ok(principal))
-}
-
-/// Ends a session.
-pub fn end_session(conn: &mut Conn, token_hash: &[u8]) -> Result<()> {
-    diesel::update(sessions::table.find(token_hash))
-        .set(sessions::revoked.eq(true))
-        .execute(conn)?;
-    Ok(())
 }
 
 /// Looks up a user's organisation by e-mail (for audit records).

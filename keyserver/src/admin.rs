@@ -1,20 +1,26 @@
 //! Operations for the admin command line, on the same store as the server.
-//! Each change is audited with the actor `admin-cli:<os user>`.
+//! Each change goes through the same operations layer as the HTTP API
+//! ([`crate::ops`]), committed with its audit event (actor
+//! `admin-cli:<os user>`) in one transaction.
+
+use medseal_keyserver_api::transparency::Checkpoint;
 
 use crate::accounts::{self, Role};
-use crate::audit::{self, Action, Event, Outcome, Verification};
+use crate::audit::{self, Action, Actor, Outcome, Verification, ledger};
 use crate::db::{Conn, connect, migrate};
 use crate::error::Result;
 use crate::keyring::Keyring;
 use crate::keys;
+use crate::ops;
 use crate::store::Store;
+use crate::time::now_ms;
 
 /// An open store for one admin command.
 pub struct Admin {
     conn: Conn,
     store: Store,
     ring: Keyring,
-    actor: String,
+    actor: Actor,
 }
 
 impl Admin {
@@ -28,45 +34,47 @@ impl Admin {
             conn,
             store,
             ring,
-            actor: format!("admin-cli:{user}"),
+            actor: Actor::local(format!("admin-cli:{user}")),
         })
     }
 
-    fn audit(&mut self, org: &str, action: Action, detail: String) -> Result<()> {
-        let e = Event::new(&self.actor, org, action, Outcome::Success).detail(detail);
-        audit::append(&mut self.conn, self.ring.audit_key(), &[e])?;
-        Ok(())
+    fn commit<T: Send + 'static>(
+        &mut self,
+        change: impl Fn(&mut audit::Tx<'_>) -> Result<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        ledger::commit_one(&mut self.conn, &self.ring, now_ms(), change)
     }
 
     /// `org add NAME`.
     pub fn add_org(&mut self, name: &str) -> Result<i64> {
-        let id = accounts::add_org(&mut self.conn, name)?;
-        self.audit(name, Action::OrgCreated, format!("organisation {name}"))?;
-        Ok(id)
+        self.commit(ops::add_org(self.actor.clone(), name.to_owned()))
     }
 
     /// `user add`.
     pub fn add_user(&mut self, org: &str, email: &str, role: Role, password: &[u8]) -> Result<i64> {
-        let id = accounts::add_user(&mut self.conn, org, email, role, password)?;
-        let email = accounts::normalise_email(email)?;
-        self.audit(
-            org,
-            Action::UserCreated,
-            format!("{email} as {}", role.as_str()),
-        )?;
-        Ok(id)
+        let hash = accounts::hash_password(password)?;
+        self.commit(ops::add_user(
+            self.actor.clone(),
+            org.to_owned(),
+            email.to_owned(),
+            role,
+            hash,
+        ))
     }
 
     /// `user disable`: immediate, ends every session.
     pub fn disable_user(&mut self, email: &str) -> Result<()> {
-        let org = accounts::disable_user(&mut self.conn, email)?;
-        let email = accounts::normalise_email(email)?;
-        self.audit(&org, Action::UserDisabled, email)
+        self.commit(ops::disable_user(self.actor.clone(), email.to_owned()))?
     }
 
-    /// `audit verify`.
-    pub fn verify_audit(&mut self) -> Result<Verification> {
-        audit::verify(&mut self.conn, self.ring.audit_key())
+    /// `audit verify`, optionally against a checkpoint saved elsewhere.
+    pub fn verify_audit(&mut self, checkpoint: Option<&Checkpoint>) -> Result<Verification> {
+        audit::verify(&mut self.conn, &self.ring, checkpoint)
+    }
+
+    /// The Ed25519 public key this store's checkpoints verify with.
+    pub fn checkpoint_public_key(&self) -> [u8; 32] {
+        self.ring.checkpoint_public_key()
     }
 
     /// `audit export`.
@@ -76,36 +84,47 @@ impl Admin {
         format: audit::Format,
     ) -> Result<Vec<u8>> {
         let records = audit::query(&mut self.conn, filter)?;
-        self.audit(
-            filter.org.as_deref().unwrap_or(""),
-            Action::AuditRead,
-            format!("export of {} events", records.len()),
-        )?;
+        let event = self
+            .actor
+            .event(
+                filter.org.as_deref().unwrap_or(""),
+                Action::AuditRead,
+                Outcome::Success,
+            )
+            .detail(format!("export of {} events", records.len()));
+        self.commit(ops::record(vec![event]))?;
         audit::render(&records, format)
     }
 
-    /// `rotate-master-key`: a new current version, every stored key re-wrapped
-    /// under it, and versions no longer used retired. Servers keep answering:
-    /// they pick up the new keyring file when they next see an unknown version
-    /// or notice the file changed.
+    /// `rotate-master-key`: a new version, made current in the store (in
+    /// the same transaction as its event, so that every server wraps every
+    /// key created after that commit under it), every stored key re-wrapped
+    /// under it, and versions no longer used retired. No waiting: a server
+    /// reads the current version inside each writing transaction, so once
+    /// the switch has committed no key can be wrapped under an old version.
     pub fn rotate_master_key(&mut self) -> Result<Rotation> {
         let source = self.store.keyring.clone();
-        let ring = Keyring::rotate(&source)?;
-        let version = ring.current_version();
-        self.ring = ring;
-        // Rows created meanwhile by a server that had not yet reloaded are
-        // caught by a second pass after the servers' reload interval.
-        let mut rewrapped = keys::rewrap_all(&mut self.conn, &self.ring)?;
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        rewrapped += keys::rewrap_all(&mut self.conn, &self.ring)?;
+        self.ring = Keyring::rotate(&source)?;
+        let version = self.ring.current_version();
+        self.commit(ops::use_master_key(self.actor.clone(), version))?;
+        let mut rewrapped = 0u64;
+        loop {
+            let n = self.commit(ops::rewrap_some(500))?;
+            if n == 0 {
+                break;
+            }
+            rewrapped += n;
+        }
         let in_use = keys::versions_in_use(&mut self.conn)?;
         let retired = Keyring::retire(&source, &in_use)?;
         self.ring = Keyring::load(&source)?;
-        self.audit(
-            "",
-            Action::MasterKeyRotated,
-            format!("now version {version}; {rewrapped} keys re-wrapped; retired {retired:?}"),
-        )?;
+        let event = self
+            .actor
+            .event("", Action::MasterKeyRetired, Outcome::Success)
+            .detail(format!(
+                "version {version} current; {rewrapped} keys re-wrapped; retired {retired:?}"
+            ));
+        self.commit(ops::record(vec![event]))?;
         Ok(Rotation {
             version,
             rewrapped,

@@ -51,6 +51,25 @@ pub(crate) mod hex_bytes {
     }
 }
 
+/// Optional binary columns as hex strings (absent in older backups).
+mod opt_hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(s) => hex::decode(s).map(Some).map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
 #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = orgs)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +92,8 @@ struct UserRow {
     failed_logins: i32,
     locked_until: Option<i64>,
     created_at: i64,
+    #[serde(default, with = "opt_hex_bytes")]
+    state_mac: Option<Vec<u8>>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]
@@ -89,6 +110,8 @@ struct KeyRow {
     created_at: i64,
     expires_at: Option<i64>,
     revoked_at: Option<i64>,
+    #[serde(default, with = "opt_hex_bytes")]
+    state_mac: Option<Vec<u8>>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]

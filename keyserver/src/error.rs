@@ -62,6 +62,14 @@ pub enum Error {
     /// No pooled connection was available.
     #[error("database pool: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
+    /// A row's state does not match its keyed MAC, or the log's stored
+    /// tree does not match its events: someone edited the database.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// The store names a master-key version this process has not loaded
+    /// yet (another process rotated): reload the keyring and try again.
+    #[error("master keyring: no version {0} loaded")]
+    StaleKeyring(u32),
     /// Anything else that is the server's fault.
     #[error("{0}")]
     Internal(String),
@@ -92,7 +100,9 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::RateLimited { .. } => "rate_limited",
             Error::Audit(_) => "audit_unavailable",
-            Error::Connect(_)
+            Error::Integrity(_) => "integrity_failure",
+            Error::StaleKeyring(_)
+            | Error::Connect(_)
             | Error::Migration(_)
             | Error::Keyring(_)
             | Error::Db(_)
@@ -120,6 +130,7 @@ impl ResponseError for Error {
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Integrity(_) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -79,6 +79,33 @@ pub struct Keyring {
     current: u32,
     keks: Keks,
     audit_key: Zeroizing<[u8; 32]>,
+    derived: Derived,
+}
+
+/// Keys derived from the audit key, so that they live wherever the master
+/// keys live (the keyring file, or the token that derives the audit key)
+/// without a new field in the keyring format.
+struct Derived {
+    /// MACs over access-control state ([`crate::integrity`]).
+    state_key: Zeroizing<[u8; 32]>,
+    /// Signs audit checkpoints (Ed25519; zeroized on drop by the crate).
+    signer: ed25519_dalek::SigningKey,
+}
+
+impl Derived {
+    fn from_audit_key(audit_key: &[u8; 32]) -> Result<Self> {
+        let hk =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(b"medseal keyserver derived keys v1"), audit_key);
+        let mut state_key = Zeroizing::new([0u8; 32]);
+        let mut seed = Zeroizing::new([0u8; 32]);
+        hk.expand(b"state mac", state_key.as_mut())
+            .and_then(|()| hk.expand(b"checkpoint signing ed25519", seed.as_mut()))
+            .map_err(|_| Error::Keyring("cannot derive keys".into()))?;
+        Ok(Derived {
+            state_key,
+            signer: ed25519_dalek::SigningKey::from_bytes(&seed),
+        })
+    }
 }
 
 /// Where the key-encryption keys are.
@@ -135,10 +162,15 @@ impl Keyring {
     fn generate() -> Result<Self> {
         let mut keks = BTreeMap::new();
         keks.insert(1, random32()?);
+        Self::assemble(1, Keks::Local(keks), random32()?)
+    }
+
+    fn assemble(current: u32, keks: Keks, audit_key: Zeroizing<[u8; 32]>) -> Result<Self> {
         Ok(Keyring {
-            current: 1,
-            keks: Keks::Local(keks),
-            audit_key: random32()?,
+            current,
+            keks,
+            derived: Derived::from_audit_key(&audit_key)?,
+            audit_key,
         })
     }
 
@@ -161,11 +193,8 @@ impl Keyring {
             keks.insert(1, token.generate_kek(1)?);
         }
         let current = keks.keys().max().copied().unwrap_or(1);
-        Ok(Keyring {
-            current,
-            audit_key: token.audit_key()?,
-            keks: Keks::Token(token, keks),
-        })
+        let audit_key = token.audit_key()?;
+        Self::assemble(current, Keks::Token(token, keks), audit_key)
     }
 
     /// Whether the key bytes are held on a token.
@@ -189,11 +218,11 @@ impl Keyring {
         if !keks.contains_key(&file.current) {
             return Err(Error::Keyring("the current version has no key".into()));
         }
-        Ok(Keyring {
-            current: file.current,
-            keks: Keks::Local(keks),
-            audit_key: decode_key(&file.audit_key)?,
-        })
+        Self::assemble(
+            file.current,
+            Keks::Local(keks),
+            decode_key(&file.audit_key)?,
+        )
     }
 
     fn local_keys(&mut self) -> Result<&mut BTreeMap<u32, Zeroizing<[u8; 32]>>> {
@@ -281,6 +310,27 @@ impl Keyring {
         &self.audit_key
     }
 
+    /// The key of the MACs that bind access-control state to this keyring.
+    pub fn state_key(&self) -> &[u8; 32] {
+        &self.derived.state_key
+    }
+
+    /// Signs an audit checkpoint's canonical text.
+    pub fn sign_checkpoint(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.derived.signer.sign(message).to_bytes()
+    }
+
+    /// The public key that checkpoints and receipts verify with.
+    pub fn checkpoint_public_key(&self) -> [u8; 32] {
+        self.derived.signer.verifying_key().to_bytes()
+    }
+
+    /// Whether this keyring knows master-key `version`.
+    pub fn has_version(&self, version: u32) -> bool {
+        self.keks.has(version)
+    }
+
     fn missing(version: u32) -> Error {
         Error::Keyring(format!("no master key version {version}"))
     }
@@ -343,10 +393,12 @@ impl Keyring {
 
     /// Wraps `key` for storage under the current version: `nonce ‖ ciphertext ‖ tag`.
     pub fn wrap(&self, key_id: &str, key: &Key) -> Result<(u32, Vec<u8>)> {
-        self.wrap_with(self.current, key_id, key)
+        self.wrap_as(self.current, key_id, key)
     }
 
-    fn wrap_with(&self, version: u32, key_id: &str, key: &Key) -> Result<(u32, Vec<u8>)> {
+    /// Wraps `key` under master-key `version` (the one the store names as
+    /// current, which may be newer than this keyring's idea of it).
+    pub fn wrap_as(&self, version: u32, key_id: &str, key: &Key) -> Result<(u32, Vec<u8>)> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| Error::Keyring(format!("no randomness: {e}")))?;
         let aad = Self::aad(key_id, version);
@@ -373,10 +425,16 @@ impl Keyring {
         Key::from_slice(&pt).map_err(|e| Error::Keyring(e.to_string()))
     }
 
-    /// Re-wraps a stored key under the current version.
-    pub fn rewrap(&self, key_id: &str, version: u32, wrapped: &[u8]) -> Result<(u32, Vec<u8>)> {
+    /// Re-wraps a stored key under version `to`.
+    pub fn rewrap(
+        &self,
+        key_id: &str,
+        version: u32,
+        wrapped: &[u8],
+        to: u32,
+    ) -> Result<(u32, Vec<u8>)> {
         let key = self.unwrap(key_id, version, wrapped)?;
-        self.wrap(key_id, &key)
+        self.wrap_as(to, key_id, &key)
     }
 
     /// Adds a new version and makes it current: saved atomically to the
@@ -588,7 +646,7 @@ mod tests {
         let rotated = Keyring::rotate(&source).unwrap();
         assert_eq!(rotated.current_version(), v1 + 1);
         assert_eq!(rotated.audit_key(), ring.audit_key());
-        let (v2, w2) = rotated.rewrap("k", v1, &w).unwrap();
+        let (v2, w2) = rotated.rewrap("k", v1, &w, 2).unwrap();
         assert_eq!(v2, 2);
         assert_eq!(
             rotated.unwrap("k", v2, &w2).unwrap().expose_secret(),

@@ -15,8 +15,10 @@
 //! | [`hsm`]      | master keys kept on a PKCS#11 token instead of in a file          |
 //! | [`accounts`] | organisations, users, argon2id passwords, sessions, lockout       |
 //! | [`policy`]   | who may do what with a key (pure rules)                           |
-//! | [`keys`]     | creating, releasing, sharing and revoking data keys               |
-//! | [`audit`]    | the hash-chained log: group commit, verify, export                |
+//! | [`keys`]     | new data keys, looking one up as a caller sees it, releasing it   |
+//! | [`ops`]      | every change to access-control state, committed with its event   |
+//! | [`integrity`]| keyed MACs binding keys, users and sessions to the keyring        |
+//! | [`audit`]    | the log: one transaction per change, hash chain, Merkle tree, signed checkpoints, verify, export |
 //! | [`http`]     | the actix-web API, request limits, TLS, OpenAPI                   |
 //! | [`metrics`]  | Prometheus metrics                                                |
 //! | [`admin`]    | the admin command line's operations                               |
@@ -37,9 +39,11 @@ pub mod dump;
 pub mod error;
 pub mod hsm;
 pub mod http;
+pub mod integrity;
 pub mod keyring;
 pub mod keys;
 pub mod metrics;
+pub mod ops;
 pub mod policy;
 pub mod server;
 pub mod store;

@@ -16,6 +16,7 @@ pub struct Metrics {
     denials: IntCounterVec,
     audit_batch: Histogram,
     audit_commit: Histogram,
+    integrity: prometheus::IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -52,6 +53,11 @@ impl Metrics {
             HistogramOpts::new("audit_commit_seconds", "Time to commit one audit batch")
                 .buckets(LATENCY_BUCKETS.to_vec()),
         )?;
+        let integrity = prometheus::IntCounter::new(
+            "integrity_violations_total",
+            "Rows refused because their state does not match its keyed MAC",
+        )?;
+        registry.register(Box::new(integrity.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(key_fetches.clone()))?;
@@ -66,6 +72,7 @@ impl Metrics {
             denials,
             audit_batch,
             audit_commit,
+            integrity,
         })
     }
 
@@ -93,6 +100,11 @@ impl Metrics {
     pub fn audit_commit(&self, events: usize, took: Duration) {
         self.audit_batch.observe(events as f64);
         self.audit_commit.observe(took.as_secs_f64());
+    }
+
+    /// Records a row refused because it was edited outside the server.
+    pub fn integrity_violation(&self) {
+        self.integrity.inc();
     }
 
     /// The Prometheus text exposition.

@@ -79,12 +79,19 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
     let ring = cfg.store.open_keyring(&mut *pool.get()?)?;
     let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(e.to_string()))?);
-    let audit = AuditLog::start(&cfg.store.location, keyring.clone(), metrics.clone())?;
+    let clock: Arc<dyn crate::time::Clock> = Arc::new(crate::time::SystemClock);
+    let audit = AuditLog::start(
+        &cfg.store.location,
+        keyring.clone(),
+        metrics.clone(),
+        clock.clone(),
+    )?;
     let state = web::Data::new(AppState {
         pool,
         keyring,
         audit,
         metrics,
+        clock,
         sessions: cfg.sessions.clone(),
         limiter: LoginLimiter::new(cfg.logins_per_minute, Duration::from_secs(60)),
         trust_forwarded: cfg.trust_forwarded,

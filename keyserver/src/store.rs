@@ -98,6 +98,7 @@ impl Store {
         if new && let KeyringSource::File(p) = &self.keyring {
             ring.save_new(p)?;
         }
+        crate::audit::prepare_store(conn, &ring)?;
         Ok(ring)
     }
 }

@@ -150,8 +150,18 @@ enum UserCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain; exit 0 if intact, else name the first broken event.
-    Verify,
+    /// Check the log and the state it describes; exit 0 if intact, else
+    /// name the first problem.
+    Verify {
+        /// Also check that the log still holds the history of a checkpoint
+        /// saved elsewhere (a witness's `checkpoint.json`, or a receipt):
+        /// catches a cut tail or a rollback even when the store was made
+        /// consistent with itself.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the Ed25519 public key that checkpoints and receipts verify with.
+    PublicKey,
     /// Export events for the patient record.
     Export {
         /// csv or json.
@@ -204,13 +214,32 @@ pub fn run(a: Args) -> Result<()> {
             eprintln!("user {email} disabled; their sessions have ended");
             Ok(())
         }
-        Command::Audit(AuditCommand::Verify) => {
-            let v = Admin::open(store)?.verify_audit()?;
+        Command::Audit(AuditCommand::Verify { checkpoint }) => {
+            let given = checkpoint
+                .as_deref()
+                .map(super::audit::load_checkpoint)
+                .transpose()?;
+            let v = Admin::open(store)?.verify_audit(given.as_ref())?;
             match v.broken {
                 None => {
-                    println!("audit log intact: {} events verified", v.verified);
+                    let signed = v
+                        .checkpoint
+                        .map(|c| format!("; latest checkpoint: {} events, root {}", c.size, c.root))
+                        .unwrap_or_default();
+                    let against = given
+                        .map(|c| format!("; holds the checkpoint of {} events given", c.size))
+                        .unwrap_or_default();
+                    println!(
+                        "audit log intact: {} events verified, state matches{signed}{against}",
+                        v.verified
+                    );
                     Ok(())
                 }
+                Some(b) if b.seq == 0 => bail!(
+                    "audit log broken: {} ({} events verified)",
+                    b.reason,
+                    v.verified
+                ),
                 Some(b) => bail!(
                     "audit log broken at event {}: {} ({} events verified before it)",
                     b.seq,
@@ -218,6 +247,14 @@ pub fn run(a: Args) -> Result<()> {
                     v.verified
                 ),
             }
+        }
+        Command::Audit(AuditCommand::PublicKey) => {
+            let key = Admin::open(store)?.checkpoint_public_key();
+            println!(
+                "{}",
+                medseal_keyserver_api::transparency::encode_public_key(&key)
+            );
+            Ok(())
         }
         Command::Audit(AuditCommand::Export {
             format,

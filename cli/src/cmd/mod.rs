@@ -1,5 +1,6 @@
 //! The command tree. Each subcommand lives in its own module and stays thin.
 
+mod audit;
 mod capture;
 mod endpoint;
 mod inspect;
@@ -42,6 +43,8 @@ enum Command {
     Keyserver(keyserver::Args),
     /// Run the receiving endpoint beside an EMR.
     Endpoint(endpoint::Args),
+    /// Check a key server's audit log from outside: receipts, and a witness.
+    Audit(audit::Args),
 }
 
 /// Runs the parsed command.
@@ -56,6 +59,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Send(a) => send::run(a),
         Command::Outbox(a) => outbox::run_command(a),
         Command::Endpoint(a) => endpoint::run(a),
+        Command::Audit(a) => audit::run(a),
     }
 }
 

@@ -7,17 +7,26 @@
 //! - this module: the event types, appending, verifying and exporting.
 
 pub mod chain;
+pub mod frontier;
+pub mod ledger;
+pub mod proofs;
+pub mod state;
+pub mod tree;
 pub mod writer;
 
 use diesel::prelude::*;
 use serde::Serialize;
 
+use medseal_keyserver_api::transparency::Checkpoint;
+
 use crate::db::Conn;
-use crate::db::schema::{audit_events, audit_head};
+use crate::db::schema::{audit_checkpoints, audit_events, audit_head};
 use crate::error::{Error, Result};
+use crate::keyring::Keyring;
 use crate::time::{now_ms, rfc3339};
 
-pub use writer::AuditLog;
+pub use ledger::Tx;
+pub use writer::{Applied, AuditLog};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +63,12 @@ pub enum Action {
     AuditRead,
     /// The database was restored from a backup.
     Restored,
+    /// Old master-key versions were retired after a rotation.
+    MasterKeyRetired,
+    /// A row failed its integrity check and was not acted on.
+    IntegrityViolation,
+    /// Rows written before state MACs existed were bound to the keyring.
+    StateBound,
 }
 
 impl Action {
@@ -76,6 +91,9 @@ impl Action {
             Action::MasterKeyRotated => "master_key.rotated",
             Action::AuditRead => "audit.read",
             Action::Restored => "keyserver.restored",
+            Action::MasterKeyRetired => "master_key.retired",
+            Action::IntegrityViolation => "integrity.violation",
+            Action::StateBound => "keyserver.state_bound",
         }
     }
 }
@@ -155,6 +173,36 @@ impl Event {
     }
 }
 
+/// Who is acting, as every event they cause records it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    /// An e-mail address, `admin-cli:<os user>`, or `anonymous`.
+    pub name: String,
+    /// The client's IP address, for HTTP requests.
+    pub client_ip: Option<String>,
+    /// The client's device id, for HTTP requests.
+    pub device_id: Option<String>,
+}
+
+impl Actor {
+    /// An actor without a network address (the admin command line).
+    pub fn local(name: impl Into<String>) -> Self {
+        Actor {
+            name: name.into(),
+            client_ip: None,
+            device_id: None,
+        }
+    }
+
+    /// An event by this actor about something owned by `org`.
+    pub fn event(&self, org: &str, action: Action, outcome: Outcome) -> Event {
+        let mut e = Event::new(&self.name, org, action, outcome);
+        e.client_ip.clone_from(&self.client_ip);
+        e.device_id.clone_from(&self.device_id);
+        e
+    }
+}
+
 /// A stored event (also a row of a backup's `audit_events.jsonl`).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize, serde::Deserialize)]
 #[diesel(table_name = audit_events)]
@@ -190,66 +238,56 @@ pub struct Record {
     pub hash: Vec<u8>,
 }
 
-/// Appends `events` in one transaction and returns their sequence numbers.
-///
-/// The chain head is locked for the whole transaction — SQLite's write lock
-/// (`BEGIN IMMEDIATE`), PostgreSQL's row lock on `audit_head` — so concurrent
-/// writers (other servers, the admin CLI) serialise and the chain never forks
-/// or skips a number.
-pub fn append(conn: &mut Conn, audit_key: &[u8; 32], events: &[Event]) -> Result<Vec<i64>> {
-    crate::write_tx!(conn, |c| {
-        // A no-op update takes the row lock before the head is read.
-        diesel::update(audit_head::table)
-            .set(audit_head::seq.eq(audit_head::seq))
-            .execute(c)?;
-        let (mut seq, mut prev): (i64, Vec<u8>) = audit_head::table
-            .select((audit_head::seq, audit_head::hash))
-            .first(c)?;
-        let rows = build_records(audit_key, &mut seq, &mut prev, events);
-        // Bounded statements stay under the backends' parameter limits.
-        for part in rows.chunks(256) {
-            diesel::insert_into(audit_events::table)
-                .values(part)
-                .execute(c)?;
-        }
-        diesel::update(audit_head::table)
-            .set((audit_head::seq.eq(seq), audit_head::hash.eq(&prev)))
-            .execute(c)?;
-        Ok::<_, Error>(rows.iter().map(|r| r.seq).collect())
-    })
+/// Appends `events` as a batch of their own (admin commands, restore) and
+/// returns their sequence numbers.
+pub fn append(conn: &mut Conn, ring: &Keyring, events: &[Event]) -> Result<Vec<i64>> {
+    let out = ledger::commit_batch(conn, ring, now_ms(), &[ledger::Item::Events(events)])?;
+    Ok(out.items.into_iter().flat_map(|d| d.seqs).collect())
 }
 
-fn build_records(
-    key: &[u8; 32],
-    seq: &mut i64,
-    prev: &mut Vec<u8>,
-    events: &[Event],
-) -> Vec<Record> {
-    let at = now_ms();
-    events
-        .iter()
-        .map(|e| {
-            *seq += 1;
-            let mut r = Record {
-                seq: *seq,
-                at,
-                actor: e.actor.clone(),
-                org: e.org.clone(),
-                action: e.action.as_str().to_owned(),
-                key_id: e.key_id.clone(),
-                report_id: e.report_id.clone(),
-                client_ip: e.client_ip.clone(),
-                device_id: e.device_id.clone(),
-                outcome: e.outcome.as_str().to_owned(),
-                detail: e.detail.clone(),
-                prev_hash: prev.clone(),
-                hash: Vec::new(),
-            };
-            r.hash = chain::link(key, prev, &r).to_vec();
-            prev.clone_from(&r.hash);
-            r
-        })
-        .collect()
+/// Makes a store ready for this version once its keyring is known: fills
+/// the Merkle frontier of a log written before there was one (from the
+/// events themselves), and binds rows written before state MACs.
+pub fn prepare_store(conn: &mut Conn, ring: &Keyring) -> Result<()> {
+    conn.transaction::<_, Error, _>(|c| {
+        let head = ledger::lock_head(c)?;
+        if head.seq > 0 && head.frontier.is_empty() {
+            let mut f = frontier::Frontier::empty();
+            let mut last = 0i64;
+            loop {
+                let page: Vec<Record> = audit_events::table
+                    .filter(audit_events::seq.gt(last))
+                    .filter(audit_events::seq.le(head.seq))
+                    .order(audit_events::seq.asc())
+                    .limit(10_000)
+                    .select(Record::as_select())
+                    .load(c)?;
+                let Some(tail) = page.last() else { break };
+                last = tail.seq;
+                for r in &page {
+                    f.push(ledger::leaf_event(r).leaf_hash());
+                }
+            }
+            if f.size() != head.seq as u64 {
+                return Err(Error::Integrity(format!(
+                    "the log ends at event {} but {} events were recorded",
+                    f.size(),
+                    head.seq
+                )));
+            }
+            diesel::update(audit_head::table)
+                .set(audit_head::frontier.eq(f.encode()))
+                .execute(c)?;
+        }
+        Ok(())
+    })?;
+    ledger::commit_one(
+        conn,
+        ring,
+        now_ms(),
+        crate::ops::bind_store(Actor::local("keyserver")),
+    )?;
+    Ok(())
 }
 
 /// Whether the newest event was sealed with `audit_key`: `None` for a store
@@ -273,33 +311,81 @@ pub fn sealed_with(conn: &mut Conn, audit_key: &[u8; 32]) -> Result<Option<bool>
     })))
 }
 
-/// The result of walking the chain.
+/// The result of checking the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     /// Events that verified before the first break (all of them if intact).
     pub verified: i64,
-    /// The first broken link, if any.
+    /// The first problem found, if any.
     pub broken: Option<Broken>,
+    /// The store's latest signed checkpoint, if it verified.
+    pub checkpoint: Option<Checkpoint>,
 }
 
-/// Where and how the chain breaks.
+/// Where and how the log breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
-    /// The first sequence number at which the chain is not intact.
+    /// The first sequence number at which the log is not intact (0 when the
+    /// problem is in the current state rather than in an event).
     pub seq: i64,
     /// What is wrong there.
     pub reason: String,
 }
 
-/// Walks the whole chain in order and reports the first broken link: an
-/// edited row (its hash does not match), a deleted row (a gap in sequence
-/// numbers, or a head that points past the last row), or reordered rows
-/// (a previous-hash that does not match its predecessor).
-pub fn verify(conn: &mut Conn, audit_key: &[u8; 32]) -> Result<Verification> {
-    const PAGE: i64 = 5000;
+/// Checks everything the keyring can check, and stops at the first problem:
+///
+/// - the hash chain: an edited row (its hash does not match), a deleted row
+///   (a gap, or a head that points past the last row), reordered rows;
+/// - the Merkle tree: every stored checkpoint's root is the root of the
+///   events up to its size, the latest checkpoint's signature verifies, and
+///   the stored frontier is the tree's;
+/// - against `external`, a checkpoint saved elsewhere (by a witness, or
+///   from a receipt): the store must still hold a log of at least that size
+///   whose tree at that size has that root — so a cut tail or a rollback
+///   shows even when the head and checkpoints were rewritten to match;
+/// - the state: every key, user and session row carries a valid state MAC,
+///   and keys, recipients, revocations, users, roles and organisations are
+///   exactly what the events say ([`state`]).
+pub fn verify(
+    conn: &mut Conn,
+    ring: &Keyring,
+    external: Option<&Checkpoint>,
+) -> Result<Verification> {
+    const PAGE: i64 = 10_000;
+    let public_key = ring.checkpoint_public_key();
+    let external = match external {
+        Some(c) => Some((
+            c.size,
+            c.verify(&public_key).map_err(|e| {
+                Error::Invalid(format!(
+                    "the checkpoint given was not signed by this store's keyring ({e})"
+                ))
+            })?,
+        )),
+        None => None,
+    };
+    let mut stored_checkpoints: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = audit_checkpoints::table
+        .order(audit_checkpoints::size.desc())
+        .select((
+            audit_checkpoints::size,
+            audit_checkpoints::root,
+            audit_checkpoints::at,
+            audit_checkpoints::signature,
+        ))
+        .load(conn)?;
+    let latest = stored_checkpoints.first().cloned();
+    stored_checkpoints.reverse();
+    let mut next_checkpoint = stored_checkpoints.iter().peekable();
     let mut expected_seq = 1i64;
     let mut prev = chain::GENESIS.to_vec();
     let mut last = 0i64;
+    let mut frontier = frontier::Frontier::empty();
+    let mut replay = state::Replay::default();
+    let at = |verified: i64, seq: i64, reason: String| Verification {
+        verified,
+        broken: Some(Broken { seq, reason }),
+        checkpoint: None,
+    };
     loop {
         let page: Vec<Record> = audit_events::table
             .filter(audit_events::seq.gt(last))
@@ -308,32 +394,53 @@ pub fn verify(conn: &mut Conn, audit_key: &[u8; 32]) -> Result<Verification> {
             .select(Record::as_select())
             .load(conn)?;
         for r in &page {
-            let broken = |reason: String| {
-                Ok(Verification {
-                    verified: expected_seq - 1,
-                    broken: Some(Broken {
-                        seq: expected_seq.min(r.seq),
-                        reason,
-                    }),
-                })
-            };
+            let v = expected_seq - 1;
             if r.seq != expected_seq {
-                return broken(format!(
-                    "event {expected_seq} is missing (next is {})",
-                    r.seq
+                return Ok(at(
+                    v,
+                    expected_seq.min(r.seq),
+                    format!("event {expected_seq} is missing (next is {})", r.seq),
                 ));
             }
             if r.prev_hash != prev {
-                return broken(format!(
-                    "event {} does not follow event {}",
+                return Ok(at(
+                    v,
                     r.seq,
-                    r.seq - 1
+                    format!("event {} does not follow event {}", r.seq, r.seq - 1),
                 ));
             }
-            if chain::link(audit_key, &prev, r).as_slice() != r.hash.as_slice() {
-                return broken(format!("event {} was altered", r.seq));
+            if chain::link(ring.audit_key(), &prev, r).as_slice() != r.hash.as_slice() {
+                return Ok(at(v, r.seq, format!("event {} was altered", r.seq)));
             }
             prev.clone_from(&r.hash);
+            frontier.push(ledger::leaf_event(r).leaf_hash());
+            replay.apply(r);
+            let size = r.seq;
+            while let Some((cs, root, _, _)) = next_checkpoint.peek() {
+                if *cs > size {
+                    break;
+                }
+                if *cs == size && root.as_slice() != frontier.root().as_slice() {
+                    return Ok(at(
+                        size,
+                        size,
+                        format!("the checkpoint of {size} events does not match them"),
+                    ));
+                }
+                next_checkpoint.next();
+            }
+            if let Some((es, root)) = external
+                && es == size as u64
+                && root != frontier.root()
+            {
+                return Ok(at(
+                    size,
+                    size,
+                    format!(
+                        "the log of {size} events is not the one the given checkpoint describes (rewritten history)"
+                    ),
+                ));
+            }
             expected_seq += 1;
         }
         match page.last() {
@@ -341,24 +448,68 @@ pub fn verify(conn: &mut Conn, audit_key: &[u8; 32]) -> Result<Verification> {
             _ => break,
         }
     }
-    let (head_seq, head_hash): (i64, Vec<u8>) = audit_head::table
-        .select((audit_head::seq, audit_head::hash))
-        .first(conn)?;
     let verified = expected_seq - 1;
+    let (head_seq, head_hash, head_frontier): (i64, Vec<u8>, Vec<u8>) = audit_head::table
+        .select((audit_head::seq, audit_head::hash, audit_head::frontier))
+        .first(conn)?;
     if head_seq != verified || head_hash != prev {
-        return Ok(Verification {
+        return Ok(at(
             verified,
-            broken: Some(Broken {
-                seq: verified + 1,
-                reason: format!(
-                    "the log ends at event {verified} but {head_seq} events were recorded"
-                ),
-            }),
-        });
+            verified + 1,
+            format!("the log ends at event {verified} but {head_seq} events were recorded"),
+        ));
+    }
+    if let Some((es, _)) = external
+        && es > verified as u64
+    {
+        return Ok(at(
+            verified,
+            verified + 1,
+            format!(
+                "the log has {verified} events, but the given checkpoint shows {es}: events were removed (truncation or rollback)"
+            ),
+        ));
+    }
+    if let Some((cs, _, _, _)) = next_checkpoint.next() {
+        return Ok(at(
+            verified,
+            verified + 1,
+            format!("a checkpoint of {cs} events is stored, but the log has {verified}"),
+        ));
+    }
+    if verified > 0 && frontier.encode() != head_frontier && !head_frontier.is_empty() {
+        return Ok(at(
+            verified,
+            0,
+            "the stored Merkle frontier is not the tree's".into(),
+        ));
+    }
+    let checkpoint = match latest {
+        Some((size, root, at_ms, sig)) => {
+            let sig = <[u8; 64]>::try_from(sig.as_slice()).unwrap_or([0; 64]);
+            let root = <[u8; 32]>::try_from(root.as_slice()).unwrap_or([0; 32]);
+            let c = Checkpoint::new(size as u64, &root, at_ms, &sig);
+            if c.verify(&public_key).is_err() {
+                return Ok(at(
+                    verified,
+                    size,
+                    format!("the checkpoint of {size} events is not signed by this keyring"),
+                ));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    if let Some(why) = crate::integrity::check_all(conn, ring.state_key())? {
+        return Ok(at(verified, 0, why));
+    }
+    if let Some(why) = replay.compare(conn)? {
+        return Ok(at(verified, 0, why));
     }
     Ok(Verification {
         verified,
         broken: None,
+        checkpoint,
     })
 }
 

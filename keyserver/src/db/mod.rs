@@ -187,6 +187,19 @@ macro_rules! write_tx {
     };
 }
 
+/// Runs `$body` with `$c` bound to the backend's own connection type, for
+/// the statements the multi-backend connection cannot express (multi-row
+/// inserts). Inside a transaction it joins that transaction.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::Conn::Sqlite($c) => $body,
+            $crate::db::Conn::Postgresql($c) => $body,
+        }
+    };
+}
+
 /// The SQLite file inside a data directory.
 pub fn sqlite_path(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("keyserver.sqlite3")

@@ -19,6 +19,7 @@ diesel::table! {
         failed_logins -> Integer,
         locked_until -> Nullable<BigInt>,
         created_at -> BigInt,
+        state_mac -> Nullable<Binary>,
     }
 }
 
@@ -31,6 +32,7 @@ diesel::table! {
         last_seen -> BigInt,
         expires_at -> BigInt,
         revoked -> Bool,
+        state_mac -> Nullable<Binary>,
     }
 }
 
@@ -45,6 +47,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> Nullable<BigInt>,
         revoked_at -> Nullable<BigInt>,
+        state_mac -> Nullable<Binary>,
     }
 }
 
@@ -78,6 +81,18 @@ diesel::table! {
         id -> Integer,
         seq -> BigInt,
         hash -> Binary,
+        kek_current -> Integer,
+        frontier -> Binary,
+        state_bound -> Bool,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (size) {
+        size -> BigInt,
+        root -> Binary,
+        at -> BigInt,
+        signature -> Binary,
     }
 }
 
@@ -101,4 +116,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_recipients,
     audit_events,
     audit_head,
+    audit_checkpoints,
 );

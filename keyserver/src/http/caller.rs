@@ -5,8 +5,9 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 
 use super::AppState;
 use crate::accounts::{self, Authenticated, Principal};
-use crate::audit::{Action, Event, Outcome};
+use crate::audit::{Action, Actor, Event, Outcome};
 use crate::error::Error;
+use crate::ops;
 
 /// The header carrying the device id a session is bound to.
 pub const DEVICE_HEADER: &str = "X-Device-Id";
@@ -34,12 +35,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller as the audit trail names them.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.principal.email.clone(),
+            client_ip: self.ip.clone(),
+            device_id: Some(self.principal.device_id.clone()),
+        }
+    }
+
     /// An audit event by this caller, about something owned by `org`.
     pub fn event(&self, org: &str, action: Action, outcome: Outcome) -> Event {
-        let mut e = Event::new(&self.principal.email, org, action, outcome);
-        e.client_ip.clone_from(&self.ip);
-        e.device_id = Some(self.principal.device_id.clone());
-        e
+        self.actor().event(org, action, outcome)
     }
 }
 
@@ -112,12 +119,15 @@ impl AppState {
         let pool = self.pool.clone();
         let policy = self.sessions.clone();
         let dev = device_id.clone();
+        let ring = self.keyring.get();
+        let now = self.clock.now_ms();
         let work = move || -> Result<_, Error> {
             let mut conn = pool.get()?;
-            let authed = accounts::authenticate(&mut conn, &token, &dev, &policy)?;
+            let authed =
+                accounts::authenticate(&mut conn, &token, &dev, &policy, ring.state_key(), now)?;
             let out = match &authed {
                 Authenticated::Ok(p) => Some(f(&mut conn, p)),
-                Authenticated::DeviceMismatch(_) => None,
+                _ => None,
             };
             Ok((authed, out))
         };
@@ -133,6 +143,22 @@ impl AppState {
             (Authenticated::Ok(_), None) => {
                 Err(Error::Internal("authorisation lost its result".into()))
             }
+            (Authenticated::Tampered { email, org, what }, _) => {
+                self.metrics.integrity_violation();
+                let actor = Actor {
+                    name: email,
+                    client_ip: ip,
+                    device_id: Some(device_id),
+                };
+                self.audit
+                    .record(
+                        actor
+                            .event(&org, Action::IntegrityViolation, Outcome::Denied)
+                            .detail(what),
+                    )
+                    .await?;
+                Err(Error::Unauthorized("invalid or expired session"))
+            }
             (Authenticated::DeviceMismatch(principal), _) => {
                 self.metrics.denial("device_mismatch");
                 let mut e = Event::new(
@@ -147,7 +173,9 @@ impl AppState {
                 ));
                 e.client_ip = ip;
                 e.device_id = Some(device_id);
-                self.audit.record(e).await?;
+                self.audit
+                    .apply(ops::burn_session(e, principal.token_hash.clone()))
+                    .await?;
                 Err(Error::Unauthorized(
                     "this session belongs to another device; log in again",
                 ))

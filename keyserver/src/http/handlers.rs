@@ -11,12 +11,15 @@ use zeroize::Zeroizing;
 
 use super::AppState;
 use super::caller::{Caller, Credentials, client_ip};
-use crate::accounts::{self, Login};
-use crate::audit::{self, Action, Event, Outcome};
+use super::transparency::receipt_for;
+use crate::accounts::{self, PasswordCheck};
+use crate::audit::{self, Action, Actor, Outcome};
 use crate::error::{Error, ErrorBody, Result};
 use crate::keys::{self, KeyInfo};
+use crate::ops;
 use crate::policy;
-use crate::time::{now_ms, parse_rfc3339, rfc3339};
+use crate::time::{parse_rfc3339, rfc3339};
+use medseal_keyserver_api::transparency::Receipt;
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     web::block(f)
@@ -76,23 +79,27 @@ pub async fn create_session(
     } = body.into_inner();
     let password = Zeroizing::new(password);
     let ip = client_ip(&req, state.trust_forwarded);
-    let event = |org: &str, action, outcome| {
-        let mut e = Event::new(email.trim(), org, action, outcome);
-        e.client_ip.clone_from(&ip);
-        e.device_id = Some(device_id.clone());
-        e
+    let as_given = Actor {
+        name: email.trim().to_owned(),
+        client_ip: ip.clone(),
+        device_id: Some(device_id.clone()),
     };
     let (limiter, addr) = (
         state.limiter,
         ip.clone().unwrap_or_else(|| "unknown".into()),
     );
-    let allowed = with_conn(&state, move |c| limiter.check(c, &addr, now_ms())).await?;
+    let now = state.clock.now_ms();
+    let allowed = with_conn(&state, move |c| limiter.check(c, &addr, now)).await?;
     if let Err(limited) = allowed {
         state.metrics.denial("login_rate");
         if limited.first {
             state
                 .audit
-                .record(event("", Action::SessionFailed, Outcome::Denied).detail("rate limited"))
+                .record(
+                    as_given
+                        .event("", Action::SessionFailed, Outcome::Denied)
+                        .detail("rate limited"),
+                )
                 .await?;
         }
         return Err(Error::RateLimited {
@@ -100,64 +107,107 @@ pub async fn create_session(
             retry_after: limited.retry_after,
         });
     }
-    let policy = state.sessions.clone();
-    let (e2, d2) = (email.clone(), device_id.clone());
-    let outcome = with_conn(&state, move |c| {
-        accounts::login(c, &e2, password.as_bytes(), &d2, &policy)
+    accounts::check_device_id(&device_id)?;
+    let ring = state.keyring.get();
+    let pool = state.pool.clone();
+    let e2 = email.clone();
+    let check = blocking(move || {
+        let user = accounts::find_user(&mut *pool.get()?, &e2, ring.state_key())?;
+        Ok(accounts::check_password(user, password.as_bytes(), now))
     })
     .await?;
-    match outcome {
-        Login::Ok(p, session) => {
-            let mut e = event(&p.org, Action::SessionCreated, Outcome::Success);
-            e.actor = p.email.clone();
-            state.audit.record(e).await?;
+    let actor = |org: &str| as_given.event(org, Action::SessionFailed, Outcome::Denied);
+    let wrong = Error::Unauthorized("wrong e-mail or password");
+    match check {
+        PasswordCheck::Ok(user) => {
+            let session = accounts::NewSession::generate()?;
+            let expires_at = now + state.sessions.absolute_timeout_ms;
+            let actor = Actor {
+                name: user.email.clone(),
+                client_ip: ip.clone(),
+                device_id: Some(device_id.clone()),
+            };
+            let row = ops::NewSessionRow {
+                token_hash: session.token_hash.clone(),
+                device_id: device_id.clone(),
+                expires_at,
+            };
+            let applied = state
+                .audit
+                .apply(ops::open_session(actor, user.id, user.org.clone(), row))
+                .await?;
+            if let Err(e) = applied.value {
+                if matches!(e, Error::Integrity(_)) {
+                    state.metrics.integrity_violation();
+                }
+                return Err(wrong);
+            }
             Ok(no_store(HttpResponse::Created().json(SessionResponse {
                 token: session.token.to_string(),
-                expires_at: rfc3339(session.expires_at),
+                expires_at: rfc3339(expires_at),
             })))
         }
-        Login::Failed { org, locked_now } => {
+        PasswordCheck::Unknown => {
             state.metrics.denial("bad_credentials");
             state
                 .audit
-                .record(
-                    event(&org, Action::SessionFailed, Outcome::Denied)
-                        .detail("wrong e-mail or password"),
-                )
+                .record(actor("").detail("wrong e-mail or password"))
                 .await?;
-            if locked_now {
-                state
-                    .audit
-                    .record(
-                        event(&org, Action::SessionLocked, Outcome::Denied)
-                            .detail("locked after repeated failures"),
-                    )
-                    .await?;
-            }
-            Err(Error::Unauthorized("wrong e-mail or password"))
+            Err(wrong)
         }
-        Login::Locked { org, until } => {
+        PasswordCheck::Wrong(user) => {
+            state.metrics.denial("bad_credentials");
+            let a = Actor {
+                name: user.email.clone(),
+                client_ip: ip.clone(),
+                device_id: Some(device_id.clone()),
+            };
+            state
+                .audit
+                .apply(ops::login_failed(
+                    a,
+                    user.id,
+                    user.org.clone(),
+                    "wrong e-mail or password",
+                    state.sessions.clone(),
+                ))
+                .await?;
+            Err(wrong)
+        }
+        PasswordCheck::Locked(user, until) => {
             state.metrics.denial("locked");
             state
                 .audit
-                .record(
-                    event(&org, Action::SessionFailed, Outcome::Denied).detail("account locked"),
-                )
+                .record(actor(&user.org).detail("account locked"))
                 .await?;
             Err(Error::RateLimited {
                 message: "account locked after repeated failed logins; try again later".into(),
-                retry_after: ((until - now_ms()) / 1000).max(1) as u64,
+                retry_after: ((until - now) / 1000).max(1) as u64,
             })
         }
-        Login::Disabled { org } => {
+        PasswordCheck::Disabled(user) => {
             state.metrics.denial("disabled");
             state
                 .audit
-                .record(
-                    event(&org, Action::SessionFailed, Outcome::Denied).detail("account disabled"),
-                )
+                .record(actor(&user.org).detail("account disabled"))
                 .await?;
             Err(Error::Unauthorized("this account is disabled"))
+        }
+        PasswordCheck::Tampered(user) => {
+            state.metrics.integrity_violation();
+            state
+                .audit
+                .record(
+                    Actor {
+                        name: user.email.clone(),
+                        client_ip: ip.clone(),
+                        device_id: Some(device_id.clone()),
+                    }
+                    .event(&user.org, Action::IntegrityViolation, Outcome::Denied)
+                    .detail("the account was changed outside the key server; sign-in refused"),
+                )
+                .await?;
+            Err(wrong)
         }
     }
 }
@@ -205,16 +255,15 @@ pub async fn delete_session(
     state: web::Data<AppState>,
     creds: Credentials,
 ) -> Result<HttpResponse> {
-    let (caller, ended) = state
-        .authorized(creds, |c, p| accounts::end_session(c, &p.token_hash))
-        .await?;
-    ended?;
+    let (caller, authorised) = state.authorized(creds, |_, _| Ok(())).await?;
+    authorised?;
+    let org = caller.principal.org.clone();
     state
         .audit
-        .record(caller.event(
-            &caller.principal.org,
-            Action::SessionEnded,
-            Outcome::Success,
+        .apply(ops::end_session(
+            caller.actor(),
+            org,
+            caller.principal.token_hash.clone(),
         ))
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -256,15 +305,15 @@ pub async fn create_key(
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let expires_at = body.expires_at.as_deref().map(parse_rfc3339).transpose()?;
-    let ring = state.keyring.get();
+    let now = state.clock.now_ms();
     let (report_id, recipients) = (body.report_id.clone(), body.recipients.clone());
-    let (caller, created) = state
-        .authorized(creds, move |c, p| {
-            keys::create(c, &ring, p, &report_id, &recipients, expires_at)
+    let (caller, new) = state
+        .authorized(creds, move |_, p| {
+            keys::prepare(p, &report_id, &recipients, expires_at, now)
         })
         .await?;
-    let created = match created {
-        Ok(c) => c,
+    let new = match new {
+        Ok(n) => n,
         Err(e @ Error::Forbidden(_)) => {
             state.metrics.denial("create_forbidden");
             let ev = caller
@@ -276,16 +325,20 @@ pub async fn create_key(
         }
         Err(e) => return Err(e),
     };
-    let ev = caller
-        .event(&caller.principal.org, Action::KeyCreated, Outcome::Success)
-        .detail(format!("recipients: {}", body.recipients.join(", ")))
-        .about(Some(created.key_id.clone()), Some(body.report_id));
-    state.audit.record(ev).await?;
-    Ok(no_store(HttpResponse::Created().json(CreatedKey {
-        key_id: created.key_id,
-        key: B64.encode(created.key.expose_secret()),
-        expires_at: created.expires_at.map(rfc3339),
-    })))
+    let answer = CreatedKey {
+        key_id: new.key_id.clone(),
+        key: B64.encode(new.key.expose_secret()),
+        expires_at: new.expires_at.map(rfc3339),
+    };
+    state
+        .audit
+        .apply(ops::create_key(
+            caller.actor(),
+            caller.principal.clone(),
+            new,
+        ))
+        .await?;
+    Ok(no_store(HttpResponse::Created().json(answer)))
 }
 
 /// A released data key.
@@ -297,6 +350,11 @@ pub struct FetchedKey {
     key: String,
     /// The report it seals.
     report_id: String,
+    /// Proof that this release is in the audit log: the `key.fetched`
+    /// event, a signed checkpoint, and the inclusion proof between them
+    /// (`medseal audit check-receipt` verifies it offline).
+    #[schema(value_type = Object)]
+    receipt: Receipt,
 }
 
 /// Authenticates, looks the key up (one trip to the database pool), and
@@ -309,9 +367,10 @@ async fn authorised_key(
     refusal: &'static str,
 ) -> Result<(Caller, KeyInfo)> {
     let id = key_id.to_owned();
+    let ring = state.keyring.get();
     let (caller, info) = state
         .authorized(creds, move |c, p| match keys::check_key_id(&id) {
-            Ok(()) => keys::lookup(c, p, &id),
+            Ok(()) => keys::lookup(c, p, &id, ring.state_key()),
             Err(_) => Ok(None),
         })
         .await?;
@@ -330,6 +389,21 @@ async fn authorised_key(
             .await?;
         return Err(Error::NotFound("no such key".into()));
     };
+    if !info.intact {
+        state.metrics.integrity_violation();
+        state.metrics.key_fetch("tampered");
+        let what = format!("key {key_id} was changed outside the key server; not released");
+        state
+            .audit
+            .record(
+                caller
+                    .event(&info.org, Action::IntegrityViolation, Outcome::Denied)
+                    .detail(what.clone())
+                    .about(Some(key_id.to_owned()), Some(info.report_id.clone())),
+            )
+            .await?;
+        return Err(Error::Integrity(what));
+    }
     if !allowed(&caller.principal, &info.facts) {
         state.metrics.denial("not_allowed");
         state
@@ -368,7 +442,8 @@ pub async fn fetch_key(
         }
     })?;
     let about = (Some(key_id.clone()), Some(info.report_id.clone()));
-    if let Some(reason) = keys::gone_reason(&info, now_ms()) {
+    if let Some(reason) = keys::gone_reason(info.revoked_at, info.expires_at, state.clock.now_ms())
+    {
         state.metrics.key_fetch("gone");
         let ev = caller
             .event(&info.org, Action::KeyDenied, Outcome::Denied)
@@ -386,12 +461,14 @@ pub async fn fetch_key(
         // not because the account is a recipient: the trail says so.
         ev = ev.detail("service account: the organisation's receiving endpoint");
     }
-    state.audit.record(ev).await?;
+    let applied = state.audit.record(ev).await?;
+    let receipt = receipt_for(&state, &applied).await?;
     state.metrics.key_fetch("released");
     Ok(no_store(HttpResponse::Ok().json(FetchedKey {
         key_id,
         key: B64.encode(key.expose_secret()),
         report_id: info.report_id,
+        receipt,
     })))
 }
 
@@ -416,7 +493,7 @@ pub async fn add_recipients(
     body: web::Json<RecipientsRequest>,
 ) -> Result<HttpResponse> {
     let key_id = path.into_inner();
-    let (caller, info) = authorised_key(
+    let (caller, _) = authorised_key(
         &state,
         creds,
         &key_id,
@@ -424,16 +501,12 @@ pub async fn add_recipients(
         "only the key's creator or an admin of its organisation may add recipients",
     )
     .await?;
-    if let Some(reason) = keys::gone_reason(&info, now_ms()) {
-        return Err(Error::Gone(format!("this report's key has been {reason}")));
-    }
-    let (id, r) = (key_id.clone(), body.into_inner().recipients);
-    let added = with_conn(&state, move |c| keys::add_recipients(c, &id, &r)).await?;
-    let ev = caller
-        .event(&info.org, Action::RecipientsAdded, Outcome::Success)
-        .detail(format!("added: {}", added.join(", ")))
-        .about(Some(key_id), Some(info.report_id));
-    state.audit.record(ev).await?;
+    let recipients = keys::normalise_recipients(&body.into_inner().recipients)?;
+    let applied = state
+        .audit
+        .apply(ops::add_recipients(caller.actor(), key_id, recipients))
+        .await?;
+    applied.value?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -448,7 +521,7 @@ pub async fn revoke_key(
     path: web::Path<String>,
 ) -> Result<HttpResponse> {
     let key_id = path.into_inner();
-    let (caller, info) = authorised_key(
+    let (caller, _) = authorised_key(
         &state,
         creds,
         &key_id,
@@ -456,12 +529,11 @@ pub async fn revoke_key(
         "only the key's creator or an admin of its organisation may revoke it",
     )
     .await?;
-    let id = key_id.clone();
-    with_conn(&state, move |c| keys::revoke(c, &id)).await?;
-    let ev = caller
-        .event(&info.org, Action::KeyRevoked, Outcome::Success)
-        .about(Some(key_id), Some(info.report_id));
-    state.audit.record(ev).await?;
+    let applied = state
+        .audit
+        .apply(ops::revoke_key(caller.actor(), key_id))
+        .await?;
+    applied.value?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -498,9 +570,10 @@ pub async fn read_audit(
         ..Default::default()
     };
     let asked_key = q.key_id.clone();
+    let ring = state.keyring.get();
     let (caller, key) = state
         .authorized(creds, move |c, p| match asked_key {
-            Some(k) if keys::check_key_id(&k).is_ok() => keys::lookup(c, p, &k),
+            Some(k) if keys::check_key_id(&k).is_ok() => keys::lookup(c, p, &k, ring.state_key()),
             _ => Ok(None),
         })
         .await?;

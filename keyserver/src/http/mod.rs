@@ -3,6 +3,7 @@
 pub mod caller;
 pub mod handlers;
 pub mod limiter;
+pub mod transparency;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The time, as every decision sees it.
+    pub clock: Arc<dyn crate::time::Clock>,
     /// Session timeouts and lockout.
     pub sessions: SessionPolicy,
     /// Per-address login limit.
@@ -60,11 +63,14 @@ pub struct AppState {
         handlers::create_session, handlers::current_session, handlers::delete_session, handlers::create_key,
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key,
         handlers::read_audit, handlers::healthz, handlers::readyz, handlers::metrics,
+        transparency::checkpoint, transparency::proof, transparency::consistency,
+        transparency::public_key,
     ),
     components(schemas(
         handlers::LoginRequest, handlers::SessionResponse, handlers::CurrentSession, handlers::CreateKeyRequest,
         handlers::CreatedKey, handlers::FetchedKey, handlers::RecipientsRequest,
         crate::error::ErrorBody, crate::audit::ExportedEvent,
+        transparency::Proof, transparency::PublicKey,
     )),
     modifiers(&BearerAuth)
 )]
@@ -156,6 +162,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(handlers::revoke_key),
         )
         .route("/v1/audit", web::get().to(handlers::read_audit))
+        .route(
+            "/v1/audit/checkpoint",
+            web::get().to(transparency::checkpoint),
+        )
+        .route("/v1/audit/proof", web::get().to(transparency::proof))
+        .route(
+            "/v1/audit/consistency",
+            web::get().to(transparency::consistency),
+        )
+        .route(
+            "/v1/audit/public-key",
+            web::get().to(transparency::public_key),
+        )
         .route("/healthz", web::get().to(handlers::healthz))
         .route("/readyz", web::get().to(handlers::readyz))
         .route("/metrics", web::get().to(handlers::metrics))

@@ -1,0 +1,20 @@
+//! # medseal-keyserver-api
+//!
+//! The key server's wire contract, in a crate that any client can depend on
+//! (the command line, the receiving endpoint, the browser app compiled to
+//! wasm32) without pulling in the server.
+//!
+//! | module          | owns                                                          |
+//! |-----------------|---------------------------------------------------------------|
+//! | [`merkle`]      | RFC 9162 Merkle tree hashing and proof verification           |
+//! | [`transparency`]| audit events as leaves, signed checkpoints, receipts; checking them offline with the server's public key |
+//!
+//! Nothing here touches a network, a file or a clock: a witness or an
+//! auditor can check what a server signed with this crate alone.
+
+#![forbid(unsafe_code)]
+
+pub mod merkle;
+pub mod transparency;
+
+pub use transparency::{Checkpoint, Receipt, ReceiptEvent, VerifyError};

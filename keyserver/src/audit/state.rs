@@ -1,0 +1,184 @@
+//! "Every state change has its event, and every event its change": the
+//! access-control state that the log's events describe, replayed and
+//! compared with the rows in the store.
+//!
+//! The state MACs ([`crate::integrity`]) stop a row from being edited into a
+//! state the keyring never sealed; they cannot stop a row from being put
+//! back, whole, as it was earlier (an un-revocation by restoring yesterday's
+//! row and MAC). The log can: a key is revoked in the store exactly when a
+//! successful `key.revoked` event names it, its recipients are exactly
+//! those its `key.created` and `key.recipients_added` events list, and so
+//! on. This module states those rules in one place.
+
+use std::collections::{BTreeSet, HashMap};
+
+use diesel::prelude::*;
+
+use super::Record;
+use crate::db::Conn;
+use crate::db::schema::{data_keys, key_recipients, orgs, users};
+use crate::error::Result;
+
+#[derive(Debug, Default)]
+struct ExpectedKey {
+    recipients: BTreeSet<String>,
+    revoked: bool,
+}
+
+#[derive(Debug)]
+struct ExpectedUser {
+    org: String,
+    role: String,
+    disabled: bool,
+}
+
+/// The state the events describe, built one event at a time.
+#[derive(Debug, Default)]
+pub struct Replay {
+    keys: HashMap<String, ExpectedKey>,
+    users: HashMap<String, ExpectedUser>,
+    orgs: BTreeSet<String>,
+}
+
+/// The list after `prefix` in a detail such as `recipients: a@x, b@y`.
+fn list_after<'a>(detail: &'a str, prefix: &str) -> impl Iterator<Item = String> + 'a {
+    let rest = detail.strip_prefix(prefix).unwrap_or("");
+    // Further clauses (e.g. "; expires …") follow a semicolon.
+    let rest = rest.split(';').next().unwrap_or("");
+    rest.split(", ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+impl Replay {
+    /// Applies one event.
+    pub fn apply(&mut self, r: &Record) {
+        if r.outcome != "success" {
+            return;
+        }
+        match (r.action.as_str(), r.key_id.as_deref()) {
+            ("key.created", Some(k)) => {
+                let e = self.keys.entry(k.to_owned()).or_default();
+                e.recipients.extend(list_after(&r.detail, "recipients: "));
+            }
+            ("key.recipients_added", Some(k)) => {
+                let e = self.keys.entry(k.to_owned()).or_default();
+                e.recipients.extend(list_after(&r.detail, "added: "));
+            }
+            ("key.revoked", Some(k)) => {
+                self.keys.entry(k.to_owned()).or_default().revoked = true;
+            }
+            ("org.created", _) => {
+                self.orgs.insert(r.org.clone());
+            }
+            ("user.created", _) => {
+                // "{email} as {role}"
+                if let Some((email, role)) = r.detail.split_once(" as ") {
+                    self.users.insert(
+                        email.to_owned(),
+                        ExpectedUser {
+                            org: r.org.clone(),
+                            role: role.to_owned(),
+                            disabled: false,
+                        },
+                    );
+                }
+            }
+            ("user.disabled", _) => {
+                if let Some(u) = self.users.get_mut(r.detail.as_str()) {
+                    u.disabled = true;
+                }
+            }
+            ("user.enabled", _) => {
+                if let Some(u) = self.users.get_mut(r.detail.as_str()) {
+                    u.disabled = false;
+                }
+            }
+            ("user.role_changed", _) => {
+                if let Some((email, role)) = r.detail.split_once(" as ")
+                    && let Some(u) = self.users.get_mut(email)
+                {
+                    u.role = role.to_owned();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Compares the replayed state with the store; the first difference, if
+    /// any, in words.
+    pub fn compare(&self, conn: &mut Conn) -> Result<Option<String>> {
+        let rows: Vec<(String, Option<i64>)> = data_keys::table
+            .order(data_keys::key_id)
+            .select((data_keys::key_id, data_keys::revoked_at))
+            .load(conn)?;
+        let mut recipients: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (k, e) in key_recipients::table
+            .select((key_recipients::key_id, key_recipients::email))
+            .load::<(String, String)>(conn)?
+        {
+            recipients.entry(k).or_default().insert(e);
+        }
+        let empty = BTreeSet::new();
+        for (key_id, revoked_at) in &rows {
+            let Some(exp) = self.keys.get(key_id) else {
+                return Ok(Some(format!(
+                    "key {key_id} is in the store but no event created it"
+                )));
+            };
+            if exp.revoked != revoked_at.is_some() {
+                return Ok(Some(if exp.revoked {
+                    format!("key {key_id} was revoked, but the store has it unrevoked")
+                } else {
+                    format!("key {key_id} is revoked in the store, but no event revoked it")
+                }));
+            }
+            let have = recipients.get(key_id).unwrap_or(&empty);
+            if *have != exp.recipients {
+                return Ok(Some(format!(
+                    "the recipients of key {key_id} in the store are not those its events gave it"
+                )));
+            }
+        }
+        if rows.len() != self.keys.len() {
+            let stored: BTreeSet<&String> = rows.iter().map(|(k, _)| k).collect();
+            if let Some(k) = self.keys.keys().find(|k| !stored.contains(k)) {
+                return Ok(Some(format!(
+                    "key {k} was created, but it is not in the store"
+                )));
+            }
+        }
+        let urows: Vec<(String, String, String, bool)> = users::table
+            .inner_join(orgs::table)
+            .select((users::email, orgs::name, users::role, users::disabled))
+            .load(conn)?;
+        for (email, org, role, disabled) in &urows {
+            let Some(exp) = self.users.get(email) else {
+                return Ok(Some(format!(
+                    "user {email} is in the store but no event created them"
+                )));
+            };
+            if exp.org != *org || exp.role != *role || exp.disabled != *disabled {
+                return Ok(Some(format!(
+                    "user {email} in the store is not as the events left them"
+                )));
+            }
+        }
+        if urows.len() != self.users.len() {
+            let stored: BTreeSet<&String> = urows.iter().map(|u| &u.0).collect();
+            if let Some(u) = self.users.keys().find(|u| !stored.contains(u)) {
+                return Ok(Some(format!(
+                    "user {u} was created, but is not in the store"
+                )));
+            }
+        }
+        let onames: Vec<String> = orgs::table.select(orgs::name).load(conn)?;
+        if let Some(o) = onames.iter().find(|o| !self.orgs.contains(*o)) {
+            return Ok(Some(format!(
+                "organisation {o} is in the store but no event created it"
+            )));
+        }
+        Ok(None)
+    }
+}
