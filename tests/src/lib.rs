@@ -422,6 +422,43 @@ impl KeyServer {
         }
     }
 
+    /// Runs SQL statements straight on the store, as an insider with write
+    /// access to the database (but not the keyring) would.
+    pub fn sql(&self, statements: &[&str]) {
+        match &self.database_url {
+            Some(url) => {
+                let mut c = PgConnection::establish(url).expect("connect to PostgreSQL");
+                for s in statements {
+                    diesel::sql_query(*s)
+                        .execute(&mut c)
+                        .unwrap_or_else(|e| panic!("{s}: {e}"));
+                }
+            }
+            None => {
+                let path = self.dir.path().join("data/keyserver.sqlite3");
+                let mut c = diesel::SqliteConnection::establish(path.to_str().expect("utf-8"))
+                    .expect("open SQLite");
+                for s in statements {
+                    diesel::sql_query(*s)
+                        .execute(&mut c)
+                        .unwrap_or_else(|e| panic!("{s}: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Removes the database's append-only guard on audit events (an
+    /// insider's first step).
+    pub fn drop_append_only_guards(&self) {
+        match self.database_url {
+            Some(_) => self.sql(&["DROP TRIGGER audit_events_no_change ON audit_events"]),
+            None => self.sql(&[
+                "DROP TRIGGER audit_events_no_update",
+                "DROP TRIGGER audit_events_no_delete",
+            ]),
+        }
+    }
+
     /// A client for `email` on `device`, logged in with `password`.
     pub fn login(&self, email: &str, password: &str, device: &str) -> Client {
         let mut c = Client::new(&self.base, device);

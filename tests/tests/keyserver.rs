@@ -356,37 +356,6 @@ fn audit_api_and_export_tell_the_story_in_order(backend: Backend) {
 }
 
 /// Runs SQL directly against the store, as an attacker with database access would.
-fn raw_sql(ks: &KeyServer, statements: &[&str]) {
-    match &ks.database_url {
-        Some(url) => {
-            let mut c = diesel::PgConnection::establish(url).unwrap();
-            for s in statements {
-                diesel::sql_query(*s).execute(&mut c).unwrap();
-            }
-        }
-        None => {
-            let path = ks.dir.path().join("data/keyserver.sqlite3");
-            let mut c = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
-            for s in statements {
-                diesel::sql_query(*s).execute(&mut c).unwrap();
-            }
-        }
-    }
-}
-
-fn drop_append_only_guards(ks: &KeyServer) {
-    match ks.database_url {
-        Some(_) => raw_sql(ks, &["DROP TRIGGER audit_events_no_change ON audit_events"]),
-        None => raw_sql(
-            ks,
-            &[
-                "DROP TRIGGER audit_events_no_update",
-                "DROP TRIGGER audit_events_no_delete",
-            ],
-        ),
-    }
-}
-
 /// A store with 8 audit events made through the admin CLI.
 fn eight_events(backend: Backend) -> KeyServer {
     let ks = KeyServer::new(backend);
@@ -411,34 +380,31 @@ fn audit_verify_finds_edits_deletions_and_reordering(backend: Backend) {
     // The server refuses edits through the database's own guard…
     let ks = eight_events(backend);
     let edit = "UPDATE audit_events SET actor = 'mallory@x' WHERE seq = 5";
-    let blocked = std::panic::catch_unwind(|| raw_sql(&ks, &[edit]));
+    let blocked = std::panic::catch_unwind(|| ks.sql(&[edit]));
     assert!(blocked.is_err(), "append-only guard must refuse updates");
 
     // …and once an insider removes the guard, the chain still tells.
-    drop_append_only_guards(&ks);
-    raw_sql(&ks, &[edit]);
+    ks.drop_append_only_guards();
+    ks.sql(&[edit]);
     verify_fails_at(&ks, 5);
 
     let ks = eight_events(backend);
-    drop_append_only_guards(&ks);
-    raw_sql(&ks, &["DELETE FROM audit_events WHERE seq = 4"]);
+    ks.drop_append_only_guards();
+    ks.sql(&["DELETE FROM audit_events WHERE seq = 4"]);
     verify_fails_at(&ks, 4);
 
     let ks = eight_events(backend);
-    drop_append_only_guards(&ks);
-    raw_sql(
-        &ks,
-        &[
-            "UPDATE audit_events SET seq = -1 WHERE seq = 3",
-            "UPDATE audit_events SET seq = 3 WHERE seq = 6",
-            "UPDATE audit_events SET seq = 6 WHERE seq = -1",
-        ],
-    );
+    ks.drop_append_only_guards();
+    ks.sql(&[
+        "UPDATE audit_events SET seq = -1 WHERE seq = 3",
+        "UPDATE audit_events SET seq = 3 WHERE seq = 6",
+        "UPDATE audit_events SET seq = 6 WHERE seq = -1",
+    ]);
     verify_fails_at(&ks, 3);
 
     let ks = eight_events(backend);
-    drop_append_only_guards(&ks);
-    raw_sql(&ks, &["DELETE FROM audit_events WHERE seq = 8"]);
+    ks.drop_append_only_guards();
+    ks.sql(&["DELETE FROM audit_events WHERE seq = 8"]);
     verify_fails_at(&ks, 8);
 }
 
