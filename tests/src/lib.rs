@@ -551,6 +551,11 @@ impl Client {
         self.try_send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
+    /// DELETE, without panicking when no answer comes.
+    pub fn try_delete(&self, path: &str) -> Result<Reply, reqwest::Error> {
+        self.try_send(self.http.delete(format!("{}{path}", self.base)))
+    }
+
     /// GET.
     pub fn get(&self, path: &str) -> Reply {
         self.send(self.http.get(format!("{}{path}", self.base)))

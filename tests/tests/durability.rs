@@ -205,3 +205,225 @@ fn sqlite_keeps_every_acknowledged_key_and_event_across_sigkill() {
 fn postgres_keeps_every_acknowledged_key_and_event_across_sigkill() {
     killed_at_random_moments(Backend::Postgres);
 }
+
+/// What was acknowledged under the mixed load.
+#[derive(Default)]
+struct Changes {
+    revoked: Vec<String>,
+    /// (key id, recipient) pairs answered 204.
+    added: Vec<(String, String)>,
+    /// Accounts whose `user disable` exited 0.
+    disabled: Vec<String>,
+    logins: u32,
+}
+
+/// One client's loop: create, sometimes add a recipient, sometimes revoke;
+/// log in and out; fail a password now and then.
+fn mutator(
+    base: String,
+    token: String,
+    stop: Arc<AtomicBool>,
+    changes: Arc<Mutex<Changes>>,
+    tag: String,
+) {
+    let mut c = Client::new(&base, "alice-phone");
+    c.token = Some(token);
+    let mut n = 0u32;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let Ok(r) = c.try_post(
+            "/v1/keys",
+            &json!({"report_id": format!("mix-{tag}-{n}"), "recipients": ["bob@st.example"]}),
+        ) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        if r.status != 201 {
+            assert!(r.status == 503, "create answered {}: {}", r.status, r.body);
+            continue;
+        }
+        let id = r.json["key_id"].as_str().unwrap().to_owned();
+        if n % 2 == 0 {
+            let who = format!("guest{n}@other.example");
+            if let Ok(a) = c.try_post(
+                &format!("/v1/keys/{id}/recipients"),
+                &json!({"recipients": [who]}),
+            ) {
+                assert!(a.status == 204 || a.status == 503, "{}", a.body);
+                if a.status == 204 {
+                    changes.lock().unwrap().added.push((id.clone(), who));
+                }
+            }
+        }
+        if n % 3 == 0
+            && let Ok(v) = c.try_post(&format!("/v1/keys/{id}/revoke"), &json!({}))
+        {
+            assert!(v.status == 204 || v.status == 503, "{}", v.body);
+            if v.status == 204 {
+                changes.lock().unwrap().revoked.push(id);
+            }
+        }
+        // A login with a wrong password (counts towards lockout), a good
+        // one, and its logout.
+        let mut s = Client::new(&base, &format!("bob-{tag}"));
+        let password = if n % 4 == 0 {
+            "wrong password"
+        } else {
+            PASSWORD
+        };
+        if let Ok(l) = s.try_post(
+            "/v1/sessions",
+            &json!({"email": "bob@st.example", "password": password, "device_id": format!("bob-{tag}")}),
+        ) && l.status == 201
+        {
+            changes.lock().unwrap().logins += 1;
+            s.token = l.json["token"].as_str().map(str::to_owned);
+            let _ = s.try_delete("/v1/sessions/current");
+        }
+    }
+}
+
+/// Under concurrent creates, revocations, recipient additions, logins,
+/// logouts and `user disable` from the admin command line, the server is
+/// killed with SIGKILL at random moments. After every restart `audit
+/// verify` replays the log against the store — every state change has its
+/// event and every event its change — and every acknowledged change is
+/// there.
+fn every_change_has_its_event_across_sigkill(backend: Backend) {
+    let mut ks = KeyServer::new(backend);
+    ks.org("St Elsewhere");
+    ks.user("St Elsewhere", "alice@st.example", "clinician", PASSWORD);
+    ks.user("St Elsewhere", "bob@st.example", "clinician", PASSWORD);
+    const STAFF: usize = 12;
+    for i in 0..STAFF {
+        ks.user(
+            "St Elsewhere",
+            &format!("locum{i}@st.example"),
+            "clinician",
+            PASSWORD,
+        );
+    }
+    // Every worker logs in from the one loopback address.
+    ks.start_with(&["--logins-per-minute", "100000"]);
+    let token = ks
+        .login("alice@st.example", PASSWORD, "alice-phone")
+        .token
+        .unwrap();
+    let changes = Arc::new(Mutex::new(Changes::default()));
+    let mut seed = 0x0a7_u64 ^ u64::from(std::process::id());
+    let started = Instant::now();
+    let mut next_locum = 0usize;
+    for round in 0..ROUNDS {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (base, token, stop, changes) = (
+                    ks.base.clone(),
+                    token.clone(),
+                    stop.clone(),
+                    changes.clone(),
+                );
+                std::thread::spawn(move || {
+                    mutator(base, token, stop, changes, format!("{round}-{w}"))
+                })
+            })
+            .collect();
+        // The admin command line changes users meanwhile, through the same
+        // store.
+        let locum = format!("locum{}@st.example", next_locum % STAFF);
+        next_locum += 1;
+        let args: Vec<String> = ["user", "disable", "--email", &locum]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(ks.store_args())
+            .collect();
+        let admin = std::process::Command::new(medseal_e2e::medseal_bin())
+            .arg("keyserver")
+            .args(&args)
+            .env_remove("MEDSEAL_KEYRING")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150 + next(&mut seed) % 450));
+        ks.kill(); // SIGKILL, mid-load
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            w.join().expect("a worker failed");
+        }
+        let out = admin.wait_with_output().unwrap();
+        if out.status.success() {
+            changes.lock().unwrap().disabled.push(locum);
+        }
+        let verify = ks.admin(&["audit", "verify"]);
+        assert!(
+            verify.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        ks.start_with(&["--logins-per-minute", "100000"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "bounded in time"
+        );
+    }
+    let changes = changes.lock().unwrap();
+    assert!(
+        changes.revoked.len() >= 3 && changes.added.len() >= 3 && changes.logins >= 3,
+        "the load really ran: {} revoked, {} added, {} logins",
+        changes.revoked.len(),
+        changes.added.len(),
+        changes.logins
+    );
+    let alice = ks.login("alice@st.example", PASSWORD, "alice-phone");
+    for id in &changes.revoked {
+        let r = alice.get(&format!("/v1/keys/{id}"));
+        assert_eq!(
+            r.status, 410,
+            "acknowledged revocation of {id} lost: {}",
+            r.body
+        );
+    }
+    let export: Value =
+        serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
+    let events = export["events"].as_array().unwrap();
+    let has = |action: &str, key: Option<&str>, detail: &str| {
+        events.iter().any(|e| {
+            e["action"] == action
+                && e["outcome"] == "success"
+                && key.is_none_or(|k| e["key_id"] == k)
+                && e["detail"].as_str().unwrap_or("").contains(detail)
+        })
+    };
+    for (id, who) in &changes.added {
+        assert!(has("key.recipients_added", Some(id), who), "{id}: {who}");
+    }
+    for who in &changes.disabled {
+        assert!(has("user.disabled", None, who), "{who}");
+        let c = Client::new(&ks.base, "x");
+        let r = c.post(
+            "/v1/sessions",
+            &json!({"email": who, "password": PASSWORD, "device_id": "x"}),
+        );
+        assert_eq!(r.status, 401, "{who} is still enabled: {}", r.body);
+    }
+    let mut revocations: HashMap<&str, u32> = HashMap::new();
+    for e in events.iter().filter(|e| e["action"] == "key.revoked") {
+        *revocations
+            .entry(e["key_id"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    assert!(
+        revocations.values().all(|n| *n == 1),
+        "one event per revocation"
+    );
+}
+
+#[test]
+fn sqlite_every_change_has_its_event_across_sigkill() {
+    every_change_has_its_event_across_sigkill(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_every_change_has_its_event_across_sigkill() {
+    every_change_has_its_event_across_sigkill(Backend::Postgres);
+}

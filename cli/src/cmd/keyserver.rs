@@ -112,6 +112,10 @@ struct ServeArgs {
     /// Hours after login at which a session expires however used.
     #[arg(long, value_name = "H", default_value_t = 12)]
     session_lifetime: i64,
+    /// Login attempts allowed per client address per minute (shared by
+    /// every server of a pool); account lockout applies besides.
+    #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+    logins_per_minute: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -394,6 +398,7 @@ fn serve(store: Store, s: ServeArgs) -> Result<()> {
     cfg.allow_plain_http = s.allow_plain_http;
     cfg.trust_forwarded = s.trust_forwarded_for;
     cfg.workers = s.workers;
+    cfg.logins_per_minute = s.logins_per_minute;
     cfg.sessions.idle_timeout_ms = s.idle_timeout.saturating_mul(60_000);
     cfg.sessions.absolute_timeout_ms = s.session_lifetime.saturating_mul(3_600_000);
     Ok(medseal_keyserver::serve(cfg)?)
