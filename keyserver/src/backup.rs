@@ -374,7 +374,7 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
 fn place_sqlite(db: &Path, target: &Path, info: &BackupInfo, ring: &Keyring) -> Result<()> {
     {
         let mut conn = db::connect(&Location::Sqlite(db.to_path_buf()))?;
-        let v = audit::verify(&mut conn, &ring, None)?;
+        let v = audit::verify(&mut conn, ring, None)?;
         if v.broken.is_some() || v.verified != info.audit_events {
             return Err(Error::Invalid(
                 "not a key server backup: its audit log does not verify".into(),

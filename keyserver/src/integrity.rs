@@ -426,13 +426,13 @@ mod tests {
     fn every_access_field_changes_the_key_mac() {
         let k = [5u8; 32];
         let base = key().mac(&k);
-        let edits: Vec<Box<dyn Fn(&mut KeyState)>> = vec![
-            Box::new(|s| s.revoked_at = None),
-            Box::new(|s| s.expires_at = Some(0)),
-            Box::new(|s| s.recipients.push("m@evil".into())),
-            Box::new(|s| s.creator_id = 9),
-            Box::new(|s| s.org_id = 9),
-            Box::new(|s| s.report_id = "other".into()),
+        let edits: [fn(&mut KeyState); 6] = [
+            |s| s.revoked_at = None,
+            |s| s.expires_at = Some(0),
+            |s| s.recipients.push("m@evil".into()),
+            |s| s.creator_id = 9,
+            |s| s.org_id = 9,
+            |s| s.report_id = "other".into(),
         ];
         for edit in edits {
             let mut s = key();

@@ -155,7 +155,7 @@ pub fn lookup(
         facts: KeyFacts {
             org_id: state.org_id,
             creator_id: state.creator_id,
-            caller_is_recipient: state.recipients.iter().any(|r| *r == p.email),
+            caller_is_recipient: state.recipients.contains(&p.email),
         },
         report_id: state.report_id,
         org,

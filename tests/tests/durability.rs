@@ -243,7 +243,7 @@ fn mutator(
             continue;
         }
         let id = r.json["key_id"].as_str().unwrap().to_owned();
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let who = format!("guest{n}@other.example");
             if let Ok(a) = c.try_post(
                 &format!("/v1/keys/{id}/recipients"),
@@ -255,7 +255,7 @@ fn mutator(
                 }
             }
         }
-        if n % 3 == 0
+        if n.is_multiple_of(3)
             && let Ok(v) = c.try_post(&format!("/v1/keys/{id}/revoke"), &json!({}))
         {
             assert!(v.status == 204 || v.status == 503, "{}", v.body);
@@ -266,7 +266,7 @@ fn mutator(
         // A login with a wrong password (counts towards lockout), a good
         // one, and its logout.
         let mut s = Client::new(&base, &format!("bob-{tag}"));
-        let password = if n % 4 == 0 {
+        let password = if n.is_multiple_of(4) {
             "wrong password"
         } else {
             PASSWORD
@@ -312,7 +312,6 @@ fn every_change_has_its_event_across_sigkill(backend: Backend) {
     let changes = Arc::new(Mutex::new(Changes::default()));
     let mut seed = 0x0a7_u64 ^ u64::from(std::process::id());
     let started = Instant::now();
-    let mut next_locum = 0usize;
     for round in 0..ROUNDS {
         let stop = Arc::new(AtomicBool::new(false));
         let workers: Vec<_> = (0..WORKERS)
@@ -330,8 +329,7 @@ fn every_change_has_its_event_across_sigkill(backend: Backend) {
             .collect();
         // The admin command line changes users meanwhile, through the same
         // store.
-        let locum = format!("locum{}@st.example", next_locum % STAFF);
-        next_locum += 1;
+        let locum = format!("locum{}@st.example", round as usize % STAFF);
         let args: Vec<String> = ["user", "disable", "--email", &locum]
             .iter()
             .map(|s| s.to_string())

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use diesel::{Connection, RunQueryDsl};
 use medseal_e2e::{Backend, Client, KeyServer};
 use serde_json::{Value, json};
 
