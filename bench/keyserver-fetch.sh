@@ -3,6 +3,8 @@
 # before it is answered) with wrk on loopback, beside /healthz on the same
 # server in the same run and beside the raw fsync rate of the disk holding
 # the data directory.
+# Each 200 carries a receipt (the audit event, the batch's signed checkpoint
+# and the Merkle inclusion proof).
 # Usage: bench/keyserver-fetch.sh [SECONDS] [CONNECTIONS]   (needs wrk, python3)
 # With DATABASE_URL=postgres://… the key server uses that database instead of SQLite.
 # With KEYRING=pkcs11:… the master keys are on that PKCS#11 token (SoftHSM2:
@@ -11,8 +13,12 @@ set -euo pipefail
 secs=${1:-10}
 conns=${2:-64}
 root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release -q -p medseal --manifest-path "$root/Cargo.toml"
-bin="$root/target/release/medseal"
+# MEDSEAL_BIN=path runs another build (e.g. an earlier commit's, for a
+# before/after comparison in one session).
+if [ -z "${MEDSEAL_BIN:-}" ]; then
+  cargo build --release -q -p medseal --manifest-path "$root/Cargo.toml"
+fi
+bin=${MEDSEAL_BIN:-$root/target/release/medseal}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
 
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medseal-ks-bench.XXXXXX")

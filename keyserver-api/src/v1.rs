@@ -1,0 +1,133 @@
+//! The v1 HTTP API's bodies, as the server writes and reads them and every
+//! client sends and parses them: one definition, so the two cannot drift.
+//!
+//! Secrets in these types — passwords, session tokens, base64 data keys —
+//! are [`Zeroizing`] strings: wiped when the value is dropped, on either
+//! side. Request types refuse unknown fields (a misspelt field is a 400, not
+//! a silently ignored setting).
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::transparency::Receipt;
+
+/// Every error answer: `{"error": code, "message": text}` with the status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// Machine-readable code, e.g. `forbidden`, `integrity_failure`.
+    pub error: String,
+    /// What went wrong, for a person.
+    pub message: String,
+}
+
+/// `POST /v1/sessions`: sign in with a password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The account's e-mail address.
+    pub email: String,
+    /// The password.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub password: Zeroizing<String>,
+    /// A stable id of the device; the session only works from it.
+    pub device_id: String,
+}
+
+/// A new session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionResponse {
+    /// Bearer token for `Authorization: Bearer …`; shown once.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub token: Zeroizing<String>,
+    /// Absolute expiry (RFC 3339). Idle sessions expire sooner.
+    pub expires_at: String,
+}
+
+/// `GET /v1/sessions/current`: whose a session is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CurrentSession {
+    /// The account's e-mail.
+    pub email: String,
+    /// Its organisation.
+    pub org: String,
+    /// Its role (`admin`, `auditor`, `clinician`, `service`).
+    pub role: String,
+    /// The device the session is bound to.
+    pub device_id: String,
+}
+
+/// `POST /v1/keys`: a data key for a report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// The report the key will seal.
+    pub report_id: String,
+    /// E-mail addresses allowed to fetch the key.
+    pub recipients: Vec<String>,
+    /// Optional expiry (RFC 3339); fetches after it answer 410.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// A new data key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedKey {
+    /// Id to put in the sealed file's header.
+    pub key_id: String,
+    /// The 32-byte data key, base64.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub key: Zeroizing<String>,
+    /// Expiry (RFC 3339), if any.
+    pub expires_at: Option<String>,
+}
+
+/// `GET /v1/keys/{key_id}`: a released data key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FetchedKey {
+    /// The key id.
+    pub key_id: String,
+    /// The 32-byte data key, base64.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub key: Zeroizing<String>,
+    /// The report it seals.
+    pub report_id: String,
+    /// Proof that this release is in the audit log: the `key.fetched`
+    /// event, a signed checkpoint, and the inclusion proof between them
+    /// (`medseal audit check-receipt` verifies it offline).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub receipt: Receipt,
+}
+
+/// `POST /v1/keys/{key_id}/recipients`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsRequest {
+    /// E-mail addresses to add.
+    pub recipients: Vec<String>,
+}
+
+/// `GET /v1/audit/proof` and `/consistency`: RFC 9162 proof hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Proof {
+    /// Hex hashes, in RFC 9162 order.
+    pub proof: Vec<String>,
+}
+
+/// `GET /v1/audit/public-key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublicKey {
+    /// Always `ed25519`.
+    pub algorithm: String,
+    /// The 32-byte public key, base64.
+    pub public_key: String,
+}
