@@ -9,8 +9,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use medseal_format::Key;
 use medseal_keyserver_api::Checkpoint;
+use medseal_keyserver_api::v1::{
+    CreateKeyRequest, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest, Proof,
+    PublicKey, SessionResponse,
+};
 use serde::Deserialize;
-use serde_json::json;
 use zeroize::Zeroizing;
 
 /// What can go wrong talking to a key server.
@@ -51,15 +54,7 @@ pub enum ClientError {
 }
 
 /// The account a session belongs to, as the key server says.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SessionOwner {
-    /// Its e-mail.
-    pub email: String,
-    /// Its organisation.
-    pub org: String,
-    /// Its role.
-    pub role: String,
-}
+pub type SessionOwner = CurrentSession;
 
 /// Normalises a key server URL to its origin: `scheme://host[:port]`,
 /// lower-case, no path, no trailing slash.
@@ -115,12 +110,6 @@ pub struct KeyClient {
     http: reqwest::blocking::Client,
     origin: String,
     device_id: String,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    message: String,
 }
 
 impl KeyClient {
@@ -210,21 +199,13 @@ impl KeyClient {
 
     /// The consistency proof between two sizes of the audit log.
     pub fn audit_consistency(&self, from: u64, to: u64) -> Result<Vec<String>, ClientError> {
-        #[derive(Deserialize)]
-        struct Proof {
-            proof: Vec<String>,
-        }
         let p: Proof = self.get_public(&format!("/v1/audit/consistency?from={from}&to={to}"))?;
         Ok(p.proof)
     }
 
     /// The Ed25519 key the server signs checkpoints with (base64).
     pub fn audit_public_key(&self) -> Result<String, ClientError> {
-        #[derive(Deserialize)]
-        struct Key {
-            public_key: String,
-        }
-        let k: Key = self.get_public("/v1/audit/public-key")?;
+        let k: PublicKey = self.get_public("/v1/audit/public-key")?;
         Ok(k.public_key)
     }
 
@@ -234,8 +215,11 @@ impl KeyClient {
             String::from_utf8(password.to_vec())
                 .map_err(|_| ClientError::LoginRefused("the password is not UTF-8".into()))?,
         );
-        let body =
-            json!({"email": email, "password": password.as_str(), "device_id": self.device_id});
+        let body = LoginRequest {
+            email: email.to_owned(),
+            password,
+            device_id: self.device_id.clone(),
+        };
         let (status, resp) = self.send(
             self.http
                 .post(format!("{}/v1/sessions", self.origin))
@@ -253,18 +237,13 @@ impl KeyClient {
                 other => other,
             });
         }
-        #[derive(Deserialize)]
-        struct Created {
-            token: String,
-            expires_at: String,
-        }
-        let c: Created =
+        let c: SessionResponse =
             serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Session {
             origin: self.origin.clone(),
             email: email.trim().to_lowercase(),
-            token: c.token,
-            expires_at: c.expires_at,
+            token: c.token.to_string(),
+            expires_at: c.expires_at.clone(),
         })
     }
 
@@ -299,7 +278,11 @@ impl KeyClient {
         report_id: &str,
         recipients: &[String],
     ) -> Result<ReportKey, ClientError> {
-        let body = json!({"report_id": report_id, "recipients": recipients});
+        let body = CreateKeyRequest {
+            report_id: report_id.to_owned(),
+            recipients: recipients.to_vec(),
+            expires_at: None,
+        };
         let (status, resp) = self.send(
             self.http
                 .post(format!("{}/v1/keys", self.origin))
@@ -309,7 +292,9 @@ impl KeyClient {
         if status != 201 {
             return Err(self.error(status, &resp));
         }
-        self.parse_key(&resp)
+        let k: CreatedKey =
+            serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        report_key(k.key_id.clone(), &k.key)
     }
 
     /// Fetches the data key `key_id` (the server audits the fetch).
@@ -325,7 +310,11 @@ impl KeyClient {
             Some(&session.token),
         )?;
         match status {
-            200 => self.parse_key(&resp),
+            200 => {
+                let k: FetchedKey = serde_json::from_slice(&resp)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                report_key(k.key_id.clone(), &k.key)
+            }
             403 => Err(ClientError::NotRecipient),
             _ => Err(self.error(status, &resp)),
         }
@@ -343,25 +332,16 @@ impl KeyClient {
         }
         Ok(())
     }
+}
 
-    fn parse_key(&self, body: &[u8]) -> Result<ReportKey, ClientError> {
-        #[derive(Deserialize)]
-        struct K {
-            key_id: String,
-            key: String,
-        }
-        let k: K =
-            serde_json::from_slice(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let raw = Zeroizing::new(
-            B64.decode(k.key.as_bytes())
-                .map_err(|_| ClientError::Protocol("the key is not base64".into()))?,
-        );
-        let key = Key::from_slice(&raw).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok(ReportKey {
-            key_id: k.key_id,
-            key,
-        })
-    }
+/// A data key as the server sends it (base64), decoded and checked.
+fn report_key(key_id: String, b64: &str) -> Result<ReportKey, ClientError> {
+    let raw = Zeroizing::new(
+        B64.decode(b64.as_bytes())
+            .map_err(|_| ClientError::Protocol("the key is not base64".into()))?,
+    );
+    let key = Key::from_slice(&raw).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(ReportKey { key_id, key })
 }
 
 /// A device's stable id, kept in the file `path`: read when it is there,

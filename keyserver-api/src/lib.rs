@@ -8,6 +8,7 @@
 //! |-----------------|---------------------------------------------------------------|
 //! | [`merkle`]      | RFC 9162 Merkle tree hashing and proof verification           |
 //! | [`transparency`]| audit events as leaves, signed checkpoints, receipts; checking them offline with the server's public key |
+//! | [`v1`]          | the v1 HTTP API's request and response bodies, and the error body |
 //!
 //! Nothing here touches a network, a file or a clock: a witness or an
 //! auditor can check what a server signed with this crate alone.
@@ -16,5 +17,6 @@
 
 pub mod merkle;
 pub mod transparency;
+pub mod v1;
 
 pub use transparency::{Checkpoint, Receipt, ReceiptEvent, VerifyError};

@@ -7,7 +7,6 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
 
 /// Everything that can go wrong in the key server.
 #[derive(Debug, thiserror::Error)]
@@ -78,13 +77,7 @@ pub enum Error {
 /// Shorthand.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct ErrorBody {
-    /// Machine-readable code, e.g. `forbidden`.
-    error: &'static str,
-    /// What went wrong, for a person.
-    message: String,
-}
+pub(crate) use medseal_keyserver_api::v1::ErrorBody;
 
 impl Error {
     /// The stable machine-readable code.
@@ -155,7 +148,7 @@ impl ResponseError for Error {
             resp.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         resp.json(ErrorBody {
-            error: self.code(),
+            error: self.code().to_owned(),
             message,
         })
     }

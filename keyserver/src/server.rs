@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub sessions: SessionPolicy,
     /// Login attempts per client address per minute.
     pub logins_per_minute: u32,
+    /// Where every decision reads the time (tests move a manual one).
+    pub clock: Arc<dyn crate::time::Clock>,
 }
 
 impl ServeConfig {
@@ -57,6 +59,7 @@ impl ServeConfig {
             pool_size: 6,
             sessions: SessionPolicy::default(),
             logins_per_minute: 30,
+            clock: Arc::new(crate::time::SystemClock),
         })
     }
 }
@@ -79,7 +82,7 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
     let ring = cfg.store.open_keyring(&mut *pool.get()?)?;
     let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(e.to_string()))?);
-    let clock: Arc<dyn crate::time::Clock> = Arc::new(crate::time::SystemClock);
+    let clock = cfg.clock.clone();
     let audit = AuditLog::start(
         &cfg.store.location,
         keyring.clone(),

@@ -38,7 +38,7 @@ mod tests {
 
 /// Where the key server's code reads the time, so that tests can move it
 /// (expiry, lockout, idle timeouts) without waiting.
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now, in UTC milliseconds.
     fn now_ms(&self) -> i64;
 }

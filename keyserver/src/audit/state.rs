@@ -43,8 +43,11 @@ pub struct Replay {
 /// The list after `prefix` in a detail such as `recipients: a@x, b@y`.
 fn list_after<'a>(detail: &'a str, prefix: &str) -> impl Iterator<Item = String> + 'a {
     let rest = detail.strip_prefix(prefix).unwrap_or("");
-    // Further clauses (e.g. "; expires …") follow a semicolon.
-    let rest = rest.split(';').next().unwrap_or("");
+    // `key.created` may end with "; expires T" (an address cannot contain
+    // the space in it, so this never cuts an address).
+    let rest = rest
+        .rsplit_once("; expires ")
+        .map_or(rest, |(list, _)| list);
     rest.split(", ")
         .map(str::trim)
         .filter(|s| !s.is_empty())

@@ -5,8 +5,8 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use zeroize::Zeroizing;
 
 use super::AppState;
@@ -14,12 +14,15 @@ use super::caller::{Caller, Credentials, client_ip};
 use super::transparency::receipt_for;
 use crate::accounts::{self, PasswordCheck};
 use crate::audit::{self, Action, Actor, Outcome};
-use crate::error::{Error, ErrorBody, Result};
+use crate::error::{Error, Result};
 use crate::keys::{self, KeyInfo};
 use crate::ops;
 use crate::policy;
 use crate::time::{parse_rfc3339, rfc3339};
-use medseal_keyserver_api::transparency::Receipt;
+use medseal_keyserver_api::v1::{
+    CreateKeyRequest, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest,
+    RecipientsRequest, SessionResponse,
+};
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     web::block(f)
@@ -36,31 +39,19 @@ async fn with_conn<T: Send + 'static>(
     blocking(move || f(&mut *pool.get()?)).await
 }
 
+/// A change's refusal, counted in `/metrics` when it was an integrity
+/// violation (the event is already recorded by the change).
+fn counted<T>(state: &AppState, value: Result<T>) -> Result<T> {
+    if let Err(Error::Integrity(_)) = &value {
+        state.metrics.integrity_violation();
+    }
+    value
+}
+
 fn no_store(mut resp: HttpResponse) -> HttpResponse {
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// `POST /v1/sessions` body.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginRequest {
-    /// The account's e-mail address.
-    email: String,
-    /// The password.
-    password: String,
-    /// A stable id of the device; the session only works from it.
-    device_id: String,
-}
-
-/// A new session.
-#[derive(Serialize, ToSchema)]
-pub struct SessionResponse {
-    /// Bearer token for `Authorization: Bearer …`; shown once.
-    token: String,
-    /// Absolute expiry (RFC 3339). Idle sessions expire sooner.
-    expires_at: String,
 }
 
 /// Log in: exchange e-mail and password for a session token bound to a device.
@@ -77,7 +68,6 @@ pub async fn create_session(
         password,
         device_id,
     } = body.into_inner();
-    let password = Zeroizing::new(password);
     let ip = client_ip(&req, state.trust_forwarded);
     let as_given = Actor {
         name: email.trim().to_owned(),
@@ -143,7 +133,7 @@ pub async fn create_session(
                 return Err(wrong);
             }
             Ok(no_store(HttpResponse::Created().json(SessionResponse {
-                token: session.token.to_string(),
+                token: session.token,
                 expires_at: rfc3339(expires_at),
             })))
         }
@@ -212,19 +202,6 @@ pub async fn create_session(
     }
 }
 
-/// Whom a session belongs to.
-#[derive(Serialize, ToSchema)]
-pub struct CurrentSession {
-    /// The account's e-mail.
-    email: String,
-    /// Its organisation.
-    org: String,
-    /// Its role (`admin`, `auditor`, `clinician`, `service`).
-    role: String,
-    /// The device the session is bound to.
-    device_id: String,
-}
-
 /// Who is calling: lets a receiving endpoint check that a report's sender
 /// holds a live session here, without being able to do more than ask. Not
 /// audited: it reads nothing but the caller's own session.
@@ -269,30 +246,6 @@ pub async fn delete_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `POST /v1/keys` body.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateKeyRequest {
-    /// The report the key will seal.
-    report_id: String,
-    /// E-mail addresses allowed to fetch the key.
-    recipients: Vec<String>,
-    /// Optional expiry (RFC 3339); fetches after it answer 410.
-    #[serde(default)]
-    expires_at: Option<String>,
-}
-
-/// A new data key.
-#[derive(Serialize, ToSchema)]
-pub struct CreatedKey {
-    /// Id to put in the sealed file's header.
-    key_id: String,
-    /// The 32-byte data key, base64.
-    key: String,
-    /// Expiry (RFC 3339), if any.
-    expires_at: Option<String>,
-}
-
 /// Create a per-report data key addressed to recipients.
 #[utoipa::path(post, path = "/v1/keys", request_body = CreateKeyRequest,
     responses((status = 201, body = CreatedKey), (status = 400, body = ErrorBody),
@@ -327,7 +280,7 @@ pub async fn create_key(
     };
     let answer = CreatedKey {
         key_id: new.key_id.clone(),
-        key: B64.encode(new.key.expose_secret()),
+        key: Zeroizing::new(B64.encode(new.key.expose_secret())),
         expires_at: new.expires_at.map(rfc3339),
     };
     state
@@ -339,22 +292,6 @@ pub async fn create_key(
         ))
         .await?;
     Ok(no_store(HttpResponse::Created().json(answer)))
-}
-
-/// A released data key.
-#[derive(Serialize, ToSchema)]
-pub struct FetchedKey {
-    /// The key id.
-    key_id: String,
-    /// The 32-byte data key, base64.
-    key: String,
-    /// The report it seals.
-    report_id: String,
-    /// Proof that this release is in the audit log: the `key.fetched`
-    /// event, a signed checkpoint, and the inclusion proof between them
-    /// (`medseal audit check-receipt` verifies it offline).
-    #[schema(value_type = Object)]
-    receipt: Receipt,
 }
 
 /// Authenticates, looks the key up (one trip to the database pool), and
@@ -389,6 +326,16 @@ async fn authorised_key(
             .await?;
         return Err(Error::NotFound("no such key".into()));
     };
+    if !allowed(&caller.principal, &info.facts) {
+        state.metrics.denial("not_allowed");
+        state
+            .audit
+            .record(deny(&info.org, Some(info.report_id.clone()), refusal))
+            .await?;
+        return Err(Error::Forbidden(refusal.to_owned()));
+    }
+    // After the policy, so that a stranger learns nothing of a key's state;
+    // a caller the (tampered) row would let in is refused here.
     if !info.intact {
         state.metrics.integrity_violation();
         state.metrics.key_fetch("tampered");
@@ -403,14 +350,6 @@ async fn authorised_key(
             )
             .await?;
         return Err(Error::Integrity(what));
-    }
-    if !allowed(&caller.principal, &info.facts) {
-        state.metrics.denial("not_allowed");
-        state
-            .audit
-            .record(deny(&info.org, Some(info.report_id.clone()), refusal))
-            .await?;
-        return Err(Error::Forbidden(refusal.to_owned()));
     }
     Ok((caller, info))
 }
@@ -466,18 +405,10 @@ pub async fn fetch_key(
     state.metrics.key_fetch("released");
     Ok(no_store(HttpResponse::Ok().json(FetchedKey {
         key_id,
-        key: B64.encode(key.expose_secret()),
+        key: Zeroizing::new(B64.encode(key.expose_secret())),
         report_id: info.report_id,
         receipt,
     })))
-}
-
-/// `POST /v1/keys/{key_id}/recipients` body.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RecipientsRequest {
-    /// E-mail addresses to add.
-    recipients: Vec<String>,
 }
 
 /// Add recipients to a key (its creator or an admin of its organisation).
@@ -506,7 +437,7 @@ pub async fn add_recipients(
         .audit
         .apply(ops::add_recipients(caller.actor(), key_id, recipients))
         .await?;
-    applied.value?;
+    counted(&state, applied.value)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -533,7 +464,7 @@ pub async fn revoke_key(
         .audit
         .apply(ops::revoke_key(caller.actor(), key_id))
         .await?;
-    applied.value?;
+    counted(&state, applied.value)?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -14,6 +14,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
+use medseal_keyserver_api::v1;
 use utoipa::OpenApi;
 
 use crate::accounts::SessionPolicy;
@@ -67,10 +68,9 @@ pub struct AppState {
         transparency::public_key,
     ),
     components(schemas(
-        handlers::LoginRequest, handlers::SessionResponse, handlers::CurrentSession, handlers::CreateKeyRequest,
-        handlers::CreatedKey, handlers::FetchedKey, handlers::RecipientsRequest,
-        crate::error::ErrorBody, crate::audit::ExportedEvent,
-        transparency::Proof, transparency::PublicKey,
+        v1::LoginRequest, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
+        v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest,
+        v1::ErrorBody, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
     )),
     modifiers(&BearerAuth)
 )]

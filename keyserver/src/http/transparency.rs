@@ -8,12 +8,13 @@ use actix_web::{HttpResponse, web};
 use diesel::prelude::*;
 use medseal_keyserver_api::transparency::{Checkpoint, Receipt, encode_public_key};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::AppState;
 use crate::audit::Applied;
 use crate::db::schema::audit_checkpoints;
-use crate::error::{Error, ErrorBody, Result};
+use crate::error::{Error, Result};
+use medseal_keyserver_api::v1::{ErrorBody, Proof, PublicKey};
 
 fn fresh(body: impl Serialize) -> HttpResponse {
     HttpResponse::Ok()
@@ -98,13 +99,6 @@ pub struct ProofQuery {
     size: u64,
 }
 
-/// An inclusion or consistency proof.
-#[derive(Serialize, ToSchema)]
-pub struct Proof {
-    /// RFC 9162 proof hashes, hex.
-    proof: Vec<String>,
-}
-
 /// Inclusion proof of event `seq` in the tree of `size` events (RFC 9162).
 #[utoipa::path(get, path = "/v1/audit/proof", params(ProofQuery),
     responses((status = 200, body = Proof), (status = 400, body = ErrorBody),
@@ -148,21 +142,12 @@ pub async fn consistency(
     }))
 }
 
-/// The key checkpoints are signed with.
-#[derive(Serialize, ToSchema)]
-pub struct PublicKey {
-    /// Always `ed25519`.
-    algorithm: &'static str,
-    /// The 32-byte public key, base64.
-    public_key: String,
-}
-
 /// The Ed25519 public key that checkpoints and receipts verify with.
 #[utoipa::path(get, path = "/v1/audit/public-key", responses((status = 200, body = PublicKey)))]
 pub async fn public_key(state: web::Data<AppState>) -> HttpResponse {
     let key = state.keyring.get().checkpoint_public_key();
     HttpResponse::Ok().json(PublicKey {
-        algorithm: "ed25519",
+        algorithm: "ed25519".into(),
         public_key: encode_public_key(&key),
     })
 }
