@@ -241,30 +241,6 @@ type UserRow = (
     Option<Vec<u8>>,
 );
 
-fn user_record(row: UserRow, state_key: &[u8; 32]) -> UserRecord {
-    let (id, org_id, org, email, role, password_hash, disabled, locked_until, stored) = row;
-    let expected = crate::integrity::UserState {
-        id,
-        org_id,
-        email: &email,
-        role: &role,
-        disabled,
-        password_hash: &password_hash,
-    }
-    .mac(state_key);
-    UserRecord {
-        intact: crate::integrity::matches(stored.as_deref(), &expected),
-        id,
-        org_id,
-        org,
-        email,
-        role,
-        password_hash,
-        disabled,
-        locked_until,
-    }
-}
-
 macro_rules! user_columns {
     () => {
         (
@@ -279,6 +255,50 @@ macro_rules! user_columns {
             users::state_mac,
         )
     };
+}
+
+fn user_record(row: UserRow, state_key: &[u8; 32]) -> UserRecord {
+    let (id, org_id, org, email, role, password_hash, disabled, locked_until, stored) = row;
+    let mut u = UserRecord {
+        intact: false,
+        id,
+        org_id,
+        org,
+        email,
+        role,
+        password_hash,
+        disabled,
+        locked_until,
+    };
+    u.intact = crate::integrity::matches(stored.as_deref(), &u.state().mac(state_key));
+    u
+}
+
+impl UserRecord {
+    /// The part of the row its seal covers.
+    pub fn state(&self) -> crate::integrity::UserState<'_> {
+        crate::integrity::UserState {
+            id: self.id,
+            org_id: self.org_id,
+            email: &self.email,
+            role: &self.role,
+            disabled: self.disabled,
+            password_hash: &self.password_hash,
+        }
+    }
+}
+
+/// Every user, each checked against its seal.
+pub fn all_users(conn: &mut Conn, state_key: &[u8; 32]) -> Result<Vec<UserRecord>> {
+    let rows: Vec<UserRow> = users::table
+        .inner_join(orgs::table)
+        .order(users::id)
+        .select(user_columns!())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| user_record(r, state_key))
+        .collect())
 }
 
 /// Loads a user by id.

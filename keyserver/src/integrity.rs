@@ -235,26 +235,9 @@ pub fn reseal_key(conn: &mut Conn, state_key: &[u8; 32], key_id: &str) -> Result
 
 /// Re-computes and stores a user's MAC from the row as it now is.
 pub fn reseal_user(conn: &mut Conn, state_key: &[u8; 32], id: i64) -> Result<()> {
-    let (org_id, email, role, disabled, password_hash): (i64, String, String, bool, String) =
-        users::table
-            .find(id)
-            .select((
-                users::org_id,
-                users::email,
-                users::role,
-                users::disabled,
-                users::password_hash,
-            ))
-            .first(conn)?;
-    let mac = UserState {
-        id,
-        org_id,
-        email: &email,
-        role: &role,
-        disabled,
-        password_hash: &password_hash,
-    }
-    .mac(state_key);
+    let u = crate::accounts::load_user(conn, id, state_key)?
+        .ok_or_else(|| crate::error::Error::NotFound(format!("no user {id}")))?;
+    let mac = u.state().mac(state_key);
     diesel::update(users::table.find(id))
         .set(users::state_mac.eq(Some(mac.to_vec())))
         .execute(conn)?;
@@ -347,32 +330,11 @@ pub fn check_all(conn: &mut Conn, state_key: &[u8; 32]) -> Result<Option<String>
             "recipients are listed for a key {k} that does not exist"
         )));
     }
-    type UserRow = (i64, i64, String, String, bool, String, Option<Vec<u8>>);
-    let users: Vec<UserRow> = users::table
-        .order(users::id)
-        .select((
-            users::id,
-            users::org_id,
-            users::email,
-            users::role,
-            users::disabled,
-            users::password_hash,
-            users::state_mac,
-        ))
-        .load(conn)?;
-    for (id, org_id, email, role, disabled, password_hash, stored) in &users {
-        let expected = UserState {
-            id: *id,
-            org_id: *org_id,
-            email,
-            role,
-            disabled: *disabled,
-            password_hash,
-        }
-        .mac(state_key);
-        if !matches(stored.as_deref(), &expected) {
+    for u in crate::accounts::all_users(conn, state_key)? {
+        if !u.intact {
             return Ok(Some(format!(
-                "user {email} was changed outside the key server (role, status or password does not match its seal)"
+                "user {} was changed outside the key server (role, status or password does not match its seal)",
+                u.email
             )));
         }
     }

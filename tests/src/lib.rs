@@ -478,6 +478,20 @@ impl Drop for KeyServer {
     }
 }
 
+/// Runs each named test function `fn(Backend)` as two tests, `NAME::sqlite`
+/// and `NAME::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[test]
+            fn sqlite() { super::$name($crate::Backend::Sqlite) }
+            #[test]
+            fn postgres() { super::$name($crate::Backend::Postgres) }
+        }
+    )* };
+}
+
 /// A status and body.
 #[derive(Debug)]
 pub struct Reply {

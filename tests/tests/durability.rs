@@ -86,6 +86,57 @@ fn next(seed: &mut u64) -> u64 {
     *seed >> 33
 }
 
+/// Rounds of load killed mid-way: each round `spawn` starts the load (the
+/// workers to join, and a command line run alongside), the server is killed
+/// with SIGKILL at a random moment, the load is stopped, `audit verify` must
+/// pass on the store, and the server is restarted with `serve_args`.
+/// `after` learns whether the round's command line succeeded.
+fn killed_rounds(
+    ks: &mut KeyServer,
+    seed: u64,
+    serve_args: &[&str],
+    mut spawn: impl FnMut(
+        u32,
+        Arc<AtomicBool>,
+    ) -> (
+        Vec<std::thread::JoinHandle<()>>,
+        Option<std::process::Child>,
+    ),
+    mut after: impl FnMut(u32, bool),
+) {
+    let mut seed = seed ^ u64::from(std::process::id());
+    let started = Instant::now();
+    for round in 0..ROUNDS {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (workers, child) = spawn(round, stop.clone());
+        std::thread::sleep(Duration::from_millis(150 + next(&mut seed) % 450));
+        ks.kill(); // SIGKILL, mid-load
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::SeqCst);
+        for w in workers {
+            w.join().expect("a worker failed");
+        }
+        if let Some(c) = child {
+            let ok = c
+                .wait_with_output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            after(round, ok);
+        }
+        let verify = ks.admin(&["audit", "verify"]);
+        assert!(
+            verify.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        ks.start_with(serve_args);
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "bounded in time"
+        );
+    }
+}
+
 fn killed_at_random_moments(backend: Backend) {
     let mut ks = KeyServer::new(backend);
     ks.org("St Elsewhere");
@@ -96,46 +147,33 @@ fn killed_at_random_moments(backend: Backend) {
         .login("alice@st.example", PASSWORD, "alice-phone")
         .token
         .unwrap();
+    let ks_base = ks.base.clone();
     let acked = Arc::new(Mutex::new(Acked::default()));
-    let mut seed = 0x5eed_u64 ^ u64::from(std::process::id());
-    let started = Instant::now();
-    for round in 0..ROUNDS {
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let (base, token, stop, acked) =
-                    (ks.base.clone(), token.clone(), stop.clone(), acked.clone());
-                std::thread::spawn(move || {
-                    worker(
-                        base,
-                        token,
-                        "alice-phone".into(),
-                        stop,
-                        acked,
-                        format!("{round}-{w}"),
-                    )
+    killed_rounds(
+        &mut ks,
+        0x5eed,
+        &[],
+        |round, stop| {
+            let workers = (0..WORKERS)
+                .map(|w| {
+                    let (base, token, stop, acked) =
+                        (ks_base.clone(), token.clone(), stop.clone(), acked.clone());
+                    std::thread::spawn(move || {
+                        worker(
+                            base,
+                            token,
+                            "alice-phone".into(),
+                            stop,
+                            acked,
+                            format!("{round}-{w}"),
+                        )
+                    })
                 })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(150 + next(&mut seed) % 450));
-        ks.kill(); // SIGKILL, mid-load
-        std::thread::sleep(Duration::from_millis(50));
-        stop.store(true, Ordering::SeqCst);
-        for w in workers {
-            w.join().expect("a worker failed");
-        }
-        let verify = ks.admin(&["audit", "verify"]);
-        assert!(
-            verify.status.success(),
-            "round {round}: {}",
-            String::from_utf8_lossy(&verify.stderr)
-        );
-        ks.start();
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "bounded in time"
-        );
-    }
+                .collect();
+            (workers, None)
+        },
+        |_, _| {},
+    );
 
     let acked = acked.lock().unwrap();
     assert!(
@@ -310,60 +348,40 @@ fn every_change_has_its_event_across_sigkill(backend: Backend) {
         .token
         .unwrap();
     let changes = Arc::new(Mutex::new(Changes::default()));
-    let mut seed = 0x0a7_u64 ^ u64::from(std::process::id());
-    let started = Instant::now();
-    for round in 0..ROUNDS {
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers: Vec<_> = (0..WORKERS)
-            .map(|w| {
-                let (base, token, stop, changes) = (
-                    ks.base.clone(),
-                    token.clone(),
-                    stop.clone(),
-                    changes.clone(),
-                );
-                std::thread::spawn(move || {
-                    mutator(base, token, stop, changes, format!("{round}-{w}"))
+    let (base, store_args) = (ks.base.clone(), ks.store_args());
+    let locum = |round: u32| format!("locum{}@st.example", round as usize % STAFF);
+    let disabled = changes.clone();
+    killed_rounds(
+        &mut ks,
+        0x0a7,
+        &["--logins-per-minute", "100000"],
+        |round, stop| {
+            let workers = (0..WORKERS)
+                .map(|w| {
+                    let (base, token, stop, changes) =
+                        (base.clone(), token.clone(), stop.clone(), changes.clone());
+                    std::thread::spawn(move || {
+                        mutator(base, token, stop, changes, format!("{round}-{w}"))
+                    })
                 })
-            })
-            .collect();
-        // The admin command line changes users meanwhile, through the same
-        // store.
-        let locum = format!("locum{}@st.example", round as usize % STAFF);
-        let args: Vec<String> = ["user", "disable", "--email", &locum]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(ks.store_args())
-            .collect();
-        let admin = std::process::Command::new(medseal_e2e::medseal_bin())
-            .arg("keyserver")
-            .args(&args)
-            .env_remove("MEDSEAL_KEYRING")
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(150 + next(&mut seed) % 450));
-        ks.kill(); // SIGKILL, mid-load
-        std::thread::sleep(Duration::from_millis(50));
-        stop.store(true, Ordering::SeqCst);
-        for w in workers {
-            w.join().expect("a worker failed");
-        }
-        let out = admin.wait_with_output().unwrap();
-        if out.status.success() {
-            changes.lock().unwrap().disabled.push(locum);
-        }
-        let verify = ks.admin(&["audit", "verify"]);
-        assert!(
-            verify.status.success(),
-            "round {round}: {}",
-            String::from_utf8_lossy(&verify.stderr)
-        );
-        ks.start_with(&["--logins-per-minute", "100000"]);
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "bounded in time"
-        );
-    }
+                .collect();
+            // The admin command line changes users meanwhile, through the
+            // same store.
+            let admin = std::process::Command::new(medseal_e2e::medseal_bin())
+                .args(["keyserver", "user", "disable", "--email", &locum(round)])
+                .args(&store_args)
+                .env_remove("MEDSEAL_KEYRING")
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            (workers, Some(admin))
+        },
+        |round, ok| {
+            if ok {
+                disabled.lock().unwrap().disabled.push(locum(round));
+            }
+        },
+    );
     let changes = changes.lock().unwrap();
     assert!(
         changes.revoked.len() >= 3 && changes.added.len() >= 3 && changes.logins >= 3,

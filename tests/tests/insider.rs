@@ -9,19 +9,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use medseal_e2e::{Backend, Client, KeyServer, medseal_bin};
+use medseal_e2e::{Backend, Client, KeyServer, both_backends, medseal_bin};
 use serde_json::{Value, json};
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => { $(
-        mod $name {
-            #[test]
-            fn sqlite() { super::$name(super::Backend::Sqlite) }
-            #[test]
-            fn postgres() { super::$name(super::Backend::Postgres) }
-        }
-    )* };
-}
 
 both_backends!(
     edits_to_access_state_are_refused_at_use_and_reported,

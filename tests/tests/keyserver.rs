@@ -4,19 +4,8 @@
 
 use std::time::Duration;
 
-use medseal_e2e::{Backend, Client, KeyServer};
+use medseal_e2e::{Backend, Client, KeyServer, both_backends};
 use serde_json::{Value, json};
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => { $(
-        mod $name {
-            #[test]
-            fn sqlite() { super::$name(super::Backend::Sqlite) }
-            #[test]
-            fn postgres() { super::$name(super::Backend::Postgres) }
-        }
-    )* };
-}
 
 both_backends!(
     sessions_are_bound_to_a_device_and_end_on_logout,

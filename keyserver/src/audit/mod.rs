@@ -245,6 +245,26 @@ pub fn append(conn: &mut Conn, ring: &Keyring, events: &[Event]) -> Result<Vec<i
     Ok(out.items.into_iter().flat_map(|d| d.seqs).collect())
 }
 
+/// The latest signed checkpoint in the store (a malformed row comes out as
+/// a checkpoint that does not verify).
+pub fn latest_checkpoint(conn: &mut Conn) -> Result<Option<Checkpoint>> {
+    let row: Option<(i64, Vec<u8>, i64, Vec<u8>)> = audit_checkpoints::table
+        .order(audit_checkpoints::size.desc())
+        .select((
+            audit_checkpoints::size,
+            audit_checkpoints::root,
+            audit_checkpoints::at,
+            audit_checkpoints::signature,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(size, root, at, sig)| {
+        let root = <[u8; 32]>::try_from(root.as_slice()).unwrap_or([0; 32]);
+        let sig = <[u8; 64]>::try_from(sig.as_slice()).unwrap_or([0; 64]);
+        Checkpoint::new(size as u64, &root, at, &sig)
+    }))
+}
+
 /// Makes a store ready for this version once its keyring is known: fills
 /// the Merkle frontier of a log written before there was one (from the
 /// events themselves), and binds rows written before state MACs.
@@ -364,17 +384,11 @@ pub fn verify(
         )),
         None => None,
     };
-    let mut stored_checkpoints: Vec<(i64, Vec<u8>, i64, Vec<u8>)> = audit_checkpoints::table
-        .order(audit_checkpoints::size.desc())
-        .select((
-            audit_checkpoints::size,
-            audit_checkpoints::root,
-            audit_checkpoints::at,
-            audit_checkpoints::signature,
-        ))
+    let stored_checkpoints: Vec<(i64, Vec<u8>)> = audit_checkpoints::table
+        .order(audit_checkpoints::size.asc())
+        .select((audit_checkpoints::size, audit_checkpoints::root))
         .load(conn)?;
-    let latest = stored_checkpoints.first().cloned();
-    stored_checkpoints.reverse();
+    let latest = latest_checkpoint(conn)?;
     let mut next_checkpoint = stored_checkpoints.iter().peekable();
     let mut expected_seq = 1i64;
     let mut prev = chain::GENESIS.to_vec();
@@ -416,7 +430,7 @@ pub fn verify(
             frontier.push(ledger::leaf_event(r).leaf_hash());
             replay.apply(r);
             let size = r.seq;
-            while let Some((cs, root, _, _)) = next_checkpoint.peek() {
+            while let Some((cs, root)) = next_checkpoint.peek() {
                 if *cs > size {
                     break;
                 }
@@ -470,7 +484,7 @@ pub fn verify(
             ),
         ));
     }
-    if let Some((cs, _, _, _)) = next_checkpoint.next() {
+    if let Some((cs, _)) = next_checkpoint.next() {
         return Ok(at(
             verified,
             verified + 1,
@@ -484,22 +498,18 @@ pub fn verify(
             "the stored Merkle frontier is not the tree's".into(),
         ));
     }
-    let checkpoint = match latest {
-        Some((size, root, at_ms, sig)) => {
-            let sig = <[u8; 64]>::try_from(sig.as_slice()).unwrap_or([0; 64]);
-            let root = <[u8; 32]>::try_from(root.as_slice()).unwrap_or([0; 32]);
-            let c = Checkpoint::new(size as u64, &root, at_ms, &sig);
-            if c.verify(&public_key).is_err() {
-                return Ok(at(
-                    verified,
-                    size,
-                    format!("the checkpoint of {size} events is not signed by this keyring"),
-                ));
-            }
-            Some(c)
-        }
-        None => None,
-    };
+    if let Some(c) = &latest
+        && c.verify(&public_key).is_err()
+    {
+        return Ok(at(
+            verified,
+            c.size as i64,
+            format!(
+                "the checkpoint of {} events is not signed by this keyring",
+                c.size
+            ),
+        ));
+    }
     if let Some(why) = crate::integrity::check_all(conn, ring.state_key())? {
         return Ok(at(verified, 0, why));
     }
@@ -509,7 +519,7 @@ pub fn verify(
     Ok(Verification {
         verified,
         broken: None,
-        checkpoint,
+        checkpoint: latest,
     })
 }
 

@@ -5,14 +5,12 @@
 
 use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpResponse, web};
-use diesel::prelude::*;
-use medseal_keyserver_api::transparency::{Checkpoint, Receipt, encode_public_key};
+use medseal_keyserver_api::transparency::{Receipt, encode_public_key};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use super::AppState;
 use crate::audit::Applied;
-use crate::db::schema::audit_checkpoints;
 use crate::error::{Error, Result};
 use medseal_keyserver_api::v1::{ErrorBody, Proof, PublicKey};
 
@@ -60,31 +58,12 @@ pub async fn receipt_for<T>(state: &AppState, applied: &Applied<T>) -> Result<Re
     })
 }
 
-/// The latest signed checkpoint in the store.
-pub fn latest_checkpoint(conn: &mut crate::db::Conn) -> Result<Option<Checkpoint>> {
-    let row: Option<(i64, Vec<u8>, i64, Vec<u8>)> = audit_checkpoints::table
-        .order(audit_checkpoints::size.desc())
-        .select((
-            audit_checkpoints::size,
-            audit_checkpoints::root,
-            audit_checkpoints::at,
-            audit_checkpoints::signature,
-        ))
-        .first(conn)
-        .optional()?;
-    Ok(row.map(|(size, root, at, sig)| {
-        let root = <[u8; 32]>::try_from(root.as_slice()).unwrap_or([0; 32]);
-        let sig = <[u8; 64]>::try_from(sig.as_slice()).unwrap_or([0; 64]);
-        Checkpoint::new(size as u64, &root, at, &sig)
-    }))
-}
-
 /// The latest signed checkpoint: tree size, root, time, Ed25519 signature.
 #[utoipa::path(get, path = "/v1/audit/checkpoint",
     responses((status = 200, description = "`{size, root, at_ms, signature}`"),
               (status = 404, body = ErrorBody)))]
 pub async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse> {
-    let c = on_pool(&state, |_, c| latest_checkpoint(c)).await?;
+    let c = on_pool(&state, |_, c| crate::audit::latest_checkpoint(c)).await?;
     let c = c.ok_or_else(|| Error::NotFound("the audit log is empty".into()))?;
     Ok(fresh(c))
 }
