@@ -1,0 +1,377 @@
+//! A blocking client for the key server's v1 API (feature `blocking`): the
+//! one client that the command line, the capture library and the receiving
+//! endpoint share.
+//!
+//! It speaks only to the origin it was created for, and turns the server's
+//! error answers into typed errors whose messages tell a clinician what to do.
+
+use std::time::Duration;
+
+use crate::transparency::Checkpoint;
+use crate::v1::{
+    CreateKeyRequest, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest, Proof,
+    PublicKey, SessionResponse,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use medseal_format::Key;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+/// What can go wrong talking to a key server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not an `http(s)://host[:port]` origin.
+    #[error("'{0}' is not a key server URL (https://host[:port])")]
+    BadUrl(String),
+    /// The server could not be reached.
+    #[error("cannot reach the key server {origin}: {reason}")]
+    Unreachable {
+        /// The server.
+        origin: String,
+        /// Why.
+        reason: String,
+    },
+    /// Login refused: wrong credentials, locked or disabled account.
+    #[error("the key server refused the login: {0}")]
+    LoginRefused(String),
+    /// The session is missing, expired, revoked or from another device.
+    #[error("your session with {0} has ended; run: medseal login --keyserver {0}")]
+    SessionEnded(String),
+    /// The caller is not allowed to fetch this key.
+    #[error("you are not a recipient of this report")]
+    NotRecipient,
+    /// The key was revoked or has expired.
+    #[error("this report's key has been {0}")]
+    Gone(String),
+    /// No such key on this server.
+    #[error("the key server does not know this report's key")]
+    UnknownKey,
+    /// Refused for another reason.
+    #[error("the key server refused: {0}")]
+    Refused(String),
+    /// The server answered something that is not the v1 API.
+    #[error("unexpected answer from the key server: {0}")]
+    Protocol(String),
+}
+
+/// The account a session belongs to, as the key server says.
+pub type SessionOwner = CurrentSession;
+
+/// Normalises a key server URL to its origin: `scheme://host[:port]`,
+/// lower-case, no path, no trailing slash.
+pub fn origin_of(url: &str) -> Result<String, ClientError> {
+    let bad = || ClientError::BadUrl(url.to_owned());
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|_| bad())?;
+    if !matches!(parsed.scheme(), "https" | "http")
+        || parsed.host_str().is_none()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || !matches!(parsed.path(), "" | "/")
+        || parsed.query().is_some()
+    {
+        return Err(bad());
+    }
+    let origin = parsed.origin().ascii_serialization();
+    Ok(origin)
+}
+
+/// A key server session as saved on the device.
+#[derive(Clone, serde::Serialize, Deserialize)]
+pub struct Session {
+    /// The server's origin.
+    pub origin: String,
+    /// The account's e-mail.
+    pub email: String,
+    /// The bearer token.
+    pub token: String,
+    /// Absolute expiry, RFC 3339.
+    pub expires_at: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("origin", &self.origin)
+            .field("email", &self.email)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A data key created for a report.
+pub struct ReportKey {
+    /// The key id (goes in the sealed file's header).
+    pub key_id: String,
+    /// The key.
+    pub key: Key,
+}
+
+/// A client bound to one key server and one device.
+pub struct KeyClient {
+    http: reqwest::blocking::Client,
+    origin: String,
+    device_id: String,
+}
+
+impl KeyClient {
+    /// A client for `url`'s origin, sending `device_id` with every call.
+    /// `extra_root_pem` adds a CA certificate (for a private PKI).
+    pub fn new(
+        url: &str,
+        device_id: &str,
+        extra_root_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
+        let origin = origin_of(url)?;
+        let mut builder = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .https_only(origin.starts_with("https://"))
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = extra_root_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| ClientError::Protocol(format!("bad CA certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(KeyClient {
+            http,
+            origin,
+            device_id: device_id.to_owned(),
+        })
+    }
+
+    /// The server's origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn send(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+        token: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let mut req = req.header("X-Device-Id", &self.device_id);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().map_err(|e| ClientError::Unreachable {
+            origin: self.origin.clone(),
+            reason: e.without_url().to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .map_err(|e| ClientError::Protocol(e.without_url().to_string()))?;
+        Ok((status, body.to_vec()))
+    }
+
+    fn error(&self, status: u16, body: &[u8]) -> ClientError {
+        let msg = serde_json::from_slice::<ErrorBody>(body)
+            .map(|b| (b.error, b.message))
+            .unwrap_or_else(|_| (String::new(), format!("HTTP {status}")));
+        match status {
+            401 => ClientError::SessionEnded(self.origin.clone()),
+            403 => ClientError::Refused(msg.1),
+            404 => ClientError::UnknownKey,
+            410 => ClientError::Gone(if msg.1.contains("expired") {
+                "expired".into()
+            } else {
+                "revoked".into()
+            }),
+            _ if msg.0.is_empty() => ClientError::Protocol(msg.1),
+            _ => ClientError::Refused(msg.1),
+        }
+    }
+
+    fn get_public<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (status, body) = self.send(self.http.get(format!("{}{path}", self.origin)), None)?;
+        if status != 200 {
+            return Err(self.error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// The server's latest signed audit checkpoint.
+    pub fn audit_checkpoint(&self) -> Result<Checkpoint, ClientError> {
+        self.get_public("/v1/audit/checkpoint")
+    }
+
+    /// The consistency proof between two sizes of the audit log.
+    pub fn audit_consistency(&self, from: u64, to: u64) -> Result<Vec<String>, ClientError> {
+        let p: Proof = self.get_public(&format!("/v1/audit/consistency?from={from}&to={to}"))?;
+        Ok(p.proof)
+    }
+
+    /// The Ed25519 key the server signs checkpoints with (base64).
+    pub fn audit_public_key(&self) -> Result<String, ClientError> {
+        let k: PublicKey = self.get_public("/v1/audit/public-key")?;
+        Ok(k.public_key)
+    }
+
+    /// Logs in and returns the new session.
+    pub fn login(&self, email: &str, password: &[u8]) -> Result<Session, ClientError> {
+        let password = Zeroizing::new(
+            String::from_utf8(password.to_vec())
+                .map_err(|_| ClientError::LoginRefused("the password is not UTF-8".into()))?,
+        );
+        let body = LoginRequest {
+            email: email.to_owned(),
+            password,
+            device_id: self.device_id.clone(),
+        };
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/sessions", self.origin))
+                .json(&body),
+            None,
+        )?;
+        if status != 201 {
+            return Err(match self.error(status, &resp) {
+                ClientError::Refused(m) | ClientError::Protocol(m) => ClientError::LoginRefused(m),
+                ClientError::SessionEnded(_) => ClientError::LoginRefused(
+                    serde_json::from_slice::<ErrorBody>(&resp)
+                        .map(|b| b.message)
+                        .unwrap_or_else(|_| "wrong e-mail or password".into()),
+                ),
+                other => other,
+            });
+        }
+        let c: SessionResponse =
+            serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(Session {
+            origin: self.origin.clone(),
+            email: email.trim().to_lowercase(),
+            token: c.token.to_string(),
+            expires_at: c.expires_at.clone(),
+        })
+    }
+
+    /// The same server, speaking for another device: a receiving endpoint
+    /// checks a sender's session with the sender's own device id, since a
+    /// token presented from any other device ends the session.
+    pub fn for_device(&self, device_id: &str) -> KeyClient {
+        KeyClient {
+            http: self.http.clone(),
+            origin: self.origin.clone(),
+            device_id: device_id.to_owned(),
+        }
+    }
+
+    /// Whom the session `token` (of this client's device) belongs to.
+    pub fn session_owner(&self, token: &str) -> Result<SessionOwner, ClientError> {
+        let (status, resp) = self.send(
+            self.http
+                .get(format!("{}/v1/sessions/current", self.origin)),
+            Some(token),
+        )?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Creates a data key for `report_id` addressed to `recipients`.
+    pub fn create_key(
+        &self,
+        session: &Session,
+        report_id: &str,
+        recipients: &[String],
+    ) -> Result<ReportKey, ClientError> {
+        let body = CreateKeyRequest {
+            report_id: report_id.to_owned(),
+            recipients: recipients.to_vec(),
+            expires_at: None,
+        };
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/keys", self.origin))
+                .json(&body),
+            Some(&session.token),
+        )?;
+        if status != 201 {
+            return Err(self.error(status, &resp));
+        }
+        let k: CreatedKey =
+            serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        report_key(k.key_id.clone(), &k.key)
+    }
+
+    /// Fetches the data key `key_id` (the server audits the fetch).
+    pub fn fetch_key(&self, session: &Session, key_id: &str) -> Result<ReportKey, ClientError> {
+        if !key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        {
+            return Err(ClientError::UnknownKey);
+        }
+        let (status, resp) = self.send(
+            self.http.get(format!("{}/v1/keys/{key_id}", self.origin)),
+            Some(&session.token),
+        )?;
+        match status {
+            200 => {
+                let k: FetchedKey = serde_json::from_slice(&resp)
+                    .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                report_key(k.key_id.clone(), &k.key)
+            }
+            403 => Err(ClientError::NotRecipient),
+            _ => Err(self.error(status, &resp)),
+        }
+    }
+
+    /// Revokes `key_id`.
+    pub fn revoke(&self, session: &Session, key_id: &str) -> Result<(), ClientError> {
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/keys/{key_id}/revoke", self.origin)),
+            Some(&session.token),
+        )?;
+        if status != 204 {
+            return Err(self.error(status, &resp));
+        }
+        Ok(())
+    }
+}
+
+/// A data key as the server sends it (base64), decoded and checked.
+fn report_key(key_id: String, b64: &str) -> Result<ReportKey, ClientError> {
+    let raw = Zeroizing::new(
+        B64.decode(b64.as_bytes())
+            .map_err(|_| ClientError::Protocol("the key is not base64".into()))?,
+    );
+    let key = Key::from_slice(&raw).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    Ok(ReportKey { key_id, key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            origin_of("https://Keys.Example.org/").unwrap(),
+            "https://keys.example.org"
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8600").unwrap(),
+            "http://127.0.0.1:8600"
+        );
+        assert_eq!(
+            origin_of("https://k.example:443").unwrap(),
+            "https://k.example"
+        );
+        for bad in [
+            "ftp://x",
+            "https://u:p@x",
+            "https://x/path",
+            "x",
+            "https://x/?q=1",
+        ] {
+            assert!(origin_of(bad).is_err(), "{bad}");
+        }
+    }
+}
