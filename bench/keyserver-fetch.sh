@@ -57,7 +57,7 @@ echo "| endpoint                                     | req/s     | p50      | p9
 echo "|----------------------------------------------|-----------|----------|----------|---------|"
 out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency "http://127.0.0.1:$port/healthz")
 report "GET /healthz (no auth, no I/O)" "$out"
-[ -n "${PERF:-}" ] && (perf record -F 999 -g -p "${pids[0]}" -o /tmp/ks.perf -- sleep "$secs" >/dev/null 2>&1 &)
+[ -n "${PERF:-}" ] && (perf record -e cpu-clock -F 999 -g -p "${pids[0]}" -o /tmp/ks.perf -- sleep "$secs" >/dev/null 2>&1 &)
 out=$(wrk -t2 -c"$conns" -d"${secs}s" --latency -H "Authorization: Bearer $token" -H "X-Device-Id: bench" \
   "http://127.0.0.1:$port/v1/keys/$key_id")
 report "GET /v1/keys/{id} (authenticated, audited)" "$out"

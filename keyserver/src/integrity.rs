@@ -171,6 +171,15 @@ pub fn matches(stored: Option<&[u8]>, expected: &[u8; 32]) -> bool {
     stored.is_some_and(|s| subtle::ConstantTimeEq::ct_eq(s, &expected[..]).into())
 }
 
+/// A key's recipients as stored, sorted.
+pub fn recipients_of(conn: &mut Conn, key_id: &str) -> Result<Vec<String>> {
+    Ok(key_recipients::table
+        .filter(key_recipients::key_id.eq(key_id))
+        .order(key_recipients::email.asc())
+        .select(key_recipients::email)
+        .load(conn)?)
+}
+
 /// Loads a key's state as stored (recipients sorted), with its MAC.
 pub fn load_key_state(
     conn: &mut Conn,
@@ -202,11 +211,7 @@ pub fn load_key_state(
     else {
         return Ok(None);
     };
-    let recipients: Vec<String> = key_recipients::table
-        .filter(key_recipients::key_id.eq(key_id))
-        .order(key_recipients::email.asc())
-        .select(key_recipients::email)
-        .load(conn)?;
+    let recipients = recipients_of(conn, key_id)?;
     Ok(Some((
         KeyState {
             key_id: key_id.to_owned(),
