@@ -331,7 +331,12 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
         .as_array()
         .and_then(|d| d.iter().find(|d| d["destination"] == "drop"))
         .expect("drop delivery");
-    assert_eq!(drop_row["state"], "pending", "{v}");
+    // Between attempts it waits ("pending"); the status may also catch it
+    // in the middle of one ("sending").
+    assert!(
+        drop_row["state"] == "pending" || drop_row["state"] == "sending",
+        "{v}"
+    );
     assert!(
         drop_row["last_error"]
             .as_str()
