@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::resolve(Some(dir.into()), None, None)?;
     let mut conn = db::connect(&store.location)?;
     db::migrate(&mut conn)?;
-    let ring = store.open_keyring(&mut conn)?;
+    let ring = store.open_for_writing(&mut conn)?;
     let mut written = 0u64;
     let mut now = medseal_keyserver::time::now_ms();
     while written < n {

@@ -87,6 +87,9 @@ impl Default for SessionPolicy {
 /// session does not turn every request into a write.
 const LAST_SEEN_GRANULARITY_MS: i64 = 30_000;
 
+/// How far apart the clocks of a pool's servers may be.
+const CLOCK_SKEW_MS: i64 = 60_000;
+
 /// Lower-cases and checks an e-mail address.
 pub fn normalise_email(raw: &str) -> Result<String> {
     let e = raw.trim().to_lowercase();
@@ -451,7 +454,12 @@ pub fn authenticate(
             what: "the account was changed outside the key server; its sessions are refused",
         });
     }
-    if user.disabled || now >= expires_at || now - last_seen >= policy.idle_timeout_ms {
+    // `last_seen` is bookkeeping, not sealed: a value from the future (an
+    // insider's, or beyond any clock skew between servers) ends the session
+    // rather than keeping it alive for ever.
+    let idle = now.saturating_sub(last_seen);
+    let from_the_future = last_seen > now.saturating_add(CLOCK_SKEW_MS);
+    if user.disabled || now >= expires_at || idle >= policy.idle_timeout_ms || from_the_future {
         return Err(Error::Unauthorized(INVALID));
     }
     let principal = Principal {
@@ -468,7 +476,7 @@ pub fn authenticate(
     if !same_device {
         return Ok(Authenticated::DeviceMismatch(principal));
     }
-    if now - last_seen >= LAST_SEEN_GRANULARITY_MS {
+    if idle >= LAST_SEEN_GRANULARITY_MS {
         // Bookkeeping for the idle timeout, not access-control state.
         diesel::update(sessions::table.find(&hash))
             .set(sessions::last_seen.eq(now))

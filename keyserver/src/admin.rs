@@ -24,11 +24,27 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Opens the database (applying migrations) and the keyring.
+    /// Opens the database (applying migrations) and the keyring, ready for
+    /// changes.
     pub fn open(store: Store) -> Result<Self> {
+        Self::open_as(store, true)
+    }
+
+    /// Opens the store to read it only (`audit verify`, `audit public-key`):
+    /// nothing is written, not even the one-time preparation of a store of
+    /// an earlier version, so a check never changes what it checks.
+    pub fn open_read_only(store: Store) -> Result<Self> {
+        Self::open_as(store, false)
+    }
+
+    fn open_as(store: Store, writing: bool) -> Result<Self> {
         let mut conn = connect(&store.location)?;
         migrate(&mut conn)?;
-        let ring = store.open_keyring(&mut conn)?;
+        let ring = if writing {
+            store.open_for_writing(&mut conn)?
+        } else {
+            store.open_keyring(&mut conn)?
+        };
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         Ok(Admin {
             conn,
@@ -69,7 +85,7 @@ impl Admin {
 
     /// `audit verify`, optionally against a checkpoint saved elsewhere.
     pub fn verify_audit(&mut self, checkpoint: Option<&Checkpoint>) -> Result<Verification> {
-        audit::verify(&mut self.conn, &self.ring, checkpoint)
+        audit::verify(&mut self.conn, &self.ring, checkpoint, true)
     }
 
     /// The Ed25519 public key this store's checkpoints verify with.

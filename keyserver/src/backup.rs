@@ -193,7 +193,7 @@ fn write_sqlite<W: Write>(store: &Store, live: &Path, out: W) -> Result<BackupIn
         .map_err(|e| Error::Internal(format!("snapshot failed: {e}")))?;
     }
     let mut conn = db::connect(&Location::Sqlite(snapshot.clone()))?;
-    let v = audit::verify(&mut conn, &ring, None)?;
+    let v = audit::verify(&mut conn, &ring, None, false)?;
     drop(conn);
     if let Some(b) = v.broken {
         return Err(Error::Invalid(format!(
@@ -374,7 +374,9 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
 fn place_sqlite(db: &Path, target: &Path, info: &BackupInfo, ring: &Keyring) -> Result<()> {
     {
         let mut conn = db::connect(&Location::Sqlite(db.to_path_buf()))?;
-        let v = audit::verify(&mut conn, ring, None)?;
+        // A backup of an earlier version is brought to this schema first.
+        db::migrate(&mut conn)?;
+        let v = audit::verify(&mut conn, ring, None, false)?;
         if v.broken.is_some() || v.verified != info.audit_events {
             return Err(Error::Invalid(
                 "not a key server backup: its audit log does not verify".into(),

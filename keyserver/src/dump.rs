@@ -287,9 +287,12 @@ pub fn load<R: BufRead>(
         }
         let mut batch: Vec<Record> = Vec::with_capacity(256);
         let mut chain = ChainCheck::new(audit_key);
+        let mut bound = false;
         for line in events.lines() {
             let line = line.map_err(io("cannot read the dump"))?;
-            batch.push(chain.next(&line)?);
+            let record = chain.next(&line)?;
+            bound |= record.action == crate::audit::Action::StateBound.as_str();
+            batch.push(record);
             if batch.len() == 256 {
                 diesel::insert_into(audit_events::table)
                     .values(&batch)
@@ -309,8 +312,14 @@ pub fn load<R: BufRead>(
                 .values(&batch)
                 .execute(c)?;
         }
+        // A store bound to its keyring before the backup stays bound; one
+        // from an earlier version is bound when it is first opened.
         diesel::update(audit_head::table)
-            .set((audit_head::seq.eq(head.0), audit_head::hash.eq(&head.1)))
+            .set((
+                audit_head::seq.eq(head.0),
+                audit_head::hash.eq(&head.1),
+                audit_head::state_bound.eq(bound),
+            ))
             .execute(c)?;
         Ok::<_, Error>(())
     })?;

@@ -138,6 +138,24 @@ pub fn lookup(
     key_id: &str,
     state_key: &[u8; 32],
 ) -> Result<Option<KeyInfo>> {
+    // The row and its recipients are read by two statements; a change
+    // committed between them would look like tampering. A key that fails
+    // its seal is read again in one transaction before it is called
+    // tampered (the common path pays nothing for it).
+    match read_key(conn, p, key_id, state_key)? {
+        Some(info) if !info.intact => {
+            conn.transaction::<_, Error, _>(|c| read_key(c, p, key_id, state_key))
+        }
+        other => Ok(other),
+    }
+}
+
+fn read_key(
+    conn: &mut Conn,
+    p: &Principal,
+    key_id: &str,
+    state_key: &[u8; 32],
+) -> Result<Option<KeyInfo>> {
     type Row = (
         String,
         i32,

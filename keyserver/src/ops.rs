@@ -238,7 +238,17 @@ pub fn open_session(
             return Ok(Err(violation(tx, &actor, &org, what)));
         }
         if u.disabled || u.locked_until.is_some_and(|t| t > tx.now) {
-            return Err(Error::Unauthorized("wrong e-mail or password"));
+            // Disabled or locked between the password check and now.
+            tx.record(
+                actor
+                    .event(&org, Action::SessionFailed, Outcome::Denied)
+                    .detail(if u.disabled {
+                        "account disabled"
+                    } else {
+                        "account locked"
+                    }),
+            );
+            return Ok(Err(Error::Unauthorized("wrong e-mail or password")));
         }
         diesel::update(users::table.find(user_id))
             .set((
@@ -520,22 +530,27 @@ pub fn rewrap_some(limit: i64) -> impl Fn(&mut Tx<'_>) -> Result<u64> + Send + S
     }
 }
 
-/// Binds rows from before state MACs (once per store), with
-/// `keyserver.state_bound` when there was anything to bind.
+/// Binds rows from before state MACs, once per store, with the
+/// `keyserver.state_bound` marker event (a new store is bound, with nothing
+/// to bind, the first time it is opened).
 pub fn bind_store(actor: Actor) -> impl Fn(&mut Tx<'_>) -> Result<u64> + Send + Sync + 'static {
     move |tx| {
-        use crate::db::schema::{audit_checkpoints, audit_head};
+        use crate::db::schema::{audit_events, audit_head};
         let bound: bool = audit_head::table
             .select(audit_head::state_bound)
             .first(tx.conn)?;
         if bound {
             return Ok(0);
         }
-        // Only a store that no version with state MACs has written yet may
-        // be bound: once a checkpoint exists, an unbound flag means someone
-        // reset it to have planted rows blessed.
-        let signed: i64 = audit_checkpoints::table.count().get_result(tx.conn)?;
-        if signed > 0 {
+        // A store is bound once, and the keyed log says so: if it already
+        // holds the marker, the flag was reset outside the server to have
+        // planted rows sealed. (Deleting the marker breaks the chain, which
+        // `audit verify` reports.)
+        let marked: i64 = audit_events::table
+            .filter(audit_events::action.eq(Action::StateBound.as_str()))
+            .count()
+            .get_result(tx.conn)?;
+        if marked > 0 {
             return Err(Error::Integrity(
                 "the store's binding flag was reset outside the key server; refusing to bind rows to the keyring".into(),
             ));
@@ -545,13 +560,11 @@ pub fn bind_store(actor: Actor) -> impl Fn(&mut Tx<'_>) -> Result<u64> + Send + 
         diesel::update(audit_head::table)
             .set(audit_head::state_bound.eq(true))
             .execute(tx.conn)?;
-        if n > 0 {
-            tx.record(
-                actor
-                    .event("", Action::StateBound, Outcome::Success)
-                    .detail(format!("{n} rows bound to the keyring")),
-            );
-        }
+        tx.record(
+            actor
+                .event("", Action::StateBound, Outcome::Success)
+                .detail(format!("{n} rows bound to the keyring")),
+        );
         Ok(n)
     }
 }

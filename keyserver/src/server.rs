@@ -79,7 +79,7 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         (n, _) => n,
     };
     let pool = db::open_pool(&cfg.store.location, pool_size)?;
-    let ring = cfg.store.open_keyring(&mut *pool.get()?)?;
+    let ring = cfg.store.open_for_writing(&mut *pool.get()?)?;
     let keyring = Arc::new(SharedKeyring::new(ring, cfg.store.keyring.clone()));
     let metrics = Arc::new(Metrics::new().map_err(|e| Error::Internal(e.to_string()))?);
     let clock = cfg.clock.clone();
@@ -89,6 +89,20 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         metrics.clone(),
         clock.clone(),
     )?;
+    // Build the Merkle tree for receipts and proofs now, in the background,
+    // rather than on the first request that needs it.
+    let (tree, loc) = (audit.tree.clone(), cfg.store.location.clone());
+    let _ = std::thread::Builder::new()
+        .name("audit-tree".into())
+        .spawn(move || {
+            let warm = db::connect(&loc).and_then(|mut c| {
+                let head = crate::audit::latest_checkpoint(&mut c)?.map_or(0, |cp| cp.size);
+                tree.with_size(|| Ok(&mut c), head, |_| ())
+            });
+            if let Err(e) = warm {
+                tracing::warn!(error = %e, "cannot build the audit tree yet; it is built on first use");
+            }
+        });
     let state = web::Data::new(AppState {
         pool,
         keyring,

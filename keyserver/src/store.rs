@@ -66,6 +66,15 @@ impl Store {
         Keyring::load(&self.keyring)
     }
 
+    /// [`Store::open_keyring`], then makes the store ready to be written by
+    /// this version ([`crate::audit::prepare_store`]): what the server and
+    /// every changing admin command use.
+    pub fn open_for_writing(&self, conn: &mut db::Conn) -> Result<Keyring> {
+        let ring = self.open_keyring(conn)?;
+        crate::audit::prepare_store(conn, &ring)?;
+        Ok(ring)
+    }
+
     /// Loads the keyring and checks that it belongs to this database: the
     /// newest audit event must verify with it. A keyring is created only for
     /// a store without history, so a mistyped `--keyring` never starts a
@@ -98,7 +107,6 @@ impl Store {
         if new && let KeyringSource::File(p) = &self.keyring {
             ring.save_new(p)?;
         }
-        crate::audit::prepare_store(conn, &ring)?;
         Ok(ring)
     }
 }

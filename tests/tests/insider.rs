@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 both_backends!(
     edits_to_access_state_are_refused_at_use_and_reported,
+    resetting_the_binding_or_stretching_a_session_is_refused,
+    hostile_text_in_a_request_never_stops_the_log,
     a_row_put_back_whole_is_reported_by_verify,
     a_cut_tail_is_caught_by_a_saved_checkpoint_and_the_witness,
     receipts_verify_offline_and_fail_when_changed,
@@ -489,4 +491,59 @@ fn the_witness_detects_a_rollback_to_an_older_backup() {
         &["--checkpoint", saved.to_str().unwrap()],
         "events were removed",
     );
+}
+
+/// The one-time binding of rows to the keyring cannot be triggered again to
+/// have planted rows sealed; a session's bookkeeping cannot keep it alive.
+fn resetting_the_binding_or_stretching_a_session_is_refused(backend: Backend) {
+    let mut ks = hospital(backend);
+    let mallory = ks.login("mallory@st.example", "mallory-password-1", "m-phone");
+    // A session's last use moved into the far future would never go idle.
+    ks.sql(&["UPDATE sessions SET last_seen = 9999999999999"]);
+    assert_eq!(mallory.get("/v1/sessions/current").status, 401);
+
+    // Planted: a raised role without a seal, and the binding flag reset so
+    // that the next start would seal it.
+    ks.kill();
+    ks.sql(&[
+        "UPDATE users SET role = 'admin', state_mac = NULL WHERE email = 'mallory@st.example'",
+        "UPDATE audit_head SET state_bound = FALSE",
+        "DELETE FROM audit_checkpoints",
+    ]);
+    let change = ks.admin(&["org", "add", "Third Hospital"]);
+    let err = String::from_utf8_lossy(&change.stderr);
+    assert!(!change.status.success(), "a reset binding was honoured");
+    assert!(err.contains("binding flag was reset"), "{err}");
+    assert_verify_fails(&ks, &[], "binding to its keyring was reset");
+    // verify itself changes nothing: the planted row is still unsealed.
+    assert_verify_fails(&ks, &[], "binding to its keyring was reset");
+}
+
+/// Text a client sends lands in events (an unknown key id, an address); a
+/// NUL or a line break in it must neither stop the log (PostgreSQL refuses
+/// NUL in text, which would fail a whole batch) nor forge a line.
+fn hostile_text_in_a_request_never_stops_the_log(backend: Backend) {
+    let ks = hospital(backend);
+    let alice = ks.login("alice@st.example", "alice-password-1", "alice-phone");
+    let r = alice.get("/v1/keys/k_%00%0A%3DHYPERLINK(%22x%22)");
+    assert_eq!(r.status, 404, "{}", r.body);
+    // The log still takes changes…
+    new_key(&alice, "after-nul", &["bob@other.example"]);
+    // …and kept the refusal, with the control characters replaced.
+    let denied: Vec<Value> = events(&ks)
+        .into_iter()
+        .filter(|e| e["action"] == "key.denied")
+        .collect();
+    assert_eq!(denied.len(), 1);
+    let id = denied[0]["key_id"].as_str().unwrap();
+    assert!(!id.chars().any(char::is_control), "{id:?}");
+    assert!(id.contains('\u{fffd}'), "{id:?}");
+    assert_verify_passes(&ks, &[]);
+    // Proofs of trees the log does not have are refused at once.
+    let huge = reqwest::blocking::get(format!(
+        "{}/v1/audit/consistency?from=1&to=18446744073709551615",
+        ks.base
+    ))
+    .unwrap();
+    assert_eq!(huge.status().as_u16(), 404);
 }

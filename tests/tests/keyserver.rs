@@ -343,7 +343,6 @@ fn audit_api_and_export_tell_the_story_in_order(backend: Backend) {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("intact"));
 }
 
-/// Runs SQL directly against the store, as an attacker with database access would.
 /// A store with 8 audit events made through the admin CLI.
 fn eight_events(backend: Backend) -> KeyServer {
     let ks = KeyServer::new(backend);

@@ -223,7 +223,7 @@ pub fn run(a: Args) -> Result<()> {
                 .as_deref()
                 .map(super::audit::load_checkpoint)
                 .transpose()?;
-            let v = Admin::open(store)?.verify_audit(given.as_ref())?;
+            let v = Admin::open_read_only(store)?.verify_audit(given.as_ref())?;
             match v.broken {
                 None => {
                     let signed = v
@@ -253,7 +253,7 @@ pub fn run(a: Args) -> Result<()> {
             }
         }
         Command::Audit(AuditCommand::PublicKey) => {
-            let key = Admin::open(store)?.checkpoint_public_key();
+            let key = Admin::open_read_only(store)?.checkpoint_public_key();
             println!(
                 "{}",
                 medseal_keyserver_api::transparency::encode_public_key(&key)

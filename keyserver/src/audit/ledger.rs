@@ -109,6 +109,29 @@ pub struct Committed {
     pub checkpoint: Checkpoint,
 }
 
+/// Longest text kept in an event field; longer values (which only a
+/// refused request can carry) are cut.
+const FIELD_MAX: usize = 256;
+/// Longest detail kept.
+const DETAIL_MAX: usize = 8192;
+
+/// An event field as stored: control characters (a NUL, which PostgreSQL
+/// refuses in text and which would fail the whole batch, a line break that
+/// would forge a line in an export) become U+FFFD, and the text is cut at
+/// `max` bytes on a character boundary. Events record what a client sent,
+/// so this is the one place hostile text is made safe to store.
+pub fn clean(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for c in s.chars() {
+        let c = if c.is_control() { '\u{fffd}' } else { c };
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The head row.
 pub(crate) struct Head {
     pub seq: i64,
@@ -219,15 +242,15 @@ pub fn commit_batch(
             let mut r = Record {
                 seq,
                 at: now,
-                actor: e.actor.clone(),
-                org: e.org.clone(),
+                actor: clean(&e.actor, FIELD_MAX),
+                org: clean(&e.org, FIELD_MAX),
                 action: e.action.as_str().to_owned(),
-                key_id: e.key_id.clone(),
-                report_id: e.report_id.clone(),
-                client_ip: e.client_ip.clone(),
-                device_id: e.device_id.clone(),
+                key_id: e.key_id.as_deref().map(|v| clean(v, FIELD_MAX)),
+                report_id: e.report_id.as_deref().map(|v| clean(v, FIELD_MAX)),
+                client_ip: e.client_ip.as_deref().map(|v| clean(v, FIELD_MAX)),
+                device_id: e.device_id.as_deref().map(|v| clean(v, FIELD_MAX)),
                 outcome: e.outcome.as_str().to_owned(),
-                detail: e.detail.clone(),
+                detail: clean(&e.detail, DETAIL_MAX),
                 prev_hash: prev.clone(),
                 hash: Vec::new(),
             };

@@ -366,10 +366,32 @@ pub struct Broken {
 /// - the state: every key, user and session row carries a valid state MAC,
 ///   and keys, recipients, revocations, users, roles and organisations are
 ///   exactly what the events say ([`state`]).
+///
+/// Everything is read in one read transaction (REPEATABLE READ on
+/// PostgreSQL; one read snapshot on SQLite), so a server writing meanwhile
+/// never makes a consistent store look broken. `with_state` off checks the
+/// log alone (a backup must not be refused for what the log says about the
+/// rows).
 pub fn verify(
     conn: &mut Conn,
     ring: &Keyring,
     external: Option<&Checkpoint>,
+    with_state: bool,
+) -> Result<Verification> {
+    conn.transaction::<_, Error, _>(|c| {
+        if let Conn::Postgresql(_) = c {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(c)?;
+        }
+        verify_snapshot(c, ring, external, with_state)
+    })
+}
+
+fn verify_snapshot(
+    conn: &mut Conn,
+    ring: &Keyring,
+    external: Option<&Checkpoint>,
+    with_state: bool,
 ) -> Result<Verification> {
     const PAGE: i64 = 10_000;
     let public_key = ring.checkpoint_public_key();
@@ -395,6 +417,7 @@ pub fn verify(
     let mut last = 0i64;
     let mut frontier = frontier::Frontier::empty();
     let mut replay = state::Replay::default();
+    let mut binds = 0u32;
     let at = |verified: i64, seq: i64, reason: String| Verification {
         verified,
         broken: Some(Broken { seq, reason }),
@@ -429,6 +452,9 @@ pub fn verify(
             prev.clone_from(&r.hash);
             frontier.push(ledger::leaf_event(r).leaf_hash());
             replay.apply(r);
+            if r.action == Action::StateBound.as_str() {
+                binds += 1;
+            }
             let size = r.seq;
             while let Some((cs, root)) = next_checkpoint.peek() {
                 if *cs > size {
@@ -463,9 +489,15 @@ pub fn verify(
         }
     }
     let verified = expected_seq - 1;
-    let (head_seq, head_hash, head_frontier): (i64, Vec<u8>, Vec<u8>) = audit_head::table
-        .select((audit_head::seq, audit_head::hash, audit_head::frontier))
-        .first(conn)?;
+    let (head_seq, head_hash, head_frontier, bound): (i64, Vec<u8>, Vec<u8>, bool) =
+        audit_head::table
+            .select((
+                audit_head::seq,
+                audit_head::hash,
+                audit_head::frontier,
+                audit_head::state_bound,
+            ))
+            .first(conn)?;
     if head_seq != verified || head_hash != prev {
         return Ok(at(
             verified,
@@ -510,11 +542,27 @@ pub fn verify(
             ),
         ));
     }
-    if let Some(why) = crate::integrity::check_all(conn, ring.state_key())? {
-        return Ok(at(verified, 0, why));
-    }
-    if let Some(why) = replay.compare(conn)? {
-        return Ok(at(verified, 0, why));
+    if with_state {
+        if binds > 1 || (binds == 1 && !bound) {
+            return Ok(at(
+                verified,
+                0,
+                "the store's binding to its keyring was reset outside the key server".into(),
+            ));
+        }
+        if binds == 0 && !bound {
+            return Ok(at(
+                verified,
+                0,
+                "this store was written by an earlier version and is not yet bound to its keyring: start the server or run any admin change once".into(),
+            ));
+        }
+        if let Some(why) = crate::integrity::check_all(conn, ring.state_key())? {
+            return Ok(at(verified, 0, why));
+        }
+        if let Some(why) = replay.compare(conn)? {
+            return Ok(at(verified, 0, why));
+        }
     }
     Ok(Verification {
         verified,

@@ -18,7 +18,7 @@ use super::Record;
 use super::ledger::leaf_event;
 use super::tree::Tree;
 use crate::db::Conn;
-use crate::db::schema::audit_events;
+use crate::db::schema::{audit_events, audit_head};
 use crate::error::{Error, Result};
 
 /// A lazily built, shared tree.
@@ -37,8 +37,14 @@ impl TreeCache {
     /// Adds the leaves of a batch that made the tree `new_size` long, if the
     /// cache is exactly where that batch started (otherwise it catches up
     /// from the store when next asked).
+    ///
+    /// The writer calls this after every commit and must never wait behind
+    /// a proof or a rebuild: if the tree is busy, the leaves are left for
+    /// the next catch-up to read from the store.
     pub fn extend(&self, new_size: u64, leaves: &[Hash]) {
-        let mut t = self.lock();
+        let Ok(mut t) = self.tree.try_lock() else {
+            return;
+        };
         if t.len() + leaves.len() as u64 == new_size {
             for l in leaves {
                 t.push(*l);
@@ -57,7 +63,16 @@ impl TreeCache {
     ) -> Result<T> {
         let mut t = self.lock();
         if t.len() < size {
-            catch_up(&mut *conn()?, &mut t, size)?;
+            let mut c = conn()?;
+            // Never past what the store holds: a request for a larger tree
+            // (anyone may ask) reads nothing.
+            let head: i64 = audit_head::table.select(audit_head::seq).first(&mut *c)?;
+            if size > head.max(0) as u64 {
+                return Err(Error::NotFound(format!(
+                    "the log has fewer than {size} events"
+                )));
+            }
+            catch_up(&mut c, &mut t, size)?;
         }
         Ok(f(&t))
     }

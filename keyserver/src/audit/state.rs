@@ -48,10 +48,11 @@ fn list_after<'a>(detail: &'a str, prefix: &str) -> impl Iterator<Item = String>
     let rest = rest
         .rsplit_once("; expires ")
         .map_or(rest, |(list, _)| list);
+    // Addresses are stored normalised (trimmed, lower-case); details written
+    // by earlier versions listed them as the client sent them.
     rest.split(", ")
-        .map(str::trim)
+        .map(|s| s.trim().to_lowercase())
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
 }
 
 impl Replay {

@@ -514,7 +514,8 @@ pub async fn read_audit(
         filter.org = Some(p.org.clone());
     } else {
         // A key's creator may read that key's trail, and nothing else.
-        if key.is_none_or(|i| i.facts.creator_id != p.user_id) {
+        // Only a key whose state matches its seal names its creator.
+        if key.is_none_or(|i| !i.intact || i.facts.creator_id != p.user_id) {
             state.metrics.denial("audit_forbidden");
             state
                 .audit
