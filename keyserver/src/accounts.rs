@@ -93,19 +93,30 @@ const CLOCK_SKEW_MS: i64 = 60_000;
 /// Lower-cases and checks an e-mail address.
 pub fn normalise_email(raw: &str) -> Result<String> {
     let e = raw.trim().to_lowercase();
+    // RFC 5322 dot-atom on both sides (letters of any script allowed, as in
+    // RFC 6531), so that no quote, bracket, comma or space — nothing that
+    // could break out of a CSV cell or a mail header — is ever stored.
+    let atext = |c: char| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let dot_atom = |s: &str, allowed: &dyn Fn(char) -> bool| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|part| !part.is_empty() && part.chars().all(allowed))
+    };
     let ok = e.len() <= 254
-        && e.split('@').count() == 2
-        && !e.starts_with('@')
-        && !e.ends_with('@')
-        && !e
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+        && match e.split_once('@') {
+            Some((local, domain)) => {
+                local.len() <= 64
+                    && dot_atom(local, &atext)
+                    && dot_atom(domain, &|c: char| c.is_alphanumeric() || c == '-')
+            }
+            None => false,
+        };
     if ok {
         Ok(e)
     } else {
         Err(Error::Invalid(format!(
             "'{}' is not an e-mail address",
-            raw.trim()
+            crate::audit::ledger::clean(raw.trim(), 254)
         )))
     }
 }
@@ -122,9 +133,14 @@ pub(crate) fn check_org_name(name: &str) -> Result<()> {
 
 /// Checks a device id as sent in `X-Device-Id`.
 pub fn check_device_id(id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if !ok {
         return Err(Error::Invalid(
-            "a device id is 1 to 128 printable ASCII characters".into(),
+            "a device id is 1 to 128 characters of A-Z a-z 0-9 . _ : -".into(),
         ));
     }
     Ok(())

