@@ -352,16 +352,16 @@ pub enum PasswordCheck {
     Unknown,
     /// Wrong password for this account.
     Wrong(UserRecord),
-    /// The account is locked until this time (UTC ms).
-    Locked(UserRecord, i64),
     /// Right password, but the account is disabled.
     Disabled(UserRecord),
     /// The account's row fails its seal: never signed in.
     Tampered(UserRecord),
 }
 
-/// Checks `password` for `user` (`None`: unknown e-mail) at `now`.
-pub fn check_password(user: Option<UserRecord>, password: &[u8], now: i64) -> PasswordCheck {
+/// Checks `password` for `user` (`None`: unknown e-mail). The caller has
+/// reserved the attempt first ([`crate::ops::reserve_attempt`]), which is
+/// where a locked account is refused.
+pub fn check_password(user: Option<UserRecord>, password: &[u8]) -> PasswordCheck {
     let Some(user) = user else {
         verify_password(password, dummy_hash());
         return PasswordCheck::Unknown;
@@ -369,9 +369,6 @@ pub fn check_password(user: Option<UserRecord>, password: &[u8], now: i64) -> Pa
     if !user.intact {
         verify_password(password, dummy_hash());
         return PasswordCheck::Tampered(user);
-    }
-    if let Some(until) = user.locked_until.filter(|u| *u > now) {
-        return PasswordCheck::Locked(user, until);
     }
     if !verify_password(password, &user.password_hash) {
         return PasswordCheck::Wrong(user);

@@ -288,10 +288,75 @@ pub fn open_session(
     }
 }
 
-/// A failed login of a known account: counts it (atomically, so that every
-/// server of a pool sees every failure), locks the account at the limit,
-/// and records `session.failed` (and `session.locked`). Answers whether
-/// this failure locked the account.
+/// Whether a login attempt may check its password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Go on: the attempt is counted already.
+    Go,
+    /// The account is locked until this time (UTC ms).
+    Locked(i64),
+}
+
+/// Reserves a password check for a known account **before** it is made:
+/// the attempt is counted first, atomically (every server of a pool
+/// serialises on the store), and an attempt beyond the limit locks the
+/// account without being checked. So however many guesses arrive at once,
+/// at most `max_failures` passwords are verified per lock period. A right
+/// password then clears the count ([`open_session`]); a wrong one is
+/// recorded by [`login_failed`].
+pub fn reserve_attempt(
+    actor: Actor,
+    user_id: i64,
+    org: String,
+    policy: SessionPolicy,
+) -> impl Fn(&mut Tx<'_>) -> Result<Attempt> + Send + Sync + 'static {
+    move |tx| {
+        let locked_until: Option<i64> = users::table
+            .find(user_id)
+            .select(users::locked_until)
+            .first(tx.conn)?;
+        let refused = |tx: &mut Tx<'_>, until: i64| {
+            tx.record(
+                actor
+                    .event(&org, Action::SessionFailed, Outcome::Denied)
+                    .detail("account locked"),
+            );
+            Ok(Attempt::Locked(until))
+        };
+        if let Some(until) = locked_until.filter(|t| *t > tx.now) {
+            return refused(tx, until);
+        }
+        let attempts: i32 = diesel::update(users::table.find(user_id))
+            .set(users::failed_logins.eq(users::failed_logins + 1))
+            .returning(users::failed_logins)
+            .get_result(tx.conn)?;
+        if attempts > policy.max_failures {
+            let until = tx.now + policy.lockout_ms;
+            lock(tx, &actor, user_id, &org, until)?;
+            return refused(tx, until);
+        }
+        Ok(Attempt::Go)
+    }
+}
+
+fn lock(tx: &mut Tx<'_>, actor: &Actor, user_id: i64, org: &str, until: i64) -> Result<()> {
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::failed_logins.eq(0),
+            users::locked_until.eq(Some(until)),
+        ))
+        .execute(tx.conn)?;
+    tx.record(
+        actor
+            .event(org, Action::SessionLocked, Outcome::Denied)
+            .detail("locked after repeated failures"),
+    );
+    Ok(())
+}
+
+/// A reserved attempt whose password was wrong: records `session.failed`,
+/// and locks the account when this was the last attempt the limit allows
+/// (`session.locked`). Answers whether it locked the account.
 pub fn login_failed(
     actor: Actor,
     user_id: i64,
@@ -300,28 +365,18 @@ pub fn login_failed(
     policy: SessionPolicy,
 ) -> impl Fn(&mut Tx<'_>) -> Result<bool> + Send + Sync + 'static {
     move |tx| {
-        let failures: i32 = diesel::update(users::table.find(user_id))
-            .set(users::failed_logins.eq(users::failed_logins + 1))
-            .returning(users::failed_logins)
-            .get_result(tx.conn)?;
+        let attempts: i32 = users::table
+            .find(user_id)
+            .select(users::failed_logins)
+            .first(tx.conn)?;
         tx.record(
             actor
                 .event(&org, Action::SessionFailed, Outcome::Denied)
                 .detail(detail),
         );
-        let locked_now = failures >= policy.max_failures;
+        let locked_now = attempts >= policy.max_failures;
         if locked_now {
-            diesel::update(users::table.find(user_id))
-                .set((
-                    users::failed_logins.eq(0),
-                    users::locked_until.eq(Some(tx.now + policy.lockout_ms)),
-                ))
-                .execute(tx.conn)?;
-            tx.record(
-                actor
-                    .event(&org, Action::SessionLocked, Outcome::Denied)
-                    .detail("locked after repeated failures"),
-            );
+            lock(tx, &actor, user_id, &org, tx.now + policy.lockout_ms)?;
         }
         Ok(locked_now)
     }

@@ -8,6 +8,7 @@ use medseal_e2e::{Backend, Client, KeyServer, both_backends};
 use serde_json::{Value, json};
 
 both_backends!(
+    concurrent_guesses_cannot_outrun_the_lockout,
     sessions_are_bound_to_a_device_and_end_on_logout,
     repeated_failures_lock_the_account,
     key_policy_creator_recipients_admins_and_strangers,
@@ -597,4 +598,51 @@ fn zero_config_start_creates_a_private_data_directory() {
     assert_eq!(mode(&data.join("master.keyring")), 0o600);
     assert_eq!(mode(&data.join("keyserver.sqlite3")), 0o600);
     assert!(ks.log_text().contains("loopback only"), "{}", ks.log_text());
+}
+
+/// 28 wrong passwords at once for one account: the attempt is counted
+/// before the password is checked, so at most 5 are checked before the
+/// account locks (before, the check came first and 10 got through).
+fn concurrent_guesses_cannot_outrun_the_lockout(backend: Backend) {
+    let mut ks = KeyServer::new(backend);
+    ks.org(ST);
+    ks.user(ST, "alice@st.example", "clinician", "alice-pw-1");
+    ks.start_with(&["--logins-per-minute", "1000"]);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(28));
+    let guesses: Vec<_> = (0..28)
+        .map(|i| {
+            let (base, barrier) = (ks.base.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let c = Client::new(&base, &format!("guesser-{i}"));
+                barrier.wait();
+                c.post(
+                    "/v1/sessions",
+                    &json!({"email": "alice@st.example", "password": format!("guess {i}"), "device_id": format!("guesser-{i}")}),
+                )
+                .status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses.into_iter().map(|g| g.join().unwrap()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let export: Value =
+        serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
+    let checked = export["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "session.failed" && e["detail"] == "wrong e-mail or password")
+        .count();
+    assert!(checked <= 5, "{checked} passwords were checked");
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), checked);
+    // Locked: even the right password is refused now.
+    let c = Client::new(&ks.base, "alice-phone");
+    let r = c.post(
+        "/v1/sessions",
+        &json!({"email": "alice@st.example", "password": "alice-pw-1", "device_id": "alice-phone"}),
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
 }

@@ -105,13 +105,36 @@ pub async fn create_session(
     let ring = state.keyring.get();
     let pool = state.pool.clone();
     let e2 = email.clone();
-    let check = blocking(move || {
-        let user = accounts::find_user(&mut *pool.get()?, &e2, ring.state_key())?;
-        Ok(accounts::check_password(user, password.as_bytes(), now))
-    })
-    .await?;
+    let user =
+        blocking(move || accounts::find_user(&mut *pool.get()?, &e2, ring.state_key())).await?;
     let actor = |org: &str| as_given.event(org, Action::SessionFailed, Outcome::Denied);
     let wrong = Error::Unauthorized("wrong e-mail or password");
+    // A known, intact account: the attempt is counted before the password
+    // is checked, so concurrent guesses cannot outrun the lockout.
+    if let Some(u) = user.as_ref().filter(|u| u.intact) {
+        let a = Actor {
+            name: u.email.clone(),
+            client_ip: ip.clone(),
+            device_id: Some(device_id.clone()),
+        };
+        let reserved = state
+            .audit
+            .apply(ops::reserve_attempt(
+                a,
+                u.id,
+                u.org.clone(),
+                state.sessions.clone(),
+            ))
+            .await?;
+        if let ops::Attempt::Locked(until) = reserved.value {
+            state.metrics.denial("locked");
+            return Err(Error::RateLimited {
+                message: "account locked after repeated failed logins; try again later".into(),
+                retry_after: ((until - now) / 1000).max(1) as u64,
+            });
+        }
+    }
+    let check = blocking(move || Ok(accounts::check_password(user, password.as_bytes()))).await?;
     match check {
         PasswordCheck::Ok(user) => {
             let session = accounts::NewSession::generate()?;
@@ -167,17 +190,6 @@ pub async fn create_session(
                 ))
                 .await?;
             Err(wrong)
-        }
-        PasswordCheck::Locked(user, until) => {
-            state.metrics.denial("locked");
-            state
-                .audit
-                .record(actor(&user.org).detail("account locked"))
-                .await?;
-            Err(Error::RateLimited {
-                message: "account locked after repeated failed logins; try again later".into(),
-                retry_after: ((until - now) / 1000).max(1) as u64,
-            })
         }
         PasswordCheck::Disabled(user) => {
             state.metrics.denial("disabled");
