@@ -496,24 +496,34 @@ impl Keyring {
     }
 }
 
-/// Refuses a secret file that other users can read.
-pub(crate) fn check_private(path: &Path) -> Result<()> {
+/// Why a secret file must not be used: other users can read or write it.
+/// `None` when it is private (or on a system without Unix modes).
+pub(crate) fn not_private(path: &Path) -> Option<String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .map_err(|e| Error::Keyring(e.to_string()))?
-            .permissions()
-            .mode();
+        let mode = match std::fs::metadata(path) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
+        };
         if mode & 0o077 != 0 {
-            return Err(Error::Keyring(format!(
+            return Some(format!(
                 "{} is readable by other users (mode {:o}); chmod 600 it",
                 path.display(),
                 mode & 0o777
-            )));
+            ));
         }
     }
-    Ok(())
+    let _ = path;
+    None
+}
+
+/// Refuses a keyring file that other users can read.
+pub(crate) fn check_private(path: &Path) -> Result<()> {
+    match not_private(path) {
+        Some(why) => Err(Error::Keyring(why)),
+        None => Ok(()),
+    }
 }
 
 /// Writes a secret file with mode 0600, atomically (temporary file + rename).

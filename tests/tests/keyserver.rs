@@ -237,7 +237,16 @@ fn disabled_user_loses_access_at_once(backend: Backend) {
         &json!({"email": "bob@other.example", "password": "bob-pw-1", "device_id": "b"}),
     );
     assert_eq!(r.status, 401);
-    assert_eq!(r.json["message"], "this account is disabled");
+    // Answered as a wrong password (a right one is not confirmed), and the
+    // trail says why.
+    assert_eq!(r.json["message"], "wrong e-mail or password");
+    let export: Value =
+        serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
+    assert!(export["events"].as_array().unwrap().iter().any(|e| {
+        e["action"] == "session.failed"
+            && e["actor"] == "bob@other.example"
+            && e["detail"] == "account disabled"
+    }));
 }
 
 fn expired_keys_answer_gone(backend: Backend) {
@@ -553,6 +562,25 @@ fn serves_https_with_the_given_certificate() {
         "key.pem",
         cert.signing_key.serialize_pem().as_bytes(),
     );
+    // A key other users can read is refused, with one line saying how to fix it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = std::process::Command::new(medseal_e2e::medseal_bin())
+        .args(["keyserver", "serve", "--listen", "127.0.0.1:1"])
+        .args([
+            "--tls-cert",
+            c.to_str().unwrap(),
+            "--tls-key",
+            k.to_str().unwrap(),
+        ])
+        .args(ks.store_args())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("chmod 600"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
     ks.start_with(&[
         "--tls-cert",
         c.to_str().unwrap(),

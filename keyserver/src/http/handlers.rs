@@ -197,7 +197,9 @@ pub async fn create_session(
                 .audit
                 .record(actor(&user.org).detail("account disabled"))
                 .await?;
-            Err(Error::Unauthorized("this account is disabled"))
+            // The same answer as a wrong password: the right password must
+            // not be confirmed to whoever typed it. The trail says why.
+            Err(wrong)
         }
         PasswordCheck::Tampered(user) => {
             state.metrics.integrity_violation();
