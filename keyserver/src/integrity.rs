@@ -180,41 +180,45 @@ pub fn recipients_of(conn: &mut Conn, key_id: &str) -> Result<Vec<String>> {
         .load(conn)?)
 }
 
-/// Loads a key's state as stored (recipients sorted), with its MAC.
-pub fn load_key_state(
-    conn: &mut Conn,
-    key_id: &str,
-) -> Result<Option<(KeyState, Option<Vec<u8>>)>> {
-    type Row = (
-        String,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<Vec<u8>>,
-    );
-    let row: Option<Row> = data_keys::table
-        .filter(data_keys::key_id.eq(key_id))
-        .select((
-            data_keys::report_id,
-            data_keys::org_id,
-            data_keys::creator_id,
-            data_keys::created_at,
-            data_keys::expires_at,
-            data_keys::revoked_at,
-            data_keys::state_mac,
-        ))
-        .first(conn)
-        .optional()?;
-    let Some((report_id, org_id, creator_id, created_at, expires_at, revoked_at, stored)) = row
-    else {
-        return Ok(None);
+/// The columns of `data_keys` that a key's state (and its stored MAC) is
+/// made of, in [`StoredKey`] order: every reader of key state selects them
+/// with this, so the three places that check a seal read the same thing.
+#[macro_export]
+macro_rules! key_state_columns {
+    () => {
+        (
+            $crate::db::schema::data_keys::report_id,
+            $crate::db::schema::data_keys::org_id,
+            $crate::db::schema::data_keys::creator_id,
+            $crate::db::schema::data_keys::created_at,
+            $crate::db::schema::data_keys::expires_at,
+            $crate::db::schema::data_keys::revoked_at,
+            $crate::db::schema::data_keys::state_mac,
+        )
     };
-    let recipients = recipients_of(conn, key_id)?;
-    Ok(Some((
-        KeyState {
-            key_id: key_id.to_owned(),
+}
+
+/// A row read with [`key_state_columns!`].
+pub type StoredKey = (
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<Vec<u8>>,
+);
+
+impl KeyState {
+    /// A key's state from its stored row and recipients, with the stored MAC.
+    pub fn from_stored(
+        key_id: String,
+        row: StoredKey,
+        recipients: Vec<String>,
+    ) -> (KeyState, Option<Vec<u8>>) {
+        let (report_id, org_id, creator_id, created_at, expires_at, revoked_at, stored) = row;
+        let state = KeyState {
+            key_id,
             report_id,
             org_id,
             creator_id,
@@ -222,8 +226,29 @@ pub fn load_key_state(
             expires_at,
             revoked_at,
             recipients,
-        },
-        stored,
+        };
+        (state, stored)
+    }
+}
+
+/// Loads a key's state as stored (recipients sorted), with its MAC.
+pub fn load_key_state(
+    conn: &mut Conn,
+    key_id: &str,
+) -> Result<Option<(KeyState, Option<Vec<u8>>)>> {
+    let row: Option<StoredKey> = data_keys::table
+        .filter(data_keys::key_id.eq(key_id))
+        .select(crate::key_state_columns!())
+        .first(conn)
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let recipients = recipients_of(conn, key_id)?;
+    Ok(Some(KeyState::from_stored(
+        key_id.to_owned(),
+        row,
+        recipients,
     )))
 }
 
@@ -280,16 +305,6 @@ pub(crate) fn bind_unbound_rows(conn: &mut Conn, state_key: &[u8; 32]) -> Result
 /// Checks the MAC of every key, user and session row; the first row that
 /// fails, in words.
 pub fn check_all(conn: &mut Conn, state_key: &[u8; 32]) -> Result<Option<String>> {
-    type KeyRow = (
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<Vec<u8>>,
-    );
     let mut recipients: std::collections::HashMap<String, Vec<String>> = Default::default();
     for (k, e) in key_recipients::table
         .order((key_recipients::key_id, key_recipients::email))
@@ -298,31 +313,13 @@ pub fn check_all(conn: &mut Conn, state_key: &[u8; 32]) -> Result<Option<String>
     {
         recipients.entry(k).or_default().push(e);
     }
-    let keys: Vec<KeyRow> = data_keys::table
+    let keys: Vec<(String, StoredKey)> = data_keys::table
         .order(data_keys::key_id)
-        .select((
-            data_keys::key_id,
-            data_keys::report_id,
-            data_keys::org_id,
-            data_keys::creator_id,
-            data_keys::created_at,
-            data_keys::expires_at,
-            data_keys::revoked_at,
-            data_keys::state_mac,
-        ))
+        .select((data_keys::key_id, crate::key_state_columns!()))
         .load(conn)?;
-    for (key_id, report_id, org_id, creator_id, created_at, expires_at, revoked_at, stored) in keys
-    {
-        let state = KeyState {
-            recipients: recipients.remove(&key_id).unwrap_or_default(),
-            key_id,
-            report_id,
-            org_id,
-            creator_id,
-            created_at,
-            expires_at,
-            revoked_at,
-        };
+    for (key_id, row) in keys {
+        let r = recipients.remove(&key_id).unwrap_or_default();
+        let (state, stored) = KeyState::from_stored(key_id, row, r);
         if !matches(stored.as_deref(), &state.mac(state_key)) {
             return Ok(Some(format!(
                 "key {} was changed outside the key server (its state does not match its seal)",

@@ -156,62 +156,25 @@ fn read_key(
     key_id: &str,
     state_key: &[u8; 32],
 ) -> Result<Option<KeyInfo>> {
-    type Row = (
-        String,
-        i32,
-        Vec<u8>,
-        String,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<Vec<u8>>,
-    );
     // One query for the row, one for its recipients: this is every fetch's
     // path.
-    let row: Option<Row> = data_keys::table
+    let row: Option<(String, i32, Vec<u8>, integrity::StoredKey)> = data_keys::table
         .inner_join(orgs::table)
         .filter(data_keys::key_id.eq(key_id))
         .select((
             orgs::name,
             data_keys::kek_version,
             data_keys::wrapped,
-            data_keys::report_id,
-            data_keys::org_id,
-            data_keys::creator_id,
-            data_keys::created_at,
-            data_keys::expires_at,
-            data_keys::revoked_at,
-            data_keys::state_mac,
+            crate::key_state_columns!(),
         ))
         .first(conn)
         .optional()?;
-    let Some((
-        org,
-        kek_version,
-        wrapped,
-        report_id,
-        org_id,
-        creator_id,
-        created_at,
-        expires_at,
-        revoked_at,
-        stored,
-    )) = row
-    else {
+    let Some((org, kek_version, wrapped, stored_row)) = row else {
         return Ok(None);
     };
-    let state = integrity::KeyState {
-        key_id: key_id.to_owned(),
-        report_id,
-        org_id,
-        creator_id,
-        created_at,
-        expires_at,
-        revoked_at,
-        recipients: integrity::recipients_of(conn, key_id)?,
-    };
+    let recipients = integrity::recipients_of(conn, key_id)?;
+    let (state, stored) =
+        integrity::KeyState::from_stored(key_id.to_owned(), stored_row, recipients);
     let intact = integrity::matches(stored.as_deref(), &state.mac(state_key));
     Ok(Some(KeyInfo {
         facts: KeyFacts {

@@ -88,6 +88,13 @@ impl Server {
         .await
     }
 
+    /// The status of `GET /v1/sessions/current` with `token`.
+    async fn whoami(&self, token: &str) -> u16 {
+        self.call("GET", "/v1/sessions/current", Some(token), Value::Null)
+            .await
+            .0
+    }
+
     async fn token(&self, who: &str) -> String {
         let (status, body) = self.login(who, "a long enough password").await;
         assert_eq!(status, 201, "{body}");
@@ -123,34 +130,14 @@ async fn a_key_expires_when_the_clock_says() {
 async fn an_idle_session_ends_and_a_lock_lifts_on_time() {
     let s = Server::new();
     let alice = s.token("alice").await;
-    assert_eq!(
-        s.call("GET", "/v1/sessions/current", Some(&alice), Value::Null)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.whoami(&alice).await, 200);
     s.clock.advance(29 * MINUTE);
-    assert_eq!(
-        s.call("GET", "/v1/sessions/current", Some(&alice), Value::Null)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.whoami(&alice).await, 200);
     // Used a minute ago: the idle timeout counts from then.
     s.clock.advance(29 * MINUTE);
-    assert_eq!(
-        s.call("GET", "/v1/sessions/current", Some(&alice), Value::Null)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.whoami(&alice).await, 200);
     s.clock.advance(31 * MINUTE);
-    assert_eq!(
-        s.call("GET", "/v1/sessions/current", Some(&alice), Value::Null)
-            .await
-            .0,
-        401
-    );
+    assert_eq!(s.whoami(&alice).await, 401);
 
     for _ in 0..5 {
         assert_eq!(s.login("bob", "not the password").await.0, 401);

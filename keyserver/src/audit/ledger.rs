@@ -101,8 +101,9 @@ pub struct Done {
 pub struct Committed {
     /// Per item, in order.
     pub items: Vec<Done>,
-    /// The records appended, in order.
-    pub records: Vec<Record>,
+    /// The events appended, in order, as the tree's leaves (what receipts
+    /// carry).
+    pub events: Vec<ReceiptEvent>,
     /// Their leaf hashes.
     pub leaves: Vec<Hash>,
     /// The checkpoint signed for the new tree.
@@ -237,6 +238,7 @@ pub fn commit_batch(
         let (mut seq, mut prev) = (head.seq, head.hash);
         let mut records = Vec::with_capacity(events.len());
         let mut leaves = Vec::with_capacity(events.len());
+        let mut appended = Vec::with_capacity(events.len());
         for e in &events {
             seq += 1;
             let mut r = Record {
@@ -256,9 +258,11 @@ pub fn commit_batch(
             };
             r.hash = chain::link(ring.audit_key(), &prev, &r).to_vec();
             prev.clone_from(&r.hash);
-            let leaf = leaf_event(&r).leaf_hash();
+            let event = leaf_event(&r);
+            let leaf = event.leaf_hash();
             frontier.push(leaf);
             leaves.push(leaf);
+            appended.push(event);
             records.push(r);
         }
         // Bounded statements stay under the backends' parameter limits.
@@ -302,7 +306,7 @@ pub fn commit_batch(
             .collect();
         Ok(Committed {
             items,
-            records,
+            events: appended,
             leaves,
             checkpoint,
         })

@@ -162,14 +162,11 @@ impl Writer {
                     self.tree
                         .extend(committed.checkpoint.size, &committed.leaves);
                     let checkpoint = Arc::new(committed.checkpoint);
-                    let first = committed.records.first().map_or(0, |r| r.seq);
+                    // Each item's events are the next ones of the batch, in
+                    // order: handed over, not copied.
+                    let mut appended = committed.events.into_iter();
                     for (p, done) in batch.drain(..).zip(committed.items) {
-                        let events = done
-                            .seqs
-                            .iter()
-                            .filter_map(|s| committed.records.get((s - first) as usize))
-                            .map(ledger::leaf_event)
-                            .collect();
+                        let events = appended.by_ref().take(done.seqs.len()).collect();
                         let answer = done.value.map(|value| Applied {
                             value,
                             seqs: done.seqs,
