@@ -30,8 +30,9 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Allow plain HTTP on a non-loopback address (e.g. behind a TLS proxy).
     pub allow_plain_http: bool,
-    /// Take client addresses from `X-Forwarded-For`.
-    pub trust_forwarded: bool,
+    /// Trusted proxies in front of the server, each appending to
+    /// `X-Forwarded-For` (0: take the TCP peer).
+    pub proxy_hops: usize,
     /// HTTP workers (0: one per core).
     pub workers: usize,
     /// Database connections in the pool (0: by backend and cores).
@@ -54,7 +55,7 @@ impl ServeConfig {
                 .map_err(|_| Error::Internal("bad default address".into()))?,
             tls: None,
             allow_plain_http: false,
-            trust_forwarded: false,
+            proxy_hops: 0,
             workers: 0,
             pool_size: 6,
             sessions: SessionPolicy::default(),
@@ -111,7 +112,7 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         clock,
         sessions: cfg.sessions.clone(),
         limiter: LoginLimiter::new(cfg.logins_per_minute, Duration::from_secs(60)),
-        trust_forwarded: cfg.trust_forwarded,
+        proxy_hops: cfg.proxy_hops,
         inline_db: matches!(cfg.store.location, db::Location::Sqlite(_)),
     });
     Ok((state, pool_size))

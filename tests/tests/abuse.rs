@@ -91,3 +91,56 @@ fn oversized_headers_slow_clients_and_login_spraying_are_refused() {
     assert!(r.headers.get("retry-after").is_some());
     assert!(ks.admin(&["audit", "verify"]).status.success());
 }
+
+/// Behind a trusted proxy, the client address is the entry the proxy
+/// appended (the rightmost), never text the client wrote further left or in
+/// `Forwarded:`. Here the test plays both the client and the proxy: each
+/// request carries a different spoofed address and the same proxy-added one.
+#[test]
+fn forwarded_for_takes_the_proxy_entry_not_the_clients() {
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("St Elsewhere");
+    ks.start_with(&["--trust-forwarded-for"]);
+    let http = reqwest::blocking::Client::new();
+    let login = |spoof: &str, via: &str| {
+        http.post(format!("{}/v1/sessions", ks.base))
+            .header("X-Forwarded-For", format!("{spoof}, {via}"))
+            .header("Forwarded", format!("for=\"{spoof}\""))
+            .json(&json!({"email": "nobody@st.example", "password": "guess", "device_id": "d"}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mut limited = None;
+    for i in 0..45 {
+        let status = login(&format!("10.0.{i}.1"), "192.0.2.7");
+        if status == 429 {
+            limited = Some(i);
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    assert_eq!(limited, Some(30), "one limit for the one real client");
+    // Another real client (another proxy entry) is not affected.
+    assert_eq!(login("10.9.9.9", "192.0.2.8"), 401);
+    // Text that is not an address falls back to the peer, never stored.
+    assert_eq!(login("192.0.2.9", "=SUM(1+44)*cmd|x!A0"), 401);
+
+    let out = ks.admin(&["audit", "export", "--format", "json"]);
+    assert!(out.status.success());
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ips: std::collections::BTreeSet<String> = events
+        .as_array()
+        .or_else(|| events["events"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "session.failed")
+        .filter_map(|e| e["client_ip"].as_str().map(str::to_owned))
+        .collect();
+    let want: std::collections::BTreeSet<String> = ["192.0.2.7", "192.0.2.8", "127.0.0.1"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ips, want, "stored addresses");
+}

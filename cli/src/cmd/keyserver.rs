@@ -100,9 +100,14 @@ struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address (only behind a TLS proxy).
     #[arg(long)]
     allow_plain_http: bool,
-    /// Take client addresses from X-Forwarded-For (only behind a trusted proxy).
+    /// Take client addresses from X-Forwarded-For (only behind a trusted
+    /// proxy): the entry the proxy appended, the rightmost.
     #[arg(long)]
     trust_forwarded_for: bool,
+    /// Trusted proxies in a chain in front of the server, each appending to
+    /// X-Forwarded-For; implies --trust-forwarded-for.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+    proxy_hops: Option<u8>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     workers: usize,
@@ -396,7 +401,11 @@ fn serve(store: Store, s: ServeArgs) -> Result<()> {
         _ => None,
     };
     cfg.allow_plain_http = s.allow_plain_http;
-    cfg.trust_forwarded = s.trust_forwarded_for;
+    cfg.proxy_hops = match (s.proxy_hops, s.trust_forwarded_for) {
+        (Some(n), _) => usize::from(n),
+        (None, true) => 1,
+        (None, false) => 0,
+    };
     cfg.workers = s.workers;
     cfg.logins_per_minute = s.logins_per_minute;
     cfg.sessions.idle_timeout_ms = s.idle_timeout.saturating_mul(60_000);

@@ -12,18 +12,52 @@ use crate::ops;
 /// The header carrying the device id a session is bound to.
 pub const DEVICE_HEADER: &str = "X-Device-Id";
 
-/// The caller's network address as recorded in audit events.
-pub fn client_ip(req: &HttpRequest, trust_forwarded: bool) -> Option<String> {
-    if trust_forwarded && let Some(addr) = req.connection_info().realip_remote_addr() {
-        // Without a forwarding header this is the peer as `ip:port`: the
-        // port would make every connection a new "address".
-        return Some(
-            addr.parse::<std::net::SocketAddr>()
-                .map(|a| a.ip().to_string())
-                .unwrap_or_else(|_| addr.to_owned()),
-        );
+/// The caller's network address as recorded in audit events and used by the
+/// login limiter.
+///
+/// With `proxy_hops == 0` this is the TCP peer. Behind `proxy_hops` trusted
+/// proxies, each of which appends the address it received the request from
+/// to `X-Forwarded-For`, the client is the `proxy_hops`-th entry counted from
+/// the right: everything further left was written by the client itself and
+/// proves nothing. `Forwarded:` is ignored for the same reason (a proxy that
+/// only appends `X-Forwarded-For` passes a client's `Forwarded:` through
+/// untouched). An entry that is not an IP address, or a header with fewer
+/// entries than hops, falls back to the peer: never to client-chosen text.
+pub fn client_ip(req: &HttpRequest, proxy_hops: usize) -> Option<String> {
+    let peer = || req.peer_addr().map(|a| a.ip().to_string());
+    if proxy_hops == 0 {
+        return peer();
     }
-    req.peer_addr().map(|a| a.ip().to_string())
+    let values: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let Some(entry) = values.len().checked_sub(proxy_hops).map(|i| values[i]) else {
+        return peer();
+    };
+    match parse_forwarded_ip(entry) {
+        Some(ip) => Some(ip.to_string()),
+        None => peer(),
+    }
+}
+
+/// An `X-Forwarded-For` entry as an address: `192.0.2.1`, `2001:db8::1`,
+/// `[2001:db8::1]` or either with a port.
+fn parse_forwarded_ip(entry: &str) -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse::<IpAddr>().ok())
+        })
 }
 
 /// An authenticated caller.
@@ -89,14 +123,14 @@ impl FromRequest for Credentials {
     type Future = std::future::Ready<Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let trust = req
+        let hops = req
             .app_data::<web::Data<AppState>>()
-            .is_some_and(|s| s.trust_forwarded);
+            .map_or(0, |s| s.proxy_hops);
         std::future::ready((|| {
             Ok(Credentials {
                 token: bearer(req)?,
                 device_id: device(req)?,
-                ip: client_ip(req, trust),
+                ip: client_ip(req, hops),
             })
         })())
     }
@@ -181,5 +215,39 @@ impl AppState {
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn ip(hops: usize, headers: &[(&str, &str)]) -> Option<String> {
+        let mut r = TestRequest::default().peer_addr("127.0.0.1:5000".parse().unwrap());
+        for (k, v) in headers {
+            r = r.append_header((*k, *v));
+        }
+        client_ip(&r.to_http_request(), hops)
+    }
+
+    #[test]
+    fn the_proxy_entry_counts_from_the_right() {
+        let xff = [("X-Forwarded-For", "6.6.6.6, 192.0.2.1, 198.51.100.2")];
+        assert_eq!(ip(0, &xff).as_deref(), Some("127.0.0.1"));
+        assert_eq!(ip(1, &xff).as_deref(), Some("198.51.100.2"));
+        assert_eq!(ip(2, &xff).as_deref(), Some("192.0.2.1"));
+        assert_eq!(ip(4, &xff).as_deref(), Some("127.0.0.1"), "too few");
+        // Two header lines are one list.
+        let two = [
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-For", "[2001:db8::1]:443"),
+        ];
+        assert_eq!(ip(1, &two).as_deref(), Some("2001:db8::1"));
+        // Forwarded is the client's to write: ignored.
+        let fwd = [("Forwarded", "for=6.6.6.6")];
+        assert_eq!(ip(1, &fwd).as_deref(), Some("127.0.0.1"));
+        let junk = [("X-Forwarded-For", "=SUM(1+44)*cmd|x!A0")];
+        assert_eq!(ip(1, &junk).as_deref(), Some("127.0.0.1"));
     }
 }

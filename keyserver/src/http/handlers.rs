@@ -68,7 +68,7 @@ pub async fn create_session(
         password,
         device_id,
     } = body.into_inner();
-    let ip = client_ip(&req, state.trust_forwarded);
+    let ip = client_ip(&req, state.proxy_hops);
     // Refused before anything is counted or recorded: what is not an
     // address or a device id never reaches the audit trail.
     accounts::check_device_id(&device_id)?;

@@ -47,8 +47,9 @@ pub struct AppState {
     pub sessions: SessionPolicy,
     /// Per-address login limit.
     pub limiter: LoginLimiter,
-    /// Take the client address from `X-Forwarded-For` (behind a trusted proxy).
-    pub trust_forwarded: bool,
+    /// Trusted proxies in front of the server (0: none); see
+    /// [`caller::client_ip`].
+    pub proxy_hops: usize,
     /// Run request-path database reads on the HTTP worker itself. Right for
     /// embedded SQLite, whose reads take microseconds and never wait on the
     /// network: it saves two thread hand-offs per request. PostgreSQL work
