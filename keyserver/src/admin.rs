@@ -99,6 +99,11 @@ impl Admin {
         filter: &audit::Filter,
         format: audit::Format,
     ) -> Result<Vec<u8>> {
+        let mut filter = filter.clone();
+        if let (Some(report), None) = (&filter.report_id, &filter.org) {
+            filter.org = keys::report_org(&mut self.conn, report)?;
+        }
+        let filter = &filter;
         let records = audit::query(&mut self.conn, filter)?;
         let event = self
             .actor
@@ -109,7 +114,7 @@ impl Admin {
             )
             .detail(format!("export of {} events", records.len()));
         self.commit(ops::record(vec![event]))?;
-        audit::render(&records, format)
+        audit::render(&records, format, filter.org.as_deref())
     }
 
     /// `rotate-master-key`: a new version, made current in the store (in

@@ -225,3 +225,25 @@ pub fn versions_in_use(conn: &mut Conn) -> Result<Vec<u32>> {
         .filter_map(|x| u32::try_from(x).ok())
         .collect())
 }
+
+/// The one organisation holding keys for `report_id`, for an export that
+/// names a report without naming its organisation. Report ids are unique
+/// only within an organisation, so when several hold it the caller must
+/// choose; none is not an error (the trail may hold only refusals).
+pub fn report_org(conn: &mut Conn, report_id: &str) -> Result<Option<String>> {
+    let mut owners: Vec<String> = data_keys::table
+        .inner_join(orgs::table)
+        .filter(data_keys::report_id.eq(report_id))
+        .select(orgs::name)
+        .distinct()
+        .load(conn)?;
+    owners.sort();
+    match owners.len() {
+        0 | 1 => Ok(owners.pop()),
+        _ => Err(Error::Invalid(format!(
+            "report {report_id} exists in {} organisations ({}); choose one with --org",
+            owners.len(),
+            owners.join(", ")
+        ))),
+    }
+}

@@ -70,6 +70,21 @@ pub fn create_key(
     new: NewKey,
 ) -> impl Fn(&mut Tx<'_>) -> Result<()> + Send + Sync + 'static {
     move |tx| {
+        // Report ids are scoped to the organisation: a second key for one
+        // of its reports, or a stranger's key claiming it, would make the
+        // report's audit trail someone else's story. Writers serialise on
+        // the audit head, so this check cannot race another create.
+        let taken: i64 = data_keys::table
+            .filter(data_keys::org_id.eq(creator.org_id))
+            .filter(data_keys::report_id.eq(&new.report_id))
+            .count()
+            .get_result(tx.conn)?;
+        if taken > 0 {
+            return Err(Error::Conflict(format!(
+                "report {} already has a key in {}; a new report needs a new report id",
+                new.report_id, creator.org
+            )));
+        }
         let (version, wrapped) = tx.wrap(&new.key_id, &new.key)?;
         diesel::insert_into(data_keys::table)
             .values((

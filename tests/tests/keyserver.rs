@@ -18,6 +18,7 @@ both_backends!(
     audit_verify_finds_edits_deletions_and_reordering,
     bad_requests_get_clear_json_errors,
     master_key_rotation_while_serving_keeps_every_key,
+    report_ids_belong_to_one_organisation,
 );
 
 const ST: &str = "St Elsewhere";
@@ -673,4 +674,63 @@ fn concurrent_guesses_cannot_outrun_the_lockout(backend: Backend) {
         &json!({"email": "alice@st.example", "password": "alice-pw-1", "device_id": "alice-phone"}),
     );
     assert_eq!(r.status, 429, "{}", r.body);
+}
+
+/// A report id names one report of one organisation: a second key for it is
+/// refused, a stranger's key under the same id stays in the stranger's
+/// trail, and an export by report id says whose report it is.
+fn report_ids_belong_to_one_organisation(backend: Backend) {
+    let ks = hospital(backend);
+    let alice = ks.login("alice@st.example", "alice-pw-1", "phone-1");
+    let bob = ks.login("bob@other.example", "bob-pw-1", "bob-desk");
+    new_key(&alice, "r-wound-7", &["colin@st.example"]);
+    let again = alice.post(
+        "/v1/keys",
+        &json!({"report_id": "r-wound-7", "recipients": ["colin@st.example"]}),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.json["error"], "conflict");
+    // Another organisation's report may carry the same id: it is theirs.
+    new_key(&bob, "r-wound-7", &["mallory@evil.example"]);
+
+    // The admin export must be told which organisation's report it is.
+    let out = ks.admin(&["audit", "export", "--report-id", "r-wound-7"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--org") && err.contains(OTHER) && err.contains(ST),
+        "{err}"
+    );
+    let out = ks.admin(&["audit", "export", "--report-id", "r-wound-7", "--org", ST]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["org"], ST);
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["action"], "key.created");
+    assert!(!body.to_string().contains("mallory"), "{body}");
+    let csv = ks.admin(&[
+        "audit",
+        "export",
+        "--report-id",
+        "r-wound-7",
+        "--org",
+        ST,
+        "--format",
+        "csv",
+    ]);
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(csv.lines().skip(1).all(|l| l.contains(ST)), "{csv}");
+
+    // Over HTTP the trail is the caller's organisation's, and says so.
+    let amy = ks.login("amy@st.example", "amy-pw-1", "desk");
+    let r = amy.get("/v1/audit?report_id=r-wound-7");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["org"], ST);
+    assert!(!r.body.contains("mallory"), "{}", r.body);
+    assert!(ks.admin(&["audit", "verify"]).status.success());
 }

@@ -712,11 +712,21 @@ impl std::str::FromStr for Format {
 }
 
 /// Renders events in `format`.
-pub fn render(records: &[Record], format: Format) -> Result<Vec<u8>> {
+///
+/// `org` names the organisation whose trail this is, when the export is
+/// one organisation's: JSON carries it at the top, and every CSV row has its
+/// own `org` cell either way, so no export can pass one organisation's
+/// events off as another's.
+pub fn render(records: &[Record], format: Format, org: Option<&str>) -> Result<Vec<u8>> {
     let events: Vec<ExportedEvent> = records.iter().map(ExportedEvent::from).collect();
     match format {
-        Format::Json => serde_json::to_vec_pretty(&serde_json::json!({ "events": events }))
-            .map_err(|e| Error::Internal(e.to_string())),
+        Format::Json => {
+            let body = match org {
+                Some(org) => serde_json::json!({ "org": org, "events": events }),
+                None => serde_json::json!({ "events": events }),
+            };
+            serde_json::to_vec_pretty(&body).map_err(|e| Error::Internal(e.to_string()))
+        }
         Format::Csv => {
             let mut w = csv::Writer::from_writer(Vec::new());
             for e in &events {

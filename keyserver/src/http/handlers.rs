@@ -555,7 +555,7 @@ pub async fn read_audit(
     }
     let f = filter.clone();
     let records = with_conn(&state, move |c| audit::query(c, &f)).await?;
-    let body = audit::render(&records, format)?;
+    let body = audit::render(&records, format, filter.org.as_deref())?;
     // The filter goes in the detail, not the key/report columns, so that a
     // report's exported trail is the report's story, not who read it.
     let ev = caller

@@ -1,0 +1,1 @@
+DROP INDEX data_keys_org_report;
