@@ -37,6 +37,8 @@ struct CredentialsFile {
 pub struct ServiceAccount {
     client: KeyClient,
     email: String,
+    /// The account's organisation, as the key server names it.
+    org: String,
     password: Zeroizing<String>,
     session: Mutex<Option<Session>>,
 }
@@ -56,19 +58,32 @@ impl ServiceAccount {
                 credentials.display()
             ))
         })?;
-        let account = ServiceAccount {
+        let mut account = ServiceAccount {
             client,
             email: file.email,
+            org: String::new(),
             password: file.password,
             session: Mutex::new(None),
         };
-        account.fresh_session().map_err(|e| {
+        let failed = |e: ClientError, account: &ServiceAccount| {
             Error::Startup(format!(
                 "cannot log in to {} as {}: {e}",
                 account.client.origin(),
                 account.email
             ))
-        })?;
+        };
+        let session = account.fresh_session().map_err(|e| failed(e, &account))?;
+        let me = account
+            .client
+            .session_owner(&session.token)
+            .map_err(|e| failed(e, &account))?;
+        if me.role != "service" {
+            return Err(Error::Startup(format!(
+                "{} is a {} account; the endpoint runs as a service account (keyserver user add --role service)",
+                account.email, me.role
+            )));
+        }
+        account.org = me.org;
         Ok(account)
     }
 
@@ -80,6 +95,11 @@ impl ServiceAccount {
     /// The account's e-mail.
     pub fn email(&self) -> &str {
         &self.email
+    }
+
+    /// The account's organisation: the senders it accepts by default.
+    pub fn org(&self) -> &str {
+        &self.org
     }
 
     fn fresh_session(&self) -> Result<Session, ClientError> {
@@ -148,6 +168,10 @@ fn delivery_error(e: ClientError) -> DeliveryError {
 }
 
 impl Unsealer for ServiceAccount {
+    fn discard_refused(&self) -> bool {
+        true
+    }
+
     fn open(&self, sealed: &Path, header: &Header) -> Result<OpenedReport, DeliveryError> {
         let KeyMode::KeyServer { origin, key_id } = header.key_mode() else {
             return Err(DeliveryError::permanent(

@@ -15,6 +15,12 @@ pub enum Error {
     /// The sender's session is missing or not valid at the key server.
     #[error("{0}")]
     Unauthorized(String),
+    /// The sender's session is valid but may not send here.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The sender has as much waiting here as its quota allows.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// No such receipt.
     #[error("no such report")]
     NotFound,
@@ -47,6 +53,8 @@ impl Error {
             Error::Invalid(_) => "invalid_request",
             Error::Unauthorized(_) => "unauthorized",
             Error::NotFound => "not_found",
+            Error::Forbidden(_) => "forbidden",
+            Error::QuotaExceeded(_) => "quota_exceeded",
             Error::TooLarge(_) => "payload_too_large",
             Error::Unprocessable(_) => "unprocessable",
             Error::Unavailable(_) => "unavailable",
@@ -61,6 +69,8 @@ impl ResponseError for Error {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::NotFound => StatusCode::NOT_FOUND,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +86,12 @@ impl ResponseError for Error {
             }
             other => other.to_string(),
         };
-        HttpResponse::build(self.status_code()).json(Body {
+        let mut answer = HttpResponse::build(self.status_code());
+        if matches!(self, Error::QuotaExceeded(_)) {
+            // Reports waiting here drain as destinations take them.
+            answer.insert_header(("Retry-After", "60"));
+        }
+        answer.json(Body {
             error: self.code(),
             message,
         })

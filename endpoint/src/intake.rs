@@ -6,6 +6,10 @@
 //! memory) with a size bound; its header must name this endpoint's key
 //! server; only then is it synced, queued and answered with 202. A refused
 //! or interrupted upload leaves nothing behind.
+//!
+//! Only senders of the organisations the endpoint accepts (its own by
+//! default), in a sending role, get past the first check, and each has a
+//! quota of reports and bytes waiting here.
 
 use std::sync::Arc;
 
@@ -21,7 +25,7 @@ use medseal_integrations::outbox::Staged;
 use zeroize::Zeroizing;
 
 use crate::error::Error;
-use crate::server::Shared;
+use crate::server::{SENDER_ROLES, Shared, UploadSlot};
 
 /// Largest token or device-id field.
 const MAX_FIELD: usize = 1024;
@@ -41,22 +45,13 @@ async fn small_field(field: &mut Field, name: &str) -> Result<Zeroizing<String>,
     Ok(Zeroizing::new(text.trim().to_owned()))
 }
 
-/// The name the report is kept and forwarded under: the sender's, when it
-/// is a plain `….mseal` name, else `report.mseal`. A destination such as a
-/// drop folder uses it as a file name, so nothing else gets through.
-fn file_name(field: &Field) -> String {
-    field
-        .content_disposition()
-        .and_then(|cd| cd.get_filename())
-        .filter(|n| {
-            (7..=128).contains(&n.len())
-                && n.ends_with(".mseal")
-                && !n.starts_with('.')
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        })
-        .unwrap_or("report.mseal")
-        .to_owned()
+/// The name the report is kept and forwarded under: `report-` and the
+/// first 20 hex digits of its SHA-256. The endpoint names it, not the
+/// sender: two senders' `wound.mseal` must not collide at a drop folder,
+/// the same bytes sent twice must land on the same name (so a retry finds
+/// its earlier copy), and a sender's file name may name the patient.
+fn file_name(sha256: &str) -> String {
+    format!("report-{}.mseal", sha256.get(..20).unwrap_or(sha256))
 }
 
 /// A fresh receipt id: `rcpt_` and 32 hex digits. It is the only handle on
@@ -67,8 +62,9 @@ fn receipt_id() -> Result<String, Error> {
     Ok(format!("rcpt_{}", hex::encode(b)))
 }
 
-/// Streams the report field into the outbox's staging area.
-async fn stage(shared: &Shared, field: &mut Field) -> Result<Staged, Error> {
+/// Streams the report field into the outbox's staging area, counting it
+/// against the sender's quota as it comes.
+async fn stage(shared: &Shared, slot: &mut UploadSlot, field: &mut Field) -> Result<Staged, Error> {
     let mut staged = shared.staging()?;
     while let Some(chunk) = field.next().await {
         let chunk = chunk.map_err(|e| Error::Invalid(format!("the upload broke off: {e}")))?;
@@ -78,6 +74,7 @@ async fn stage(shared: &Shared, field: &mut Field) -> Result<Staged, Error> {
                 shared.max_report_bytes
             )));
         }
+        slot.grow(chunk.len() as u64)?;
         staged.write(&chunk)?;
     }
     if staged.size() == 0 {
@@ -161,7 +158,7 @@ pub async fn post_report(
 async fn receive(shared: &Arc<Shared>, upload: &mut Upload) -> Result<HttpResponse, Error> {
     let mut token: Option<Zeroizing<String>> = None;
     let mut device: Option<Zeroizing<String>> = None;
-    let mut received: Option<(Staged, String, String)> = None;
+    let mut received: Option<(Staged, String, UploadSlot)> = None;
     while let Some(field) = upload.next_field().await {
         let mut field =
             field.map_err(|e| Error::Invalid(format!("malformed multipart body: {e}")))?;
@@ -189,9 +186,20 @@ async fn receive(shared: &Arc<Shared>, upload: &mut Upload) -> Result<HttpRespon
                 let owner = web::block(move || checker.account.sender(&t, &d))
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))??;
-                let name = file_name(&field);
-                let staged = stage(shared, &mut field).await?;
-                received = Some((staged, name, owner.email));
+                if !shared.accept_orgs.contains(&owner.org) {
+                    return Err(Error::Forbidden(
+                        "this endpoint does not accept reports from your organisation".into(),
+                    ));
+                }
+                if !SENDER_ROLES.contains(&owner.role.as_str()) {
+                    return Err(Error::Forbidden(format!(
+                        "a {} account may not send reports",
+                        owner.role
+                    )));
+                }
+                let mut slot = shared.begin_upload(&owner.email)?;
+                let staged = stage(shared, &mut slot, &mut field).await?;
+                received = Some((staged, owner.email, slot));
             }
             other => {
                 return Err(Error::Invalid(format!(
@@ -200,7 +208,7 @@ async fn receive(shared: &Arc<Shared>, upload: &mut Upload) -> Result<HttpRespon
             }
         }
     }
-    let Some((staged, name, sender)) = received else {
+    let Some((staged, sender, slot)) = received else {
         return Err(Error::Invalid(format!(
             "no {FIELD_REPORT} field: send the sealed file as multipart field {FIELD_REPORT:?}"
         )));
@@ -210,7 +218,11 @@ async fn receive(shared: &Arc<Shared>, upload: &mut Upload) -> Result<HttpRespon
     let receipt = id.clone();
     web::block(move || -> Result<(), Error> {
         check_header(&staged, queuing.account.origin())?;
-        queuing.queue(staged, &name, &receipt, &sender)
+        let name = file_name(&staged.sha256());
+        queuing.queue(staged, &name, &receipt, &sender)?;
+        // Queued: the report now counts as held, not as uploading.
+        drop(slot);
+        Ok(())
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))??;

@@ -24,6 +24,37 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 /// The default largest report accepted: 1 GiB.
 pub const DEFAULT_MAX_REPORT_BYTES: u64 = 1 << 30;
 
+/// By default a sender may have this many reports waiting here at once…
+pub const DEFAULT_SENDER_QUOTA_REPORTS: u64 = 100;
+
+/// …holding at most this many bytes: 4 GiB.
+pub const DEFAULT_SENDER_QUOTA_BYTES: u64 = 4 << 30;
+
+/// Roles whose sessions may hand reports over. Auditors read the log and
+/// send nothing; a service account is another endpoint forwarding.
+pub const SENDER_ROLES: &[&str] = &["clinician", "admin", "service"];
+
+/// What one sender may have waiting at the endpoint at once: reports
+/// received and not yet delivered everywhere (refused ones are deleted at
+/// once and do not count). Bounds how much of the disk any one sender's
+/// session can fill.
+#[derive(Debug, Clone, Copy)]
+pub struct SenderQuota {
+    /// Reports.
+    pub reports: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl Default for SenderQuota {
+    fn default() -> Self {
+        SenderQuota {
+            reports: DEFAULT_SENDER_QUOTA_REPORTS,
+            bytes: DEFAULT_SENDER_QUOTA_BYTES,
+        }
+    }
+}
+
 /// Everything `serve` needs.
 pub struct EndpointConfig {
     /// The key server whose reports this endpoint opens.
@@ -46,7 +77,15 @@ pub struct EndpointConfig {
     pub max_report_bytes: u64,
     /// HTTP workers (0: one per core).
     pub workers: usize,
+    /// Organisations whose members may send here (empty: the service
+    /// account's own).
+    pub accept_orgs: Vec<String>,
+    /// What each sender may have waiting here.
+    pub sender_quota: SenderQuota,
 }
+
+/// Uploads under way, per sender: `(reports, bytes so far)`.
+type Uploading = std::collections::HashMap<String, (u64, u64)>;
 
 /// What the request handlers share.
 pub struct Shared {
@@ -54,6 +93,12 @@ pub struct Shared {
     pub account: ServiceAccount,
     /// Largest report accepted.
     pub max_report_bytes: u64,
+    /// Organisations whose members may send here.
+    pub accept_orgs: Vec<String>,
+    /// What each sender may have waiting here.
+    pub sender_quota: SenderQuota,
+    /// Uploads under way, per sender: `(reports, bytes so far)`.
+    uploading: Mutex<Uploading>,
     forward: Vec<String>,
     intake: Mutex<Outbox>,
     wake: SyncSender<()>,
@@ -69,6 +114,34 @@ impl Shared {
     /// A new staging file for an upload.
     pub(crate) fn staging(&self) -> Result<Staged, Error> {
         Ok(self.outbox()?.stage()?)
+    }
+
+    fn uploading(&self) -> Result<std::sync::MutexGuard<'_, Uploading>, Error> {
+        self.uploading
+            .lock()
+            .map_err(|_| Error::Internal("the upload table lock is poisoned".into()))
+    }
+
+    /// Counts an upload by `sender` against its quota, refusing it if the
+    /// sender already has as many reports waiting, or uploading, as the
+    /// quota allows. The returned guard gives the place back when dropped.
+    pub(crate) fn begin_upload(self: &Arc<Self>, sender: &str) -> Result<UploadSlot, Error> {
+        let (held, held_bytes) = self.outbox()?.held_for(sender)?;
+        let mut uploading = self.uploading()?;
+        let (n, bytes) = uploading.entry(sender.to_owned()).or_default();
+        if held + *n >= self.sender_quota.reports {
+            return Err(Error::QuotaExceeded(format!(
+                "{} reports from this sender are already waiting here (the limit); try again once they are delivered",
+                held + *n
+            )));
+        }
+        *n += 1;
+        Ok(UploadSlot {
+            shared: self.clone(),
+            sender: sender.to_owned(),
+            held_bytes: held_bytes + *bytes,
+            bytes: 0,
+        })
     }
 
     /// Makes an upload durable, queues it for every forward destination
@@ -104,6 +177,48 @@ impl Shared {
     /// A receipt and its deliveries.
     pub(crate) fn receipt(&self, id: &str) -> Result<Option<ReceiptRow>, Error> {
         Ok(self.outbox()?.receipt(id)?)
+    }
+}
+
+/// One upload's place in its sender's quota; see [`Shared::begin_upload`].
+pub(crate) struct UploadSlot {
+    shared: Arc<Shared>,
+    sender: String,
+    /// What the sender had waiting or uploading when this upload began.
+    held_bytes: u64,
+    bytes: u64,
+}
+
+impl UploadSlot {
+    /// Counts `n` more bytes, refusing them past the sender's byte quota.
+    pub(crate) fn grow(&mut self, n: u64) -> Result<(), Error> {
+        let quota = self.shared.sender_quota.bytes;
+        if self.held_bytes + self.bytes + n > quota {
+            return Err(Error::QuotaExceeded(format!(
+                "this sender's reports waiting here would pass {quota} bytes (the limit); try again once they are delivered"
+            )));
+        }
+        self.bytes += n;
+        if let Ok(mut up) = self.shared.uploading()
+            && let Some(e) = up.get_mut(&self.sender)
+        {
+            e.1 += n;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        if let Ok(mut up) = self.shared.uploading()
+            && let Some(e) = up.get_mut(&self.sender)
+        {
+            e.0 = e.0.saturating_sub(1);
+            e.1 = e.1.saturating_sub(self.bytes);
+            if e.0 == 0 {
+                up.remove(&self.sender);
+            }
+        }
     }
 }
 
@@ -176,9 +291,17 @@ pub fn serve(mut cfg: EndpointConfig) -> Result<(), Error> {
     // in-process linger is for a command that wants to finish.
     cfg.destinations.outbox.wait_in_process_seconds = 0.0;
     let (wake, woken) = sync_channel(1);
+    let accept_orgs = if cfg.accept_orgs.is_empty() {
+        vec![account.org().to_owned()]
+    } else {
+        cfg.accept_orgs.clone()
+    };
     let shared = Arc::new(Shared {
         account,
         max_report_bytes: cfg.max_report_bytes,
+        accept_orgs,
+        sender_quota: cfg.sender_quota,
+        uploading: Mutex::new(Default::default()),
         forward: cfg.forward.clone(),
         intake: Mutex::new(open()?),
         wake,
@@ -190,7 +313,7 @@ pub fn serve(mut cfg: EndpointConfig) -> Result<(), Error> {
         .spawn(move || worker::run(delivering, lock, destinations, for_worker, woken))
         .map_err(|e| Error::Startup(format!("cannot start the delivery thread: {e}")))?;
     let banner = format!(
-        "medseal endpoint listening on http://{}{}; opening reports of {} as {}; forwarding to {}; data in {}",
+        "medseal endpoint listening on http://{}{}; opening reports of {} as {}; accepting senders of {}; forwarding to {}; data in {}",
         cfg.listen,
         if cfg.listen.ip().is_loopback() {
             " (loopback)"
@@ -199,6 +322,7 @@ pub fn serve(mut cfg: EndpointConfig) -> Result<(), Error> {
         },
         shared.account.origin(),
         shared.account.email(),
+        shared.accept_orgs.join(", "),
         cfg.forward.join(", "),
         cfg.data_dir.display()
     );

@@ -1,17 +1,21 @@
 //! `GET /v1/reports/{id}`: where a received report stands.
 //!
-//! The receipt id is the only handle: random, 128 bits, given once to the
-//! sender. The answer names destinations, states, attempts and the last
-//! error of each (one line, never patient data), not the sender or the
-//! patient.
+//! Only the sender sees a receipt: the request carries the sender's
+//! key-server session (`Authorization: Bearer` and `X-Device-Id`, as for
+//! the key server), checked there, and a receipt of anyone else is answered
+//! as unknown. The receipt id is random (128 bits) as well. The answer
+//! names destinations, states, attempts and the last error of each (one
+//! line, never patient data), not the sender, the patient, or where on the
+//! endpoint's disks anything is: local paths are cut to their last part.
 
 use std::sync::Arc;
 
 use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use medseal_integrations::Receipt;
 use medseal_integrations::outbox::{DeliveryRow, ReceiptRow, State};
 use serde::Serialize;
+use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::server::Shared;
@@ -65,6 +69,25 @@ fn overall(rows: &[DeliveryRow]) -> &'static str {
     }
 }
 
+/// `text` with every absolute local path cut to its last component: a
+/// receipt or error from a drop-folder destination names where the file
+/// went on the endpoint's side, which is none of the sender's business.
+fn without_paths(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            if word.starts_with('/') && !word.starts_with("//") {
+                let trimmed = word.trim_end_matches([',', ';', ':', ')', '.']);
+                let tail = &word[trimmed.len()..];
+                let last = trimmed.rsplit('/').find(|p| !p.is_empty()).unwrap_or("");
+                format!("{last}{tail}")
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn status(r: ReceiptRow) -> Status {
     Status {
         state: overall(&r.deliveries),
@@ -77,9 +100,15 @@ fn status(r: ReceiptRow) -> Status {
                 destination: d.destination,
                 state: d.state,
                 attempts: d.attempts,
-                last_error: d.last_error,
+                last_error: d.last_error.as_deref().map(without_paths),
                 next_attempt_at: d.next_attempt_at.map(rfc3339),
-                receipt: d.receipt,
+                receipt: d.receipt.map(|r| Receipt {
+                    id: without_paths(&r.id),
+                    location: r
+                        .location
+                        .filter(|l| l.starts_with("https://") || l.starts_with("http://")),
+                    already_present: r.already_present,
+                }),
             })
             .collect(),
     }
@@ -91,18 +120,48 @@ fn well_formed(id: &str) -> bool {
         .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The sender's session from the request's headers.
+fn session(req: &HttpRequest) -> Result<(Zeroizing<String>, String), Error> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let token = header("authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or_else(|| {
+            Error::Unauthorized(
+                "send the sender's key-server session: Authorization: Bearer and X-Device-Id"
+                    .into(),
+            )
+        })?;
+    let device = header("x-device-id")
+        .ok_or_else(|| Error::Unauthorized("missing X-Device-Id header".into()))?;
+    Ok((Zeroizing::new(token.trim().to_owned()), device.to_owned()))
+}
+
 /// `GET /v1/reports/{id}`.
 pub async fn get_report(
     shared: web::Data<Arc<Shared>>,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
     let id = id.into_inner();
+    let (token, device) = session(&req)?;
     if !well_formed(&id) {
         return Err(Error::NotFound);
     }
-    let found = web::block(move || shared.receipt(&id))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let found = web::block(move || -> Result<_, Error> {
+        let asker = shared.account.sender(&token, &device)?;
+        // Someone else's receipt is answered as no receipt at all.
+        Ok(shared.receipt(&id)?.filter(|r| r.sender == asker.email))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
     let row = found.ok_or(Error::NotFound)?;
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
@@ -142,6 +201,22 @@ mod tests {
             "delivered"
         );
         assert_eq!(overall(&[row(Delivered, 1), row(Failed, 12)]), "failed");
+    }
+
+    #[test]
+    fn local_paths_are_cut_to_their_last_part() {
+        assert_eq!(
+            without_paths("a different file already exists at /srv/drop/in/report-1.mseal"),
+            "a different file already exists at report-1.mseal"
+        );
+        assert_eq!(
+            without_paths("/var/x/report-2.mseal: permission denied"),
+            "report-2.mseal: permission denied"
+        );
+        assert_eq!(
+            without_paths("HTTP 503 from https://emr.example/fhir"),
+            "HTTP 503 from https://emr.example/fhir"
+        );
     }
 
     #[test]

@@ -99,17 +99,30 @@ impl Endpoint {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn status(&self, id: &str) -> (u16, Value) {
-        let r = reqwest::blocking::get(format!("{}/v1/reports/{id}", self.base)).expect("GET");
+    /// The status of receipt `id`, asked with the session `who` (token,
+    /// device id): only a receipt's sender sees it.
+    fn status(&self, id: &str, who: &(String, String)) -> (u16, Value) {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/v1/reports/{id}", self.base))
+            .bearer_auth(&who.0)
+            .header("X-Device-Id", &who.1)
+            .send()
+            .expect("GET");
         let code = r.status().as_u16();
         (code, r.json().unwrap_or(Value::Null))
     }
 
     /// Polls the status of `id` until `done` holds (bounded).
-    fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    fn wait_for(
+        &self,
+        id: &str,
+        who: &(String, String),
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (code, v) = self.status(id);
+            let (code, v) = self.status(id, who);
             assert_eq!(code, 200, "{v}");
             if done(&v) {
                 return v;
@@ -315,7 +328,8 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
 
     // The drop folder does not exist yet: FHIR and Orthanc get the report,
     // the folder delivery fails and is retried, visibly.
-    let v = endpoint.wait_for(&receipt, "fhir and pacs delivered", |v| {
+    let alice_session = session_of(&alice, &ks.base);
+    let v = endpoint.wait_for(&receipt, &alice_session, "fhir and pacs delivered", |v| {
         let by = |name: &str| {
             v["deliveries"]
                 .as_array()
@@ -344,9 +358,15 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
         "{v}"
     );
     std::fs::create_dir(&drop_dir).expect("mkdir");
-    let v = endpoint.wait_for(&receipt, "every destination delivered", |v| {
-        v["state"] == "delivered"
-    });
+    let v = endpoint.wait_for(
+        &receipt,
+        &alice_session,
+        "every destination delivered",
+        |v| v["state"] == "delivered",
+    );
+    // The sender sees where it went by name, not where on the endpoint's
+    // disks: no local path in the receipts.
+    assert!(!v.to_string().contains(&*drop_dir.to_string_lossy()), "{v}");
     assert!(
         v["received_at"].as_str().is_some_and(|t| t.ends_with('Z')),
         "{v}"
@@ -392,8 +412,16 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
         report.to_str().unwrap_or_default(),
     ]);
     assert_eq!(pdf, std::fs::read(opened.join("report.pdf")).expect("pdf"));
-    // The drop folder has the opened report as a tar.
-    let tar_path = drop_dir.join("report-e2e.tar");
+    // The drop folder has the opened report as a tar, named by the
+    // endpoint after the sealed file's hash, not by the sender.
+    let dropped = files_under(&drop_dir);
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    let tar_path = dropped[0].0.clone();
+    let tar_name = tar_path.file_name().unwrap_or_default().to_string_lossy();
+    assert!(
+        tar_name.starts_with("report-") && tar_name.ends_with(".tar") && tar_name.len() == 31,
+        "{tar_name}"
+    );
     let mut names = Vec::new();
     let mut archive = tar::Archive::new(std::fs::File::open(&tar_path).expect("tar"));
     for entry in archive.entries().expect("entries") {
@@ -481,6 +509,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
             "clinician",
             "olga-pw-1",
         );
+        ks.user(ORG, "audrey@st.example", "auditor", "audrey-pw-1");
     });
     let olga = Device::new(dir, "olga");
     olga.login(&ks, "olga@eg.example", "olga-pw-1");
@@ -620,14 +649,39 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
         .expect("POST");
     assert_eq!(r.status().as_u16(), 400);
     // Unknown and malformed receipts.
+    let alice_session = (token.clone(), device.clone());
     for id in [
         "rcpt_00000000000000000000000000000000",
         "nope",
         "..%2F..%2Fetc",
     ] {
-        let (code, body) = endpoint.status(id);
+        let (code, body) = endpoint.status(id, &alice_session);
         assert_eq!(code, 404, "{id}: {body}");
     }
+    // A status asked without a session is refused.
+    let r = reqwest::blocking::get(format!(
+        "{}/v1/reports/rcpt_00000000000000000000000000000000",
+        endpoint.base
+    ))
+    .expect("GET");
+    assert_eq!(r.status().as_u16(), 401);
+    // An auditor of the organisation has a session but sends nothing.
+    let audrey = Device::new(dir, "audrey");
+    audrey.login(&ks, "audrey@st.example", "audrey-pw-1");
+    let (atoken, adevice) = session_of(&audrey, &ks.base);
+    let (code, body) = endpoint.post(form(&atoken, &adevice, sealed.clone()));
+    assert_eq!(code, 403, "{body}");
+    // Another organisation's clinician is not a sender this endpoint
+    // accepts (its own organisation by default), whatever the report.
+    let foreign = capture(&olga, &ks, dir, "report-o.mseal");
+    let (otoken, odevice) = session_of(&olga, &ks.base);
+    let (code, body) = endpoint.post(form(
+        &otoken,
+        &odevice,
+        std::fs::read(&foreign).expect("read"),
+    ));
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["error"], "forbidden", "{body}");
     assert!(files_under(&endpoint.data.join("outbox/reports")).is_empty());
 
     // Alice's token presented from another device is refused, and the key
@@ -638,19 +692,24 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     assert_eq!(code, 401, "the session was ended: {body}");
     alice.login(&ks, "alice@st.example", "alice-pw-1");
     let (token, device) = session_of(&alice, &ks.base);
+    let alice_session = (token.clone(), device.clone());
 
     // A tampered report (one bit of the last chunk flipped) is accepted for
-    // storage, then fails verification: nothing reaches the inbox, and the
-    // status says why.
+    // storage, then fails verification: nothing reaches the inbox, the
+    // status says why, and the refused upload is deleted at once.
     let mut tampered = sealed.clone();
     let at = tampered.len() - 40;
     tampered[at] ^= 0x01;
     let (code, body) = endpoint.post(form(&token, &device, tampered));
     assert_eq!(code, 202, "{body}");
     let bad = body["id"].as_str().expect("id").to_owned();
-    let v = endpoint.wait_for(&bad, "the tampered report fails", |v| {
+    let v = endpoint.wait_for(&bad, &alice_session, "the tampered report fails", |v| {
         v["state"] == "failed"
     });
+    assert!(
+        files_under(&endpoint.data.join("outbox/reports")).is_empty(),
+        "a refused report is not kept"
+    );
     let why = v["deliveries"][0]["last_error"]
         .as_str()
         .unwrap_or_default();
@@ -672,7 +731,9 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     ));
     assert_eq!(code, 202, "{body}");
     let id = body["id"].as_str().expect("id").to_owned();
-    let v = endpoint.wait_for(&id, "the non-report fails", |v| v["state"] == "failed");
+    let v = endpoint.wait_for(&id, &alice_session, "the non-report fails", |v| {
+        v["state"] == "failed"
+    });
     assert!(
         v["deliveries"][0]["last_error"]
             .as_str()
@@ -690,33 +751,43 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     let (code, body) = endpoint.post(form(&token, &device, sealed.clone()));
     assert_eq!(code, 202, "{body}");
     let good = body["id"].as_str().expect("id").to_owned();
-    endpoint.wait_for(&good, "delivered", |v| v["state"] == "delivered");
+    endpoint.wait_for(&good, &alice_session, "delivered", |v| {
+        v["state"] == "delivered"
+    });
     let (code, again) = endpoint.post(form(&token, &device, sealed.clone()));
     assert_eq!(code, 202, "{again}");
     let again = again["id"].as_str().expect("id").to_owned();
     assert_ne!(again, good, "each hand-over has its own receipt");
-    endpoint.wait_for(&again, "delivered", |v| v["state"] == "delivered");
+    endpoint.wait_for(&again, &alice_session, "delivered", |v| {
+        v["state"] == "delivered"
+    });
     assert_eq!(files_under(&inbox).len(), 1, "forwarded once");
 
-    // A report of another organisation: Olga is a valid sender, but the
-    // endpoint's account may not open it, and the trail records the denial.
-    let foreign = capture(&olga, &ks, dir, "report-o.mseal");
-    let (otoken, odevice) = session_of(&olga, &ks.base);
-    let (code, body) = endpoint.post(form(
-        &otoken,
-        &odevice,
-        std::fs::read(&foreign).expect("read"),
-    ));
+    // Another report under the same sender's file name is forwarded too:
+    // the endpoint names what it forwards, so the two do not collide.
+    let second = capture(&alice, &ks, dir, "report-t2.mseal");
+    let (code, body) = endpoint.post(form(&token, &device, std::fs::read(&second).expect("read")));
     assert_eq!(code, 202, "{body}");
     let id = body["id"].as_str().expect("id").to_owned();
-    let v = endpoint.wait_for(&id, "the foreign report fails", |v| v["state"] == "failed");
-    assert!(
-        v["deliveries"][0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("not sealed by this organisation")),
-        "{v}"
-    );
-    assert_eq!(files_under(&inbox).len(), 1);
+    endpoint.wait_for(&id, &alice_session, "the second delivered", |v| {
+        v["state"] == "delivered"
+    });
+    assert_eq!(files_under(&inbox).len(), 2, "both forwarded");
+
+    // Bob hands over a copy of Alice's report: his receipt is his own,
+    // and Alice's receipt is nobody else's business.
+    let bob = Device::new(dir, "bob");
+    bob.login(&ks, "bob@st.example", "bob-pw-1");
+    let bob_session = session_of(&bob, &ks.base);
+    let (code, body) = endpoint.post(form(&bob_session.0, &bob_session.1, sealed.clone()));
+    assert_eq!(code, 202, "{body}");
+    let his = body["id"].as_str().expect("id").to_owned();
+    let v = endpoint.wait_for(&his, &bob_session, "bob's copy delivered", |v| {
+        v["state"] == "delivered"
+    });
+    assert!(!v.to_string().contains(&*inbox.to_string_lossy()), "{v}");
+    let (code, body) = endpoint.status(&good, &bob_session);
+    assert_eq!(code, 404, "another sender's receipt: {body}");
 }
 
 #[test]
@@ -736,9 +807,12 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
         )
         .as_bytes(),
     );
-    let mut endpoint = Endpoint::start(&ks, dir, &config, &["inbox"], &[]);
+    let quota = ["--sender-quota-reports", "1"];
+    let mut endpoint = Endpoint::start(&ks, dir, &config, &["inbox"], &quota);
     let (token, device) = session_of(&alice, &ks.base);
+    let alice_session = (token.clone(), device.clone());
     let report = capture(&alice, &ks, dir, "report-k.mseal");
+    let another = capture(&alice, &ks, dir, "report-k2.mseal");
     let (code, body) = endpoint.post(form(&token, &device, std::fs::read(&report).expect("read")));
     assert_eq!(code, 202, "{body}");
     let id = body["id"].as_str().expect("id").to_owned();
@@ -746,20 +820,41 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
     endpoint.child.kill().expect("kill");
     endpoint.child.wait().expect("wait");
 
-    let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"], &[]);
-    let (code, v) = endpoint.status(&id);
+    let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"], &quota);
+    let (code, v) = endpoint.status(&id, &alice_session);
     assert_eq!(code, 200, "the receipt survived: {v}");
     assert_ne!(v["state"], "delivered", "{v}");
+    // One report waiting is Alice's quota here: another waits its turn.
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/reports", endpoint.base))
+        .multipart(form(
+            &token,
+            &device,
+            std::fs::read(&another).expect("read"),
+        ))
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().get("retry-after").is_some());
+    let body: Value = r.json().unwrap_or(Value::Null);
+    assert_eq!(body["error"], "quota_exceeded", "{body}");
     std::fs::create_dir(&inbox).expect("mkdir");
-    endpoint.wait_for(&id, "delivered after the restart", |v| {
+    endpoint.wait_for(&id, &alice_session, "delivered after the restart", |v| {
         v["state"] == "delivered"
     });
     let delivered = files_under(&inbox);
     assert_eq!(delivered.len(), 1, "exactly one copy");
-    assert!(
-        delivered[0].0.ends_with("report-x.tar"),
-        "{}",
-        delivered[0].0.display()
-    );
+    // Delivered, it no longer counts: the next one is taken.
+    let (code, body) = endpoint.post(form(
+        &token,
+        &device,
+        std::fs::read(&another).expect("read"),
+    ));
+    assert_eq!(code, 202, "{body}");
+    let next = body["id"].as_str().expect("id").to_owned();
+    endpoint.wait_for(&next, &alice_session, "the next delivered", |v| {
+        v["state"] == "delivered"
+    });
+    assert_eq!(files_under(&inbox).len(), 2);
     assert!(files_under(&endpoint.data.join("outbox/reports")).is_empty());
 }

@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use medseal_endpoint::server::{DEFAULT_LISTEN, DEFAULT_MAX_REPORT_BYTES};
+use medseal_endpoint::server::{
+    DEFAULT_LISTEN, DEFAULT_MAX_REPORT_BYTES, DEFAULT_SENDER_QUOTA_BYTES,
+    DEFAULT_SENDER_QUOTA_REPORTS, SenderQuota,
+};
 use medseal_endpoint::{EndpointConfig, serve};
 
 use crate::delivery::load_destinations;
@@ -56,6 +59,16 @@ struct Serve {
     /// HTTP worker threads (0: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     workers: usize,
+    /// An organisation (as the key server names it) whose members may send
+    /// reports here; repeat for several. Default: the service account's.
+    #[arg(long = "accept-org", value_name = "ORG")]
+    accept_orgs: Vec<String>,
+    /// Reports one sender may have waiting here at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SENDER_QUOTA_REPORTS)]
+    sender_quota_reports: u64,
+    /// Bytes one sender's reports may hold here at once.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SENDER_QUOTA_BYTES)]
+    sender_quota_bytes: u64,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -78,6 +91,11 @@ fn run_serve(s: Serve) -> Result<()> {
         allow_plain_http: s.allow_plain_http,
         max_report_bytes: s.max_report_bytes,
         workers: s.workers,
+        accept_orgs: s.accept_orgs,
+        sender_quota: SenderQuota {
+            reports: s.sender_quota_reports,
+            bytes: s.sender_quota_bytes,
+        },
     })?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! destination that fails a few times and then recovers is delivered in one
 //! `medseal send`. Anything due later waits for the next `outbox flush`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,6 +28,15 @@ pub trait Unsealer {
     /// even to destinations that take the sealed file as it is. A receiving
     /// endpoint says yes: it forwards nothing it has not verified.
     fn verify_every_report(&self) -> bool {
+        false
+    }
+
+    /// Whether a report this unsealer refuses for good (it does not open,
+    /// or may not be opened) is deleted from the queue at once, its
+    /// deliveries given up. A receiving endpoint says yes: what strangers
+    /// send must not stay on its disk. A sender's own outbox keeps it, for
+    /// `outbox retry` once the cause is fixed.
+    fn discard_refused(&self) -> bool {
         false
     }
 
@@ -89,6 +98,7 @@ pub fn run(
     let linger = (settings.wait_in_process_seconds * 1000.0) as i64;
     let mut built: HashMap<String, Result<Box<dyn Destination>, String>> = HashMap::new();
     let mut opened: HashMap<String, Result<OpenedReport, (Failure, String)>> = HashMap::new();
+    let mut discarded: HashSet<String> = HashSet::new();
     loop {
         let due = outbox.due(now_ms(), only)?;
         // Where each report is last needed in this pass: its plaintext is
@@ -99,6 +109,9 @@ pub fn run(
             .map(|(i, d)| (d.sha256.as_str(), i))
             .collect();
         for (i, d) in due.iter().enumerate() {
+            if discarded.contains(&d.sha256) {
+                continue;
+            }
             let done_with_report = last_use.get(d.sha256.as_str()) == Some(&i);
             let forget = |opened: &mut HashMap<String, _>| {
                 if done_with_report {
@@ -122,6 +135,9 @@ pub fn run(
             outbox.begin_attempt(lock, d.id)?;
             let attempts = d.attempts + 1;
             let blob = outbox.blob(&d.sha256);
+            // Set when the unsealer refused the report itself for good, as
+            // opposed to this destination refusing it.
+            let mut refused_report = false;
             let result = (|| {
                 let header = read_header(&blob)?;
                 let report = if dest.needs_opened_report() || unsealer.verify_every_report() {
@@ -140,6 +156,7 @@ pub fn run(
                             };
                             // A transient failure to open (key server down)
                             // is tried again on the next pass.
+                            refused_report = *f == Failure::Permanent;
                             if *f == Failure::Transient {
                                 opened.remove(&d.sha256);
                             }
@@ -185,6 +202,11 @@ pub fn run(
                     let at = now_ms() + wait.as_millis() as i64;
                     outbox.failed(lock, d.id, &e.message, Some(at))?;
                     observer.outcome(&shown, &result, Some(at));
+                }
+                Err(e) if refused_report && unsealer.discard_refused() => {
+                    outbox.discard(lock, &d.sha256, &e.message)?;
+                    discarded.insert(d.sha256.clone());
+                    observer.outcome(&shown, &result, None);
                 }
                 Err(e) => {
                     let message = if e.is_transient() {

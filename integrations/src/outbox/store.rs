@@ -263,6 +263,12 @@ impl Staged {
     pub fn path(&self) -> &Path {
         self.tmp.path()
     }
+
+    /// The SHA-256 of what was written so far, hex: the name the outbox
+    /// keeps the file under once queued.
+    pub fn sha256(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
 }
 
 /// The receipt for a report handed over by a sender.
@@ -714,6 +720,58 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+
+    /// Gives up every delivery of one sealed file not yet made, with
+    /// `error`, and deletes the queued copy: the file itself was refused
+    /// (it does not open, or may not be opened), so no destination will
+    /// ever take it and keeping it would only fill the disk. Handed over
+    /// again, it is queued afresh.
+    pub fn discard(
+        &mut self,
+        _lock: &OutboxLock,
+        sha256: &str,
+        error: &str,
+    ) -> Result<(), OutboxError> {
+        let now = now_ms();
+        diesel::update(
+            deliveries::table
+                .filter(deliveries::sha256.eq(sha256))
+                .filter(deliveries::state.ne(State::Delivered.as_str())),
+        )
+        .set((
+            deliveries::state.eq(State::Failed.as_str()),
+            deliveries::next_attempt_at.eq(now),
+            deliveries::last_error.eq(error),
+            deliveries::updated_at.eq(now),
+        ))
+        .execute(&mut self.conn)?;
+        let blob = self.blob(sha256);
+        match std::fs::remove_file(&blob) {
+            Ok(()) => sync_dir(&self.dir.join("reports")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&blob)(e)),
+        }
+    }
+
+    /// What `sender` has handed over that is still held here, waiting for
+    /// a destination: `(reports, bytes)`. A receiving endpoint bounds it
+    /// per sender so that no one sender can fill its disk.
+    pub fn held_for(&mut self, sender: &str) -> Result<(u64, u64), OutboxError> {
+        let waiting = deliveries::table
+            .filter(deliveries::state.eq_any([State::Pending.as_str(), State::Sending.as_str()]))
+            .select(deliveries::sha256);
+        let sizes: Vec<i64> = receipts::table
+            .inner_join(parcels::table)
+            .filter(receipts::sender.eq(sender))
+            .filter(receipts::sha256.eq_any(waiting))
+            .select(parcels::size)
+            .distinct()
+            .load(&mut self.conn)?;
+        Ok((
+            sizes.len() as u64,
+            sizes.iter().map(|s| (*s).max(0) as u64).sum(),
+        ))
     }
 
     /// Records a failure: back in the queue at `retry_at`, or given up.
