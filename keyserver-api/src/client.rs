@@ -152,7 +152,7 @@ impl KeyClient {
         &self,
         req: reqwest::blocking::RequestBuilder,
         token: Option<&str>,
-    ) -> Result<(u16, Vec<u8>), ClientError> {
+    ) -> Result<(u16, Zeroizing<Vec<u8>>), ClientError> {
         let mut req = req.header("X-Device-Id", &self.device_id);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -165,7 +165,8 @@ impl KeyClient {
         let body = resp
             .bytes()
             .map_err(|e| ClientError::Protocol(e.without_url().to_string()))?;
-        Ok((status, body.to_vec()))
+        // Answers carry tokens and keys: the copy kept here is wiped.
+        Ok((status, Zeroizing::new(body.to_vec())))
     }
 
     fn error(&self, status: u16, body: &[u8]) -> ClientError {

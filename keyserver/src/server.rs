@@ -43,6 +43,8 @@ pub struct ServeConfig {
     pub logins_per_minute: u32,
     /// Where every decision reads the time (tests move a manual one).
     pub clock: Arc<dyn crate::time::Clock>,
+    /// Who may read `/metrics`.
+    pub metrics_access: crate::http::MetricsAccess,
 }
 
 impl ServeConfig {
@@ -61,6 +63,7 @@ impl ServeConfig {
             sessions: SessionPolicy::default(),
             logins_per_minute: 30,
             clock: Arc::new(crate::time::SystemClock),
+            metrics_access: Default::default(),
         })
     }
 }
@@ -114,6 +117,7 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         limiter: LoginLimiter::new(cfg.logins_per_minute, Duration::from_secs(60)),
         proxy_hops: cfg.proxy_hops,
         inline_db: matches!(cfg.store.location, db::Location::Sqlite(_)),
+        metrics_access: cfg.metrics_access.clone(),
     });
     Ok((state, pool_size))
 }
@@ -151,6 +155,7 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         workers,
         blocking_threads: (pool_size as usize / workers).max(2),
         client_request_timeout: Duration::from_secs(10),
+        metrics: cfg.metrics_access.listen,
         banner,
     };
     actix_web::rt::System::new().block_on(crate::http::run(state, listen))

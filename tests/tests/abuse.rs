@@ -144,3 +144,59 @@ fn forwarded_for_takes_the_proxy_entry_not_the_clients() {
         .collect();
     assert_eq!(ips, want, "stored addresses");
 }
+
+/// `/metrics` can be kept off the public address and behind a token: on its
+/// own listener it answers only with the token, the public address answers
+/// 404, the metrics listener serves nothing else, and a token file other
+/// users can read stops the start.
+#[test]
+fn metrics_are_served_only_where_and_to_whom_configured() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("St Elsewhere");
+    let token_file = ks.dir.path().join("metrics.token");
+    std::fs::write(&token_file, "scrape-me-7f3a9c\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", medseal_e2e::free_port());
+    let open = std::process::Command::new(medseal_e2e::medseal_bin())
+        .args(["keyserver", "serve", "--listen", &metrics_addr])
+        .args(["--metrics-token-file", token_file.to_str().unwrap()])
+        .args(ks.store_args())
+        .env_remove("MEDSEAL_KEYRING")
+        .output()
+        .unwrap();
+    assert!(!open.status.success());
+    let err = String::from_utf8_lossy(&open.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ks.start_with(&[
+        "--metrics-listen",
+        &metrics_addr,
+        "--metrics-token-file",
+        token_file.to_str().unwrap(),
+    ]);
+    let http = reqwest::blocking::Client::new();
+    let get = |url: String, token: Option<&str>| {
+        let mut r = http.get(url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    let on_metrics = |path: &str| format!("http://{metrics_addr}{path}");
+    assert_eq!(
+        get(format!("{}/metrics", ks.base), Some("scrape-me-7f3a9c")).0,
+        404
+    );
+    assert_eq!(get(on_metrics("/metrics"), None).0, 401);
+    assert_eq!(get(on_metrics("/metrics"), Some("scrape-me-7f3a9")).0, 401);
+    let (status, body) = get(on_metrics("/metrics"), Some("scrape-me-7f3a9c"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("medseal_keyserver_"), "{body}");
+    assert_eq!(get(on_metrics("/healthz"), None).0, 404);
+    assert_eq!(get(on_metrics("/v1/audit/checkpoint"), None).0, 404);
+    // The public address still serves the API.
+    assert_eq!(get(format!("{}/healthz", ks.base), None).0, 200);
+}

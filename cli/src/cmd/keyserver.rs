@@ -121,6 +121,14 @@ struct ServeArgs {
     /// every server of a pool); account lockout applies besides.
     #[arg(long, value_name = "N", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
     logins_per_minute: u32,
+    /// Serve /metrics only on this second address (plain HTTP, e.g. an
+    /// internal interface for Prometheus), and not on --listen.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer` with the token in this 0600 file to
+    /// read /metrics.
+    #[arg(long, value_name = "FILE")]
+    metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,6 +416,11 @@ fn serve(store: Store, s: ServeArgs) -> Result<()> {
     };
     cfg.workers = s.workers;
     cfg.logins_per_minute = s.logins_per_minute;
+    cfg.metrics_access.listen = s.metrics_listen;
+    if let Some(path) = s.metrics_token_file {
+        let token = medseal_integrations::secret::SecretRef::File(path).read()?;
+        cfg.metrics_access.token = Some(token);
+    }
     cfg.sessions.idle_timeout_ms = s.idle_timeout.saturating_mul(60_000);
     cfg.sessions.absolute_timeout_ms = s.session_lifetime.saturating_mul(3_600_000);
     Ok(medseal_keyserver::serve(cfg)?)

@@ -159,10 +159,13 @@ pub async fn create_session(
                 }
                 return Err(wrong);
             }
-            Ok(no_store(HttpResponse::Created().json(SessionResponse {
-                token: session.token,
-                expires_at: rfc3339(expires_at),
-            })))
+            secret_json(
+                HttpResponse::Created(),
+                &SessionResponse {
+                    token: session.token,
+                    expires_at: rfc3339(expires_at),
+                },
+            )
         }
         PasswordCheck::Unknown => {
             state.metrics.denial("bad_credentials");
@@ -314,7 +317,7 @@ pub async fn create_key(
             new,
         ))
         .await?;
-    Ok(no_store(HttpResponse::Created().json(answer)))
+    secret_json(HttpResponse::Created(), &answer)
 }
 
 /// Authenticates, looks the key up (one trip to the database pool), and
@@ -429,12 +432,15 @@ pub async fn fetch_key(
     let applied = state.audit.record(ev).await?;
     let receipt = receipt_for(&state, &applied).await?;
     state.metrics.key_fetch("released");
-    Ok(no_store(HttpResponse::Ok().json(FetchedKey {
-        key_id,
-        key: Zeroizing::new(B64.encode(key.expose_secret())),
-        report_id: info.report_id,
-        receipt,
-    })))
+    secret_json(
+        HttpResponse::Ok(),
+        &FetchedKey {
+            key_id,
+            key: Zeroizing::new(B64.encode(key.expose_secret())),
+            report_id: info.report_id,
+            receipt,
+        },
+    )
 }
 
 /// Add recipients to a key (its creator or an admin of its organisation).
@@ -601,8 +607,75 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    let auth = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    state
+        .metrics_access
+        .check(req.app_config().local_addr(), auth)?;
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
+}
+
+/// A JSON body holding a secret (a session token, a data key in base64),
+/// never cached. The serialised bytes live in a buffer that is wiped when
+/// the HTTP layer drops it after writing, not left in freed memory; the
+/// value itself is `Zeroizing` in its type. (The HTTP and TLS layers copy
+/// what they write into their own reused write buffers, which this cannot
+/// reach.)
+fn secret_json(
+    mut builder: actix_web::HttpResponseBuilder,
+    value: &impl serde::Serialize,
+) -> Result<HttpResponse> {
+    /// Bytes wiped on drop, lent to the HTTP layer without a copy.
+    struct Wiped(Zeroizing<Vec<u8>>);
+    impl AsRef<[u8]> for Wiped {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    /// Counts what would be written: the buffer is allocated once at its
+    /// final size, so no grown-out-of copy is freed unwiped.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let fail = |e: serde_json::Error| Error::Internal(e.to_string());
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).map_err(fail)?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *buf, value).map_err(fail)?;
+    Ok(no_store(
+        builder
+            .content_type("application/json")
+            .body(actix_web::web::Bytes::from_owner(Wiped(buf))),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn secret_answers_are_exact_json_and_never_cached() {
+        let value = serde_json::json!({"token": "tok_x".repeat(500), "n": [1, 2, 3]});
+        let resp = secret_json(HttpResponse::Created(), &value).unwrap();
+        assert_eq!(resp.status(), 201);
+        assert_eq!(resp.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+        assert_eq!(
+            resp.headers().get(actix_web::http::header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap(), value);
+    }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{DefaultHeaders, Next, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, HttpServer, ResponseError, web};
 use medseal_keyserver_api::v1;
 use utoipa::OpenApi;
 
@@ -55,6 +55,44 @@ pub struct AppState {
     /// network: it saves two thread hand-offs per request. PostgreSQL work
     /// goes to the blocking pool so that a slow network never stalls a worker.
     pub inline_db: bool,
+    /// Who may read `/metrics`.
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics`. The counters say how busy the server is, how
+/// many logins fail and whether its integrity checks fire: not secrets, but
+/// not for the whole network either.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// Serve `/metrics` only on this (second, plain-HTTP) listen address,
+    /// and nothing else there; the main address answers it 404.
+    pub listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer` with this token.
+    pub token: Option<zeroize::Zeroizing<String>>,
+}
+
+impl MetricsAccess {
+    /// Whether a request that arrived on `local` may read the metrics with
+    /// the `Authorization` header `auth`. `Err` says why not, as an answer.
+    pub fn check(&self, local: SocketAddr, auth: Option<&str>) -> Result<()> {
+        if self.listen.is_some_and(|m| m != local) {
+            return Err(Error::NotFound("no such endpoint".into()));
+        }
+        if let Some(token) = &self.token {
+            let given = auth
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default()
+                .trim();
+            let same: bool =
+                subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into();
+            if !same {
+                return Err(Error::Unauthorized(
+                    "the metrics need Authorization: Bearer with the metrics token",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The OpenAPI document, generated from the handlers and types.
@@ -102,14 +140,21 @@ async fn not_found() -> Result<HttpResponse> {
 /// would put key ids into metric labels).
 async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> std::result::Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let metrics = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.metrics.clone());
-    let res = next.call(req).await?;
+    let state = req.app_data::<web::Data<AppState>>();
+    // The metrics listener serves the metrics and nothing else.
+    if state.and_then(|s| s.metrics_access.listen) == Some(req.app_config().local_addr())
+        && req.path() != "/metrics"
+    {
+        let (req, _) = req.into_parts();
+        let res = Error::NotFound("no such endpoint".into()).error_response();
+        return Ok(ServiceResponse::new(req, res).map_into_right_body());
+    }
+    let metrics = state.map(|s| s.metrics.clone());
+    let res = next.call(req).await?.map_into_left_body();
     if let Some(m) = metrics {
         let route = res
             .request()
@@ -248,6 +293,8 @@ pub struct Listen {
     pub blocking_threads: usize,
     /// Slow-client timeout for reading a request's headers.
     pub client_request_timeout: Duration,
+    /// A second, plain-HTTP address serving only `/metrics`.
+    pub metrics: Option<SocketAddr>,
     /// Printed on stderr once the address is bound and TLS is loaded, so
     /// that "listening" is never said by a server about to fail.
     pub banner: String,
@@ -282,6 +329,12 @@ pub async fn run(state: web::Data<AppState>, listen: Listen) -> Result<()> {
             .bind_rustls_0_23(listen.addr, tls_config(files)?)
             .map_err(bind_err)?,
         None => server.bind(listen.addr).map_err(bind_err)?,
+    };
+    let server = match listen.metrics {
+        Some(addr) => server
+            .bind(addr)
+            .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?,
+        None => server,
     };
     eprintln!("{}", listen.banner);
     server
