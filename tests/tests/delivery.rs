@@ -527,6 +527,36 @@ fn network_down_at_send_time_then_flush_delivers() {
     );
 }
 
+/// `wait_in_process_seconds` bounds the whole `send`, not each wait in it:
+/// with a destination down, the send gives up the foreground after the
+/// attempts that fit in its wait, exits 7 and leaves the delivery queued
+/// with most of its attempts left.
+#[test]
+fn the_foreground_wait_bounds_the_whole_send() {
+    let desk = Desk::new();
+    let port = medseal_e2e::free_port();
+    desk.secret("emr.token", "emr-token");
+    let text = format!(
+        "[outbox]\ndir = \"outbox\"\nmax_attempts = 12\nbackoff_initial_seconds = 1\nbackoff_max_seconds = 2\nwait_in_process_seconds = 6\n\n{}",
+        emr_config(&format!("http://127.0.0.1:{port}"))
+    );
+    std::fs::write(desk.path().join("destinations.toml"), text).unwrap();
+    desk.sealed("r.mseal", 10_000);
+    let o = desk.run(&["send", "--to", "emr", "r.mseal"]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "queued, not failed: {}",
+        stderr(&o)
+    );
+    let row = &desk.list()[0];
+    assert_eq!(row["state"], "pending", "{row}");
+    // 1 s doubling to 2 s, ±50 %: at most 9 attempts fit in 6 s, and at
+    // least 3 do.
+    let attempts = row["attempts"].as_u64().unwrap();
+    assert!((3..=9).contains(&attempts), "{attempts} attempts: {row}");
+}
+
 #[test]
 fn sender_killed_mid_upload_resumes_without_loss_or_duplicate() {
     let desk = Desk::new();

@@ -1,8 +1,9 @@
 //! The delivery loop: every due delivery is attempted; transient failures
 //! come back after a backoff, and the loop keeps going in the foreground
-//! while the next attempt is due soon (`wait_in_process_seconds`), so a
-//! destination that fails a few times and then recovers is delivered in one
-//! `medseal send`. Anything due later waits for the next `outbox flush`.
+//! while the next attempt falls within `wait_in_process_seconds` of the
+//! run's start, so a destination that fails a few times and then recovers
+//! is delivered in one `medseal send`. Anything due later waits for the
+//! next `outbox flush`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -95,7 +96,10 @@ pub fn run(
     let settings = &config.outbox;
     let initial = Duration::from_secs_f64(settings.backoff_initial_seconds);
     let max = Duration::from_secs_f64(settings.backoff_max_seconds);
-    let linger = (settings.wait_in_process_seconds * 1000.0) as i64;
+    // The foreground wait bounds the whole run, not each wait in it: a
+    // `send` to a destination that is down returns after about this long,
+    // its delivery still queued, however many attempts fit in.
+    let deadline = now_ms() + (settings.wait_in_process_seconds * 1000.0) as i64;
     let mut built: HashMap<String, Result<Box<dyn Destination>, String>> = HashMap::new();
     let mut opened: HashMap<String, Result<OpenedReport, (Failure, String)>> = HashMap::new();
     let mut discarded: HashSet<String> = HashSet::new();
@@ -221,7 +225,7 @@ pub fn run(
         }
         let now = now_ms();
         match outbox.next_due(only)? {
-            Some(t) if t - now <= linger => {
+            Some(t) if t <= deadline => {
                 if t > now {
                     std::thread::sleep(Duration::from_millis((t - now) as u64));
                 }

@@ -672,10 +672,15 @@ mod tests {
         assert_eq!(resp.status(), 201);
         assert_eq!(resp.headers().get(CACHE_CONTROL).unwrap(), "no-store");
         assert_eq!(
-            resp.headers().get(actix_web::http::header::CONTENT_TYPE).unwrap(),
+            resp.headers()
+                .get(actix_web::http::header::CONTENT_TYPE)
+                .unwrap(),
             "application/json"
         );
         let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap(), value);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            value
+        );
     }
 }
