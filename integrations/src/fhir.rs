@@ -147,7 +147,28 @@ pub fn transaction(
             "ifNoneExist": format!("identifier=urn:ietf:rfc:3986|urn:uuid:{doc_uuid}")
         }
     }));
-    json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries })
+    let mut bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries });
+    without_empty(&mut bundle);
+    bundle
+}
+
+/// Removes every empty string from `v`, and every object or array left
+/// empty by that. FHIR forbids empty strings and empty elements (a value
+/// is there or the element is absent), and a report may lack an
+/// organisation or a capturer's name.
+fn without_empty(v: &mut Value) -> bool {
+    match v {
+        Value::String(s) => s.is_empty(),
+        Value::Object(map) => {
+            map.retain(|_, x| !without_empty(x));
+            map.is_empty()
+        }
+        Value::Array(items) => {
+            items.retain_mut(|x| !without_empty(x));
+            items.is_empty()
+        }
+        _ => false,
+    }
 }
 
 impl Destination for Fhir {
@@ -232,5 +253,26 @@ impl Destination for Fhir {
             location: Some(location),
             already_present: status.starts_with("200"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_strings_and_the_elements_they_leave_are_dropped() {
+        let mut v = json!({
+            "custodian": { "display": "" },
+            "author": [{ "display": "" }, { "display": "Dr A" }],
+            "description": "x",
+            "size": 0,
+            "nested": { "a": { "b": [""] } }
+        });
+        without_empty(&mut v);
+        assert_eq!(
+            v,
+            json!({ "author": [{ "display": "Dr A" }], "description": "x", "size": 0 })
+        );
     }
 }

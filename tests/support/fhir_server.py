@@ -43,8 +43,34 @@ def outcome(code, text):
     return {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
 
 
+def empty_element(obj, path="$"):
+    """The path of the first empty string, object or array, if any. FHIR
+    (R4 §2.6.2 "JSON representation") forbids them: a value is present and
+    non-empty, or the element is absent. The pydantic models accept some."""
+    if isinstance(obj, str):
+        return path if obj == "" else None
+    if isinstance(obj, dict):
+        if not obj:
+            return path
+        for k, v in obj.items():
+            hit = empty_element(v, f"{path}.{k}")
+            if hit:
+                return hit
+    if isinstance(obj, list):
+        if not obj:
+            return path
+        for i, v in enumerate(obj):
+            hit = empty_element(v, f"{path}[{i}]")
+            if hit:
+                return hit
+    return None
+
+
 def validate(res):
     kind = res.get("resourceType")
+    hit = empty_element(res)
+    if hit:
+        raise Refused(400, "invalid", f"{kind} is not valid: {hit} is empty")
     try:
         get_fhir_model_class(kind).model_validate(res)
     except Exception as e:  # noqa: BLE001 - any validation failure is a refusal

@@ -94,8 +94,6 @@ impl Desk {
             "--photo",
             "p1.jpg",
             "p2.jpg",
-            "--organisation",
-            "St Elsewhere",
             "--capturer",
             "Dr A",
             "--key-file",
@@ -641,6 +639,10 @@ fn fhir_document_reference_lands_on_the_right_patient_once() {
     assert_eq!(docs["total"], 1, "{docs}");
     let doc = &docs["entry"][0]["resource"];
     assert_eq!(doc["status"], "current");
+    // Captured with a key file and no --organisation: no custodian at all,
+    // rather than an empty one (the server refuses empty strings, as FHIR
+    // does, after validating every resource with fhir.resources).
+    assert!(doc.get("custodian").is_none(), "{doc}");
     assert_eq!(doc["type"]["coding"][0]["code"], "72170-4");
     let att = &doc["content"][0]["attachment"];
     assert_eq!(att["contentType"], "application/pdf");

@@ -220,8 +220,6 @@ fn capture(device: &Device, ks: &KeyServer, dir: &Path, out: &str) -> PathBuf {
         "--photo",
         &p("p1.jpg"),
         &p("p2.jpg"),
-        "--organisation",
-        ORG,
         "--capturer",
         "Dr A",
         "--keyserver",
@@ -394,6 +392,12 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
         .to_owned();
     let docs = fhir.get(&format!("/DocumentReference?subject=Patient/{pid}"));
     assert_eq!(docs["total"], 1, "{docs}");
+    // Captured without --organisation: the custodian is the sender's
+    // organisation as the key server names it.
+    assert_eq!(
+        docs["entry"][0]["resource"]["custodian"]["display"], ORG,
+        "{docs}"
+    );
     use base64::Engine;
     let pdf = base64::engine::general_purpose::STANDARD
         .decode(

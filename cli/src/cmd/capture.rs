@@ -62,9 +62,10 @@ pub struct Args {
     /// Your name as capturer (default: your login or user name).
     #[arg(long, value_name = "NAME")]
     capturer: Option<String>,
-    /// Your organisation.
-    #[arg(long, value_name = "NAME", default_value = "")]
-    organisation: String,
+    /// Your organisation (default: the key server's name for your
+    /// session's organisation; none with a key or password file).
+    #[arg(long, value_name = "NAME")]
+    organisation: Option<String>,
     #[command(flatten)]
     key: KeyArgs,
     /// The sealed report to write.
@@ -121,10 +122,24 @@ pub fn run(a: Args) -> Result<()> {
             path: p.clone(),
         }));
     }
-    // The capturer is the logged-in clinician when sealing for a key server.
-    let login = match &a.key.keyserver {
-        Some(url) => Some(crate::sessions::load(crate::sessions::client(url)?.origin())?.email),
-        None => None,
+    // The capturer is the logged-in clinician when sealing for a key
+    // server, and the organisation theirs unless named.
+    let (login, session_org) = match &a.key.keyserver {
+        Some(url) => {
+            let client = crate::sessions::client(url)?;
+            let session = crate::sessions::load(client.origin())?;
+            let org = match &a.organisation {
+                Some(_) => None,
+                None => Some(
+                    client
+                        .session_owner(&session.token)
+                        .context("cannot ask the key server who you are")?
+                        .org,
+                ),
+            };
+            (Some(session.email.clone()), org)
+        }
+        None => (None, None),
     };
     let capturer = a
         .capturer
@@ -141,7 +156,13 @@ pub fn run(a: Args) -> Result<()> {
             name: capturer,
             email: login,
         },
-        organisation: a.organisation.clone(),
+        organisation: a
+            .organisation
+            .clone()
+            .or(session_org)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
         patient: Patient {
             identifiers: vec![Identifier {
                 system: a.patient_id_system.clone(),
