@@ -262,6 +262,10 @@ impl Destination for BoxFolder {
         "box"
     }
 
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        http::probe(&self.config.upload_url, self.config.timeout_seconds)
+    }
+
     fn deliver(
         &self,
         parcel: &Parcel<'_>,

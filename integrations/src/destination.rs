@@ -126,6 +126,15 @@ pub trait Destination: Send + Sync {
         false
     }
 
+    /// A cheap look at whether the destination can be reached now (a TCP
+    /// connection to its host, a directory that exists), made before a
+    /// report is opened for it. Opening fetches the report's key, which the
+    /// key server audits; a destination that is down must not cost a key
+    /// fetch per retry. `Err` is a transient failure.
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
+
     /// Delivers, or says why not and whether to try again.
     fn deliver(
         &self,

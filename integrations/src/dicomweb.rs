@@ -74,6 +74,10 @@ impl Destination for DicomWeb {
         "dicomweb"
     }
 
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        http::probe(&self.config.url, self.config.timeout_seconds)
+    }
+
     fn needs_opened_report(&self) -> bool {
         true
     }

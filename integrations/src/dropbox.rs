@@ -195,6 +195,10 @@ impl Destination for Dropbox {
         "dropbox"
     }
 
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        http::probe(&self.config.content_url, self.config.timeout_seconds)
+    }
+
     fn deliver(
         &self,
         parcel: &Parcel<'_>,

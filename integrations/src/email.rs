@@ -126,18 +126,26 @@ impl Email {
         })
     }
 
+    /// The SMTP port: configured, else the one for the TLS mode.
+    fn port(&self) -> u16 {
+        self.config.port.unwrap_or(match self.config.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Implicit => 465,
+        })
+    }
+
     fn transport(&self) -> Result<SmtpTransport, DeliveryError> {
         let password = self
             .config
             .password
             .read()
             .map_err(|e| DeliveryError::permanent(e.to_string()))?;
-        let (tls, port) = match self.config.tls {
-            SmtpTls::Starttls => (Tls::Required(self.tls.clone()), 587),
-            SmtpTls::Implicit => (Tls::Wrapper(self.tls.clone()), 465),
+        let tls = match self.config.tls {
+            SmtpTls::Starttls => Tls::Required(self.tls.clone()),
+            SmtpTls::Implicit => Tls::Wrapper(self.tls.clone()),
         };
         Ok(SmtpTransport::builder_dangerous(&self.config.host)
-            .port(self.config.port.unwrap_or(port))
+            .port(self.port())
             .tls(tls)
             .credentials(Credentials::new(
                 self.config.username.clone(),
@@ -209,6 +217,10 @@ pub fn instructions(file_name: &str, mode: &KeyMode) -> (String, String) {
 impl Destination for Email {
     fn kind(&self) -> &'static str {
         "email"
+    }
+
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        crate::http::probe_host(&self.config.host, self.port(), self.config.timeout_seconds)
     }
 
     fn deliver(

@@ -96,6 +96,10 @@ impl Destination for Endpoint {
         "endpoint"
     }
 
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        http::probe(&self.base, 10)
+    }
+
     fn needs_sender_session(&self) -> bool {
         true
     }

@@ -176,6 +176,10 @@ impl Destination for Fhir {
         "fhir"
     }
 
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        http::probe(&self.config.base_url, self.config.timeout_seconds)
+    }
+
     fn needs_opened_report(&self) -> bool {
         true
     }

@@ -55,18 +55,24 @@ impl Destination for Folder {
         self.config.payload == Payload::Plain
     }
 
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        if self.config.path.is_dir() {
+            Ok(())
+        } else {
+            Err(DeliveryError::transient(format!(
+                "{} is not a reachable directory",
+                self.config.path.display()
+            )))
+        }
+    }
+
     fn deliver(
         &self,
         parcel: &Parcel<'_>,
         progress: &ProgressHandle,
     ) -> Result<Receipt, DeliveryError> {
         let dir = &self.config.path;
-        if !dir.is_dir() {
-            return Err(DeliveryError::transient(format!(
-                "{} is not a reachable directory",
-                dir.display()
-            )));
-        }
+        self.reachable()?;
         let (mut src, len, name) = match self.config.payload {
             Payload::Sealed => (
                 std::fs::File::open(parcel.sealed)?,

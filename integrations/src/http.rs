@@ -361,3 +361,43 @@ impl Auth {
         })
     }
 }
+
+/// Whether a TCP connection to `url`'s host and port opens within
+/// `timeout_seconds`: the [`Destination::reachable`](crate::Destination::reachable)
+/// of HTTP destinations. Only the connection; nothing is sent.
+pub fn probe(url: &str, timeout_seconds: u64) -> Result<(), DeliveryError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| DeliveryError::permanent(format!("{url} is not a URL: {e}")))?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| DeliveryError::permanent(format!("{url} names no host")))?;
+    let port = parsed
+        .port_or_known_default()
+        .ok_or_else(|| DeliveryError::permanent(format!("{url} names no port")))?;
+    probe_host(host, port, timeout_seconds)
+}
+
+/// Whether a TCP connection to `host:port` opens within `timeout_seconds`.
+pub fn probe_host(host: &str, port: u16, timeout_seconds: u64) -> Result<(), DeliveryError> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let unreachable = |why: &dyn std::fmt::Display| {
+        DeliveryError::transient(format!("cannot reach {host}:{port}: {why}"))
+    };
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| unreachable(&e))?
+        .collect();
+    let timeout = Duration::from_secs(timeout_seconds.clamp(1, 30));
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => unreachable(&e),
+        None => unreachable(&"no address"),
+    })
+}

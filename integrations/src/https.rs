@@ -96,6 +96,10 @@ impl Destination for Https {
         "https"
     }
 
+    fn reachable(&self) -> Result<(), DeliveryError> {
+        http::probe(&self.config.url, self.config.timeout_seconds)
+    }
+
     fn needs_opened_report(&self) -> bool {
         self.config.payload == Payload::Plain || self.config.manifest
     }

@@ -467,9 +467,17 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
                 .is_some_and(|d| d.contains("receiving endpoint"))),
         "{audit}"
     );
-    // Every opening is a fetch of its own: the plaintext is not kept
-    // between the folder's retries, so each retry fetched the key again,
-    // and each fetch is on the record as the endpoint's.
+    // The drop folder's retries cost no fetch while it was missing: one
+    // opening for FHIR and Orthanc, one for the folder once it was there,
+    // each on the record as the endpoint's.
+    let by_endpoint = fetches
+        .iter()
+        .filter(|e| e["actor"] == "endpoint@st.example")
+        .count();
+    assert!(
+        (1..=2).contains(&by_endpoint),
+        "{by_endpoint} fetches: {audit}"
+    );
     assert!(
         fetches
             .iter()
@@ -861,4 +869,97 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
     });
     assert_eq!(files_under(&inbox).len(), 2);
     assert!(files_under(&endpoint.data.join("outbox/reports")).is_empty());
+}
+
+/// The key fetches of `key_id` by `actor`, from the key server's trail.
+fn fetches_by(ks: &KeyServer, key_id: &str, actor: &str) -> usize {
+    let audit: Value = serde_json::from_str(
+        &ks.admin_ok(&["audit", "export", "--format", "json", "--key-id", key_id]),
+    )
+    .expect("audit JSON");
+    audit["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["action"] == "key.fetched" && e["actor"] == actor)
+        .count()
+}
+
+fn key_id_of(report: &Path) -> String {
+    let o = ok(Command::new(medseal_bin())
+        .args(["inspect", report.to_str().unwrap_or_default()])
+        .output()
+        .expect("inspect"));
+    let h: Value = serde_json::from_slice(&o.stdout).expect("header JSON");
+    h["key_id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A destination that needs the report's contents costs the sender an
+/// audited key fetch only when it can be reached, and one per run however
+/// often the run retries it.
+#[test]
+fn a_destination_that_is_down_costs_no_key_fetch() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path();
+    let (ks, alice) = st_elsewhere(dir, |_| {});
+    let inbox = dir.join("inbox");
+    let emr = medseal_e2e::fakes::emr::start("Bearer emr-token", None);
+    let token = write_file(dir, "emr.token", b"emr-token");
+    private(&token);
+    let config = write_file(
+        dir,
+        "alice.toml",
+        format!(
+            "[outbox]\ndir = \"{}\"\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 0.5\nwait_in_process_seconds = 3\nmax_attempts = 100\n\n\
+             [destinations.inbox]\ntype = \"folder\"\npath = \"{}\"\npayload = \"plain\"\n\n\
+             [destinations.emr]\ntype = \"https\"\nurl = \"{}/inbox\"\npayload = \"plain\"\nauth = {{ bearer = {{ file = \"{}\" }} }}\n",
+            dir.join("alice-outbox").display(),
+            inbox.display(),
+            emr.url,
+            token.display()
+        )
+        .as_bytes(),
+    );
+    let cfg = config.to_str().unwrap_or_default();
+
+    // The folder is not there: three seconds of retries, no fetch at all.
+    let report = capture(&alice, &ks, dir, "report-d.mseal");
+    let key_id = key_id_of(&report);
+    let r = report.to_str().unwrap_or_default();
+    let o = alice.medseal(&["send", "--to", "inbox", "--config", cfg, r]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fetches_by(&ks, &key_id, "alice@st.example"), 0);
+    std::fs::create_dir(&inbox).expect("mkdir");
+    alice.ok(&["outbox", "flush", "--config", cfg]);
+    assert_eq!(files_under(&inbox).len(), 1);
+    assert_eq!(fetches_by(&ks, &key_id, "alice@st.example"), 1);
+
+    // A destination that answers 503 twice, then takes it, in one send:
+    // one fetch, not three.
+    {
+        let mut s = emr.state.lock().expect("fake state");
+        for _ in 0..2 {
+            s.faults.push(
+                "/inbox",
+                medseal_e2e::fakes::Resp::json(503, &serde_json::json!({"error": "busy"})),
+            );
+        }
+    }
+    let report = capture(&alice, &ks, dir, "report-e.mseal");
+    let key_id = key_id_of(&report);
+    alice.ok(&[
+        "send",
+        "--to",
+        "emr",
+        "--config",
+        cfg,
+        report.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(emr.state.lock().expect("fake state").stored.len(), 1);
+    assert_eq!(fetches_by(&ks, &key_id, "alice@st.example"), 1);
 }

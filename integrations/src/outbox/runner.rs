@@ -145,6 +145,11 @@ pub fn run(
             let result = (|| {
                 let header = read_header(&blob)?;
                 let report = if dest.needs_opened_report() || unsealer.verify_every_report() {
+                    // Opening fetches the key (an audited event): not for a
+                    // destination that cannot be reached anyway.
+                    if !opened.contains_key(&d.sha256) {
+                        dest.reachable()?;
+                    }
                     let entry = opened.entry(d.sha256.clone()).or_insert_with(|| {
                         unsealer
                             .open(&blob, &header)
@@ -187,7 +192,11 @@ pub fn run(
                 };
                 dest.deliver(&parcel, &observer.progress(d))
             })();
-            forget(&mut opened);
+            // A report whose delivery will be tried again stays open for
+            // the rest of this run: the retry does not fetch its key again.
+            if !matches!(&result, Err(e) if e.is_transient()) {
+                forget(&mut opened);
+            }
             let mut shown = d.clone();
             shown.attempts = attempts;
             match &result {
