@@ -132,6 +132,11 @@ pub struct Config {
     pub destinations: BTreeMap<String, DestinationConfig>,
     #[serde(skip)]
     path: PathBuf,
+    /// The `{ file = "…" }` secrets of each destination, resolved: checked
+    /// when the destination is built, so that a secret others can read is
+    /// refused when a report is handed over, not when it is delivered.
+    #[serde(skip)]
+    secret_files: BTreeMap<String, Vec<PathBuf>>,
 }
 
 /// Largest destinations file read: far above any real one, and a bound for
@@ -166,7 +171,8 @@ impl Config {
         let mut c: Config = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
-                .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1);
+                .map(|r| text[..r.start.min(text.len())].matches('\n').count() + 1)
+                .map(|n| unknown_key_line(text, e.message(), n).unwrap_or(n));
             ConfigError::Parse {
                 path: path.display().to_string(),
                 message: match line {
@@ -210,6 +216,18 @@ impl Config {
             d.resolve(&base);
         }
         c.path = path.to_path_buf();
+        if let Ok(raw) = text.parse::<toml::Table>()
+            && let Some(toml::Value::Table(ds)) = raw.get("destinations")
+        {
+            for (name, d) in ds {
+                let mut files = Vec::new();
+                secret_files_in(d, &mut files);
+                c.secret_files.insert(
+                    name.clone(),
+                    files.into_iter().map(|f| base.join(f)).collect(),
+                );
+            }
+        }
         Ok(c)
     }
 
@@ -239,8 +257,47 @@ impl Config {
 
     /// Builds destination `name`, ready to deliver.
     pub fn build(&self, name: &str) -> Result<Box<dyn Destination>, ConfigError> {
-        self.destination(name)?.build()
+        let d = self.destination(name)?;
+        for f in self.secret_files.get(name).into_iter().flatten() {
+            if let Some(why) = medseal_files::not_private(f) {
+                return Err(ConfigError::Invalid(format!("destination {name}: {why}")));
+            }
+        }
+        d.build()
     }
+}
+
+/// Every `{ file = "…" }` secret reference under `v`.
+fn secret_files_in(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::Table(t) => {
+            if t.len() == 1
+                && let Some(toml::Value::String(f)) = t.get("file")
+            {
+                out.push(f.clone());
+                return;
+            }
+            t.values().for_each(|x| secret_files_in(x, out));
+        }
+        toml::Value::Array(a) => a.iter().for_each(|x| secret_files_in(x, out)),
+        _ => {}
+    }
+}
+
+/// The line of an unknown key that serde reports against its whole table
+/// (a destination's table is read through its `type` tag, which loses the
+/// key's own position): the first `key =` line from the table's line on.
+fn unknown_key_line(text: &str, message: &str, table_line: usize) -> Option<usize> {
+    let key = message.strip_prefix("unknown field `")?.split('`').next()?;
+    text.lines()
+        .enumerate()
+        .skip(table_line.saturating_sub(1))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
 }
 
 impl DestinationConfig {

@@ -28,6 +28,11 @@ pub struct Parcel<'a> {
     /// The sender's key-server session, when
     /// [`Destination::needs_sender_session`] says so.
     pub sender: Option<&'a SenderSession>,
+    /// A private directory (0700) where a destination may keep what it needs
+    /// to resume an interrupted upload after a crash (an upload session's
+    /// id), in a file named after the idempotency key, removed once the
+    /// delivery is done.
+    pub scratch: Option<&'a Path>,
 }
 
 /// A sender's session with the key server a report names: what a medseal

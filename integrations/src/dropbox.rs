@@ -206,10 +206,15 @@ impl Destination for Dropbox {
     ) -> Result<Receipt, DeliveryError> {
         let path = self.path_for(parcel.file_name);
         let ours = file_digests(parcel.sealed)?.dropbox;
+        // A retry after a crash between Dropbox storing the file and the
+        // outbox recording it finds the file by its content hash before
+        // sending a byte.
+        if let Some(receipt) = self.existing(&path, &ours)? {
+            return Ok(receipt);
+        }
         let size = parcel.size;
-        let chunk = self.config.chunk_bytes;
         progress.begin(size);
-        let resp = if size <= chunk {
+        let resp = if size <= self.config.chunk_bytes {
             self.send("dropbox upload", || {
                 Ok(self.content("files/upload", &commit_info(&path)).body(part(
                     parcel.sealed,
@@ -219,65 +224,28 @@ impl Destination for Dropbox {
                 )?))
             })?
         } else {
-            let start = self.send("dropbox upload_session/start", || {
-                Ok(self
-                    .content("files/upload_session/start", &json!({ "close": false }))
-                    .body(part(parcel.sealed, 0, chunk, progress)?))
-            })?;
-            let start: Value = http::check("dropbox upload_session/start", start)?
-                .json()
-                .map_err(|e| {
-                    DeliveryError::transient(format!("dropbox upload_session/start: {e}"))
-                })?;
-            let session = start
-                .get("session_id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    DeliveryError::transient("dropbox upload_session/start: no session_id")
-                })?
-                .to_owned();
-            let mut offset = chunk;
-            while size - offset > chunk {
-                let arg = json!({ "cursor": { "session_id": session, "offset": offset }, "close": false });
-                let r = self.send("dropbox upload_session/append_v2", || {
-                    Ok(self
-                        .content("files/upload_session/append_v2", &arg)
-                        .body(part(parcel.sealed, offset, chunk, progress)?))
-                })?;
-                http::check("dropbox upload_session/append_v2", r)?;
-                offset += chunk;
+            let resume = parcel
+                .scratch
+                .map(|d| d.join(format!("{}.dropbox-session", parcel.idempotency_key)));
+            let result = self.upload_session(parcel, &path, resume.as_deref(), progress);
+            // Done with the session either way, unless it may be resumed.
+            if let Some(f) = &resume
+                && !matches!(&result, Err(e) if e.is_transient())
+            {
+                let _ = std::fs::remove_file(f);
             }
-            let arg = json!({ "cursor": { "session_id": session, "offset": offset }, "commit": commit_info(&path) });
-            self.send("dropbox upload_session/finish", || {
-                Ok(self.content("files/upload_session/finish", &arg).body(part(
-                    parcel.sealed,
-                    offset,
-                    size - offset,
-                    progress,
-                )?))
-            })?
+            result?
         };
         if resp.status() == StatusCode::CONFLICT {
             let failure = http::failure("dropbox upload", resp);
             if !failure.message.contains("path/conflict") {
                 return Err(failure);
             }
-            return match self.metadata(&path)? {
-                Some(m) if m.get("content_hash").and_then(Value::as_str) == Some(ours.as_str()) => {
-                    Ok(Receipt {
-                        id: m
-                            .get("id")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        location: Some(path),
-                        already_present: true,
-                    })
-                }
-                _ => Err(DeliveryError::permanent(format!(
+            return self.existing(&path, &ours)?.ok_or_else(|| {
+                DeliveryError::permanent(format!(
                     "dropbox: a different file already exists at {path}"
-                ))),
-            };
+                ))
+            });
         }
         let meta: FileMetadata = http::check("dropbox upload", resp)?.json().map_err(|e| {
             DeliveryError::transient(format!("dropbox upload: unreadable answer: {e}"))
@@ -292,6 +260,134 @@ impl Destination for Dropbox {
             location: meta.path_display.or(Some(path)),
             already_present: false,
         })
+    }
+}
+
+impl Dropbox {
+    /// The file at `path` if it is this report (same content hash): a
+    /// receipt for it. A different file there is a permanent refusal: it
+    /// is never overwritten.
+    fn existing(&self, path: &str, ours: &str) -> Result<Option<Receipt>, DeliveryError> {
+        let Some(m) = self.metadata(path)? else {
+            return Ok(None);
+        };
+        if m.get("content_hash").and_then(Value::as_str) != Some(ours) {
+            return Err(DeliveryError::permanent(format!(
+                "dropbox: a different file already exists at {path}"
+            )));
+        }
+        Ok(Some(Receipt {
+            id: m
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            location: Some(path.to_owned()),
+            already_present: true,
+        }))
+    }
+
+    /// Uploads in chunks through an upload session, resuming the one named
+    /// in `resume` (kept there by an earlier, interrupted attempt) from
+    /// where Dropbox says it stands. Answers `finish`'s response.
+    fn upload_session(
+        &self,
+        parcel: &Parcel<'_>,
+        path: &str,
+        resume: Option<&Path>,
+        progress: &ProgressHandle,
+    ) -> Result<Response, DeliveryError> {
+        let (size, chunk) = (parcel.size, self.config.chunk_bytes);
+        let resumed = match resume.and_then(|f| std::fs::read_to_string(f).ok()) {
+            Some(id) => {
+                let id = id.trim().to_owned();
+                self.session_offset(&id)?.map(|offset| (id, offset))
+            }
+            None => None,
+        };
+        let (session, mut offset) = match resumed {
+            Some((id, offset)) if offset <= size => {
+                progress.begin(size);
+                progress.advance(offset);
+                (id, offset)
+            }
+            _ => {
+                let start = self.send("dropbox upload_session/start", || {
+                    Ok(self
+                        .content("files/upload_session/start", &json!({ "close": false }))
+                        .body(part(parcel.sealed, 0, chunk, progress)?))
+                })?;
+                let start: Value = http::check("dropbox upload_session/start", start)?
+                    .json()
+                    .map_err(|e| {
+                        DeliveryError::transient(format!("dropbox upload_session/start: {e}"))
+                    })?;
+                let id = start
+                    .get("session_id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        DeliveryError::transient("dropbox upload_session/start: no session_id")
+                    })?
+                    .to_owned();
+                if let Some(f) = resume {
+                    // Best effort: without it a crash costs a fresh upload.
+                    let _ = medseal_files::write_private(
+                        f,
+                        id.as_bytes(),
+                        medseal_files::WriteOptions::default(),
+                    );
+                }
+                (id, chunk)
+            }
+        };
+        while size - offset > chunk {
+            let arg =
+                json!({ "cursor": { "session_id": session, "offset": offset }, "close": false });
+            let r = self.send("dropbox upload_session/append_v2", || {
+                Ok(self
+                    .content("files/upload_session/append_v2", &arg)
+                    .body(part(parcel.sealed, offset, chunk, progress)?))
+            })?;
+            http::check("dropbox upload_session/append_v2", r)?;
+            offset += chunk;
+        }
+        let arg = json!({ "cursor": { "session_id": session, "offset": offset }, "commit": commit_info(path) });
+        self.send("dropbox upload_session/finish", || {
+            Ok(self.content("files/upload_session/finish", &arg).body(part(
+                parcel.sealed,
+                offset,
+                size - offset,
+                progress,
+            )?))
+        })
+    }
+
+    /// How many bytes an open upload session holds, asked the way Dropbox
+    /// allows: an empty append at offset 0, answered `incorrect_offset`
+    /// with the right one. `None` if the session is gone (finished,
+    /// expired, unknown).
+    fn session_offset(&self, session: &str) -> Result<Option<u64>, DeliveryError> {
+        let arg = json!({ "cursor": { "session_id": session, "offset": 0 }, "close": false });
+        let r = self.send("dropbox upload_session/append_v2", || {
+            Ok(self
+                .content("files/upload_session/append_v2", &arg)
+                .body(Vec::new()))
+        })?;
+        if r.status() == StatusCode::OK {
+            return Ok(Some(0));
+        }
+        if r.status() != StatusCode::CONFLICT {
+            http::check("dropbox upload_session/append_v2", r)?;
+            return Ok(None);
+        }
+        let body: Value = r.json().unwrap_or(Value::Null);
+        let err = &body["error"];
+        let tagged = if err.get(".tag").and_then(Value::as_str) == Some("lookup_failed") {
+            &err["lookup_failed"]
+        } else {
+            err
+        };
+        Ok(tagged.get("correct_offset").and_then(Value::as_u64))
     }
 }
 

@@ -150,8 +150,8 @@ impl Destination for Https {
             .multipart(form);
         let resp = Auth::apply(&self.config.auth, req)?
             .send()
-            .map_err(|e| http::unreachable("endpoint", &e))?;
-        let resp = http::check("endpoint", resp)?;
+            .map_err(|e| http::unreachable("https", &e))?;
+        let resp = http::check("https", resp)?;
         let replayed = resp
             .headers()
             .get("idempotent-replayed")

@@ -333,6 +333,92 @@ fn dropbox_uploads_with_sessions_refresh_retry_and_conflicts() {
     assert!(stderr(&o).contains("invalid_grant"), "{}", stderr(&o));
 }
 
+/// A sender killed in the middle of a Dropbox upload session resumes that
+/// session where Dropbox says it stands, rather than uploading the whole
+/// file again; a file already there with the same content hash is found
+/// before a byte is sent.
+#[test]
+fn dropbox_resumes_an_interrupted_session_and_skips_a_file_it_has() {
+    let desk = Desk::new();
+    // 256 KiB every 20 ms: 17 MiB take over a second.
+    let fake = fakes::dropbox::start(
+        "app-key",
+        "app-secret",
+        "refresh-1",
+        Some((256 * 1024, Duration::from_millis(20))),
+    );
+    desk.secret("dbx.secret", "app-secret");
+    desk.secret("dbx.refresh", "refresh-1");
+    desk.config(&format!(
+        "[destinations.dbx]\ntype = \"dropbox\"\nfolder = \"/Clinical reports\"\napi_url = \"{u}\"\ncontent_url = \"{u}\"\ntoken_url = \"{u}/oauth2/token\"\nchunk_bytes = 4194304\noauth = {{ client_id = \"app-key\", client_secret = {{ file = \"dbx.secret\" }}, refresh_token = {{ file = \"dbx.refresh\" }} }}\n",
+        u = fake.url
+    ));
+    let big = desk.sealed("big.mseal", 17 * 1024 * 1024);
+    let mut child = desk
+        .cmd(&["send", "--to", "dbx", "big.mseal"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the session holds two chunks.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let appended = fake
+            .state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.contains("append_v2"))
+            .count();
+        if appended >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the session never grew");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let count = |what: &str| {
+        fake.state
+            .lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    assert_eq!(count("upload_session/start"), 1);
+    assert_eq!(count("upload_session/finish"), 0, "killed before the end");
+    desk.ok(&["outbox", "flush"]);
+    assert_eq!(count("upload_session/start"), 1, "the session was resumed");
+    {
+        let s = fake.state.lock().unwrap();
+        assert_eq!(
+            s.files["/clinical reports/big.mseal"].data,
+            std::fs::read(&big).unwrap()
+        );
+    }
+    assert_eq!(desk.list()[0]["state"], "delivered");
+    // Nothing is left for resuming once delivered.
+    assert_eq!(
+        std::fs::read_dir(desk.path().join("outbox/uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+    // The outbox lost and the file sent again: found by its hash, not one
+    // byte uploaded.
+    let before = fake.state.lock().unwrap().log.len();
+    desk.lose_outbox();
+    let err = desk.ok(&["send", "--to", "dbx", "big.mseal"]);
+    assert!(err.contains("already there"), "{err}");
+    let after: Vec<String> = fake.state.lock().unwrap().log[before..].to_vec();
+    assert!(
+        after.iter().all(|l| !l.contains("upload")),
+        "no upload request: {after:?}"
+    );
+}
+
 #[test]
 fn box_uploads_small_and_chunked_rotating_refresh_tokens() {
     let desk = Desk::new();
@@ -773,6 +859,33 @@ fn configuration_mistakes_are_clear_one_line_errors() {
         "{e}"
     );
     assert_eq!(e.lines().count(), 1, "{e}");
+    // An unknown key is named at its own line, not its table's.
+    desk.config("[destinations.a]\ntype = \"folder\"\npath = \".\"\ncolour = \"blue\"\n");
+    let o = desk.run(&["send", "--to", "a", "r.mseal"]);
+    assert!(
+        stderr(&o).contains("line 11") && stderr(&o).contains("colour"),
+        "{}",
+        stderr(&o)
+    );
+    // A secret file other users can read is refused when the report is
+    // handed over, and nothing is queued.
+    let token = write_file(desk.path(), "emr.token", b"tok");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    desk.config("[destinations.a]\ntype = \"https\"\nurl = \"https://x.example/inbox\"\nauth = { bearer = { file = \"emr.token\" } }\n");
+    let o = desk.run(&["send", "--to", "a", "r.mseal"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    assert!(desk.list().is_empty(), "nothing queued");
+    // Errors of the https destination say https.
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let port = medseal_e2e::free_port();
+    desk.config(&format!("[destinations.a]\ntype = \"https\"\nurl = \"http://127.0.0.1:{port}/inbox\"\nauth = {{ bearer = {{ file = \"emr.token\" }} }}\n"));
+    let o = desk.run(&["send", "--to", "a", "r.mseal"]);
+    assert!(
+        stderr(&o).contains("https:") && !stderr(&o).contains("endpoint:"),
+        "{}",
+        stderr(&o)
+    );
     desk.config("[destinations.a]\ntype = \"https\"\nurl = \"http://emr.example/inbox\"\n");
     let o = desk.run(&["send", "--to", "a", "r.mseal"]);
     assert!(stderr(&o).contains("use https"), "{}", stderr(&o));

@@ -27,7 +27,9 @@ pub fn run(a: Args) -> Result<()> {
     let config = a.delivery.load()?;
     let mut to = Vec::new();
     for name in &a.to {
-        config.destination(name)?;
+        // Built now, so that a mistake (a secret file others can read, a
+        // bad URL) is refused before the report is queued, not at delivery.
+        config.build(name)?;
         if !to.contains(name) {
             to.push(name.clone());
         }

@@ -139,6 +139,7 @@ pub fn run(
             outbox.begin_attempt(lock, d.id)?;
             let attempts = d.attempts + 1;
             let blob = outbox.blob(&d.sha256);
+            let scratch = outbox.scratch();
             // Set when the unsealer refused the report itself for good, as
             // opposed to this destination refusing it.
             let mut refused_report = false;
@@ -189,6 +190,7 @@ pub fn run(
                     idempotency_key: &d.idempotency_key,
                     opened: report,
                     sender: sender.as_ref(),
+                    scratch: Some(&scratch),
                 };
                 dest.deliver(&parcel, &observer.progress(d))
             })();

@@ -349,6 +349,7 @@ impl Outbox {
     /// Opens (creating if needed) the outbox in `dir`.
     pub fn open(dir: &Path) -> Result<Outbox, OutboxError> {
         private_dir(&dir.join("reports"))?;
+        private_dir(&dir.join("uploads"))?;
         let db = dir.join("outbox.sqlite3");
         if !db.exists() {
             let mut o = std::fs::OpenOptions::new();
@@ -454,6 +455,12 @@ impl Outbox {
     /// Where the queued copy of a sealed file lives.
     pub fn blob(&self, sha256: &str) -> PathBuf {
         self.dir.join("reports").join(format!("{sha256}.mseal"))
+    }
+
+    /// Where destinations keep what resumes an interrupted upload
+    /// ([`Parcel::scratch`](crate::Parcel::scratch)).
+    pub fn scratch(&self) -> PathBuf {
+        self.dir.join("uploads")
     }
 
     /// Starts receiving a sealed file into the outbox: bytes written to the

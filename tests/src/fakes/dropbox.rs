@@ -144,19 +144,29 @@ impl State {
                 let cursor = &a["cursor"];
                 let id = cursor["session_id"].as_str().unwrap_or_default().to_owned();
                 let offset = cursor["offset"].as_u64().unwrap_or(u64::MAX);
+                // append_v2 answers UploadSessionAppendError (the lookup
+                // error's tags at the top); finish wraps them in
+                // UploadSessionFinishError.lookup_failed.
+                let append = req.path.ends_with("append_v2");
+                let lookup = |tag: Value, summary: &str| {
+                    if append {
+                        error(409, &format!("{summary}/.."), tag)
+                    } else {
+                        error(
+                            409,
+                            &format!("lookup_failed/{summary}/.."),
+                            json!({".tag": "lookup_failed", "lookup_failed": tag}),
+                        )
+                    }
+                };
                 let Some(data) = self.sessions.get_mut(&id) else {
-                    return error(
-                        409,
-                        "lookup_failed/not_found/",
-                        json!({".tag": "lookup_failed", "lookup_failed": {".tag": "not_found"}}),
-                    );
+                    return lookup(json!({".tag": "not_found"}), "not_found");
                 };
                 if offset != data.len() as u64 {
                     let correct = data.len();
-                    return error(
-                        409,
-                        "lookup_failed/incorrect_offset/..",
-                        json!({".tag": "lookup_failed", "lookup_failed": {".tag": "incorrect_offset", "correct_offset": correct}}),
+                    return lookup(
+                        json!({".tag": "incorrect_offset", "correct_offset": correct}),
+                        "incorrect_offset",
                     );
                 }
                 data.extend_from_slice(&req.body);
