@@ -118,18 +118,26 @@ impl ChunkCodec {
             && len <= max_frame_len(self.chunk_size)
             && (last || len == max_frame_len(self.chunk_size));
         if !shape_ok {
-            return Err(Error::TruncatedChunk { index });
+            return Err(if last && self.ends_within(index, frame) {
+                Error::TrailingData { last_index: index }
+            } else {
+                Error::TruncatedChunk { index }
+            });
         }
         let body_end = len - TAG_LEN;
-        let (authed, tag) = frame.split_at_mut(body_end);
+        let (authed, tag) = frame.split_at(body_end);
         if self.tag(index, last, authed).verify_slice(tag).is_err() {
             let flipped = self.tag(index, !last, authed).verify_slice(tag).is_ok();
             return Err(match (flipped, last) {
                 (true, true) => Error::Truncated { last_index: index },
                 (true, false) => Error::TrailingData { last_index: index },
+                (false, true) if self.ends_within(index, frame) => {
+                    Error::TrailingData { last_index: index }
+                }
                 (false, _) => Error::ChunkTampered { index },
             });
         }
+        let (authed, _) = frame.split_at_mut(body_end);
         let (iv, body) = authed.split_at_mut(IV_LEN);
         let dec = cbc::Decryptor::<Aes256>::new(&self.keys.enc.into(), &array16(iv).into());
         let pt_len = if last {
@@ -138,10 +146,34 @@ impl ChunkCodec {
             dec.decrypt_padded::<NoPadding>(body).map(<[u8]>::len)
         }
         // Only reachable if an authentic sealer wrote bad padding.
-        .map_err(|_| Error::ChunkTampered { index })?;
+        .map_err(|_| Error::MalformedPadding(format!("chunk {index}")))?;
         Ok(IV_LEN..IV_LEN + pt_len)
     }
+
+    /// Whether a final frame of the wrong shape is a genuine last frame
+    /// with a few bytes appended: the longest well-shaped prefix within
+    /// [`MAX_APPENDED`] bytes of its end verifies as the last chunk. Names
+    /// "data appended" instead of "truncated" for a file that grew; only
+    /// reached on the error path, at a cost of a few MACs.
+    fn ends_within(&self, index: u64, frame: &[u8]) -> bool {
+        let min = IV_LEN + BLOCK + TAG_LEN;
+        (1..=MAX_APPENDED)
+            .filter_map(|cut| frame.len().checked_sub(cut))
+            .filter(|&n| {
+                n >= min
+                    && (n - FRAME_OVERHEAD).is_multiple_of(BLOCK)
+                    && n <= max_frame_len(self.chunk_size)
+            })
+            .any(|n| {
+                let (authed, tag) = frame[..n].split_at(n - TAG_LEN);
+                self.tag(index, true, authed).verify_slice(tag).is_ok()
+            })
+    }
 }
+
+/// How many appended bytes [`ChunkCodec::open`] looks through to tell a
+/// grown file from a cut one.
+const MAX_APPENDED: usize = 64;
 
 fn array16(s: &[u8]) -> [u8; 16] {
     let mut a = [0u8; 16];
@@ -178,6 +210,52 @@ mod tests {
             let expect: Vec<u8> = (0..n).map(|i| i as u8).collect();
             assert_eq!(&sealed[pt], &expect[..]);
         }
+    }
+
+    #[test]
+    fn bad_padding_under_a_valid_tag_is_named_as_such() {
+        let c = codec();
+        // A last frame whose ciphertext decrypts to a block ending in 0x00
+        // (not PKCS#7), tagged as the sealer would.
+        let mut frame = vec![0u8; IV_LEN + BLOCK + TAG_LEN];
+        let (iv, rest) = frame.split_at_mut(IV_LEN);
+        let enc = cbc::Encryptor::<Aes256>::new(&c.keys.enc.into(), &array16(iv).into());
+        enc.encrypt_padded::<NoPadding>(&mut rest[..BLOCK], BLOCK)
+            .unwrap();
+        let tag = c
+            .tag(3, true, &frame[..IV_LEN + BLOCK])
+            .finalize()
+            .into_bytes();
+        frame[IV_LEN + BLOCK..].copy_from_slice(&tag);
+        let err = c.open(3, true, &mut frame).unwrap_err();
+        assert!(
+            matches!(&err, Error::MalformedPadding(w) if w == "chunk 3"),
+            "{err}"
+        );
+        assert_eq!(err.kind(), crate::ErrorKind::Integrity);
+        assert!(!err.to_string().contains("authentication"), "{err}");
+    }
+
+    #[test]
+    fn a_last_frame_with_bytes_appended_is_named_as_grown() {
+        let c = codec();
+        let mut frame = vec![0u8; max_frame_len(4096)];
+        let r = c.seal(2, true, &mut frame, 100).unwrap();
+        for extra in [1usize, 15, 16, 17, 64] {
+            let mut grown = frame[r.clone()].to_vec();
+            grown.extend(std::iter::repeat_n(0xA5, extra));
+            let err = c.open(2, true, &mut grown).unwrap_err();
+            assert!(
+                matches!(err, Error::TrailingData { last_index: 2 }),
+                "{extra}: {err}"
+            );
+        }
+        // Cut short, it is still "truncated".
+        let mut cut = frame[r.start..r.end - 1].to_vec();
+        assert!(matches!(
+            c.open(2, true, &mut cut),
+            Err(Error::TruncatedChunk { index: 2 })
+        ));
     }
 
     #[test]

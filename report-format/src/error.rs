@@ -107,6 +107,12 @@ pub enum Error {
         last_index: u64,
     },
 
+    /// The MAC verified but the padding under it is malformed: whoever held
+    /// the key wrote a faulty file. Not tampering (the tag proves the bytes
+    /// are the writer's), but nothing can be recovered from it either.
+    #[error("file damaged: {0} has malformed padding under a valid MAC (a faulty writer)")]
+    MalformedPadding(String),
+
     /// Not an RNCryptor v3 message (too short, another version, or options
     /// that do not match the secret given).
     #[error("not an RNCryptor v3 message: {0}")]
@@ -162,7 +168,8 @@ impl Error {
             | Error::ChunkTampered { .. }
             | Error::Truncated { .. }
             | Error::TruncatedChunk { .. }
-            | Error::TrailingData { .. } => ErrorKind::Integrity,
+            | Error::TrailingData { .. }
+            | Error::MalformedPadding(_) => ErrorKind::Integrity,
             Error::WeakKdf { .. } | Error::KdfTooCostly { .. } | Error::InvalidParameter(_) => {
                 ErrorKind::Policy
             }

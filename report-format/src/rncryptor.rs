@@ -201,7 +201,38 @@ pub fn decrypt(secret: RnSecret<'_>, message: &[u8]) -> Result<Zeroizing<Vec<u8>
     let len = dec
         .decrypt_padded::<Pkcs7>(&mut plain)
         .map(<[u8]>::len)
-        .map_err(|_| Error::NotRncryptor("bad padding under a valid HMAC (a faulty writer)"))?;
+        .map_err(|_| Error::MalformedPadding("the RNCryptor message".into()))?;
     plain.truncate(len);
     Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_padding_under_a_valid_hmac_is_damage_not_format() {
+        let (enc_key, hmac_key) = ([1u8; 32], [2u8; 32]);
+        let iv = [3u8; IV_LEN];
+        // One block ending in 0x00: not PKCS#7.
+        let mut block = [0u8; 16];
+        cbc::Encryptor::<Aes256>::new(&enc_key.into(), &iv.into())
+            .encrypt_padded::<cbc::cipher::block_padding::NoPadding>(&mut block, 16)
+            .unwrap();
+        let mut msg = vec![3u8, 0];
+        msg.extend_from_slice(&iv);
+        msg.extend_from_slice(&block);
+        let tag = mac(&hmac_key, &msg);
+        msg.extend_from_slice(&tag);
+        let err = decrypt(
+            RnSecret::Keys {
+                encryption: &enc_key,
+                hmac: &hmac_key,
+            },
+            &msg,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::MalformedPadding(_)), "{err}");
+        assert_eq!(err.kind(), crate::ErrorKind::Integrity);
+    }
 }

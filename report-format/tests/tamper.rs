@@ -211,6 +211,17 @@ fn appended_data_is_refused() {
         t.extend_from_slice(extra);
         assert_eq!(open(&t).unwrap_err().kind(), ErrorKind::Integrity);
     }
+    // A few bytes after a short last frame are named as appended, not as a
+    // truncation of the last chunk.
+    for n in [1usize, 7, 16, 33] {
+        let mut t = sealed.clone();
+        t.extend(std::iter::repeat_n(0x5Au8, n));
+        assert!(
+            matches!(open(&t), Err(Error::TrailingData { last_index: 4 })),
+            "{n}: {:?}",
+            open(&t)
+        );
+    }
     // When the real last frame is full-length, the extension is named as such.
     let plain = data(CHUNK + CHUNK - 1);
     let sealed = seal_static(&plain, &key());
