@@ -4,7 +4,7 @@
 //! |------|-----------------------------------------------------------|
 //! | 0    | success                                                   |
 //! | 1    | any other failure (I/O, bad arguments found after parsing) |
-//! | 2    | command-line usage error (from the argument parser)        |
+//! | 2    | command-line usage error (from the argument parser, or e.g. standard input named twice) |
 //! | 3    | no key: wrong key or password, not a recipient, key revoked or expired, not logged in |
 //! | 4    | the file is damaged or was tampered with                   |
 //! | 5    | not a medseal file, or an unsupported version              |
@@ -15,8 +15,17 @@ use std::process::ExitCode;
 
 use medseal_format::ErrorKind;
 
+/// A command line that parsed but cannot be carried out as given (two
+/// inputs on standard input): a usage error, exit 2, like the parser's own.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
 /// Picks the exit code from the first format or key-server error in the chain.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
+    if err.downcast_ref::<UsageError>().is_some() {
+        return ExitCode::from(2);
+    }
     if err.downcast_ref::<crate::delivery::Queued>().is_some() {
         return ExitCode::from(7);
     }

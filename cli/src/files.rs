@@ -100,7 +100,10 @@ pub fn check_one_stdin(uses: &[Option<&InputPath>]) -> Result<()> {
         .count()
         > 1
     {
-        bail!("standard input can be used for only one of the input and the secret");
+        return Err(crate::exit::UsageError(
+            "standard input can be used for only one of the input and the secret".into(),
+        )
+        .into());
     }
     Ok(())
 }

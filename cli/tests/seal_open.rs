@@ -400,3 +400,74 @@ fn rncryptor_published_vector_opens() {
         [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]
     );
 }
+
+/// The exit codes docs/format.md §5 promises, for the mistakes a user makes
+/// most: the wrong kind of secret, too few iterations, stdin named twice.
+#[test]
+fn exit_codes_of_common_mistakes() {
+    let d = setup();
+    let run = |args: &[&str]| medseal().current_dir(d.path()).args(args).assert();
+    run(&[
+        "seal",
+        "--password-file",
+        "pw",
+        "-o",
+        "p.mseal",
+        "photo.jpg",
+    ])
+    .success();
+    run(&["seal", "--key-file", "key", "-o", "k.mseal", "photo.jpg"]).success();
+    // A key offered for a password file, and the reverse: no key (3).
+    run(&["open", "--key-file", "key", "-o", "x", "p.mseal"])
+        .code(3)
+        .stderr(predicate::str::contains("password"));
+    run(&["open", "--password-file", "pw", "-o", "x", "k.mseal"])
+        .code(3)
+        .stderr(predicate::str::contains("key"));
+    assert!(!d.path().join("x").exists());
+    // Too few iterations: refused by policy (6), in the sealer's words.
+    run(&[
+        "seal",
+        "--password-file",
+        "pw",
+        "--iterations",
+        "599999",
+        "-o",
+        "w.mseal",
+        "photo.jpg",
+    ])
+    .code(6)
+    .stderr(predicate::str::contains("refusing to seal"));
+    assert!(!d.path().join("w.mseal").exists());
+    // Standard input for both the secret and the input: a usage error (2).
+    run(&["open", "--password-file", "-", "-"])
+        .code(2)
+        .stderr(predicate::str::contains("standard input"));
+    // A tampered RNCryptor message: the format cannot tell tampering from a
+    // wrong secret, so it is "no key" (3), saying both.
+    run(&[
+        "seal",
+        "--format",
+        "rncryptor-v3",
+        "--password-file",
+        "pw",
+        "-o",
+        "r.rnc",
+        "photo.jpg",
+    ])
+    .success();
+    let mut m = fs::read(d.path().join("r.rnc")).unwrap();
+    let mid = m.len() / 2;
+    m[mid] ^= 1;
+    fs::write(d.path().join("r.rnc"), m).unwrap();
+    run(&["open", "--password-file", "pw", "-o", "r.out", "r.rnc"])
+        .code(3)
+        .stderr(predicate::str::contains("RNCryptor cannot tell which"));
+    // One byte appended to a medseal file: named as such, damaged (4).
+    let mut m = fs::read(d.path().join("k.mseal")).unwrap();
+    m.push(0);
+    fs::write(d.path().join("k2.mseal"), m).unwrap();
+    run(&["open", "--key-file", "key", "-o", "k2.out", "k2.mseal"])
+        .code(4)
+        .stderr(predicate::str::contains("unexpected data after the end"));
+}

@@ -58,9 +58,11 @@ pub enum Error {
     /// A password-mode header asks for fewer PBKDF2 iterations than the
     /// minimum, which would make brute force cheap. Refused before any work.
     #[error(
-        "refusing to open: password protection too weak ({iterations} PBKDF2 iterations, minimum {minimum})"
+        "refusing to {doing}: password protection too weak ({iterations} PBKDF2 iterations, minimum {minimum})"
     )]
     WeakKdf {
+        /// `open` or `seal`.
+        doing: &'static str,
         /// Iterations in the header.
         iterations: u32,
         /// The minimum this build accepts.
@@ -69,8 +71,10 @@ pub enum Error {
 
     /// A password-mode header asks for so many iterations that opening would
     /// be a denial of service.
-    #[error("refusing to open: {iterations} PBKDF2 iterations exceeds the maximum {maximum}")]
+    #[error("refusing to {doing}: {iterations} PBKDF2 iterations exceeds the maximum {maximum}")]
     KdfTooCostly {
+        /// `open` or `seal`.
+        doing: &'static str,
         /// Iterations in the header.
         iterations: u32,
         /// The maximum this build accepts.

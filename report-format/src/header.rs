@@ -387,7 +387,7 @@ impl Header {
     pub(crate) fn unlock(&self, secret: Secret<'_>) -> Result<FileKeys> {
         let ikm = match (&self.mode, secret) {
             (KeyMode::Password { iterations, salt }, Secret::Password(pw)) => {
-                check_iterations(*iterations)?;
+                check_iterations(*iterations, "open")?;
                 password_ikm(pw, salt, *iterations)
             }
             (KeyMode::Password { .. }, Secret::Key(_)) => {
@@ -433,16 +433,19 @@ impl Header {
     }
 }
 
-/// Checks a PBKDF2 iteration count against the format's bounds.
-pub fn check_iterations(iterations: u32) -> Result<()> {
+/// Checks a PBKDF2 iteration count against the format's bounds, before
+/// `doing` (`"open"` or `"seal"`) anything with it.
+pub fn check_iterations(iterations: u32, doing: &'static str) -> Result<()> {
     if iterations < MIN_PBKDF2_ITERATIONS {
         return Err(Error::WeakKdf {
+            doing,
             iterations,
             minimum: MIN_PBKDF2_ITERATIONS,
         });
     }
     if iterations > MAX_PBKDF2_ITERATIONS {
         return Err(Error::KdfTooCostly {
+            doing,
             iterations,
             maximum: MAX_PBKDF2_ITERATIONS,
         });
@@ -492,7 +495,7 @@ pub(crate) fn ikm_for_sealing(
 ) -> Result<zeroize::Zeroizing<[u8; KEY_LEN]>> {
     match (mode, secret) {
         (KeyMode::Password { iterations, salt }, Secret::Password(pw)) => {
-            check_iterations(*iterations)?;
+            check_iterations(*iterations, "seal")?;
             Ok(password_ikm(pw, salt, *iterations))
         }
         (KeyMode::KeyServer { .. } | KeyMode::StaticKey { .. }, Secret::Key(k)) => {
