@@ -55,11 +55,7 @@ pub fn extract<R: Read>(input: R, dest: &Path) -> Result<Manifest, ExtractError>
     std::fs::create_dir(&media_dir).map_err(io_err(&media_dir))?;
     let manifest = read_verified(input, |_, path, data| {
         let target = tmp.path().join(path);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode_private()
-            .open(&target)?;
+        let mut file = medseal_files::open_private(&target, true).map_err(|e| e.source)?;
         io::copy(data, &mut file)?;
         file.sync_all()?;
         Ok(())
@@ -67,25 +63,16 @@ pub fn extract<R: Read>(input: R, dest: &Path) -> Result<Manifest, ExtractError>
     let manifest_path = tmp.path().join(MANIFEST_PATH);
     let json = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| io_err(&manifest_path)(io::Error::other(e)))?;
-    std::fs::write(&manifest_path, json).map_err(io_err(&manifest_path))?;
+    medseal_files::open_private(&manifest_path, true)
+        .map_err(|e| e.source)
+        .and_then(|mut f| io::Write::write_all(&mut f, &json).and_then(|()| f.sync_all()))
+        .map_err(io_err(&manifest_path))?;
     let kept = tmp.keep();
     std::fs::rename(&kept, dest).map_err(|e| {
         let _ = std::fs::remove_dir_all(&kept);
         io_err(dest)(e)
     })?;
     Ok(manifest)
-}
-
-trait PrivateMode {
-    fn mode_private(&mut self) -> &mut Self;
-}
-
-impl PrivateMode for std::fs::OpenOptions {
-    fn mode_private(&mut self) -> &mut Self {
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600);
-        self
-    }
 }
 
 #[cfg(test)]
@@ -122,11 +109,14 @@ mod tests {
         );
         assert!(dest.join("report.pdf").exists() && dest.join("manifest.json").exists());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dest.join("media/photo-1.jpg"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
+        // Every file holds patient data: owner-only, the manifest too.
+        for f in ["media/photo-1.jpg", "manifest.json", "report.pdf"] {
+            let mode = std::fs::metadata(dest.join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
         assert!(matches!(
             extract(&b[..], &dest),
             Err(ExtractError::Exists(_))

@@ -22,28 +22,21 @@ pub fn device_id_at(path: &std::path::Path, prefix: &str) -> std::io::Result<Str
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).map_err(|e| std::io::Error::other(format!("no randomness: {e}")))?;
     let id = format!("{prefix}_{}", hex::encode(b));
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
+    // Owner-only, synced, and under its name only when complete.
+    let options = medseal_files::WriteOptions {
+        // An empty file (a crash while it was first written elsewhere) is
+        // replaced; otherwise the first writer wins.
+        create_new: existing.is_none(),
     };
-    // A temporary file is created 0600; it appears under its name complete.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, id.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    if existing.is_some() {
-        // An empty file (a crash while it was first written elsewhere).
-        tmp.persist(path).map_err(|e| e.error)?;
-        return Ok(id);
-    }
-    match tmp.persist_noclobber(path) {
-        Ok(_) => Ok(id),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+    match medseal_files::write_private(path, id.as_bytes(), options) {
+        Ok(()) => Ok(id),
+        Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
             let f = std::fs::File::open(path)?;
             Ok(medseal_format::read_bounded_string(f, 256)?
                 .trim()
                 .to_owned())
         }
-        Err(e) => Err(e.error),
+        Err(e) => Err(e.source),
     }
 }
 

@@ -144,7 +144,7 @@ pub enum Output {
     /// A temporary file in the destination's directory.
     /// Written unbuffered: the sealer and opener write whole frames.
     File {
-        tmp: tempfile::NamedTempFile,
+        tmp: medseal_files::PrivateFile,
         dest: PathBuf,
     },
 }
@@ -178,18 +178,19 @@ impl Output {
             }
             _ => {}
         }
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".medseal-")
-            .suffix(".part")
-            .tempfile_in(&dir)
-            // tempfile's error names the random temporary path; the
-            // directory is what the user needs to hear about.
-            .map_err(|e| io::Error::new(e.kind(), plain_io_message(&e)))
-            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        let tmp = medseal_files::PrivateFile::create_beside(&dest)
+            // The error names the random temporary path; the directory is
+            // what the user needs to hear about.
+            .map_err(|e| io::Error::new(e.source.kind(), plain_io_message(&e.source)))
+            .with_context(|| {
+                format!(
+                    "cannot create a file in {}",
+                    dest.parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."))
+                        .display()
+                )
+            })?;
         Ok(Output::File { tmp, dest })
     }
 
@@ -206,15 +207,10 @@ impl Output {
         match self {
             Output::Stdout(mut w) => w.flush().context("cannot write to standard output"),
             Output::Special(mut f) => f.flush().context("cannot write the output"),
-            Output::File { tmp, dest } => {
-                tmp.as_file()
-                    .sync_all()
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
-                tmp.persist(&dest)
-                    .map_err(|e| e.error)
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
-                Ok(())
-            }
+            Output::File { tmp, dest } => tmp
+                .commit()
+                .map_err(|e| e.source)
+                .with_context(|| format!("cannot write {}", dest.display())),
         }
     }
 }

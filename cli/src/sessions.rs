@@ -25,11 +25,7 @@ pub fn config_dir() -> Result<PathBuf> {
         PathBuf::from(home).join(".config/medseal")
     };
     if !dir.exists() {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        medseal_files::private_dir(&dir).context("cannot create the config directory")?;
     }
     Ok(dir)
 }

@@ -223,12 +223,7 @@ impl Drop for UploadSlot {
 }
 
 fn private_dir(path: &Path) -> Result<(), Error> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(path)
-        .map_err(|e| Error::Startup(format!("cannot create {}: {e}", path.display())))
+    medseal_files::private_dir(path).map_err(|e| Error::Startup(format!("cannot create {e}")))
 }
 
 /// The endpoint's device id, made on first start and kept in the data

@@ -68,6 +68,22 @@ pub fn sync_dir(dir: &Path) -> Result<(), FileError> {
         .map_err(FileError::at(dir))
 }
 
+/// Opens `path` for writing, creating it owner-only (0600) if it is not
+/// there; with `create_new`, refuses an existing file (`AlreadyExists`).
+/// An existing file keeps its content and mode.
+pub fn open_private(path: &Path, create_new: bool) -> Result<File, FileError> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    if create_new {
+        o.create_new(true);
+    } else {
+        o.create(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path).map_err(FileError::at(path))
+}
+
 /// Options of [`write_private`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
@@ -126,6 +142,13 @@ impl PrivateFile {
         self.commit_with(&dest, WriteOptions::default())
     }
 
+    /// Like [`commit`](PrivateFile::commit), but never replaces an existing
+    /// file: that is `AlreadyExists`, and this file is discarded.
+    pub fn commit_new(self) -> Result<(), FileError> {
+        let dest = self.dest.clone();
+        self.commit_with(&dest, WriteOptions { create_new: true })
+    }
+
     fn commit_with(self, dest: &Path, options: WriteOptions) -> Result<(), FileError> {
         self.tmp.as_file().sync_all().map_err(FileError::at(dest))?;
         if options.create_new {
@@ -150,14 +173,18 @@ impl Write for PrivateFile {
     }
 }
 
-/// Why `path` is not fit to hold a secret — it is readable or writable by
-/// others (mode & 0o077 ≠ 0) — or `None` if it is. A file that cannot be
-/// read at all is left for the caller's own read to report.
+/// Why `path` is not fit to hold a secret — it cannot be looked at, or it
+/// is readable or writable by others (mode & 0o077 ≠ 0) — or `None` if it
+/// is.
 pub fn not_private(path: &Path) -> Option<String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        let mode = meta.permissions().mode();
         if mode & 0o077 != 0 {
             return Some(format!(
                 "{} is readable by other users (mode {:o}); chmod 600 it",
@@ -167,7 +194,7 @@ pub fn not_private(path: &Path) -> Option<String> {
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = meta;
     None
 }
 

@@ -114,22 +114,19 @@ impl Destination for Folder {
         if target.exists() {
             return present(&target);
         }
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".medseal-")
-            .tempfile_in(dir)?;
+        let mut tmp = medseal_files::PrivateFile::create_beside(&target)
+            .map_err(|e| DeliveryError::from(e.source))?;
         progress.begin(len);
         let mut src = crate::http::ProgressReader::new(src, progress.clone());
-        std::io::copy(&mut src, tmp.as_file_mut())?;
-        tmp.as_file_mut().flush()?;
-        tmp.as_file().sync_all()?;
-        match tmp.persist_noclobber(&target) {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+        std::io::copy(&mut src, &mut tmp)?;
+        tmp.flush()?;
+        match tmp.commit_new() {
+            Ok(()) => {}
+            Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => {
                 return present(&target);
             }
-            Err(e) => return Err(e.error.into()),
+            Err(e) => return Err(e.source.into()),
         }
-        std::fs::File::open(dir)?.sync_all()?;
         Ok(Receipt {
             id: target.display().to_string(),
             location: None,

@@ -6,7 +6,6 @@
 //! configuration file that gets copied, versioned or pasted into a ticket.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Largest secret file read: a password or token, never more.
@@ -104,41 +103,31 @@ impl SecretRef {
         let SecretRef::File(path) = self else {
             return Ok(false);
         };
-        let what = format!("{self:?}");
-        let fail = |e: std::io::Error| SecretError::Unreadable {
-            what: what.clone(),
-            why: e.to_string(),
-        };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-        tmp.write_all(value.as_bytes()).map_err(fail)?;
-        tmp.as_file().sync_all().map_err(fail)?;
-        tmp.persist(path).map_err(|e| fail(e.error))?;
+        medseal_files::write_private(
+            path,
+            value.as_bytes(),
+            medseal_files::WriteOptions::default(),
+        )
+        .map_err(|e| SecretError::Unreadable {
+            what: format!("{self:?}"),
+            why: e.source.to_string(),
+        })?;
         Ok(true)
     }
 }
 
-#[cfg(unix)]
+/// A secret file must be the owner's alone; a missing one is unreadable.
 fn check_private(path: &Path) -> Result<(), SecretError> {
-    use std::os::unix::fs::PermissionsExt;
-    match std::fs::metadata(path) {
-        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-            Err(SecretError::TooOpen(path.display().to_string()))
-        }
-        Ok(_) => Ok(()),
-        Err(e) => Err(SecretError::Unreadable {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(SecretError::Unreadable {
             what: format!("file {}", path.display()),
             why: e.to_string(),
-        }),
+        });
     }
-}
-
-#[cfg(not(unix))]
-fn check_private(_: &Path) -> Result<(), SecretError> {
-    Ok(())
+    match medseal_files::not_private(path) {
+        Some(_) => Err(SecretError::TooOpen(path.display().to_string())),
+        None => Ok(()),
+    }
 }
 
 impl<'de> Deserialize<'de> for SecretRef {

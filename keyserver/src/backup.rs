@@ -306,7 +306,8 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
             }
             n if n == DATABASE || tables.iter().any(|t| t == n) => {
                 let p = tmp.path().join(n);
-                let mut f = std::fs::File::create(&p).map_err(io("cannot write the database"))?;
+                let mut f = medseal_files::open_private(&p, true)
+                    .map_err(|e| io("cannot write the database")(e.source))?;
                 std::io::copy(&mut entry, &mut f).map_err(io("cannot write the database"))?;
                 f.sync_all().map_err(io("cannot write the database"))?;
             }
@@ -362,9 +363,7 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
         .and_then(Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
     {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("cannot sync the data directory"))?;
+        medseal_files::sync_dir(dir).map_err(|e| io("cannot sync the data directory")(e.source))?;
     }
     Ok(info)
 }
@@ -383,12 +382,7 @@ fn place_sqlite(db: &Path, target: &Path, info: &BackupInfo, ring: &Keyring) -> 
             ));
         }
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(db, std::fs::Permissions::from_mode(0o600))
-            .map_err(io("cannot protect the database"))?;
-    }
+    // Written owner-only (medseal_files::open_private) from its first byte.
     std::fs::hard_link(db, target).map_err(io("cannot place the database"))
 }
 

@@ -16,7 +16,6 @@
 //! object handles are held here.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -499,23 +498,7 @@ impl Keyring {
 /// Why a secret file must not be used: other users can read or write it.
 /// `None` when it is private (or on a system without Unix modes).
 pub(crate) fn not_private(path: &Path) -> Option<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = match std::fs::metadata(path) {
-            Ok(m) => m.permissions().mode(),
-            Err(e) => return Some(format!("cannot read {}: {e}", path.display())),
-        };
-        if mode & 0o077 != 0 {
-            return Some(format!(
-                "{} is readable by other users (mode {:o}); chmod 600 it",
-                path.display(),
-                mode & 0o777
-            ));
-        }
-    }
-    let _ = path;
-    None
+    medseal_files::not_private(path)
 }
 
 /// Refuses a keyring file that other users can read.
@@ -529,23 +512,8 @@ pub(crate) fn check_private(path: &Path) -> Result<()> {
 /// Writes a secret file with mode 0600, atomically (temporary file + rename).
 /// With `create_new`, refuses to replace an existing file.
 pub fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<()> {
-    let err = |e: std::io::Error| Error::Keyring(format!("cannot write {}: {e}", path.display()));
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".keyring-")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    if create_new {
-        tmp.persist_noclobber(path).map_err(|e| err(e.error))?;
-    } else {
-        tmp.persist(path).map_err(|e| err(e.error))?;
-    }
-    Ok(())
+    medseal_files::write_private(path, bytes, medseal_files::WriteOptions { create_new })
+        .map_err(|e| Error::Keyring(format!("cannot write {e}")))
 }
 
 /// A shared keyring that picks up rotations made by `rotate-master-key` while

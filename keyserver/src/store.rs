@@ -113,16 +113,8 @@ impl Store {
 
 fn ensure_private_dir(dir: &Path) -> Result<()> {
     if !dir.exists() {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(dir).map_err(|e| {
-            Error::Invalid(format!(
-                "cannot create the data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        medseal_files::private_dir(dir)
+            .map_err(|e| Error::Invalid(format!("cannot create the data directory {e}")))?;
         return Ok(());
     }
     if !dir.is_dir() {

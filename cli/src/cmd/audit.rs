@@ -143,12 +143,7 @@ const CHECKPOINT_FILE: &str = "checkpoint.json";
 
 impl Witness {
     fn open(dir: &Path, given: Option<String>) -> Result<Self> {
-        let mut b = std::fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        medseal_files::private_dir(dir).context("cannot create the witness directory")?;
         let stored = match read_small(&dir.join(KEY_FILE)) {
             Ok(b) => Some(String::from_utf8_lossy(&b).trim().to_owned()),
             Err(_) if !dir.join(KEY_FILE).exists() => None,
@@ -227,18 +222,11 @@ impl Witness {
 
 /// Replaces `path` with `bytes` (0600, temporary file, fsync, rename).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".witness-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
+    Ok(medseal_files::write_private(
+        path,
+        bytes,
+        medseal_files::WriteOptions::default(),
+    )?)
 }
 
 /// Reads a checkpoint saved by a witness (or the one inside a receipt).

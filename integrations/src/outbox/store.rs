@@ -325,24 +325,21 @@ pub struct OutboxLock {
     _file: File,
 }
 
-fn private_dir(path: &Path) -> Result<(), OutboxError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .map_err(io(path))
+impl From<medseal_files::FileError> for OutboxError {
+    fn from(e: medseal_files::FileError) -> Self {
+        OutboxError::Io {
+            path: e.path.display().to_string(),
+            source: e.source,
+        }
     }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(path).map_err(io(path))
+}
+
+fn private_dir(path: &Path) -> Result<(), OutboxError> {
+    Ok(medseal_files::private_dir(path)?)
 }
 
 fn sync_dir(path: &Path) -> Result<(), OutboxError> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io(path))
+    Ok(medseal_files::sync_dir(path)?)
 }
 
 impl Outbox {
@@ -352,11 +349,7 @@ impl Outbox {
         private_dir(&dir.join("uploads"))?;
         let db = dir.join("outbox.sqlite3");
         if !db.exists() {
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            o.open(&db).map_err(io(&db))?;
+            medseal_files::open_private(&db, false)?;
         }
         let url = db
             .to_str()

@@ -108,6 +108,13 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
 
 /// Opens a single connection with the same settings as the pool's.
 pub fn connect(loc: &Location) -> Result<Conn, Error> {
+    // Created owner-only before SQLite opens it, so that it never exists
+    // with a wider mode; SQLite gives its -wal and -shm files the same.
+    if let Location::Sqlite(path) = loc
+        && !path.exists()
+    {
+        medseal_files::open_private(path, false).map_err(|e| Error::Connect(e.to_string()))?;
+    }
     let mut conn = Conn::establish(&loc.url()).map_err(|e| Error::Connect(e.to_string()))?;
     if let Location::Sqlite(path) = loc {
         make_private(path);
@@ -137,7 +144,9 @@ pub fn open_pool(loc: &Location, size: u32) -> Result<DbPool, Error> {
         .map_err(|e| Error::Connect(e.to_string()))
 }
 
-/// The database holds wrapped keys and audit records: owner-only, like its directory.
+/// The database holds wrapped keys and audit records: owner-only, like its
+/// directory. Stores made before the database was created private are
+/// narrowed here.
 fn make_private(path: &Path) {
     #[cfg(unix)]
     {
