@@ -4,6 +4,8 @@
 //! prints. Every failure ends as one line on stderr and a non-zero exit code
 //! (see [`exit`] for the codes scripts can rely on).
 
+#![forbid(unsafe_code)]
+
 mod cmd;
 mod delivery;
 mod exit;

@@ -22,6 +22,8 @@
 //! The wire contract (paths, field names, the 202 body) lives in
 //! [`medseal_integrations::endpoint`], beside the destination that speaks it.
 
+#![forbid(unsafe_code)]
+
 pub mod account;
 pub mod error;
 pub mod intake;

@@ -23,6 +23,8 @@
 //!   progress), [`oauth`] (refresh-token flow for Box and Dropbox).
 //! - [`outbox`]: the durable queue, backoff and the delivery loop.
 
+#![forbid(unsafe_code)]
+
 pub mod boxcom;
 pub mod config;
 pub mod destination;

@@ -6,6 +6,8 @@
 //! for PostgreSQL, shared by a whole test binary — when the test process
 //! exits (a watchdog shell stops it as soon as our end of a pipe closes).
 
+#![forbid(unsafe_code)]
+
 pub mod fakes;
 pub mod services;
 
