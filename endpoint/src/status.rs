@@ -17,6 +17,8 @@ use medseal_integrations::outbox::{DeliveryRow, ReceiptRow, State};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use medseal_format::clock::rfc3339;
+
 use crate::error::Error;
 use crate::server::Shared;
 
@@ -44,16 +46,6 @@ struct Status {
     state: &'static str,
     received_at: String,
     deliveries: Vec<Forwarding>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// The report's overall state from its deliveries'.

@@ -16,9 +16,16 @@
 //!
 //! On systems without Unix permissions the modes are not applied; the
 //! atomicity is.
+//!
+//! With the `sqlite` feature, [`sqlite`] opens the embedded databases (the
+//! key server's store, the outbox) the same way: private file, WAL, full
+//! fsync, a busy timeout.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use std::fs::File;
 use std::io::{self, Write};

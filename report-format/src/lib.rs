@@ -19,6 +19,7 @@
 //! | [`manifest`] | the report manifest, its consent rules and its JSON Schema      |
 //! | [`bundle`] | the plaintext layout: a tar of manifest, PDF and media, read safely |
 //! | [`bounded`] | reading a small input whole, with an upper bound                |
+//! | [`clock`]  | the one clock: UTC milliseconds, RFC 3339, a settable clock for tests |
 //!
 //! ## Example
 //!
@@ -48,6 +49,7 @@
 pub mod bounded;
 pub mod bundle;
 pub mod chunk;
+pub mod clock;
 pub mod error;
 pub mod header;
 pub mod keys;

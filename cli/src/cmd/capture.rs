@@ -91,12 +91,10 @@ fn parse_scope(s: &str) -> Result<ConsentScope, String> {
         .map_err(|_| "use care, teaching or publication".to_owned())
 }
 
+/// Now, to the second, as the manifest records it.
 fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    medseal_keyserver::time::rfc3339(secs * 1000)
+    use medseal_format::clock::{now_ms, rfc3339};
+    rfc3339(now_ms() / 1000 * 1000)
 }
 
 pub fn run(a: Args) -> Result<()> {

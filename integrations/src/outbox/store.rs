@@ -297,10 +297,8 @@ pub struct ReceiptRow {
 /// How files being received into `reports/` are named until queued.
 const INCOMING_PREFIX: &str = ".incoming-";
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
+/// Now, in UTC milliseconds (medseal's one clock).
+pub use medseal_format::clock::now_ms;
 
 /// The idempotency key of a delivery: derived from the sealed file and the
 /// destination's name, so the same report to the same destination always
@@ -348,28 +346,19 @@ impl Outbox {
         private_dir(&dir.join("reports"))?;
         private_dir(&dir.join("uploads"))?;
         let db = dir.join("outbox.sqlite3");
-        if !db.exists() {
-            medseal_files::open_private(&db, false)?;
-        }
+        medseal_files::sqlite::prepare_file(&db)?;
         let url = db
             .to_str()
             .ok_or_else(|| OutboxError::Db("the outbox path is not UTF-8".into()))?;
         let mut conn =
             SqliteConnection::establish(url).map_err(|e| OutboxError::Db(e.to_string()))?;
-        diesel::sql_query("PRAGMA busy_timeout = 10000").execute(&mut conn)?;
-        // Switching to WAL and migrating need a lock that SQLite does not
-        // wait for through the busy handler; two processes opening a new
-        // outbox at once retry here instead of failing.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        medseal_files::sqlite::configure(&mut conn)?;
+        // Migrating needs a lock that SQLite does not wait for through the
+        // busy handler; two processes opening a new outbox at once retry
+        // here instead of failing.
+        let deadline = std::time::Instant::now() + medseal_files::sqlite::BUSY_TIMEOUT;
         loop {
             let setup = (|| -> Result<(), OutboxError> {
-                for pragma in [
-                    "PRAGMA journal_mode = WAL",
-                    "PRAGMA synchronous = FULL",
-                    "PRAGMA foreign_keys = ON",
-                ] {
-                    diesel::sql_query(pragma).execute(&mut conn)?;
-                }
                 // Under the write lock: two processes opening a new outbox
                 // must not both see the migration pending and both run it.
                 conn.immediate_transaction(|c| {

@@ -72,35 +72,17 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Per-connection settings for SQLite: WAL so that readers never block the
-/// writer, full fsync on commit so that an acknowledged audit event survives
-/// power loss, and a busy timeout instead of immediate `SQLITE_BUSY`.
+/// Per-connection settings for SQLite, the same as every embedded database
+/// of medseal's ([`medseal_files::sqlite::configure`]): WAL, full fsync on
+/// commit so that an acknowledged audit event survives power loss, a busy
+/// timeout instead of immediate `SQLITE_BUSY`.
 #[derive(Debug)]
 struct SqlitePragmas;
 
 impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
         if let Conn::Sqlite(c) = conn {
-            // The busy timeout first, so that later statements wait for
-            // locks. Switching a new database to WAL needs a lock that
-            // SQLite does not wait for through the busy handler, so that
-            // step is retried for as long as the busy timeout.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            loop {
-                match c.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                ) {
-                    Ok(()) => break,
-                    Err(e)
-                        if e.to_string().contains("locked")
-                            && std::time::Instant::now() < deadline =>
-                    {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(e) => return Err(diesel::r2d2::Error::QueryError(e)),
-                }
-            }
+            medseal_files::sqlite::configure(c).map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
     }
@@ -110,10 +92,8 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for SqlitePragmas {
 pub fn connect(loc: &Location) -> Result<Conn, Error> {
     // Created owner-only before SQLite opens it, so that it never exists
     // with a wider mode; SQLite gives its -wal and -shm files the same.
-    if let Location::Sqlite(path) = loc
-        && !path.exists()
-    {
-        medseal_files::open_private(path, false).map_err(|e| Error::Connect(e.to_string()))?;
+    if let Location::Sqlite(path) = loc {
+        medseal_files::sqlite::prepare_file(path).map_err(|e| Error::Connect(e.to_string()))?;
     }
     let mut conn = Conn::establish(&loc.url()).map_err(|e| Error::Connect(e.to_string()))?;
     if let Location::Sqlite(path) = loc {
