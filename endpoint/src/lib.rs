@@ -10,26 +10,30 @@
 //! deleted once every destination has it; the plaintext only ever exists in
 //! memory and an unnamed temporary file for the length of one delivery pass.
 //!
-//! Map of the crate:
-//! - [`server`]: the settings and `serve`, which wires the parts together.
-//! - [`intake`]: `POST /v1/reports`, streaming the upload to disk.
-//! - [`status`]: `GET /v1/reports/{id}`.
-//! - [`account`]: the service account's key-server session, and opening
+//! Map of the crate (its modules are private; the settings, `serve` and
+//! the error type are its interface):
+//! - `server`: the settings and `serve`, which wires the parts together.
+//! - `intake`: `POST /v1/reports`, streaming the upload to disk.
+//! - `status`: `GET /v1/reports/{id}`.
+//! - `account`: the service account's key-server session, and opening
 //!   reports with the keys it fetches.
-//! - [`worker`]: the delivery thread that drives the outbox.
-//! - [`error`]: what goes wrong, as an HTTP status and a JSON body.
+//! - `worker`: the delivery thread that drives the outbox.
+//! - `error`: what goes wrong, as an HTTP status and a JSON body.
 //!
 //! The wire contract (paths, field names, the 202 body) lives in
 //! [`medseal_integrations::endpoint`], beside the destination that speaks it.
 
 #![forbid(unsafe_code)]
 
-pub mod account;
-pub mod error;
-pub mod intake;
-pub mod server;
-pub mod status;
-pub mod worker;
+mod account;
+mod error;
+mod intake;
+mod server;
+mod status;
+mod worker;
 
 pub use error::Error;
-pub use server::{EndpointConfig, serve};
+pub use server::{
+    DEFAULT_LISTEN, DEFAULT_MAX_REPORT_BYTES, DEFAULT_SENDER_QUOTA_BYTES,
+    DEFAULT_SENDER_QUOTA_REPORTS, EndpointConfig, SENDER_ROLES, SenderQuota, serve,
+};

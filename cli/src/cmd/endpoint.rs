@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use medseal_endpoint::server::{
+use medseal_endpoint::{
     DEFAULT_LISTEN, DEFAULT_MAX_REPORT_BYTES, DEFAULT_SENDER_QUOTA_BYTES,
     DEFAULT_SENDER_QUOTA_REPORTS, SenderQuota,
 };
