@@ -60,6 +60,24 @@ impl Desk {
         c
     }
 
+    /// Writes a destinations file with one Dropbox destination, `dbx`, at
+    /// the fake `url`, with the app's secrets in private files.
+    fn dropbox(&self, url: &str) {
+        self.secret("dbx.secret", "app-secret");
+        self.secret("dbx.refresh", "refresh-1");
+        self.config(&format!(
+            "[destinations.dbx]\ntype = \"dropbox\"\nfolder = \"/Clinical reports\"\napi_url = \"{url}\"\ncontent_url = \"{url}\"\ntoken_url = \"{url}/oauth2/token\"\nchunk_bytes = 4194304\noauth = {{ client_id = \"app-key\", client_secret = {{ file = \"dbx.secret\" }}, refresh_token = {{ file = \"dbx.refresh\" }} }}\n"
+        ));
+    }
+
+    /// Starts `medseal send --to DEST FILE` in the background, to be killed.
+    fn spawn_send(&self, dest: &str, file: &str) -> std::process::Child {
+        self.cmd(&["send", "--to", dest, file])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
@@ -252,12 +270,7 @@ fn email_over_starttls_and_implicit_tls_carries_a_report_that_opens() {
 fn dropbox_uploads_with_sessions_refresh_retry_and_conflicts() {
     let desk = Desk::new();
     let fake = fakes::dropbox::start("app-key", "app-secret", "refresh-1", None);
-    desk.secret("dbx.secret", "app-secret");
-    desk.secret("dbx.refresh", "refresh-1");
-    desk.config(&format!(
-        "[destinations.dbx]\ntype = \"dropbox\"\nfolder = \"/Clinical reports\"\napi_url = \"{u}\"\ncontent_url = \"{u}\"\ntoken_url = \"{u}/oauth2/token\"\nchunk_bytes = 4194304\noauth = {{ client_id = \"app-key\", client_secret = {{ file = \"dbx.secret\" }}, refresh_token = {{ file = \"dbx.refresh\" }} }}\n",
-        u = fake.url
-    ));
+    desk.dropbox(&fake.url);
     let small = desk.sealed("small.mseal", 100_000);
     let large = desk.sealed("large.mseal", 9 * 1024 * 1024 + 123);
     // The first upload meets a 429 with Retry-After: 1, then succeeds.
@@ -347,18 +360,9 @@ fn dropbox_resumes_an_interrupted_session_and_skips_a_file_it_has() {
         "refresh-1",
         Some((256 * 1024, Duration::from_millis(20))),
     );
-    desk.secret("dbx.secret", "app-secret");
-    desk.secret("dbx.refresh", "refresh-1");
-    desk.config(&format!(
-        "[destinations.dbx]\ntype = \"dropbox\"\nfolder = \"/Clinical reports\"\napi_url = \"{u}\"\ncontent_url = \"{u}\"\ntoken_url = \"{u}/oauth2/token\"\nchunk_bytes = 4194304\noauth = {{ client_id = \"app-key\", client_secret = {{ file = \"dbx.secret\" }}, refresh_token = {{ file = \"dbx.refresh\" }} }}\n",
-        u = fake.url
-    ));
+    desk.dropbox(&fake.url);
     let big = desk.sealed("big.mseal", 17 * 1024 * 1024);
-    let mut child = desk
-        .cmd(&["send", "--to", "dbx", "big.mseal"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = desk.spawn_send("dbx", "big.mseal");
     // Killed once the session holds two chunks.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -652,11 +656,7 @@ fn sender_killed_mid_upload_resumes_without_loss_or_duplicate() {
     desk.secret("emr.token", "emr-token");
     desk.config(&emr_config(&fake.url));
     let report = desk.sealed("big.mseal", 3 * 1024 * 1024);
-    let mut child = desk
-        .cmd(&["send", "--to", "emr", "big.mseal"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = desk.spawn_send("emr", "big.mseal");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let rows = desk.list();

@@ -136,6 +136,14 @@ impl Endpoint {
         }
     }
 
+    /// Hands `report` over with the session `(token, device)`; it must be
+    /// accepted (202). Answers the receipt id.
+    fn hand_over(&self, token: &str, device: &str, report: Vec<u8>) -> String {
+        let (code, body) = self.post(form(token, device, report));
+        assert_eq!(code, 202, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
     /// Posts a multipart form as it is.
     fn post(&self, form: Form) -> (u16, Value) {
         let r = reqwest::blocking::Client::new()
@@ -712,9 +720,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     let mut tampered = sealed.clone();
     let at = tampered.len() - 40;
     tampered[at] ^= 0x01;
-    let (code, body) = endpoint.post(form(&token, &device, tampered));
-    assert_eq!(code, 202, "{body}");
-    let bad = body["id"].as_str().expect("id").to_owned();
+    let bad = endpoint.hand_over(&token, &device, tampered);
     let v = endpoint.wait_for(&bad, &alice_session, "the tampered report fails", |v| {
         v["state"] == "failed"
     });
@@ -736,13 +742,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     let not_a_report = write_file(dir, "not-a-report.bin", &inside);
     let sealed_other = dir.join("not-a-report.mseal");
     alice.seal_for(&ks, "bob@st.example", &not_a_report, &sealed_other);
-    let (code, body) = endpoint.post(form(
-        &token,
-        &device,
-        std::fs::read(&sealed_other).expect("read"),
-    ));
-    assert_eq!(code, 202, "{body}");
-    let id = body["id"].as_str().expect("id").to_owned();
+    let id = endpoint.hand_over(&token, &device, std::fs::read(&sealed_other).expect("read"));
     let v = endpoint.wait_for(&id, &alice_session, "the non-report fails", |v| {
         v["state"] == "failed"
     });
@@ -760,15 +760,11 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     );
 
     // The genuine report goes through; sent twice, it is forwarded once.
-    let (code, body) = endpoint.post(form(&token, &device, sealed.clone()));
-    assert_eq!(code, 202, "{body}");
-    let good = body["id"].as_str().expect("id").to_owned();
+    let good = endpoint.hand_over(&token, &device, sealed.clone());
     endpoint.wait_for(&good, &alice_session, "delivered", |v| {
         v["state"] == "delivered"
     });
-    let (code, again) = endpoint.post(form(&token, &device, sealed.clone()));
-    assert_eq!(code, 202, "{again}");
-    let again = again["id"].as_str().expect("id").to_owned();
+    let again = endpoint.hand_over(&token, &device, sealed.clone());
     assert_ne!(again, good, "each hand-over has its own receipt");
     endpoint.wait_for(&again, &alice_session, "delivered", |v| {
         v["state"] == "delivered"
@@ -778,9 +774,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     // Another report under the same sender's file name is forwarded too:
     // the endpoint names what it forwards, so the two do not collide.
     let second = capture(&alice, &ks, dir, "report-t2.mseal");
-    let (code, body) = endpoint.post(form(&token, &device, std::fs::read(&second).expect("read")));
-    assert_eq!(code, 202, "{body}");
-    let id = body["id"].as_str().expect("id").to_owned();
+    let id = endpoint.hand_over(&token, &device, std::fs::read(&second).expect("read"));
     endpoint.wait_for(&id, &alice_session, "the second delivered", |v| {
         v["state"] == "delivered"
     });
@@ -791,9 +785,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     let bob = Device::new(dir, "bob");
     bob.login(&ks, "bob@st.example", "bob-pw-1");
     let bob_session = session_of(&bob, &ks.base);
-    let (code, body) = endpoint.post(form(&bob_session.0, &bob_session.1, sealed.clone()));
-    assert_eq!(code, 202, "{body}");
-    let his = body["id"].as_str().expect("id").to_owned();
+    let his = endpoint.hand_over(&bob_session.0, &bob_session.1, sealed.clone());
     let v = endpoint.wait_for(&his, &bob_session, "bob's copy delivered", |v| {
         v["state"] == "delivered"
     });
@@ -825,9 +817,7 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
     let alice_session = (token.clone(), device.clone());
     let report = capture(&alice, &ks, dir, "report-k.mseal");
     let another = capture(&alice, &ks, dir, "report-k2.mseal");
-    let (code, body) = endpoint.post(form(&token, &device, std::fs::read(&report).expect("read")));
-    assert_eq!(code, 202, "{body}");
-    let id = body["id"].as_str().expect("id").to_owned();
+    let id = endpoint.hand_over(&token, &device, std::fs::read(&report).expect("read"));
     // SIGKILL the moment the 202 is in: no chance to flush anything.
     endpoint.child.kill().expect("kill");
     endpoint.child.wait().expect("wait");
@@ -857,13 +847,7 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
     let delivered = files_under(&inbox);
     assert_eq!(delivered.len(), 1, "exactly one copy");
     // Delivered, it no longer counts: the next one is taken.
-    let (code, body) = endpoint.post(form(
-        &token,
-        &device,
-        std::fs::read(&another).expect("read"),
-    ));
-    assert_eq!(code, 202, "{body}");
-    let next = body["id"].as_str().expect("id").to_owned();
+    let next = endpoint.hand_over(&token, &device, std::fs::read(&another).expect("read"));
     endpoint.wait_for(&next, &alice_session, "the next delivered", |v| {
         v["state"] == "delivered"
     });
