@@ -356,7 +356,9 @@ where
     F: Fn(&mut Job) -> Result<Range<usize>> + Sync,
     C: FnMut(&[u8]) -> Result<()>,
 {
-    let threads = threads.max(1);
+    if threads <= 1 {
+        return run_in_place(frame_len, produce, work, consume);
+    }
     let mut free: Vec<Vec<u8>> = (0..2 * threads + 2).map(|_| vec![0u8; frame_len]).collect();
     let (job_tx, job_rx) = mpsc::channel::<Job>();
     let (done_tx, done_rx) = mpsc::channel::<Finished>();
@@ -417,6 +419,32 @@ where
             }
         }
     })
+}
+
+/// [`run_pipeline`] with one worker, on the calling thread: no thread is
+/// started, which is what a browser's WebAssembly (no threads) and
+/// `--threads 1` need. Two buffers: the look-ahead frame and the next.
+fn run_in_place<P, F, C>(frame_len: usize, mut produce: P, work: F, mut consume: C) -> Result<u64>
+where
+    P: FnMut(Vec<u8>) -> Result<Step>,
+    F: Fn(&mut Job) -> Result<Range<usize>>,
+    C: FnMut(&[u8]) -> Result<()>,
+{
+    let mut free: Vec<Vec<u8>> = vec![vec![0u8; frame_len]; 2];
+    let mut done = 0u64;
+    loop {
+        let buf = free.pop().unwrap_or_else(|| vec![0u8; frame_len]);
+        match produce(buf)? {
+            Step::Job(mut job) => {
+                let range = work(&mut job)?;
+                consume(&job.buf[range])?;
+                free.push(job.buf);
+                done += 1;
+            }
+            Step::Again => {}
+            Step::Done => return Ok(done),
+        }
+    }
 }
 
 fn worker_lost() -> Error {

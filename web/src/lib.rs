@@ -1,0 +1,25 @@
+//! # medseal-web
+//!
+//! The sealed-report format in the browser. This crate is `medseal-format`
+//! compiled to WebAssembly with a thin binding for the web app: the browser
+//! opens a report with the very code the command line uses, not a second
+//! implementation in JavaScript. It runs in a Web Worker, reads the sealed
+//! file a frame at a time from the `File` the user chose (nothing is sent
+//! anywhere), verifies each chunk before releasing its plaintext, and hands
+//! the plaintext back in pieces so that a 200 MB video never sits in one
+//! array.
+//!
+//! Map of the crate:
+//! - [`viewer`]: what the worker does, over `Read` and `Write`, so that it is
+//!   tested natively like any Rust code: describe a header, open a file with
+//!   a key or a password, all or nothing.
+//! - `bindings` (wasm32 only): the same, exported with `wasm-bindgen`, with
+//!   JavaScript callbacks as the reader and the writer.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod viewer;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings;
