@@ -18,8 +18,9 @@ cd "$(dirname "$0")/.."
 # exiftool (an independent reader to prove photos carry no metadata),
 # Orthanc with its DICOMweb plugin (the PACS the DICOMweb destination is
 # tested against), SoftHSM2 and OpenSC (pkcs11-tool: the token the master keys
-# are kept on, and an independent look at it), python3-pip for the packages below.
-packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip)
+# are kept on, and an independent look at it), python3-pip for the packages below,
+# nodejs (the web app's viewer is run from its served files under Node).
+packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip nodejs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -41,6 +42,12 @@ if ! python3 -c 'import aiosmtpd, fhir.resources.R4B' 2>/dev/null; then
   echo "test-all: installing aiosmtpd and fhir.resources"
   python3 -m pip install --quiet aiosmtpd 'fhir.resources>=8' \
     || python3 -m pip install --quiet --break-system-packages aiosmtpd 'fhir.resources>=8'
+fi
+
+# The web app is compiled to WebAssembly by the key server's build; the
+# target is listed in rust-toolchain.toml, added here too for older rustup.
+if command -v rustup >/dev/null; then
+  rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 fi
 
 cargo test --workspace --locked

@@ -1,5 +1,6 @@
 //! The HTTP service: routes, shared state, limits, metrics, TLS.
 
+pub mod app;
 pub mod caller;
 pub mod handlers;
 pub mod limiter;
@@ -225,6 +226,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(handlers::readyz))
         .route("/metrics", web::get().to(handlers::metrics))
         .route("/openapi.json", web::get().to(openapi))
+        .route("/app", web::get().to(app::root))
+        .route("/app/", web::get().to(app::index))
+        .route("/app/{file}", web::get().to(app::file))
         .default_service(web::to(not_found));
 }
 
@@ -309,7 +313,10 @@ pub async fn run(state: web::Data<AppState>, listen: Listen) -> Result<()> {
             .wrap(
                 DefaultHeaders::new()
                     .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "no-referrer")),
+                    .add(("Referrer-Policy", "no-referrer"))
+                    // API answers are never cached (the app's files say
+                    // otherwise for themselves).
+                    .add(("Cache-Control", "no-store")),
             )
             .configure(configure)
     })

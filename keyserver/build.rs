@@ -1,0 +1,158 @@
+//! Builds the web app the key server serves at `/app/`, so that
+//! `cargo run -p medseal -- keyserver serve` serves it with no extra step:
+//!
+//! 1. `medseal-web` compiled to `wasm32-unknown-unknown` (release), in its
+//!    own target directory beside this build's, shared by every profile so
+//!    that it is built once;
+//! 2. its JavaScript bindings made by `wasm-bindgen` (the library the
+//!    `wasm-bindgen` command is built from, pinned to the same version as
+//!    the `wasm-bindgen` crate in Cargo.lock), without names or debug info;
+//! 3. `web/static/` copied beside them, with each `{{sri:FILE}}` in the HTML
+//!    replaced by that file's Subresource Integrity hash (SHA-384);
+//! 4. `assets.rs` in `OUT_DIR`, listing every file with its content type,
+//!    included into the binary.
+//!
+//! The wasm32 target comes with the toolchain (`rust-toolchain.toml`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use sha2::Digest;
+
+fn main() {
+    if let Err(e) = build() {
+        // One clear line; cargo shows it with the failed build.
+        panic!("building the web app failed: {e}");
+    }
+}
+
+fn build() -> Result<(), String> {
+    let manifest = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
+    let root = manifest.parent().ok_or("no workspace root")?.to_path_buf();
+    let out = PathBuf::from(env("OUT_DIR")?);
+    for watched in [
+        "web/src",
+        "web/static",
+        "web/Cargo.toml",
+        "report-format/src",
+        "report-format/Cargo.toml",
+        "Cargo.lock",
+    ] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    // OUT_DIR is TARGET/PROFILE/build/PKG-HASH/out.
+    let target_dir = out
+        .ancestors()
+        .nth(4)
+        .ok_or("cannot find the target directory")?
+        .join("web");
+    let cargo = env("CARGO")?;
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--release", "-p", "medseal-web"])
+        .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
+        .arg(&target_dir);
+    // The outer build's settings are for the host, not for wasm32.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("compiling medseal-web for wasm32-unknown-unknown failed (is the target installed? rustup target add wasm32-unknown-unknown)".into());
+    }
+    let wasm = target_dir.join("wasm32-unknown-unknown/release/medseal_web.wasm");
+    let app = out.join("app");
+    let _ = std::fs::remove_dir_all(&app);
+    std::fs::create_dir_all(&app).map_err(|e| format!("{}: {e}", app.display()))?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .web(true)
+        .map_err(|e| e.to_string())?
+        .typescript(false)
+        .keep_debug(false)
+        .remove_name_section(true)
+        .remove_producers_section(true)
+        .generate(&app)
+        .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    let statics = root.join("web/static");
+    let mut names: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&statics).map_err(|e| format!("{}: {e}", statics.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".html") {
+            continue;
+        }
+        std::fs::copy(entry.path(), app.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+    }
+    for entry in std::fs::read_dir(&app).map_err(|e| e.to_string())? {
+        names.push(
+            entry
+                .map_err(|e| e.to_string())?
+                .file_name()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    let html = std::fs::read_to_string(statics.join("index.html"))
+        .map_err(|e| format!("index.html: {e}"))?;
+    let html = with_sri(&html, &app)?;
+    std::fs::write(app.join("index.html"), html).map_err(|e| e.to_string())?;
+    names.push("index.html".into());
+    names.sort();
+    names.dedup();
+    let mut list = String::from(
+        "/// The web app's files: name, content type, bytes.\npub static ASSETS: &[(&str, &str, &[u8])] = &[\n",
+    );
+    for name in &names {
+        list.push_str(&format!(
+            "    ({name:?}, {:?}, include_bytes!({:?})),\n",
+            content_type(name)?,
+            app.join(name).display().to_string()
+        ));
+    }
+    list.push_str("];\n");
+    std::fs::write(out.join("assets.rs"), list).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}
+
+/// `html` with every `{{sri:FILE}}` replaced by `sha384-…` of `dir/FILE`.
+fn with_sri(html: &str, dir: &Path) -> Result<String, String> {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(at) = rest.find("{{sri:") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 6..];
+        let end = tail.find("}}").ok_or("unclosed {{sri:")?;
+        let file = &tail[..end];
+        let bytes = std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        let digest = sha2::Sha384::digest(&bytes);
+        out.push_str("sha384-");
+        out.push_str(&base64::engine::general_purpose::STANDARD.encode(digest));
+        rest = &tail[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn content_type(name: &str) -> Result<&'static str, String> {
+    Ok(match Path::new(name).extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("wasm") => "application/wasm",
+        _ => return Err(format!("no content type for {name}")),
+    })
+}

@@ -1,0 +1,185 @@
+//! The web app the key server serves at `/app/`: its files and headers, and
+//! its viewer — the WebAssembly build of the format, downloaded from the
+//! server — opening real sealed files under Node the way the browser's
+//! worker does: a report sealed with a key-server key for Bob (the key
+//! fetched as Bob), a password-sealed file, a tampered file (nothing
+//! released) and a wrong password.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use medseal_e2e::{Backend, KeyServer, alice_and_bob, write_file};
+use serde_json::Value;
+
+const PW: &str = "a long clinician password";
+
+fn get(url: &str) -> reqwest::blocking::Response {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url)
+        .send()
+        .unwrap()
+}
+
+/// Downloads the app's files from the server into `dir`, checking each.
+fn download_app(base: &str, dir: &Path) {
+    let index = get(&format!("{base}/app/"));
+    assert_eq!(index.status(), 200);
+    let html = index.text().unwrap();
+    for name in [
+        "index.html",
+        "app.js",
+        "app.css",
+        "worker.js",
+        "medseal_web.js",
+        "medseal_web_bg.wasm",
+    ] {
+        let r = get(&format!("{base}/app/{name}"));
+        assert_eq!(r.status(), 200, "{name}");
+        let body = r.bytes().unwrap();
+        std::fs::write(dir.join(name), &body).unwrap();
+    }
+    // The HTML pins its script and style by hash (Subresource Integrity),
+    // and the hashes are those of the files served beside it.
+    for name in ["app.js", "app.css"] {
+        use sha2::Digest;
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let sri = format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha384::digest(&bytes))
+        );
+        assert!(html.contains(&sri), "{name}: {sri} not in the HTML");
+    }
+    assert!(!html.contains("<script>"), "no inline script");
+}
+
+fn viewer(app: &Path, args: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/wasm_open.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(app)
+        .args(args)
+        .output()
+        .expect("node (apt-get install nodejs)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn the_app_is_served_with_strict_headers() {
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("St Elsewhere");
+    ks.start();
+    let r = get(&format!("{}/app", ks.base));
+    assert_eq!(r.status(), 308);
+    assert_eq!(r.headers()["location"], "/app/");
+    let r = get(&format!("{}/app/", ks.base));
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("http"),
+        "{csp}"
+    );
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let wasm = get(&format!("{}/app/medseal_web_bg.wasm", ks.base));
+    assert_eq!(wasm.headers()["content-type"], "application/wasm");
+    assert_eq!(&wasm.bytes().unwrap()[..4], b"\0asm");
+    let missing = get(&format!("{}/app/nope.js", ks.base));
+    assert_eq!(missing.status(), 404);
+    // API answers are never cached.
+    let api = get(&format!("{}/v1/audit/checkpoint", ks.base));
+    assert_eq!(api.headers()["cache-control"], "no-store");
+}
+
+#[test]
+fn the_served_viewer_opens_what_the_cli_sealed_and_nothing_else() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    let (alice, _bob) = alice_and_bob(&mut ks, dir, PW);
+    let app = dir.join("app");
+    std::fs::create_dir(&app).unwrap();
+    download_app(&ks.base, &app);
+
+    // A key-server report for Bob: the viewer shows its header without a
+    // key, and opens it with the key Bob fetches.
+    let plain: Vec<u8> = (0..2_500_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let input = write_file(dir, "photo.jpg", &plain);
+    let sealed = dir.join("photo.mseal");
+    alice.seal_for(&ks, "bob@st.example", &input, &sealed);
+    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let header = viewer(&app, &["describe", &s(&sealed)]);
+    assert_eq!(header["key_mode"], "keyserver", "{header}");
+    assert_eq!(header["keyserver"], ks.base.as_str());
+    let key_id = header["key_id"].as_str().unwrap();
+    let bob = ks.login("bob@st.example", PW, "web_0123456789abcdef0123456789abcdef");
+    let fetched = bob.get(&format!("/v1/keys/{key_id}"));
+    assert_eq!(fetched.status, 200, "{}", fetched.body);
+    let key = fetched.json["key"].as_str().unwrap();
+    let out = dir.join("opened.jpg");
+    let r = viewer(&app, &["key", key, &s(&sealed), &s(&out)]);
+    assert_eq!(r["length"], plain.len(), "{r}");
+    assert_eq!(std::fs::read(&out).unwrap(), plain);
+
+    // One bit flipped in the middle: "damaged", and no length, no output.
+    let mut t = std::fs::read(&sealed).unwrap();
+    let mid = t.len() / 2;
+    t[mid] ^= 0x10;
+    let tampered = write_file(dir, "tampered.mseal", &t);
+    let r = viewer(&app, &["key", key, &s(&tampered), &s(&dir.join("t.out"))]);
+    assert_eq!(r["error"]["class"], "damaged", "{r}");
+    assert!(!dir.join("t.out").exists());
+
+    // A password-sealed file, and a wrong password.
+    let pw = write_file(dir, "pw", b"correct horse battery staple\n");
+    let by_pw = dir.join("note.mseal");
+    alice.ok(&[
+        "seal",
+        "--password-file",
+        &s(&pw),
+        "-o",
+        &s(&by_pw),
+        &s(&input),
+    ]);
+    let out = dir.join("note.out");
+    let r = viewer(
+        &app,
+        &[
+            "password",
+            "correct horse battery staple",
+            &s(&by_pw),
+            &s(&out),
+        ],
+    );
+    assert_eq!(r["length"], plain.len(), "{r}");
+    assert_eq!(std::fs::read(&out).unwrap(), plain);
+    let r = viewer(
+        &app,
+        &[
+            "password",
+            "Correct horse battery staple",
+            &s(&by_pw),
+            &s(&dir.join("x")),
+        ],
+    );
+    assert_eq!(r["error"]["class"], "key", "{r}");
+}
