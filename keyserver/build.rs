@@ -13,6 +13,7 @@
 //!    included into the binary.
 //!
 //! The wasm32 target comes with the toolchain (`rust-toolchain.toml`).
+//! `MEDSEAL_WEB_APP=off` builds a server without the app (`/app/` is 404).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,6 +32,17 @@ fn build() -> Result<(), String> {
     let manifest = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
     let root = manifest.parent().ok_or("no workspace root")?.to_path_buf();
     let out = PathBuf::from(env("OUT_DIR")?);
+    // Builds that never serve the app (the fuzzing harness, which compiles
+    // with its own toolchain and flags) can leave it out.
+    println!("cargo:rerun-if-env-changed=MEDSEAL_WEB_APP");
+    if std::env::var("MEDSEAL_WEB_APP").is_ok_and(|v| v == "off") {
+        std::fs::write(
+            out.join("assets.rs"),
+            "/// Left out of this build (MEDSEAL_WEB_APP=off).\npub static ASSETS: &[(&str, &str, &[u8])] = &[];\n",
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     for watched in [
         "web/src",
         "web/static",
