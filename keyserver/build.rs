@@ -49,7 +49,9 @@ fn build() -> Result<(), String> {
         "web/Cargo.toml",
         "report-format/src",
         "report-format/Cargo.toml",
+        "Cargo.toml",
         "Cargo.lock",
+        "rust-toolchain.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
@@ -62,7 +64,7 @@ fn build() -> Result<(), String> {
     let cargo = env("CARGO")?;
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "-p", "medseal-web"])
+        .args(["build", "--release", "--locked", "-p", "medseal-web"])
         .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
         .arg(&target_dir);
     // The outer build's settings are for the host, not for wasm32.
@@ -74,8 +76,15 @@ fn build() -> Result<(), String> {
         "CARGO_BUILD_RUSTFLAGS",
         "RUSTC_WRAPPER",
         "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTC_WRAPPER",
     ] {
         cmd.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        if var.starts_with("CARGO_PROFILE_") || var.starts_with("CARGO_TARGET_") {
+            cmd.env_remove(var.as_ref());
+        }
     }
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() {
@@ -100,19 +109,20 @@ fn build() -> Result<(), String> {
     for entry in std::fs::read_dir(&statics).map_err(|e| format!("{}: {e}", statics.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".html") {
+        // The page's own files only: not the template, not editor droppings.
+        if name.ends_with(".html")
+            || name.starts_with('.')
+            || !entry.file_type().is_ok_and(|t| t.is_file())
+        {
             continue;
         }
         std::fs::copy(entry.path(), app.join(&name)).map_err(|e| format!("{name}: {e}"))?;
     }
     for entry in std::fs::read_dir(&app).map_err(|e| e.to_string())? {
-        names.push(
-            entry
-                .map_err(|e| e.to_string())?
-                .file_name()
-                .to_string_lossy()
-                .into_owned(),
-        );
+        let entry = entry.map_err(|e| e.to_string())?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
     }
     let html = std::fs::read_to_string(statics.join("index.html"))
         .map_err(|e| format!("index.html: {e}"))?;

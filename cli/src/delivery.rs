@@ -126,7 +126,10 @@ impl Unsealer for KeyUnsealer {
                 let unreachable = e.chain().any(|c| {
                     matches!(
                         c.downcast_ref::<medseal_capture::keyclient::ClientError>(),
-                        Some(medseal_capture::keyclient::ClientError::Unreachable { .. })
+                        Some(
+                            medseal_capture::keyclient::ClientError::Unreachable { .. }
+                                | medseal_capture::keyclient::ClientError::Unavailable(_)
+                        )
                     )
                 });
                 if unreachable {

@@ -39,9 +39,10 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     use medseal_capture::keyclient::ClientError;
     if let Some(e) = err.chain().find_map(|e| e.downcast_ref::<ClientError>()) {
         return ExitCode::from(match e {
-            ClientError::Unreachable { .. } | ClientError::Protocol(_) | ClientError::BadUrl(_) => {
-                1
-            }
+            ClientError::Unreachable { .. }
+            | ClientError::Unavailable(_)
+            | ClientError::Protocol(_)
+            | ClientError::BadUrl(_) => 1,
             _ => 3,
         });
     }

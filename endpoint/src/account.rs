@@ -150,11 +150,17 @@ impl ServiceAccount {
     }
 }
 
+/// How a failed key fetch counts. Only a verdict on the report itself is
+/// permanent (not this organisation's, unknown, revoked or expired): a
+/// permanent failure of opening deletes the accepted report, so anything
+/// the key server might answer differently later (busy, failing, an
+/// integrity refusal an administrator must clear) is retried.
 fn delivery_error(e: ClientError) -> DeliveryError {
     match e {
-        ClientError::Unreachable { .. } | ClientError::Protocol(_) => {
-            DeliveryError::transient(e.to_string())
-        }
+        ClientError::Unreachable { .. }
+        | ClientError::Unavailable(_)
+        | ClientError::Refused(_)
+        | ClientError::Protocol(_) => DeliveryError::transient(e.to_string()),
         // The account may be disabled for a while, or its password being
         // rotated: worth retrying with backoff, visible meanwhile.
         ClientError::LoginRefused(_) | ClientError::SessionEnded(_) => {
@@ -195,5 +201,30 @@ impl Unsealer for ServiceAccount {
 
     fn verify_every_report(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_verdict_on_the_report_is_permanent() {
+        use medseal_integrations::Failure::{Permanent, Transient};
+        for (e, want) in [
+            (ClientError::Unavailable("busy".into()), Transient),
+            (
+                ClientError::Refused("integrity check failed".into()),
+                Transient,
+            ),
+            (ClientError::Protocol("HTTP 502".into()), Transient),
+            (ClientError::SessionEnded("o".into()), Transient),
+            (ClientError::NotRecipient, Permanent),
+            (ClientError::UnknownKey, Permanent),
+            (ClientError::Gone("revoked".into()), Permanent),
+        ] {
+            let shown = e.to_string();
+            assert_eq!(delivery_error(e).failure, want, "{shown}");
+        }
     }
 }

@@ -126,20 +126,22 @@ impl Shared {
     /// sender already has as many reports waiting, or uploading, as the
     /// quota allows. The returned guard gives the place back when dropped.
     pub(crate) fn begin_upload(self: &Arc<Self>, sender: &str) -> Result<UploadSlot, Error> {
+        // The outbox first, then the table, each lock held alone: the
+        // count can miss an upload queued in between, at most one report.
         let (held, held_bytes) = self.outbox()?.held_for(sender)?;
         let mut uploading = self.uploading()?;
-        let (n, bytes) = uploading.entry(sender.to_owned()).or_default();
-        if held + *n >= self.sender_quota.reports {
+        let (n, _) = uploading.get(sender).copied().unwrap_or_default();
+        if held + n >= self.sender_quota.reports {
             return Err(Error::QuotaExceeded(format!(
                 "{} reports from this sender are already waiting here (the limit); try again once they are delivered",
-                held + *n
+                held + n
             )));
         }
-        *n += 1;
+        uploading.entry(sender.to_owned()).or_default().0 += 1;
         Ok(UploadSlot {
             shared: self.clone(),
             sender: sender.to_owned(),
-            held_bytes: held_bytes + *bytes,
+            held_bytes,
             bytes: 0,
         })
     }
@@ -184,26 +186,26 @@ impl Shared {
 pub(crate) struct UploadSlot {
     shared: Arc<Shared>,
     sender: String,
-    /// What the sender had waiting or uploading when this upload began.
+    /// What the sender had waiting here (queued) when this upload began.
     held_bytes: u64,
     bytes: u64,
 }
 
 impl UploadSlot {
-    /// Counts `n` more bytes, refusing them past the sender's byte quota.
+    /// Counts `n` more bytes, refusing them past the sender's byte quota:
+    /// what was held when this upload began plus every upload of this
+    /// sender under way now, this one included.
     pub(crate) fn grow(&mut self, n: u64) -> Result<(), Error> {
         let quota = self.shared.sender_quota.bytes;
-        if self.held_bytes + self.bytes + n > quota {
+        let mut up = self.shared.uploading()?;
+        let entry = up.entry(self.sender.clone()).or_default();
+        if self.held_bytes + entry.1 + n > quota {
             return Err(Error::QuotaExceeded(format!(
                 "this sender's reports waiting here would pass {quota} bytes (the limit); try again once they are delivered"
             )));
         }
+        entry.1 += n;
         self.bytes += n;
-        if let Ok(mut up) = self.shared.uploading()
-            && let Some(e) = up.get_mut(&self.sender)
-        {
-            e.1 += n;
-        }
         Ok(())
     }
 }

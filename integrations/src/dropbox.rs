@@ -228,10 +228,15 @@ impl Destination for Dropbox {
                 .scratch
                 .map(|d| d.join(format!("{}.dropbox-session", parcel.idempotency_key)));
             let result = self.upload_session(parcel, &path, resume.as_deref(), progress);
-            // Done with the session either way, unless it may be resumed.
-            if let Some(f) = &resume
-                && !matches!(&result, Err(e) if e.is_transient())
-            {
+            // Done with the session unless the attempt may be tried again:
+            // a transient error, or `finish` answered busy (429, 5xx).
+            let again = match &result {
+                Err(e) => e.is_transient(),
+                Ok(r) => {
+                    r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error()
+                }
+            };
+            if let Some(f) = resume.as_ref().filter(|_| !again) {
                 let _ = std::fs::remove_file(f);
             }
             result?
@@ -376,8 +381,13 @@ impl Dropbox {
         if r.status() == StatusCode::OK {
             return Ok(Some(0));
         }
+        if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() {
+            // Busy: try the whole attempt again later, session and all.
+            return Err(http::failure("dropbox upload_session/append_v2", r));
+        }
         if r.status() != StatusCode::CONFLICT {
-            http::check("dropbox upload_session/append_v2", r)?;
+            // Anything else (a session id Dropbox no longer takes): start a
+            // fresh session rather than fail the delivery.
             return Ok(None);
         }
         let body: Value = r.json().unwrap_or(Value::Null);

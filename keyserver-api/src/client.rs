@@ -47,6 +47,10 @@ pub enum ClientError {
     /// No such key on this server.
     #[error("the key server does not know this report's key")]
     UnknownKey,
+    /// The server is busy or failing for now (429, 5xx): try again later.
+    /// Never a verdict on the request: nothing may be given up for it.
+    #[error("the key server is unavailable for now: {0}")]
+    Unavailable(String),
     /// Refused for another reason.
     #[error("the key server refused: {0}")]
     Refused(String),
@@ -182,6 +186,7 @@ impl KeyClient {
             } else {
                 "revoked".into()
             }),
+            429 | 500..=599 => ClientError::Unavailable(msg.1),
             _ if msg.0.is_empty() => ClientError::Protocol(msg.1),
             _ => ClientError::Refused(msg.1),
         }

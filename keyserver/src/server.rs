@@ -130,6 +130,15 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
             cfg.listen
         )));
     }
+    if let Some(m) = cfg.metrics_access.listen {
+        // The metrics listener is told apart by its address: it must be a
+        // fixed one, and not the main one.
+        if m.port() == 0 || m == cfg.listen {
+            return Err(Error::Invalid(format!(
+                "--metrics-listen {m}: give a fixed port other than --listen's"
+            )));
+        }
+    }
     let (state, pool_size) = app_state(&cfg)?;
     let workers = if cfg.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())

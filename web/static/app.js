@@ -38,15 +38,23 @@ function ask(message) {
   });
 }
 
+let shown = null; // the object URL of the last opened file
+
 async function choose(f) {
   clearProblem();
-  file = f;
+  // Nothing is opened until this file's own header is known.
+  file = null;
+  header = null;
   $("result").hidden = true;
-  const answer = await ask({ op: "describe", file });
+  if (shown) {
+    URL.revokeObjectURL(shown);
+    shown = null;
+  }
+  const answer = await ask({ op: "describe", file: f });
   if (answer.error) {
-    header = null;
     return problem(answer.error.class === "format" ? "This is not a medseal report." : answer.error.message);
   }
+  file = f;
   header = answer.header;
   $("password-field").hidden = header.key_mode !== "password";
 }
@@ -62,7 +70,9 @@ async function open(secret) {
     return problem(words[answer.error.class] || answer.error.message);
   }
   $("progress").textContent = "";
+  $("report-password").value = "";
   const url = URL.createObjectURL(answer.blob);
+  shown = url;
   const link = $("save-link");
   link.href = url;
   link.download = file.name.replace(/\.mseal$/, "") || "report";
@@ -76,6 +86,8 @@ async function fetchKey() {
     headers: { Authorization: `Bearer ${session.token}`, "X-Device-Id": session.device },
     cache: "no-store",
     referrerPolicy: "no-referrer",
+  }).catch(() => {
+    throw new Error("The key server cannot be reached. Check the connection and try again.");
   });
   const body = await r.json().catch(() => ({}));
   if (r.ok) return body.key;
@@ -133,7 +145,8 @@ $("signin-form").addEventListener("submit", async (e) => {
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ email: $("signin-email").value, password: $("signin-password").value, device_id: device }),
     cache: "no-store",
-  });
+  }).catch(() => null);
+  if (!r) return problem("The key server cannot be reached. Check the connection and try again.");
   const body = await r.json().catch(() => ({}));
   $("signin-password").value = "";
   if (!r.ok) return problem(r.status === 429 ? "Too many attempts. Wait a while and try again." : "The email address or password is not right.");

@@ -20,8 +20,8 @@ function reader(file) {
 self.onmessage = async (e) => {
   const { op, file, secret } = e.data;
   const reply = e.ports[0];
-  await ready;
   try {
+    await ready;
     if (op === "describe") {
       reply.postMessage({ header: JSON.parse(describe(reader(file), file.size)) });
     } else if (op === "open") {

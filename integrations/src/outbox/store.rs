@@ -743,23 +743,30 @@ impl Outbox {
         }
     }
 
-    /// What `sender` has handed over that is still held here, waiting for
-    /// a destination: `(reports, bytes)`. A receiving endpoint bounds it
-    /// per sender so that no one sender can fill its disk.
+    /// What `sender` has handed over that is still held here: `(reports,
+    /// bytes)` of the distinct sealed files with a delivery not yet made —
+    /// waiting, being sent, or given up (a given-up file keeps its copy
+    /// for `retry`; one refused for itself is deleted and not counted). A
+    /// receiving endpoint bounds it per sender so that no one sender can
+    /// fill its disk.
     pub fn held_for(&mut self, sender: &str) -> Result<(u64, u64), OutboxError> {
-        let waiting = deliveries::table
-            .filter(deliveries::state.eq_any([State::Pending.as_str(), State::Sending.as_str()]))
+        let held = deliveries::table
+            .filter(deliveries::state.ne(State::Delivered.as_str()))
             .select(deliveries::sha256);
-        let sizes: Vec<i64> = receipts::table
+        let files: Vec<(String, i64)> = receipts::table
             .inner_join(parcels::table)
             .filter(receipts::sender.eq(sender))
-            .filter(receipts::sha256.eq_any(waiting))
-            .select(parcels::size)
+            .filter(receipts::sha256.eq_any(held))
+            .select((parcels::sha256, parcels::size))
             .distinct()
             .load(&mut self.conn)?;
+        let files: Vec<(String, i64)> = files
+            .into_iter()
+            .filter(|(sha, _)| self.blob(sha).exists())
+            .collect();
         Ok((
-            sizes.len() as u64,
-            sizes.iter().map(|s| (*s).max(0) as u64).sum(),
+            files.len() as u64,
+            files.iter().map(|(_, s)| (*s).max(0) as u64).sum(),
         ))
     }
 
@@ -836,6 +843,39 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a sender holds counts every distinct file still here, however
+    /// alike their sizes, given up or not.
+    #[test]
+    fn a_senders_held_reports_are_counted_by_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path()).unwrap();
+        let lock = outbox.lock(|| {}).unwrap();
+        let dests = ["d".to_owned()];
+        let mut shas = Vec::new();
+        for (i, id) in ["rcpt_a", "rcpt_b", "rcpt_c"].iter().enumerate() {
+            let mut staged = outbox.stage().unwrap();
+            staged.write(&[i as u8; 1000]).unwrap();
+            let (sha, _) = outbox
+                .queue(
+                    staged,
+                    "r.mseal",
+                    &dests,
+                    Some(NewReceipt { id, sender: "s@x" }),
+                )
+                .unwrap();
+            shas.push(sha);
+        }
+        assert_eq!(outbox.held_for("s@x").unwrap(), (3, 3000));
+        assert_eq!(outbox.held_for("t@x").unwrap(), (0, 0));
+        // Given up, the file is still here: still counted.
+        let rows = outbox.of_parcel(&shas[0]).unwrap();
+        outbox.failed(&lock, rows[0].id, "no", None).unwrap();
+        assert_eq!(outbox.held_for("s@x").unwrap(), (3, 3000));
+        // Refused for itself, deleted: no longer counted.
+        outbox.discard(&lock, &shas[1], "tampered").unwrap();
+        assert_eq!(outbox.held_for("s@x").unwrap(), (2, 2000));
+    }
 
     /// A file half-received when its process died is removed by the next
     /// process to take the delivery lock; a file being received now is not
