@@ -64,8 +64,8 @@ async function open(secret) {
   const answer = await ask({ op: "open", file, secret });
   if (answer.error) {
     const words = {
-      damaged: "This report is damaged or has been tampered with. Nothing from it is shown. Ask the sender for a fresh copy.",
-      key: "The password or key does not open this report.",
+      damaged: "This report is damaged or tampered. Nothing from it is shown. Ask the sender for a fresh copy.",
+      key: "The password is not right for this report.",
     };
     return problem(words[answer.error.class] || answer.error.message);
   }
