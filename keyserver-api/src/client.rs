@@ -224,6 +224,7 @@ impl KeyClient {
                 .map_err(|_| ClientError::LoginRefused("the password is not UTF-8".into()))?,
         );
         let body = LoginRequest {
+            cookie: false,
             email: email.to_owned(),
             password,
             device_id: self.device_id.clone(),

@@ -33,17 +33,32 @@ pub struct LoginRequest {
     pub password: Zeroizing<String>,
     /// A stable id of the device; the session only works from it.
     pub device_id: String,
+    /// The web app asks for its session as an HttpOnly cookie instead of
+    /// a token in the answer, so that no page script can read it; the
+    /// answer then carries the `csrf_token` every request must echo.
+    #[serde(default)]
+    pub cookie: bool,
 }
 
 /// A new session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionResponse {
-    /// Bearer token for `Authorization: Bearer …`; shown once.
+    /// Bearer token for `Authorization: Bearer …`; shown once. Empty
+    /// (left out) for a cookie session.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub token: Zeroizing<String>,
     /// Absolute expiry (RFC 3339). Idle sessions expire sooner.
     pub expires_at: String,
+    /// For a cookie session: the value of the `X-CSRF-Token` header every
+    /// request with the cookie must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
+}
+
+fn is_empty(s: &Zeroizing<String>) -> bool {
+    s.is_empty()
 }
 
 /// `GET /v1/sessions/current`: whose a session is.

@@ -39,7 +39,8 @@ use crate::error::Result;
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(key: &[u8; 32]) -> HmacSha256 {
+/// HMAC-SHA256 keyed with `key` (the key server's one constructor of it).
+pub(crate) fn mac(key: &[u8; 32]) -> HmacSha256 {
     match <HmacSha256 as KeyInit>::new_from_slice(key) {
         Ok(m) => m,
         Err(_) => unreachable!("HMAC accepts keys of any length"),

@@ -183,3 +183,81 @@ fn the_served_viewer_opens_what_the_cli_sealed_and_nothing_else() {
     );
     assert_eq!(r["error"]["class"], "key", "{r}");
 }
+
+/// The web app's session is an HttpOnly, Secure, SameSite=Strict cookie
+/// that is never in the answer's body; a request with it must echo the
+/// CSRF token and come from the session's device.
+#[test]
+fn browser_sessions_are_cookies_that_need_their_csrf_token() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    let (alice, _bob) = alice_and_bob(&mut ks, dir, PW);
+    let input = write_file(dir, "photo.jpg", b"a photo");
+    let sealed = dir.join("photo.mseal");
+    alice.seal_for(&ks, "bob@st.example", &input, &sealed);
+    let o = Command::new(medseal_e2e::medseal_bin())
+        .args(["inspect", sealed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let key_id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let device = "web_0123456789abcdef0123456789abcdef";
+    let http = reqwest::blocking::Client::new();
+    let r = http
+        .post(format!("{}/v1/sessions", ks.base))
+        .json(&serde_json::json!({"email": "bob@st.example", "password": PW, "device_id": device, "cookie": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in [
+        "medseal_session=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/v1",
+    ] {
+        assert!(set.contains(part), "{set}");
+    }
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let body: Value = r.json().unwrap();
+    assert!(
+        body.get("token").is_none(),
+        "no token a script could read: {body}"
+    );
+    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+
+    let fetch = |csrf: Option<&str>, device: &str| {
+        let mut r = http
+            .get(format!("{}/v1/keys/{key_id}", ks.base))
+            .header("Cookie", &cookie)
+            .header("X-Device-Id", device);
+        if let Some(c) = csrf {
+            r = r.header("X-CSRF-Token", c);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    assert_eq!(fetch(None, device), 401, "the cookie alone is not enough");
+    assert_eq!(fetch(Some("forged"), device), 401);
+    assert_eq!(fetch(Some(&csrf), device), 200);
+    // Logging out clears the cookie and ends the session.
+    let r = http
+        .delete(format!("{}/v1/sessions/current", ks.base))
+        .header("Cookie", &cookie)
+        .header("X-Device-Id", device)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        r.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(fetch(Some(&csrf), device), 401);
+}

@@ -7,7 +7,9 @@ const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
 let file = null;
 let header = null;
-let session = null; // { token, device } in this page's memory only
+// The session itself is an HttpOnly cookie no script can read; the page
+// keeps only the CSRF token every request must echo, in memory.
+let session = null; // { csrf, device }
 
 function deviceId() {
   let id = localStorage.getItem("medseal-device-id");
@@ -83,7 +85,8 @@ async function open(secret) {
 
 async function fetchKey() {
   const r = await fetch(`${header.keyserver}/v1/keys/${encodeURIComponent(header.key_id)}`, {
-    headers: { Authorization: `Bearer ${session.token}`, "X-Device-Id": session.device },
+    headers: { "X-CSRF-Token": session.csrf, "X-Device-Id": session.device },
+    credentials: "same-origin",
     cache: "no-store",
     referrerPolicy: "no-referrer",
   }).catch(() => {
@@ -143,14 +146,15 @@ $("signin-form").addEventListener("submit", async (e) => {
   const r = await fetch("/v1/sessions", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email: $("signin-email").value, password: $("signin-password").value, device_id: device }),
+    body: JSON.stringify({ email: $("signin-email").value, password: $("signin-password").value, device_id: device, cookie: true }),
+    credentials: "same-origin",
     cache: "no-store",
   }).catch(() => null);
   if (!r) return problem("The key server cannot be reached. Check the connection and try again.");
   const body = await r.json().catch(() => ({}));
   $("signin-password").value = "";
   if (!r.ok) return problem(r.status === 429 ? "Too many attempts. Wait a while and try again." : "The email address or password is not right.");
-  session = { token: body.token, device };
+  session = { csrf: body.csrf_token, device };
   $("signin").hidden = true;
   $("open-form").requestSubmit();
 });

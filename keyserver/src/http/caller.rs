@@ -123,12 +123,27 @@ impl FromRequest for Credentials {
     type Future = std::future::Ready<Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let hops = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(0, |s| s.proxy_hops);
+        let state = req.app_data::<web::Data<AppState>>();
+        let hops = state.map_or(0, |s| s.proxy_hops);
         std::future::ready((|| {
+            // A bearer token (the command line, the endpoint), else the web
+            // app's session cookie with its CSRF header.
+            let token = match bearer(req) {
+                Ok(t) => t,
+                Err(no_bearer) => {
+                    let ring = state.map(|s| s.keyring.get());
+                    match ring
+                        .as_ref()
+                        .and_then(|r| super::browser::cookie_token(req, r.state_key()))
+                    {
+                        Some(Ok(t)) => t,
+                        Some(Err(why)) => return Err(Error::Unauthorized(why)),
+                        None => return Err(no_bearer),
+                    }
+                }
+            };
             Ok(Credentials {
-                token: bearer(req)?,
+                token,
                 device_id: device(req)?,
                 ip: client_ip(req, hops),
             })

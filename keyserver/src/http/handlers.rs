@@ -67,6 +67,7 @@ pub async fn create_session(
         email,
         password,
         device_id,
+        cookie,
     } = body.into_inner();
     let ip = client_ip(&req, state.proxy_hops);
     // Refused before anything is counted or recorded: what is not an
@@ -159,11 +160,27 @@ pub async fn create_session(
                 }
                 return Err(wrong);
             }
+            if cookie {
+                let ring = state.keyring.get();
+                let csrf = super::browser::csrf_token(ring.state_key(), &session.token);
+                let lifetime = (expires_at - state.clock.now_ms()) / 1000;
+                let mut answer = HttpResponse::Created();
+                answer.cookie(super::browser::session_cookie(&session.token, lifetime));
+                return secret_json(
+                    answer,
+                    &SessionResponse {
+                        token: Zeroizing::new(String::new()),
+                        expires_at: rfc3339(expires_at),
+                        csrf_token: Some(csrf),
+                    },
+                );
+            }
             secret_json(
                 HttpResponse::Created(),
                 &SessionResponse {
                     token: session.token,
                     expires_at: rfc3339(expires_at),
+                    csrf_token: None,
                 },
             )
         }
@@ -264,7 +281,10 @@ pub async fn delete_session(
             caller.principal.token_hash.clone(),
         ))
         .await?;
-    Ok(HttpResponse::NoContent().finish())
+    // A web app's cookie goes with its session.
+    Ok(HttpResponse::NoContent()
+        .cookie(super::browser::cleared_cookie())
+        .finish())
 }
 
 /// Create a per-report data key addressed to recipients.

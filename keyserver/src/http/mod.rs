@@ -1,6 +1,7 @@
 //! The HTTP service: routes, shared state, limits, metrics, TLS.
 
 pub mod app;
+pub mod browser;
 pub mod caller;
 pub mod handlers;
 pub mod limiter;
