@@ -121,7 +121,11 @@ fn forwarded_for_takes_the_proxy_entry_not_the_clients() {
         }
         assert_eq!(status, 401);
     }
-    assert_eq!(limited, Some(30), "one limit for the one real client");
+    // One limit for the one real client: 30 a minute, counted in fixed
+    // windows, so a run that straddles a window's end may see up to 44
+    // before the first refusal, never 45 distinct "clients".
+    let first = limited.expect("45 logins from one client were never limited");
+    assert!((30..45).contains(&first), "limited after {first}");
     // Another real client (another proxy entry) is not affected.
     assert_eq!(login("10.9.9.9", "192.0.2.8"), 401);
     // Text that is not an address falls back to the peer, never stored.
