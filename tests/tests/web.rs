@@ -235,7 +235,8 @@ fn browser_sessions_are_cookies_that_need_their_csrf_token() {
         let mut r = http
             .get(format!("{}/v1/keys/{key_id}", ks.base))
             .header("Cookie", &cookie)
-            .header("X-Device-Id", device);
+            .header("X-Device-Id", device)
+            .header("User-Agent", "medseal-test-browser/1.0");
         if let Some(c) = csrf {
             r = r.header("X-CSRF-Token", c);
         }
@@ -244,6 +245,23 @@ fn browser_sessions_are_cookies_that_need_their_csrf_token() {
     assert_eq!(fetch(None, device), 401, "the cookie alone is not enough");
     assert_eq!(fetch(Some("forged"), device), 401);
     assert_eq!(fetch(Some(&csrf), device), 200);
+    // The trail shows Bob's fetch from the browser: its device id and which
+    // browser.
+    let audit: Value = serde_json::from_str(
+        &ks.admin_ok(&["audit", "export", "--format", "json", "--key-id", &key_id]),
+    )
+    .unwrap();
+    assert!(
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "key.fetched"
+                && e["actor"] == "bob@st.example"
+                && e["device_id"] == device
+                && e["detail"] == "web app, browser: medseal-test-browser/1.0"),
+        "{audit}"
+    );
     // Logging out clears the cookie and ends the session.
     let r = http
         .delete(format!("{}/v1/sessions/current", ks.base))

@@ -66,6 +66,9 @@ pub struct Caller {
     pub principal: Principal,
     /// From where.
     pub ip: Option<String>,
+    /// The browser, for the web app's (cookie) sessions: its `User-Agent`,
+    /// at most 200 characters.
+    pub user_agent: Option<String>,
 }
 
 impl Caller {
@@ -116,6 +119,7 @@ pub struct Credentials {
     token: String,
     device_id: String,
     ip: Option<String>,
+    user_agent: Option<String>,
 }
 
 impl FromRequest for Credentials {
@@ -128,6 +132,7 @@ impl FromRequest for Credentials {
         std::future::ready((|| {
             // A bearer token (the command line, the endpoint), else the web
             // app's session cookie with its CSRF header.
+            let mut user_agent = None;
             let token = match bearer(req) {
                 Ok(t) => t,
                 Err(no_bearer) => {
@@ -136,7 +141,14 @@ impl FromRequest for Credentials {
                         .as_ref()
                         .and_then(|r| super::browser::cookie_token(req, r.state_key()))
                     {
-                        Some(Ok(t)) => t,
+                        Some(Ok(t)) => {
+                            user_agent = req
+                                .headers()
+                                .get(actix_web::http::header::USER_AGENT)
+                                .and_then(|v| v.to_str().ok())
+                                .map(|v| v.chars().take(200).collect());
+                            t
+                        }
                         Some(Err(why)) => return Err(Error::Unauthorized(why)),
                         None => return Err(no_bearer),
                     }
@@ -146,6 +158,7 @@ impl FromRequest for Credentials {
                 token,
                 device_id: device(req)?,
                 ip: client_ip(req, hops),
+                user_agent,
             })
         })())
     }
@@ -164,6 +177,7 @@ impl AppState {
             token,
             device_id,
             ip,
+            user_agent,
         } = creds;
         let pool = self.pool.clone();
         let policy = self.sessions.clone();
@@ -188,7 +202,14 @@ impl AppState {
                 .map_err(|e| Error::Internal(e.to_string()))??
         };
         match (authed, out) {
-            (Authenticated::Ok(principal), Some(out)) => Ok((Caller { principal, ip }, out)),
+            (Authenticated::Ok(principal), Some(out)) => Ok((
+                Caller {
+                    principal,
+                    ip,
+                    user_agent,
+                },
+                out,
+            )),
             (Authenticated::Ok(_), None) => {
                 Err(Error::Internal("authorisation lost its result".into()))
             }

@@ -448,6 +448,9 @@ pub async fn fetch_key(
         // Released by the organisation's rule for its receiving endpoint,
         // not because the account is a recipient: the trail says so.
         ev = ev.detail("service account: the organisation's receiving endpoint");
+    } else if let Some(ua) = &caller.user_agent {
+        // Opened in the web app: which browser, beside its device id.
+        ev = ev.detail(format!("web app, browser: {ua}"));
     }
     let applied = state.audit.record(ev).await?;
     let receipt = receipt_for(&state, &applied).await?;
