@@ -381,8 +381,7 @@ pub fn probe(url: &str, timeout_seconds: u64) -> Result<(), DeliveryError> {
     {
         return Ok(());
     }
-    let parsed = url::Url::parse(url)
-        .map_err(|e| DeliveryError::permanent(format!("{url} is not a URL: {e}")))?;
+    let parsed = check_url(url).map_err(|e| DeliveryError::permanent(e.to_string()))?;
     let host = parsed
         .host_str()
         .ok_or_else(|| DeliveryError::permanent(format!("{url} names no host")))?;

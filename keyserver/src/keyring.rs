@@ -495,15 +495,9 @@ impl Keyring {
     }
 }
 
-/// Why a secret file must not be used: other users can read or write it.
-/// `None` when it is private (or on a system without Unix modes).
-pub(crate) fn not_private(path: &Path) -> Option<String> {
-    medseal_files::not_private(path)
-}
-
 /// Refuses a keyring file that other users can read.
 pub(crate) fn check_private(path: &Path) -> Result<()> {
-    match not_private(path) {
+    match medseal_files::not_private(path) {
         Some(why) => Err(Error::Keyring(why)),
         None => Ok(()),
     }

@@ -696,3 +696,16 @@ pub fn alice_and_bob(ks: &mut KeyServer, root: &Path, password: &str) -> (Device
     bob.login(ks, "bob@st.example", password);
     (alice, bob)
 }
+
+/// The key id in a sealed file's header, as `medseal inspect` shows it.
+pub fn key_id_of(sealed: &Path) -> String {
+    let o = ok(Command::new(medseal_bin())
+        .args(["inspect", sealed.to_str().unwrap_or_default()])
+        .output()
+        .expect("inspect"));
+    let h: Value = serde_json::from_slice(&o.stdout).expect("header JSON");
+    h["key_id"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no key id in {h}"))
+}

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use medseal_e2e::services::{Fhir, Orthanc};
-use medseal_e2e::{Backend, Device, KeyServer, free_port, medseal_bin, ok, write_file};
+use medseal_e2e::{Backend, Device, KeyServer, free_port, key_id_of, medseal_bin, write_file};
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
 
@@ -446,17 +446,7 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
     assert!(names.contains(&"report.pdf".to_owned()), "{names:?}");
 
     // The key server's audit trail shows the endpoint's fetch, as such.
-    let key_id = {
-        let o = ok(Command::new(medseal_bin())
-            .args(["inspect", report.to_str().unwrap_or_default()])
-            .output()
-            .expect("inspect"));
-        let h: Value = serde_json::from_slice(&o.stdout).expect("header JSON");
-        h["key_id"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| panic!("no key id in {h}"))
-    };
+    let key_id = key_id_of(&report);
     let audit: Value = serde_json::from_str(
         &ks.admin_ok(&["audit", "export", "--format", "json", "--key-id", &key_id]),
     )
@@ -867,15 +857,6 @@ fn fetches_by(ks: &KeyServer, key_id: &str, actor: &str) -> usize {
         .flatten()
         .filter(|e| e["action"] == "key.fetched" && e["actor"] == actor)
         .count()
-}
-
-fn key_id_of(report: &Path) -> String {
-    let o = ok(Command::new(medseal_bin())
-        .args(["inspect", report.to_str().unwrap_or_default()])
-        .output()
-        .expect("inspect"));
-    let h: Value = serde_json::from_slice(&o.stdout).expect("header JSON");
-    h["key_id"].as_str().unwrap_or_default().to_owned()
 }
 
 /// A destination that needs the report's contents costs the sender an

@@ -196,14 +196,7 @@ fn browser_sessions_are_cookies_that_need_their_csrf_token() {
     let input = write_file(dir, "photo.jpg", b"a photo");
     let sealed = dir.join("photo.mseal");
     alice.seal_for(&ks, "bob@st.example", &input, &sealed);
-    let o = Command::new(medseal_e2e::medseal_bin())
-        .args(["inspect", sealed.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let key_id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["key_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key_id = medseal_e2e::key_id_of(&sealed);
 
     let device = "web_0123456789abcdef0123456789abcdef";
     let http = reqwest::blocking::Client::new();

@@ -4,7 +4,7 @@
 // and only when every chunk verified.
 import init, { describe, openWithKey, openWithPassword } from "./medseal_web.js";
 
-const ready = init(new URL("medseal_web_bg.wasm", import.meta.url));
+const ready = init({ module_or_path: new URL("medseal_web_bg.wasm", import.meta.url) });
 
 function reader(file) {
   const sync = new FileReaderSync();

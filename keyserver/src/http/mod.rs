@@ -254,7 +254,7 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig> {
     let cert_pem = read(&files.cert)?;
     let key_pem = zeroize::Zeroizing::new(read(&files.key)?);
     // The TLS private key is a secret like the keyring: owner-only.
-    if let Some(why) = crate::keyring::not_private(&files.key) {
+    if let Some(why) = medseal_files::not_private(&files.key) {
         return Err(Error::Invalid(format!("the TLS key {why}")));
     }
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
