@@ -67,6 +67,12 @@ pub struct EmailConfig {
     /// Time allowed for the SMTP conversation, in seconds.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// Send a share link instead of the attachment: the sealed report is
+    /// stored on the key server that holds its key (`POST /v1/drops`, with
+    /// the sender's session) and the mail carries the link, whatever the
+    /// report's size. Only for reports sealed with a key-server key.
+    #[serde(default)]
+    pub link: bool,
 }
 
 fn default_max() -> u64 {
@@ -214,9 +220,95 @@ pub fn instructions(file_name: &str, mode: &KeyMode) -> (String, String) {
     (text, html)
 }
 
+/// What a link mail says: where to open the report, that nothing needs
+/// installing, and that only the named recipients can open it.
+pub fn link_instructions(url: &str, expires_at: &str) -> (String, String) {
+    let text = format!(
+        "You have received a secure clinical report.\n\n\
+         Open it in your browser (nothing to install):\n\n    {url}\n\n\
+         Sign in with this e-mail address. Only the people the sender named can open it, and \
+         each opening is recorded. The link works until {expires_at}.\n\n\
+         Please do not forward this message outside your organisation.\n"
+    );
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let html = format!(
+        "<!DOCTYPE html><html><body><p><strong>You have received a secure clinical report.</strong></p>\
+         <p><a href=\"{u}\">Open the report in your browser</a> (nothing to install).</p>\
+         <p>Sign in with this e-mail address. Only the people the sender named can open it, and each \
+         opening is recorded. The link works until {e}.</p>\
+         <p>Please do not forward this message outside your organisation.</p></body></html>",
+        u = esc(url),
+        e = esc(expires_at)
+    );
+    (text, html)
+}
+
+/// `POST /v1/drops` answer, as far as the mail needs it.
+#[derive(Deserialize)]
+struct Shared {
+    url: String,
+    expires_at: String,
+}
+
+impl Email {
+    /// Stores the sealed report on its key server as a share link.
+    fn share(
+        &self,
+        parcel: &Parcel<'_>,
+        progress: &ProgressHandle,
+    ) -> Result<Shared, DeliveryError> {
+        let KeyMode::KeyServer { origin, .. } = parcel.header.key_mode() else {
+            return Err(DeliveryError::permanent(
+                "link = true needs a report sealed with a key-server key",
+            ));
+        };
+        let sender = parcel.sender.ok_or_else(|| {
+            DeliveryError::needs_key("a share link needs the sender's key-server session")
+        })?;
+        let tls = crate::http::TlsSettings {
+            ca_file: std::env::var_os("MEDSEAL_CA_CERT").map(PathBuf::from),
+            ..Default::default()
+        };
+        let client = crate::http::client(&tls, 60 * 60)
+            .map_err(|e| DeliveryError::permanent(e.to_string()))?;
+        let file = std::fs::File::open(parcel.sealed)?;
+        let part = crate::http::file_part(
+            file,
+            parcel.size,
+            parcel.file_name,
+            "application/octet-stream",
+            progress,
+        )?;
+        let resp = client
+            .post(format!("{origin}/v1/drops"))
+            .bearer_auth(sender.token.as_str())
+            .header("X-Device-Id", &sender.device_id)
+            .multipart(reqwest::blocking::multipart::Form::new().part("report", part))
+            .send()
+            .map_err(|e| crate::http::unreachable("key server", &e))?;
+        if resp.status().as_u16() == 401 {
+            return Err(DeliveryError::needs_key(
+                "the key server refused the sender's session: log in again",
+            ));
+        }
+        let resp = crate::http::check("key server", resp)?;
+        resp.json()
+            .map_err(|e| DeliveryError::transient(format!("key server: unreadable answer: {e}")))
+    }
+}
+
 impl Destination for Email {
     fn kind(&self) -> &'static str {
         "email"
+    }
+
+    fn needs_sender_session(&self) -> bool {
+        self.config.link
     }
 
     fn reachable(&self) -> Result<(), DeliveryError> {
@@ -228,14 +320,6 @@ impl Destination for Email {
         parcel: &Parcel<'_>,
         progress: &ProgressHandle,
     ) -> Result<Receipt, DeliveryError> {
-        if parcel.size > self.config.max_attachment_bytes {
-            return Err(DeliveryError::permanent(format!(
-                "the report is {} bytes, over this destination's max_attachment_bytes ({}); send it to Box, Dropbox or the EMR instead",
-                parcel.size, self.config.max_attachment_bytes
-            )));
-        }
-        let data = std::fs::read(parcel.sealed)?;
-        let (text, html) = instructions(parcel.file_name, parcel.header.key_mode());
         let domain = self.from.email.domain().to_owned();
         let message_id = format!("<{}@{}>", parcel.idempotency_key, domain);
         let mut b = Message::builder()
@@ -245,23 +329,40 @@ impl Destination for Email {
         for t in &self.to {
             b = b.to(t.clone());
         }
-        let attachment = Attachment::new(parcel.file_name.to_owned()).body(
-            data,
-            ContentType::parse("application/octet-stream")
-                .map_err(|e| DeliveryError::permanent(e.to_string()))?,
-        );
+        let body = if self.config.link {
+            let shared = self.share(parcel, progress)?;
+            let (text, html) = link_instructions(&shared.url, &shared.expires_at);
+            MultiPart::alternative_plain_html(text, html)
+        } else {
+            if parcel.size > self.config.max_attachment_bytes {
+                return Err(DeliveryError::permanent(format!(
+                    "the report is {} bytes, over this destination's max_attachment_bytes ({}); set link = true to send a share link, or send it to Box, Dropbox or the EMR",
+                    parcel.size, self.config.max_attachment_bytes
+                )));
+            }
+            let data = std::fs::read(parcel.sealed)?;
+            let (text, html) = instructions(parcel.file_name, parcel.header.key_mode());
+            let attachment = Attachment::new(parcel.file_name.to_owned()).body(
+                data,
+                ContentType::parse("application/octet-stream")
+                    .map_err(|e| DeliveryError::permanent(e.to_string()))?,
+            );
+            MultiPart::mixed()
+                .multipart(MultiPart::alternative_plain_html(text, html))
+                .singlepart(attachment)
+        };
         let msg = b
-            .multipart(
-                MultiPart::mixed()
-                    .multipart(MultiPart::alternative_plain_html(text, html))
-                    .singlepart(attachment),
-            )
+            .multipart(body)
             .map_err(|e| DeliveryError::permanent(format!("cannot build the message: {e}")))?;
-        progress.begin(parcel.size);
+        if !self.config.link {
+            progress.begin(parcel.size);
+        }
         let sent = self.transport()?.send(&msg);
         match sent {
             Ok(_) => {
-                progress.advance(parcel.size);
+                if !self.config.link {
+                    progress.advance(parcel.size);
+                }
                 Ok(Receipt {
                     id: message_id,
                     location: None,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::transparency::Checkpoint;
 use crate::v1::{
-    CreateKeyRequest, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest, Proof,
-    PublicKey, SessionResponse,
+    CreateKeyRequest, CreatedDrop, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest,
+    Proof, PublicKey, SessionResponse,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -340,6 +340,40 @@ impl KeyClient {
             return Err(self.error(status, &resp));
         }
         Ok(())
+    }
+
+    /// Shares the sealed file at `path` as a link (`POST /v1/drops`), for
+    /// `days` (the server's default when `None`). The file is streamed; it
+    /// is ciphertext, and the link opens only for those who may fetch its
+    /// key.
+    pub fn share(
+        &self,
+        session: &Session,
+        path: &std::path::Path,
+        days: Option<u32>,
+    ) -> Result<CreatedDrop, ClientError> {
+        let part = reqwest::blocking::multipart::Part::file(path)
+            .map_err(|e| ClientError::Protocol(format!("cannot read {}: {e}", path.display())))?
+            .file_name("report.mseal")
+            .mime_str("application/octet-stream")
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let mut form = reqwest::blocking::multipart::Form::new();
+        if let Some(d) = days {
+            form = form.text("days", d.to_string());
+        }
+        form = form.part("report", part);
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/drops", self.origin))
+                // A large video over a slow link: the upload's own pace.
+                .timeout(Duration::from_secs(60 * 60))
+                .multipart(form),
+            Some(&session.token),
+        )?;
+        if status != 201 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 }
 

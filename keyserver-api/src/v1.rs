@@ -146,3 +146,17 @@ pub struct PublicKey {
     /// The 32-byte public key, base64.
     pub public_key: String,
 }
+
+/// `POST /v1/drops`: a share link made (multipart part `report`, the sealed
+/// file; optional part `days`, its lifetime).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedDrop {
+    /// The link's id.
+    pub drop_id: String,
+    /// The link to give the recipients: `/app/#/drop/{drop_id}` on the key
+    /// server's public address.
+    pub url: String,
+    /// When the link stops working (RFC 3339); the bytes are deleted then.
+    pub expires_at: String,
+}

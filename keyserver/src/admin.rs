@@ -66,6 +66,15 @@ impl Admin {
         self.commit(ops::add_org(self.actor.clone(), name.to_owned()))
     }
 
+    /// `org set --drop-max-days N`.
+    pub fn set_drop_max_days(&mut self, org: &str, days: u32) -> Result<()> {
+        self.commit(crate::drops::set_org_max_days(
+            self.actor.clone(),
+            org.to_owned(),
+            days,
+        ))
+    }
+
     /// `user add`.
     pub fn add_user(&mut self, org: &str, email: &str, role: Role, password: &[u8]) -> Result<i64> {
         let hash = accounts::hash_password(password)?;

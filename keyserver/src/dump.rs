@@ -77,6 +77,9 @@ struct OrgRow {
     id: i64,
     name: String,
     created_at: i64,
+    /// Absent in backups made before share links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drop_max_days: Option<i32>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]

@@ -17,6 +17,7 @@
 //! | [`policy`]   | who may do what with a key (pure rules)                           |
 //! | [`keys`]     | new data keys, looking one up as a caller sees it, releasing it   |
 //! | [`ops`]      | every change to access-control state, committed with its event   |
+//! | [`drops`]    | share links: sealed bytes held for download, their lifetime, purge |
 //! | [`integrity`]| keyed MACs binding keys, users and sessions to the keyring        |
 //! | [`audit`]    | the log: one transaction per change, hash chain, Merkle tree, signed checkpoints, verify, export |
 //! | [`http`]     | the actix-web API, request limits, TLS, OpenAPI                   |
@@ -35,6 +36,7 @@ pub mod admin;
 pub mod audit;
 pub mod backup;
 pub mod db;
+pub mod drops;
 pub mod dump;
 pub mod error;
 pub mod hsm;

@@ -42,6 +42,14 @@ pub fn may_manage(p: &Principal, k: &KeyFacts) -> bool {
     p.user_id == k.creator_id || (p.role == Role::Admin && p.org_id == k.org_id)
 }
 
+/// May `p` share the sealed report as a link? Sharing hands out ciphertext
+/// only; the link opens for whoever may fetch the key. So: its clinicians
+/// and admins who could fetch or manage the key (a service account never
+/// shares).
+pub fn may_share(p: &Principal, k: &KeyFacts) -> bool {
+    may_create(p) && (may_fetch(p, k) || may_manage(p, k))
+}
+
 /// May `p` read the whole audit log of their organisation?
 pub fn may_read_org_audit(p: &Principal) -> bool {
     matches!(p.role, Role::Admin | Role::Auditor)

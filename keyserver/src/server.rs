@@ -45,6 +45,11 @@ pub struct ServeConfig {
     pub clock: Arc<dyn crate::time::Clock>,
     /// Who may read `/metrics`.
     pub metrics_access: crate::http::MetricsAccess,
+    /// The address people reach the server at, for the links it hands out
+    /// (share links, mail); default: the listen address.
+    pub public_url: Option<String>,
+    /// Largest share link, in bytes.
+    pub drop_max_bytes: u64,
 }
 
 impl ServeConfig {
@@ -64,6 +69,8 @@ impl ServeConfig {
             logins_per_minute: 30,
             clock: Arc::new(crate::time::SystemClock),
             metrics_access: Default::default(),
+            public_url: None,
+            drop_max_bytes: crate::drops::DEFAULT_MAX_BYTES,
         })
     }
 }
@@ -118,6 +125,11 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         proxy_hops: cfg.proxy_hops,
         inline_db: matches!(cfg.store.location, db::Location::Sqlite(_)),
         metrics_access: cfg.metrics_access.clone(),
+        public_url: cfg.public_url.clone().unwrap_or_else(|| {
+            let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", cfg.listen)
+        }),
+        drop_max_bytes: cfg.drop_max_bytes,
     });
     Ok((state, pool_size))
 }

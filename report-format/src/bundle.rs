@@ -50,6 +50,21 @@ fn allowed_path(p: &str) -> bool {
     p == MANIFEST_PATH || p == REPORT_PDF_PATH || is_safe_media_path(p)
 }
 
+/// Whether `first` (at least the first 512 bytes of an opened file, or all
+/// of a shorter one) starts a report bundle: a ustar header for
+/// `manifest.json`, which every writer puts first. A viewer uses it to tell
+/// a report from a plain sealed file; a report is then read with
+/// [`read_verified`], which decides.
+pub fn looks_like_report(first: &[u8]) -> bool {
+    let Some(block) = first.get(..512) else {
+        return false;
+    };
+    let name = &block[..100];
+    let named = name.starts_with(MANIFEST_PATH.as_bytes())
+        && name[MANIFEST_PATH.len()..].iter().all(|&b| b == 0);
+    named && &block[257..262] == b"ustar"
+}
+
 /// Writes a bundle. The manifest goes first.
 pub struct BundleWriter<W: Write> {
     tar: tar::Builder<W>,
@@ -254,6 +269,18 @@ impl Read for HashingReader<'_> {
 mod tests {
     use super::*;
     use crate::manifest::tests::sample;
+
+    #[test]
+    fn a_report_is_told_from_other_plaintext() {
+        let w = BundleWriter::new(Vec::new(), &sample()).unwrap();
+        let b = w.finish().unwrap();
+        assert!(looks_like_report(&b));
+        assert!(!looks_like_report(&b[..511]));
+        assert!(!looks_like_report(b"%PDF-1.7 and so on"));
+        let mut other = b.clone();
+        other[..13].copy_from_slice(b"manifest.jsoX");
+        assert!(!looks_like_report(&other));
+    }
 
     #[test]
     fn round_trip() {

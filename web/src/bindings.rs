@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 
 use wasm_bindgen::prelude::*;
 
-use crate::viewer::{self, Unlock, ViewError};
+use crate::viewer::{self, Contents, Unlock, ViewError};
 
 struct JsReader(js_sys::Function);
 
@@ -80,4 +80,30 @@ pub fn open_with_password(
     viewer::open(JsReader(read), Unlock::Password(password), JsWriter(write))
         .map(|n| n as f64)
         .map_err(js_error)
+}
+
+/// Reads an opened file again (`read` over the plaintext): for a report,
+/// calls `piece(path, bytes)` for each file's bytes in order and answers
+/// the manifest as JSON text once every file matched it; for anything else,
+/// answers `null` (a plain file, to be saved as it is).
+#[wasm_bindgen(js_name = readReport)]
+pub fn read_report(read: js_sys::Function, piece: js_sys::Function) -> Result<JsValue, JsValue> {
+    let contents = viewer::read_report(JsReader(read), |path, bytes| {
+        piece
+            .call2(
+                &JsValue::NULL,
+                &JsValue::from_str(path),
+                &js_sys::Uint8Array::from(bytes),
+            )
+            .map(|_| ())
+            .map_err(|_| ViewError {
+                class: "environment",
+                message: "keeping the report's files failed".into(),
+            })
+    })
+    .map_err(js_error)?;
+    Ok(match contents {
+        Contents::Report(json) => JsValue::from_str(&json),
+        Contents::Plain => JsValue::NULL,
+    })
 }

@@ -82,10 +82,133 @@ pub fn open<R: Read, W: Write>(input: R, unlock: Unlock<'_>, output: W) -> Resul
     Ok(summary.plaintext_len)
 }
 
+/// What an opened file turned out to be.
+pub enum Contents {
+    /// A report bundle, every file checked against its manifest: the
+    /// manifest as JSON.
+    Report(String),
+    /// Not a report: a plain sealed file, to be saved as it is.
+    Plain,
+}
+
+/// Reads an opened file (the plaintext [`open`] produced) again: when it is
+/// a report bundle, hands each file's bytes to `piece(path, bytes)` in
+/// order and checks every one against the manifest (size, SHA-256, nothing
+/// missing or extra). As with [`open`], the caller shows nothing unless
+/// this returns `Ok`: a bundle that breaks its manifest is "damaged".
+pub fn read_report<R: Read>(
+    mut plain: R,
+    mut piece: impl FnMut(&str, &[u8]) -> Result<(), ViewError>,
+) -> Result<Contents, ViewError> {
+    let mut first = Vec::with_capacity(512);
+    (&mut plain)
+        .take(512)
+        .read_to_end(&mut first)
+        .map_err(io_error)?;
+    if !medseal_format::bundle::looks_like_report(&first) {
+        return Ok(Contents::Plain);
+    }
+    let mut failed = None;
+    let mut buf = vec![0u8; 256 * 1024];
+    let whole = std::io::Cursor::new(first).chain(plain);
+    let checked = medseal_format::bundle::read_verified(whole, |_, path, data| {
+        loop {
+            let n = data.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if let Err(e) = piece(path, &buf[..n]) {
+                failed = Some(e);
+                return Err(std::io::Error::other("stopped").into());
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let manifest = checked.map_err(|e| ViewError {
+        class: "damaged",
+        message: e.to_string(),
+    })?;
+    serde_json::to_string(&manifest)
+        .map(Contents::Report)
+        .map_err(|e| ViewError {
+            class: "environment",
+            message: e.to_string(),
+        })
+}
+
+fn io_error(e: std::io::Error) -> ViewError {
+    ViewError {
+        class: "environment",
+        message: format!("reading the opened file failed: {e}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use medseal_format::bundle::BundleWriter;
+    use medseal_format::manifest::Manifest;
     use medseal_format::{SealKey, SealOptions, seal};
+
+    fn report(photo: &[u8]) -> (Manifest, Vec<u8>) {
+        use sha2::Digest;
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "manifest_version": 1,
+            "report_id": "r_1",
+            "created_at": "2026-12-02T08:00:00Z",
+            "capturer": {"name": "Alice", "email": "alice@st.example"},
+            "organisation": "St Elsewhere",
+            "patient": {"identifiers": [{"system": "mrn", "value": "MRN-1"}], "minimised": false},
+            "consent": {"method": "verbal-witnessed", "given_by": "patient", "scope": ["care"], "witness": "Nurse Jones",
+                        "recorded_at": "2026-12-02T08:00:00Z"},
+            "media": [{"path": "media/photo-1.jpg", "kind": "photo", "mime_type": "image/jpeg",
+                       "size": photo.len(), "sha256": hex(&sha2::Sha256::digest(photo))}]
+        }))
+        .unwrap();
+        let mut w = BundleWriter::new(Vec::new(), &m).unwrap();
+        w.add("report.pdf", 8, &b"%PDF-1.7"[..]).unwrap();
+        w.add("media/photo-1.jpg", photo.len() as u64, photo)
+            .unwrap();
+        (m, w.finish().unwrap())
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn a_report_is_read_file_by_file_and_plain_files_are_left_alone() {
+        let photo: Vec<u8> = (0..700_000u32).map(|i| (i % 253) as u8).collect();
+        let (m, bundle) = report(&photo);
+        let mut files: std::collections::BTreeMap<String, Vec<u8>> = Default::default();
+        let got = read_report(&bundle[..], |p, b| {
+            files.entry(p.to_owned()).or_default().extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        let Contents::Report(json) = got else {
+            panic!("not read as a report")
+        };
+        assert_eq!(serde_json::from_str::<Manifest>(&json).unwrap(), m);
+        assert_eq!(files["media/photo-1.jpg"], photo);
+        assert_eq!(files["report.pdf"], b"%PDF-1.7");
+        assert!(matches!(
+            read_report(&b"just some notes"[..], |_, _| Ok(())).unwrap(),
+            Contents::Plain
+        ));
+    }
+
+    #[test]
+    fn a_bundle_that_breaks_its_manifest_is_damaged() {
+        let (_, mut bundle) = report(&[9u8; 5000]);
+        // A byte of the photo (after the manifest's and the PDF's blocks).
+        let at = bundle.len() - 1024 - 5000 + 17;
+        bundle[at] ^= 0x40;
+        let e = read_report(&bundle[..], |_, _| Ok(())).err().unwrap();
+        assert_eq!(e.class, "damaged", "{}", e.message);
+    }
 
     fn sealed_with(key: &Key, plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

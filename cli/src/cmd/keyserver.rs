@@ -129,6 +129,13 @@ struct ServeArgs {
     /// read /metrics.
     #[arg(long, value_name = "FILE")]
     metrics_token_file: Option<PathBuf>,
+    /// The address people reach this server at (behind a proxy), used in
+    /// the links it hands out; default: the listen address.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Largest report that can be shared as a link, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    drop_max_mib: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +144,15 @@ enum OrgCommand {
     Add {
         /// Its name.
         name: String,
+    },
+    /// Change an organisation's settings.
+    Set {
+        /// The organisation.
+        #[arg(long)]
+        org: String,
+        /// The longest a share link may live, in days (1-30; default 30).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=30))]
+        drop_max_days: Option<u32>,
     },
 }
 
@@ -209,6 +225,14 @@ pub fn run(a: Args) -> Result<()> {
         Command::Org(OrgCommand::Add { name }) => {
             Admin::open(store)?.add_org(&name)?;
             eprintln!("organisation {name} created");
+            Ok(())
+        }
+        Command::Org(OrgCommand::Set { org, drop_max_days }) => {
+            let Some(days) = drop_max_days else {
+                bail!("nothing to set: give --drop-max-days N");
+            };
+            Admin::open(store)?.set_drop_max_days(&org, days)?;
+            eprintln!("organisation {org}: share links live at most {days} days");
             Ok(())
         }
         Command::User(UserCommand::Add {
@@ -421,6 +445,15 @@ fn serve(store: Store, s: ServeArgs) -> Result<()> {
         let token = medseal_integrations::secret::SecretRef::File(path).read()?;
         cfg.metrics_access.token = Some(token);
     }
+    if let Some(url) = &s.public_url {
+        let parsed =
+            url::Url::parse(url).map_err(|e| anyhow::anyhow!("--public-url {url}: {e}"))?;
+        if !matches!(parsed.scheme(), "https" | "http") || parsed.host().is_none() {
+            bail!("--public-url {url}: give an http(s) address such as https://keys.example.org");
+        }
+    }
+    cfg.public_url = s.public_url;
+    cfg.drop_max_bytes = s.drop_max_mib << 20;
     cfg.sessions.idle_timeout_ms = s.idle_timeout.saturating_mul(60_000);
     cfg.sessions.absolute_timeout_ms = s.session_lifetime.saturating_mul(3_600_000);
     Ok(medseal_keyserver::serve(cfg)?)

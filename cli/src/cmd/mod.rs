@@ -11,6 +11,7 @@ mod outbox;
 mod rncryptor;
 mod seal;
 mod send;
+mod share;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ enum Command {
     Login(login::Args),
     /// Queue a sealed report for destinations and deliver it.
     Send(send::Args),
+    /// Share a sealed report as a link that opens in the web app.
+    Share(share::Args),
     /// See and deliver what is queued.
     Outbox(outbox::Args),
     /// Run and administer the key server.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keyserver(a) => keyserver::run(a),
         Command::Login(a) => login::run(a),
         Command::Send(a) => send::run(a),
+        Command::Share(a) => share::run(a),
         Command::Outbox(a) => outbox::run_command(a),
         Command::Endpoint(a) => endpoint::run(a),
         Command::Audit(a) => audit::run(a),

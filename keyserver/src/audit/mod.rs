@@ -69,6 +69,14 @@ pub enum Action {
     IntegrityViolation,
     /// Rows written before state MACs existed were bound to the keyring.
     StateBound,
+    /// An organisation's settings were changed.
+    OrgUpdated,
+    /// A share link was made (sealed bytes stored for download).
+    DropCreated,
+    /// A share link's sealed bytes were downloaded.
+    DropDownloaded,
+    /// An expired share link's bytes were deleted.
+    DropPurged,
 }
 
 impl Action {
@@ -94,6 +102,10 @@ impl Action {
             Action::MasterKeyRetired => "master_key.retired",
             Action::IntegrityViolation => "integrity.violation",
             Action::StateBound => "keyserver.state_bound",
+            Action::OrgUpdated => "org.updated",
+            Action::DropCreated => "drop.created",
+            Action::DropDownloaded => "drop.downloaded",
+            Action::DropPurged => "drop.purged",
         }
     }
 }

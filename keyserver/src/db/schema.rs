@@ -5,6 +5,7 @@ diesel::table! {
         id -> BigInt,
         name -> Text,
         created_at -> BigInt,
+        drop_max_days -> Nullable<Integer>,
     }
 }
 
@@ -104,7 +105,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    drops (drop_id) {
+        drop_id -> Text,
+        org_id -> BigInt,
+        creator_id -> BigInt,
+        key_id -> Text,
+        size -> BigInt,
+        sha256 -> Binary,
+        chunks -> Integer,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    drop_chunks (drop_id, seq) {
+        drop_id -> Text,
+        seq -> Integer,
+        bytes -> Binary,
+        written_at -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(drops -> orgs (org_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(data_keys -> orgs (org_id));
 
@@ -117,4 +142,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     audit_head,
     audit_checkpoints,
+    drops,
 );

@@ -115,6 +115,7 @@ fn device(req: &HttpRequest) -> Result<String, Error> {
 /// The credentials of a request, parsed from its headers. Checking them
 /// needs the database; [`AppState::authorized`] does that together with the
 /// handler's own reads, in one trip to the blocking pool.
+#[derive(Clone)]
 pub struct Credentials {
     token: String,
     device_id: String,

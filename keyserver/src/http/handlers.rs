@@ -342,7 +342,7 @@ pub async fn create_key(
 
 /// Authenticates, looks the key up (one trip to the database pool), and
 /// applies the policy, auditing every refusal.
-async fn authorised_key(
+pub(crate) async fn authorised_key(
     state: &AppState,
     creds: Credentials,
     key_id: &str,

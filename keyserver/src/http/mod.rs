@@ -3,6 +3,7 @@
 pub mod app;
 pub mod browser;
 pub mod caller;
+pub mod drops;
 pub mod handlers;
 pub mod limiter;
 pub mod transparency;
@@ -59,6 +60,11 @@ pub struct AppState {
     pub inline_db: bool,
     /// Who may read `/metrics`.
     pub metrics_access: MetricsAccess,
+    /// The address people reach the server at (`--public-url`), for the
+    /// links it hands out.
+    pub public_url: String,
+    /// Largest share link, in bytes.
+    pub drop_max_bytes: u64,
 }
 
 /// Who may read `/metrics`. The counters say how busy the server is, how
@@ -104,14 +110,14 @@ impl MetricsAccess {
     paths(
         handlers::create_session, handlers::current_session, handlers::delete_session, handlers::create_key,
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key,
-        handlers::read_audit, handlers::healthz, handlers::readyz, handlers::metrics,
+        handlers::read_audit, drops::create_drop, drops::download_drop, handlers::healthz, handlers::readyz, handlers::metrics,
         transparency::checkpoint, transparency::proof, transparency::consistency,
         transparency::public_key,
     ),
     components(schemas(
         v1::LoginRequest, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
         v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest,
-        v1::ErrorBody, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
+        v1::ErrorBody, v1::CreatedDrop, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
     )),
     modifiers(&BearerAuth)
 )]
@@ -209,6 +215,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/keys/{key_id}/revoke",
             web::post().to(handlers::revoke_key),
         )
+        .route("/v1/drops", web::post().to(drops::create_drop))
+        .route("/v1/drops/{drop_id}", web::get().to(drops::download_drop))
         .route("/v1/audit", web::get().to(handlers::read_audit))
         .route(
             "/v1/audit/checkpoint",
@@ -231,6 +239,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/app/", web::get().to(app::index))
         .route("/app/{file}", web::get().to(app::file))
         .default_service(web::to(not_found));
+}
+
+/// How often expired share links are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
+
+/// Deletes expired share links (each with its `drop.purged` event) and
+/// abandoned uploads: at start, then every [`PURGE_EVERY`]. Several servers
+/// on one store may all run it; the writers serialise on the audit head, so
+/// a drop is purged, and audited, once.
+async fn purge_drops(state: web::Data<AppState>) {
+    loop {
+        let actor = crate::audit::Actor::local("keyserver");
+        match state.audit.apply(crate::drops::purge(actor)).await {
+            Ok(done) if done.value > 0 => {
+                tracing::info!(drops = done.value, "expired share links deleted");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot delete expired share links yet"),
+        }
+        actix_web::rt::time::sleep(PURGE_EVERY).await;
+    }
 }
 
 /// TLS certificate and key files (PEM).
@@ -307,6 +336,7 @@ pub struct Listen {
 
 /// Runs the HTTP server until it is stopped (Ctrl-C / SIGTERM).
 pub async fn run(state: web::Data<AppState>, listen: Listen) -> Result<()> {
+    actix_web::rt::spawn(purge_drops(state.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
