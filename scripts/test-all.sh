@@ -19,8 +19,10 @@ cd "$(dirname "$0")/.."
 # Orthanc with its DICOMweb plugin (the PACS the DICOMweb destination is
 # tested against), SoftHSM2 and OpenSC (pkcs11-tool: the token the master keys
 # are kept on, and an independent look at it), python3-pip for the packages below,
-# nodejs (the web app's viewer is run from its served files under Node).
-packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip nodejs)
+# nodejs (the web app's viewer is run from its served files under Node),
+# chromium and chromium-driver (the web app is tested in a real headless
+# browser, driven over WebDriver).
+packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip nodejs chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

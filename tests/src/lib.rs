@@ -8,8 +8,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod fakes;
 pub mod services;
+pub mod wire;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -590,6 +592,29 @@ impl Client {
                 .header("Content-Type", content_type)
                 .body(body),
         )
+    }
+
+    /// POST a multipart form.
+    pub fn post_form(&self, path: &str, form: reqwest::blocking::multipart::Form) -> Reply {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .multipart(form),
+        )
+    }
+
+    /// GET a binary body: the status and the bytes.
+    pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .header("X-Device-Id", &self.device)
+            .send()
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.bytes().expect("body").to_vec())
     }
 
     /// DELETE.

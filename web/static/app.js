@@ -1,6 +1,8 @@
-// The page around the viewer: it chooses the file, asks for a password or a
-// sign-in when the report needs one, and shows what the worker opened.
-// The report is read and opened only inside the worker, by the Rust code.
+// The page around the viewer: it chooses the file (or downloads a shared
+// one), asks for a password or a sign-in when the report needs one, and
+// shows what the worker opened. The report is read and opened only inside
+// the worker, by the Rust code. Everything taken from a report is put on
+// the page as text (textContent) or as a Blob URL, never as markup.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -8,8 +10,9 @@ const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module
 let file = null;
 let header = null;
 // The session itself is an HttpOnly cookie no script can read; the page
-// keeps only the CSRF token every request must echo, in memory.
-let session = null; // { csrf, device }
+// keeps only the CSRF token every request must echo, for this tab.
+let session = null; // { csrf, device, email }
+let dropId = null; // the share link this page was opened for
 
 function deviceId() {
   let id = localStorage.getItem("medseal-device-id");
@@ -40,80 +43,239 @@ function ask(message) {
   });
 }
 
-let shown = null; // the object URL of the last opened file
-
-async function choose(f) {
-  clearProblem();
-  // Nothing is opened until this file's own header is known.
-  file = null;
-  header = null;
-  $("result").hidden = true;
-  if (shown) {
-    URL.revokeObjectURL(shown);
-    shown = null;
+function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (session) {
+    headers["X-CSRF-Token"] = session.csrf;
+    headers["X-Device-Id"] = session.device;
   }
-  const answer = await ask({ op: "describe", file: f });
-  if (answer.error) {
-    return problem(answer.error.class === "format" ? "This is not a medseal report." : answer.error.message);
-  }
-  file = f;
-  header = answer.header;
-  $("password-field").hidden = header.key_mode !== "password";
-}
-
-async function open(secret) {
-  $("progress").textContent = "Checking and opening the report…";
-  const answer = await ask({ op: "open", file, secret });
-  if (answer.error) {
-    const words = {
-      damaged: "This report is damaged or tampered. Nothing from it is shown. Ask the sender for a fresh copy.",
-      key: "The password is not right for this report.",
-    };
-    return problem(words[answer.error.class] || answer.error.message);
-  }
-  $("progress").textContent = "";
-  $("report-password").value = "";
-  const url = URL.createObjectURL(answer.blob);
-  shown = url;
-  const link = $("save-link");
-  link.href = url;
-  link.download = file.name.replace(/\.mseal$/, "") || "report";
-  $("result-summary").textContent = `${answer.length} bytes, every chunk verified.`;
-  $("result").hidden = false;
-  $("result-title").focus();
-}
-
-async function fetchKey() {
-  const r = await fetch(`${header.keyserver}/v1/keys/${encodeURIComponent(header.key_id)}`, {
-    headers: { "X-CSRF-Token": session.csrf, "X-Device-Id": session.device },
+  return fetch(path, {
+    ...options,
+    headers,
     credentials: "same-origin",
     cache: "no-store",
     referrerPolicy: "no-referrer",
   }).catch(() => {
     throw new Error("The key server cannot be reached. Check the connection and try again.");
   });
-  const body = await r.json().catch(() => ({}));
-  if (r.ok) return body.key;
-  const words = {
-    403: "You are not a recipient of this report.",
-    410: `This report's key is no longer available: ${body.message || "revoked or expired"}.`,
-    409: "The key server refused to release this key: its records failed an integrity check.",
-  };
-  if (r.status === 401) session = null;
-  throw new Error(words[r.status] || body.message || `The key server answered ${r.status}.`);
 }
 
-$("report-file").addEventListener("change", (e) => e.target.files[0] && choose(e.target.files[0]));
-document.addEventListener("dragover", (e) => { e.preventDefault(); $("main").classList.add("dropping"); });
-document.addEventListener("dragleave", () => $("main").classList.remove("dropping"));
-document.addEventListener("drop", (e) => {
-  e.preventDefault();
-  $("main").classList.remove("dropping");
-  if (e.dataTransfer.files[0]) choose(e.dataTransfer.files[0]);
-});
+// What a refusal of the key server means to the person in front of it.
+function refusal(status, body) {
+  if (status === 401) {
+    forgetSession();
+    return "Your session has ended. Sign in again.";
+  }
+  const message = (body && body.message) || "";
+  if (status === 403) return "You are not a recipient of this report.";
+  if (status === 410) {
+    if (/expired/.test(message)) return `This report is no longer available: it has expired (${message}).`;
+    return `This report is no longer available: it has been revoked (${message}).`;
+  }
+  if (status === 404) return "This report or link is not known here. It may have expired and been deleted.";
+  if (status === 409) return "The key server refused: its records failed an integrity check. Tell your information governance lead.";
+  if (status === 429) return "Too many attempts. Wait a while and try again.";
+  return message || `The key server answered ${status}.`;
+}
 
-$("open-form").addEventListener("submit", async (e) => {
-  e.preventDefault();
+// ---- what is shown --------------------------------------------------------
+
+let urls = []; // object URLs of what is shown, revoked when it goes
+
+function clearShown() {
+  for (const u of urls) URL.revokeObjectURL(u);
+  urls = [];
+  $("result").hidden = true;
+  $("report").hidden = true;
+  for (const id of ["report-facts", "report-consent", "photos", "recordings", "files"]) $(id).replaceChildren();
+}
+
+function blobUrl(blob) {
+  const u = URL.createObjectURL(blob);
+  urls.push(u);
+  return u;
+}
+
+function fact(list, term, value) {
+  if (value === undefined || value === null || value === "") return;
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  list.append(dt, dd);
+}
+
+const words = (s) => String(s).replace(/-/g, " ");
+const baseName = (path) => path.slice(path.lastIndexOf("/") + 1);
+
+function saveLink(name, blob, label) {
+  const a = document.createElement("a");
+  a.href = blobUrl(blob);
+  a.download = name;
+  a.textContent = label || `Save ${name}`;
+  return a;
+}
+
+// Identifier systems people know by name; others are shown as written.
+const SYSTEMS = {
+  "https://fhir.nhs.uk/Id/nhs-number": "NHS number",
+  "http://ns.electronichealth.net.au/id/hi/ihi/1.0": "IHI",
+};
+
+function showReport(answer) {
+  const m = answer.report;
+  const facts = $("report-facts");
+  for (const id of m.patient.identifiers) fact(facts, `Patient identifier (${SYSTEMS[id.system] || id.system})`, id.value);
+  if (m.patient.minimised) fact(facts, "Patient", "pseudonymous identifier only");
+  fact(facts, "Captured by", m.capturer.email ? `${m.capturer.name} <${m.capturer.email}>` : m.capturer.name);
+  fact(facts, "Organisation", m.organisation);
+  fact(facts, "Created", m.created_at);
+  fact(facts, "Body site", m.body_site);
+  fact(facts, "Report id", m.report_id);
+  const c = m.consent;
+  const consent = $("report-consent");
+  fact(consent, "How", words(c.method));
+  fact(consent, "Given by", words(c.given_by));
+  fact(consent, "For", c.scope.map(words).join(", "));
+  fact(consent, "Recorded", c.recorded_at);
+  fact(consent, "Witness", c.witness);
+  fact(consent, "Evidence", c.evidence);
+  fact(consent, "Why consent could not be given", c.unable_reason);
+  $("report-notes").textContent = m.notes || "";
+  $("report-notes-block").hidden = !m.notes;
+
+  const byPath = new Map(answer.files.map((f) => [f.path, f.blob]));
+  const photos = $("photos");
+  const recordings = $("recordings");
+  for (const entry of m.media) {
+    const blob = byPath.get(entry.path);
+    if (!blob) continue;
+    const name = baseName(entry.path);
+    const kind = blob.type.split("/")[0];
+    if (kind === "image") {
+      const fig = document.createElement("figure");
+      const img = document.createElement("img");
+      img.src = blobUrl(blob);
+      img.alt = name;
+      img.dataset.path = entry.path;
+      const cap = document.createElement("figcaption");
+      cap.textContent = entry.kind === "consent-evidence" ? `${name} (consent evidence)` : name;
+      fig.append(img, cap);
+      photos.append(fig);
+    } else if (kind === "audio" || kind === "video") {
+      const fig = document.createElement("figure");
+      const player = document.createElement(kind);
+      player.controls = true;
+      player.preload = "metadata";
+      player.src = blobUrl(blob);
+      player.setAttribute("aria-label", name);
+      const cap = document.createElement("figcaption");
+      cap.textContent = name;
+      fig.append(player, cap);
+      recordings.append(fig);
+    }
+  }
+  $("photos-block").hidden = !photos.children.length;
+  $("recordings-block").hidden = !recordings.children.length;
+
+  const pdf = byPath.get("report.pdf");
+  $("pdf-link").href = pdf ? blobUrl(pdf) : "#";
+  const list = $("files");
+  for (const f of answer.files) {
+    const li = document.createElement("li");
+    li.append(saveLink(baseName(f.path), f.blob));
+    list.append(li);
+  }
+  const manifest = new Blob([JSON.stringify(m, null, 2)], { type: "application/json" });
+  const li = document.createElement("li");
+  li.append(saveLink("manifest.json", manifest));
+  list.append(li);
+  $("report").hidden = false;
+  $("report-title").focus();
+}
+
+function showPlain(answer) {
+  const link = $("save-link");
+  link.href = blobUrl(answer.plain);
+  link.download = (file.name || "report").replace(/\.mseal$/, "") || "report";
+  $("result-summary").textContent = `${answer.length} bytes, every chunk verified. This file is not a report: save it to open it with the right program.`;
+  $("result").hidden = false;
+  $("result-title").focus();
+}
+
+// ---- opening --------------------------------------------------------------
+
+async function choose(f) {
+  clearProblem();
+  // Nothing is opened until this file's own header is known.
+  file = null;
+  header = null;
+  clearShown();
+  const answer = await ask({ op: "describe", file: f });
+  if (answer.error) {
+    problem(answer.error.class === "format" ? "This is not a medseal report." : answer.error.message);
+    return false;
+  }
+  file = f;
+  header = answer.header;
+  $("password-field").hidden = header.key_mode !== "password";
+  return true;
+}
+
+async function open(secret) {
+  $("progress").textContent = "Checking and opening the report…";
+  clearShown();
+  const answer = await ask({ op: "open", file, secret });
+  $("report-password").value = "";
+  if (answer.error) {
+    const said = {
+      damaged: "This report is damaged or tampered. Nothing from it is shown. Ask the sender for a fresh copy.",
+      key: header.key_mode === "password"
+        ? "The password is not right for this report."
+        : "This report is damaged or tampered: its key does not open it. Nothing from it is shown.",
+    };
+    return problem(said[answer.error.class] || answer.error.message);
+  }
+  $("progress").textContent = "";
+  if (answer.report) showReport(answer);
+  else showPlain(answer);
+}
+
+async function fetchKey() {
+  const r = await api(`/v1/keys/${encodeURIComponent(header.key_id)}`);
+  const body = await r.json().catch(() => ({}));
+  if (r.ok && typeof body.key === "string") return body.key;
+  throw new Error(refusal(r.status, body));
+}
+
+async function fetchDrop() {
+  $("progress").textContent = "Downloading the sealed report…";
+  const r = await api(`/v1/drops/${encodeURIComponent(dropId)}`);
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    throw new Error(refusal(r.status, body));
+  }
+  // Kept by the browser as a Blob (outside the page's heap), then opened
+  // like a chosen file.
+  const blob = await r.blob();
+  return new File([blob], `shared-${dropId}.mseal`, { type: "application/octet-stream" });
+}
+
+function askSignIn(where) {
+  $("signin-server").textContent = where;
+  $("signin").hidden = false;
+  $("signin-email").focus();
+}
+
+async function openChosen() {
+  if (dropId && !file) {
+    if (!session) return askSignIn("Sign in to open the report shared with you.");
+    try {
+      if (!(await choose(await fetchDrop()))) return;
+    } catch (err) {
+      return problem(err.message);
+    }
+  }
   if (!file || !header) return problem("Choose a sealed report to open.");
   if (header.key_mode === "password") {
     const pw = $("report-password").value;
@@ -124,37 +286,116 @@ $("open-form").addEventListener("submit", async (e) => {
     if (header.keyserver !== location.origin) {
       return problem(`This report's key is held by ${header.keyserver}. Open it in that organisation's medseal.`);
     }
-    if (!session) {
-      $("signin-server").textContent = `The key is held by ${header.keyserver}.`;
-      $("signin").hidden = false;
-      $("signin-email").focus();
-      return;
-    }
+    if (!session) return askSignIn(`The key is held by ${header.keyserver}.`);
     try {
-      return open({ key: await fetchKey() });
+      return await open({ key: await fetchKey() });
     } catch (err) {
+      if (dropId) file = null; // downloaded again after a fresh sign-in
       return problem(err.message);
     }
   }
   problem("This report is sealed with an organisation key, which is not kept in the browser. Open it with the medseal command line.");
-});
+}
+
+// ---- sessions -------------------------------------------------------------
+
+function showSession() {
+  $("who").hidden = !session;
+  $("signout").hidden = !session;
+  $("who").textContent = session ? session.email : "";
+}
+
+function keepSession(s) {
+  session = s;
+  sessionStorage.setItem("medseal-session", JSON.stringify(s));
+  showSession();
+}
+
+function forgetSession() {
+  session = null;
+  sessionStorage.removeItem("medseal-session");
+  showSession();
+}
+
+async function resumeSession() {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem("medseal-session") || "null");
+  } catch {
+    saved = null;
+  }
+  if (!saved || saved.device !== deviceId()) return;
+  session = saved;
+  const r = await api("/v1/sessions/current").catch(() => null);
+  if (r && r.ok) showSession();
+  else forgetSession();
+}
 
 $("signin-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   clearProblem();
   const device = deviceId();
+  const email = $("signin-email").value.trim();
+  if (!email) return problem("Enter your email address.");
+  if (!$("signin-password").value) return problem("Enter your password.");
   const r = await fetch("/v1/sessions", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email: $("signin-email").value, password: $("signin-password").value, device_id: device, cookie: true }),
+    body: JSON.stringify({ email, password: $("signin-password").value, device_id: device, cookie: true }),
     credentials: "same-origin",
     cache: "no-store",
   }).catch(() => null);
+  $("signin-password").value = "";
   if (!r) return problem("The key server cannot be reached. Check the connection and try again.");
   const body = await r.json().catch(() => ({}));
-  $("signin-password").value = "";
   if (!r.ok) return problem(r.status === 429 ? "Too many attempts. Wait a while and try again." : "The email address or password is not right.");
-  session = { csrf: body.csrf_token, device };
+  keepSession({ csrf: body.csrf_token, device, email });
   $("signin").hidden = true;
-  $("open-form").requestSubmit();
+  openChosen();
 });
+
+$("signout").addEventListener("click", async () => {
+  await api("/v1/sessions/current", { method: "DELETE" }).catch(() => null);
+  forgetSession();
+  clearShown();
+});
+
+// ---- saving ---------------------------------------------------------------
+
+$("save-all").addEventListener("click", () => {
+  // One download per file; the browser may ask once to allow several.
+  for (const a of $("files").querySelectorAll("a[download]")) a.click();
+});
+
+// ---- routes and events ----------------------------------------------------
+
+function route() {
+  const m = /^#\/drop\/(d_[0-9a-f]{32})$/.exec(location.hash);
+  dropId = m ? m[1] : null;
+  file = null;
+  header = null;
+  clearShown();
+  clearProblem();
+  $("file-field").hidden = !!dropId;
+  $("intro").hidden = !!dropId;
+  $("drop-intro").hidden = !dropId;
+  $("page-title").textContent = dropId ? "Open a shared report" : "Open a sealed report";
+  if (location.hash.startsWith("#/drop/") && !dropId) problem("This link is not complete. Copy the whole link from the message you were sent.");
+}
+
+$("report-file").addEventListener("change", (e) => e.target.files[0] && choose(e.target.files[0]));
+document.addEventListener("dragover", (e) => { e.preventDefault(); $("main").classList.add("dropping"); });
+document.addEventListener("dragleave", () => $("main").classList.remove("dropping"));
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  $("main").classList.remove("dropping");
+  if (e.dataTransfer.files[0] && !dropId) choose(e.dataTransfer.files[0]);
+});
+$("open-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  clearProblem();
+  openChosen();
+});
+window.addEventListener("hashchange", route);
+route();
+resumeSession();

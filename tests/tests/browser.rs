@@ -1,0 +1,462 @@
+//! The web app in a real headless Chromium (Debian `chromium` and
+//! `chromium-driver`), driven over WebDriver as a person would use it: by
+//! the labels and button names on the page.
+//!
+//! - A clinician captures a report with the CLI for Bob; Bob opens it in
+//!   the browser: the photos shown are the captured ones (hashes of what
+//!   the page holds, against what `medseal open --extract` gives Bob), the
+//!   consent is on the page, the audit shows Bob's fetch from a browser
+//!   device, and on the wire no request carries the report and no answer
+//!   but the key fetch carries key material.
+//! - Refusals: a tampered file, a stranger, a revoked key, a password file
+//!   and a wrong password.
+//! - Share links: opened by Bob, refused to Eve, expired, purged.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use medseal_e2e::browser::Browser;
+use medseal_e2e::wire::{Proxy, occurrences};
+use medseal_e2e::{Backend, Device, KeyServer, key_id_of, write_file};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+const PW: &str = "a long clinician password";
+
+fn wav() -> Vec<u8> {
+    let data: Vec<u8> = (0..8000u32)
+        .map(|i| (128 + (i % 40) as i32 - 20) as u8)
+        .collect();
+    let mut w = b"RIFF".to_vec();
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&[1, 0, 1, 0]);
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&[1, 0, 8, 0]);
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+/// St Elsewhere with clinicians Alice, Bob and Eve; the server started.
+fn clinic() -> KeyServer {
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("St Elsewhere");
+    for who in ["alice", "bob", "eve"] {
+        ks.user(
+            "St Elsewhere",
+            &format!("{who}@st.example"),
+            "clinician",
+            PW,
+        );
+    }
+    ks.start();
+    ks
+}
+
+fn login(dev: &Device, keyserver: &str, email: &str) {
+    let dir = dev.config.with_extension("d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pw = write_file(&dir, "pw", format!("{PW}\n").as_bytes());
+    dev.ok(&[
+        "login",
+        "--keyserver",
+        keyserver,
+        "--email",
+        email,
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]);
+}
+
+/// Alice captures a report for `recipient`: two phone photos and a voice
+/// note, with witnessed verbal consent. Answers the sealed file.
+fn capture(alice: &Device, keyserver: &str, recipient: &str, dir: &Path) -> PathBuf {
+    let p1 = write_file(
+        dir,
+        "wound-1.jpg",
+        &medseal_capture::fixtures::phone_jpeg(1),
+    );
+    let p2 = write_file(
+        dir,
+        "wound-2.jpg",
+        &medseal_capture::fixtures::phone_jpeg(6),
+    );
+    let voice = write_file(dir, "voice.wav", &wav());
+    let out = dir.join("report.mseal");
+    alice.ok(&[
+        "capture",
+        "--patient-id",
+        "9434765919",
+        "--patient-id-system",
+        "https://fhir.nhs.uk/Id/nhs-number",
+        "--consent",
+        "verbal-witnessed",
+        "--consent-by",
+        "patient",
+        "--consent-scope",
+        "care,teaching",
+        "--witness",
+        "Nurse Jones",
+        "--body-site",
+        "left forearm",
+        "--note",
+        "Healing well",
+        "--photo",
+        p1.to_str().unwrap(),
+        p2.to_str().unwrap(),
+        "--audio",
+        voice.to_str().unwrap(),
+        "--keyserver",
+        keyserver,
+        "--recipient",
+        recipient,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+fn sign_in(b: &Browser, email: &str) {
+    b.fill("Email", email);
+    b.fill("Password", PW);
+    b.click("Sign in");
+}
+
+/// Opens `report` in `b` as `email` (signing in if asked).
+fn open_in_browser(b: &Browser, base: &str, report: &Path, email: Option<&str>) {
+    b.goto(&format!("{base}/app/#/open"));
+    b.choose_file("Sealed report", report);
+    b.click("Open");
+    if let Some(email) = email {
+        b.shown("#signin-form");
+        sign_in(b, email);
+    }
+}
+
+/// The photos on the page: alt text and Blob URL.
+fn photos(b: &Browser) -> Vec<(String, String)> {
+    let v = b.js(
+        "return Array.from(document.querySelectorAll('#report img'), (i) => [i.alt, i.src]);",
+        vec![],
+    );
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_owned(),
+                p[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn audit_of(ks: &KeyServer, key_id: &str) -> Vec<Value> {
+    let doc: Value = serde_json::from_str(
+        &ks.admin_ok(&["audit", "export", "--format", "json", "--key-id", key_id]),
+    )
+    .unwrap();
+    doc["events"].as_array().cloned().unwrap_or_default()
+}
+
+fn sha_hex(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+#[test]
+fn bob_opens_a_captured_report_in_the_browser_and_only_the_key_crosses_the_wire() {
+    let ks = clinic();
+    let port: u16 = ks.base.rsplit(':').next().unwrap().parse().unwrap();
+    // Everyone reaches the key server through a recording proxy; the
+    // report names the proxy's address as its key server.
+    let proxy = Proxy::start(port);
+    let root = tempfile::tempdir().unwrap();
+    let alice = Device::new(root.path(), "alice");
+    login(&alice, &proxy.base, "alice@st.example");
+    let report = capture(&alice, &proxy.base, "bob@st.example", root.path());
+    let sealed = std::fs::read(&report).unwrap();
+    let before = proxy.recorded();
+
+    let b = Browser::new();
+    open_in_browser(&b, &proxy.base, &report, Some("bob@st.example"));
+    b.shown("#report");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer-report-390px.png");
+    b.screenshot(&shot);
+
+    // What the page says.
+    let facts = b.text("#report-facts");
+    assert!(facts.contains("9434765919"), "{facts}");
+    assert!(facts.contains("left forearm"), "{facts}");
+    assert!(facts.contains("alice@st.example"), "{facts}");
+    let consent = b.text("#report-consent");
+    for said in [
+        "verbal witnessed",
+        "patient",
+        "care, teaching",
+        "Nurse Jones",
+    ] {
+        assert!(consent.contains(said), "{said:?} not in {consent}");
+    }
+    assert!(b.text("#report-notes").contains("Healing well"));
+    let players = b.js(
+        "return document.querySelectorAll('#report audio[controls]').length;",
+        vec![],
+    );
+    assert_eq!(players, json!(1), "one voice note player");
+    assert!(b.is_shown("#pdf-link"));
+    let shown = photos(&b);
+    assert_eq!(shown.len(), 2, "{shown:?}");
+
+    // Nothing of the report was sent while it was opened, and only the key
+    // fetch answer carried the key.
+    let after = proxy.recorded();
+    let sent = &after.sent[before.sent.len()..];
+    let received = &after.received[before.received.len()..];
+    for at in [4096, sealed.len() / 2, sealed.len() - 300] {
+        let probe = &sealed[at..at + 64];
+        assert_eq!(
+            occurrences(sent, probe),
+            0,
+            "report bytes at {at} were sent"
+        );
+    }
+    assert!(
+        sent.len() < sealed.len() / 2,
+        "{} bytes sent while opening a {}-byte report",
+        sent.len(),
+        sealed.len()
+    );
+    assert_eq!(occurrences(sent, b"GET /v1/keys/"), 1, "one key fetch");
+    assert_eq!(
+        occurrences(received, b"\"key\":\""),
+        1,
+        "one answer with a key"
+    );
+    let at = received
+        .windows(7)
+        .position(|w| w == b"\"key\":\"")
+        .unwrap()
+        + 7;
+    let end = at + received[at..].iter().position(|&c| c == b'"').unwrap();
+    let key_b64 = &received[at..end];
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key_b64)
+        .unwrap();
+    assert_eq!(key.len(), 32);
+    assert_eq!(occurrences(received, key_b64), 1);
+    assert_eq!(occurrences(received, &key), 0, "raw key bytes nowhere");
+
+    // The photos the page shows are, byte for byte, those Bob's command
+    // line extracts from the same report: "Save all" saves every file, and
+    // each image shown has the size the manifest records.
+    let bob = Device::new(root.path(), "bob");
+    login(&bob, &proxy.base, "bob@st.example");
+    let extracted = root.path().join("by-cli");
+    bob.ok(&[
+        "open",
+        "--extract",
+        extracted.to_str().unwrap(),
+        report.to_str().unwrap(),
+    ]);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(extracted.join("manifest.json")).unwrap()).unwrap();
+    b.click("Save all");
+    let mut compared = 0;
+    for m in manifest["media"].as_array().unwrap() {
+        let path = m["path"].as_str().unwrap();
+        let name = path.rsplit('/').next().unwrap();
+        let on_disk = std::fs::read(extracted.join(path)).unwrap();
+        assert_eq!(sha_hex(&b.saved(name)), sha_hex(&on_disk), "{name}");
+        if m["kind"] == "photo" {
+            assert!(
+                shown.iter().any(|(alt, _)| alt == name),
+                "no image with alt text {name}: {shown:?}"
+            );
+            let size = b.js(
+                "const i = Array.from(document.querySelectorAll('#report img')).find((i) => i.alt === arguments[0]);
+                 return [i.naturalWidth, i.naturalHeight];",
+                vec![json!(name)],
+            );
+            assert_eq!(size, json!([m["width"], m["height"]]), "{name} as decoded");
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, 3, "two photos and a voice note");
+    assert_eq!(
+        b.saved("report.pdf"),
+        std::fs::read(extracted.join("report.pdf")).unwrap()
+    );
+
+    // The audit shows Bob's fetch, from the browser's own device id.
+    let key_id = key_id_of(&report);
+    let events = audit_of(&ks, &key_id);
+    let web = events
+        .iter()
+        .find(|e| {
+            e["action"] == "key.fetched"
+                && e["actor"] == "bob@st.example"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("web app, browser:") && d.contains("Chrome"))
+        })
+        .unwrap_or_else(|| panic!("no browser fetch by Bob: {events:?}"));
+    let device = web["device_id"].as_str().unwrap();
+    assert!(device.starts_with("web_") && device.len() == 36, "{device}");
+    let stored = b.js("return localStorage.getItem('medseal-device-id');", vec![]);
+    assert_eq!(stored, json!(device), "the browser keeps its device id");
+    // The session is a cookie scripts cannot read.
+    let cookies = b.js("return document.cookie;", vec![]);
+    assert!(!cookies.as_str().unwrap_or("").contains("medseal_session"));
+}
+
+#[test]
+fn the_browser_shows_nothing_of_a_tampered_report_and_says_why_keys_are_refused() {
+    let ks = clinic();
+    let root = tempfile::tempdir().unwrap();
+    let alice = Device::new(root.path(), "alice");
+    login(&alice, &ks.base, "alice@st.example");
+    let report = capture(&alice, &ks.base, "bob@st.example", root.path());
+
+    // One flipped bit near the end of the file: the last chunk fails.
+    let mut bytes = std::fs::read(&report).unwrap();
+    let at = bytes.len() - 40;
+    bytes[at] ^= 0x01;
+    let tampered = write_file(root.path(), "tampered.mseal", &bytes);
+    let bob = Browser::new();
+    open_in_browser(&bob, &ks.base, &tampered, Some("bob@st.example"));
+    let said = bob.alert();
+    assert!(said.contains("damaged or tampered"), "{said}");
+    assert!(!bob.is_shown("#report"), "nothing of the report is shown");
+    assert!(photos(&bob).is_empty());
+
+    // Eve is no recipient.
+    drop(bob);
+    let eve = Browser::new();
+    open_in_browser(&eve, &ks.base, &report, Some("eve@st.example"));
+    let said = eve.alert();
+    assert!(said.contains("not a recipient"), "{said}");
+    assert!(!eve.is_shown("#report"));
+    drop(eve);
+
+    // Alice revokes the key: Bob's next open says so.
+    let api = ks.login("alice@st.example", PW, "dev-alice-api");
+    let key_id = key_id_of(&report);
+    let r = api.post(&format!("/v1/keys/{key_id}/revoke"), &json!({}));
+    assert_eq!(r.status, 204, "{}", r.body);
+    let bob = Browser::new();
+    open_in_browser(&bob, &ks.base, &report, Some("bob@st.example"));
+    let said = bob.alert();
+    assert!(said.contains("revoked"), "{said}");
+    assert!(!bob.is_shown("#report"));
+
+    // A password-sealed file (not a report): opened and offered to save.
+    let notes = write_file(
+        root.path(),
+        "notes.txt",
+        b"handover notes for the ward round\n",
+    );
+    let pw = write_file(root.path(), "pw", b"correct horse battery staple\n");
+    let sealed = root.path().join("notes.txt.mseal");
+    alice.ok(&[
+        "seal",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "-o",
+        sealed.to_str().unwrap(),
+        notes.to_str().unwrap(),
+    ]);
+    bob.goto(&format!("{}/app/#/open", ks.base));
+    bob.choose_file("Sealed report", &sealed);
+    bob.fill("Password", "not the password");
+    bob.click("Open");
+    let said = bob.alert();
+    assert!(said.contains("password is not right"), "{said}");
+    bob.fill("Password", "correct horse battery staple");
+    bob.click("Open");
+    bob.click("Save the opened file");
+    assert_eq!(bob.saved("notes.txt"), std::fs::read(&notes).unwrap());
+    assert!(
+        !bob.is_shown("#report"),
+        "a plain file is not shown as a report"
+    );
+}
+
+#[test]
+fn a_share_link_opens_for_bob_not_for_eve_and_stops_when_it_expires() {
+    let mut ks = clinic();
+    let root = tempfile::tempdir().unwrap();
+    let alice = Device::new(root.path(), "alice");
+    login(&alice, &ks.base, "alice@st.example");
+    let report = capture(&alice, &ks.base, "bob@st.example", root.path());
+    let out = alice.ok(&["share", report.to_str().unwrap()]);
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        url.starts_with(&format!("{}/app/#/drop/d_", ks.base)),
+        "{url}"
+    );
+    let drop_id = url.rsplit('/').next().unwrap().to_owned();
+
+    let bob = Browser::new();
+    bob.goto(&url);
+    bob.click("Open");
+    bob.shown("#signin-form");
+    sign_in(&bob, "bob@st.example");
+    bob.shown("#report");
+    assert_eq!(photos(&bob).len(), 2);
+    assert!(bob.text("#report-facts").contains("9434765919"));
+
+    drop(bob);
+    let eve = Browser::new();
+    eve.goto(&url);
+    eve.click("Open");
+    sign_in(&eve, "eve@st.example");
+    let said = eve.alert();
+    assert!(said.contains("not a recipient"), "{said}");
+    assert!(!eve.is_shown("#report"));
+    drop(eve);
+
+    let key_id = key_id_of(&report);
+    let events = audit_of(&ks, &key_id);
+    let has = |action: &str, actor: &str| {
+        events
+            .iter()
+            .any(|e| e["action"] == action && e["actor"] == actor)
+    };
+    assert!(has("drop.created", "alice@st.example"), "{events:?}");
+    assert!(has("drop.downloaded", "bob@st.example"), "{events:?}");
+    assert!(has("key.denied", "eve@st.example"), "{events:?}");
+    assert!(!has("drop.downloaded", "eve@st.example"), "{events:?}");
+
+    // The link's time runs out: Bob is told it expired.
+    ks.sql(&["UPDATE drops SET expires_at = 1"]);
+    let bob = Browser::new();
+    bob.goto(&url);
+    bob.click("Open");
+    sign_in(&bob, "bob@st.example");
+    let said = bob.alert();
+    assert!(said.contains("expired"), "{said}");
+    drop(bob);
+
+    // A restarted server purges it: its bytes are gone, and that is audited.
+    ks.kill();
+    ks.start();
+    let api = ks.login("bob@st.example", PW, "dev-bob-api");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, _) = api.get_bytes(&format!("/v1/drops/{drop_id}"));
+        if status == 404 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let events = audit_of(&ks, &key_id);
+    assert!(
+        events.iter().any(|e| e["action"] == "drop.purged"),
+        "{events:?}"
+    );
+}
