@@ -898,3 +898,98 @@ fn configuration_mistakes_are_clear_one_line_errors() {
         stderr(&o)
     );
 }
+
+/// `link = true`: the mail carries a share link instead of the report, the
+/// key server keeps the sealed bytes, and the link opens for the recipient
+/// only — whatever the size limit on attachments.
+#[test]
+fn email_with_link_sends_a_share_link_not_the_report() {
+    let desk = Desk::new();
+    let cert = TestCert::new(desk.path());
+    let pw = desk.secret("smtp.pass", "correct horse");
+    let smtp = Smtp::start("starttls", &cert, "reports", &pw);
+    let mut ks = medseal_e2e::KeyServer::new(medseal_e2e::Backend::Sqlite);
+    ks.org("St Elsewhere");
+    let clinician_pw = "a long clinician password";
+    for who in ["alice", "bob", "eve"] {
+        ks.user(
+            "St Elsewhere",
+            &format!("{who}@st.example"),
+            "clinician",
+            clinician_pw,
+        );
+    }
+    ks.start();
+    let pwfile = desk.secret("alice.pw", &format!("{clinician_pw}\n"));
+    desk.ok(&[
+        "login",
+        "--keyserver",
+        &ks.base,
+        "--email",
+        "alice@st.example",
+        "--password-file",
+        pwfile.to_str().unwrap(),
+    ]);
+    desk.config(&format!(
+        "[destinations.gp]\ntype = \"email\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{}\"\nusername = \"reports\"\npassword = {{ file = \"smtp.pass\" }}\nfrom = \"Clinical reports <reports@st-elsewhere.example>\"\nto = [\"bob@st.example\"]\nmax_attachment_bytes = 1000\nlink = true\n",
+        smtp.port,
+        cert.cert.display()
+    ));
+    std::fs::write(
+        desk.path().join("p1.jpg"),
+        medseal_capture::fixtures::phone_jpeg(1),
+    )
+    .unwrap();
+    desk.ok(&[
+        "capture",
+        "--patient-id",
+        "9434765919",
+        "--patient-id-system",
+        NHS,
+        "--consent",
+        "written",
+        "--consent-evidence",
+        "p1.jpg",
+        "--photo",
+        "p1.jpg",
+        "--keyserver",
+        &ks.base,
+        "--recipient",
+        "bob@st.example",
+        "-o",
+        "report-l1.mseal",
+    ]);
+    desk.ok(&["send", "--to", "gp", "report-l1.mseal"]);
+
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1, "exactly one message");
+    let m = &msgs[0];
+    assert!(
+        m["attachments"].as_array().is_none_or(|a| a.is_empty()),
+        "no attachment: {m}"
+    );
+    let text = m["text"].as_str().unwrap();
+    let html = m["html"].as_str().unwrap();
+    let prefix = format!("{}/app/#/drop/", ks.base);
+    let at = text
+        .find(&prefix)
+        .unwrap_or_else(|| panic!("no link in {text}"));
+    let url: String = text[at..].split_whitespace().next().unwrap().to_owned();
+    assert!(html.contains(&url), "{html}");
+    assert!(text.contains("nothing to install"), "{text}");
+    let raw = std::fs::read_to_string(smtp.out.path().join("1.eml")).unwrap_or_default();
+    assert!(!raw.contains("9434765919"), "no patient data in the mail");
+
+    let id = url.rsplit('/').next().unwrap();
+    let bob = ks.login("bob@st.example", clinician_pw, "dev-bob");
+    let (status, bytes) = bob.get_bytes(&format!("/v1/drops/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        bytes,
+        std::fs::read(desk.path().join("report-l1.mseal")).unwrap()
+    );
+    let eve = ks.login("eve@st.example", clinician_pw, "dev-eve");
+    assert_eq!(eve.get_bytes(&format!("/v1/drops/{id}")).0, 403);
+    let list = desk.list();
+    assert!(list.iter().all(|d| d["state"] == "delivered"), "{list:?}");
+}

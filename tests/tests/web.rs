@@ -272,3 +272,189 @@ fn browser_sessions_are_cookies_that_need_their_csrf_token() {
     );
     assert_eq!(fetch(Some(&csrf), device), 401);
 }
+
+fn sealed_file(
+    dir: &Path,
+    alice: &medseal_e2e::Device,
+    ks: &KeyServer,
+    name: &str,
+    len: u32,
+) -> PathBuf {
+    let plain: Vec<u8> = (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let input = write_file(dir, &format!("{name}.plain"), &plain);
+    let sealed = dir.join(format!("{name}.mseal"));
+    alice.seal_for(ks, "bob@st.example", &input, &sealed);
+    sealed
+}
+
+fn share(c: &medseal_e2e::Client, file: &Path, days: Option<&str>) -> medseal_e2e::Reply {
+    let part = reqwest::blocking::multipart::Part::bytes(std::fs::read(file).unwrap())
+        .file_name("report.mseal");
+    let mut form = reqwest::blocking::multipart::Form::new();
+    if let Some(d) = days {
+        form = form.text("days", d.to_owned());
+    }
+    c.post_form("/v1/drops", form.part("report", part))
+}
+
+/// Share links through the API: stored in chunks in the store (on
+/// PostgreSQL, downloaded from another server of the pool), released only
+/// to those who may fetch the report's key, limited in size and lifetime,
+/// every step audited.
+fn share_links(backend: Backend) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let mut ks = KeyServer::new(backend);
+    ks.org("St Elsewhere");
+    for who in ["alice", "bob", "eve"] {
+        ks.user(
+            "St Elsewhere",
+            &format!("{who}@st.example"),
+            "clinician",
+            PW,
+        );
+    }
+    ks.user("St Elsewhere", "audit@st.example", "auditor", PW);
+    ks.start_with(&["--drop-max-mib", "3"]);
+    let alice = medseal_e2e::Device::new(dir, "alice");
+    alice.login(&ks, "alice@st.example", PW);
+    // On PostgreSQL the recipient downloads from a second server.
+    let mut other = (backend == Backend::Postgres).then(|| ks.replica());
+    if let Some(o) = other.as_mut() {
+        o.start();
+    }
+    let far = other.as_ref().unwrap_or(&ks);
+
+    let report = sealed_file(dir, &alice, &ks, "big", 2_500_000);
+    let a = ks.login("alice@st.example", PW, "dev-alice");
+    let r = share(&a, &report, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json["drop_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        r.json["url"].as_str().unwrap(),
+        format!("{}/app/#/drop/{id}", ks.base)
+    );
+    let expires =
+        medseal_format::clock::parse_rfc3339(r.json["expires_at"].as_str().unwrap()).unwrap();
+    let days = (expires - medseal_format::clock::now_ms()) as f64 / 86_400_000.0;
+    assert!(
+        (6.9..=7.0).contains(&days),
+        "default lifetime 7 days: {days}"
+    );
+
+    let bob = far.login("bob@st.example", PW, "dev-bob");
+    let (status, bytes) = bob.get_bytes(&format!("/v1/drops/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        bytes,
+        std::fs::read(&report).unwrap(),
+        "the sealed bytes, whole"
+    );
+    let eve = far.login("eve@st.example", PW, "dev-eve");
+    let (status, body) = eve.get_bytes(&format!("/v1/drops/{id}"));
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(body.len() < 1000, "no sealed bytes to a stranger");
+    for unknown in ["d_00000000000000000000000000000000", "d_x", "..%2F..%2Fetc"] {
+        assert_eq!(
+            bob.get_bytes(&format!("/v1/drops/{unknown}")).0,
+            404,
+            "{unknown}"
+        );
+    }
+    // Eve may not share a report that is not hers to hand out.
+    let r = share(&eve, &report, None);
+    assert_eq!(r.status, 403, "{}", r.body);
+
+    // What cannot be shared is refused with a clear answer.
+    let junk = write_file(dir, "junk.mseal", b"not a sealed report at all, just text");
+    let r = share(&a, &junk, None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a medseal"),
+        "{}",
+        r.body
+    );
+    let too_big = sealed_file(dir, &alice, &ks, "huge", 3_500_000);
+    let r = share(&a, &too_big, None);
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = share(&a, &report, Some("31"));
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    // The organisation's maximum bounds every link.
+    ks.admin_ok(&[
+        "org",
+        "set",
+        "--org",
+        "St Elsewhere",
+        "--drop-max-days",
+        "3",
+    ]);
+    let r = share(&a, &report, Some("5"));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.json["message"].as_str().unwrap().contains("1 to 3 days"),
+        "{}",
+        r.body
+    );
+    let r = share(&a, &report, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let expires =
+        medseal_format::clock::parse_rfc3339(r.json["expires_at"].as_str().unwrap()).unwrap();
+    let days = (expires - medseal_format::clock::now_ms()) as f64 / 86_400_000.0;
+    assert!((2.9..=3.0).contains(&days), "capped at 3 days: {days}");
+
+    // A revoked key takes its links with it.
+    let key_id = medseal_e2e::key_id_of(&report);
+    assert_eq!(
+        a.post(&format!("/v1/keys/{key_id}/revoke"), &serde_json::json!({}))
+            .status,
+        204
+    );
+    let (status, _) = bob.get_bytes(&format!("/v1/drops/{id}"));
+    assert_eq!(status, 410);
+
+    let doc: Value = serde_json::from_str(
+        &ks.admin_ok(&["audit", "export", "--format", "json", "--key-id", &key_id]),
+    )
+    .unwrap();
+    let events = doc["events"].as_array().unwrap();
+    let count = |action: &str, actor: &str| {
+        events
+            .iter()
+            .filter(|e| e["action"] == action && e["actor"] == actor)
+            .count()
+    };
+    assert_eq!(count("drop.created", "alice@st.example"), 2, "{events:?}");
+    assert_eq!(count("drop.downloaded", "bob@st.example"), 1, "{events:?}");
+    assert_eq!(count("drop.downloaded", "eve@st.example"), 0, "{events:?}");
+    assert!(count("key.denied", "eve@st.example") >= 2, "{events:?}");
+    assert!(
+        count("key.denied", "bob@st.example") >= 1,
+        "revoked: {events:?}"
+    );
+    let org: Value = serde_json::from_str(&ks.admin_ok(&[
+        "audit",
+        "export",
+        "--format",
+        "json",
+        "--org",
+        "St Elsewhere",
+    ]))
+    .unwrap();
+    assert!(
+        org["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "org.updated"),
+        "the setting's change is audited"
+    );
+    ks.admin_ok(&["audit", "verify"]);
+}
+
+medseal_e2e::both_backends!(share_links);
