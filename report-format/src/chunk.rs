@@ -65,6 +65,15 @@ impl ChunkCodec {
         }
     }
 
+    /// The encryption and chunk-MAC keys, for an engine that does the bulk
+    /// work under [`crate::offload`]'s control.
+    pub(crate) fn raw_keys(&self) -> (zeroize::Zeroizing<[u8; 32]>, zeroize::Zeroizing<[u8; 32]>) {
+        (
+            zeroize::Zeroizing::new(self.keys.enc),
+            zeroize::Zeroizing::new(self.keys.chunk_mac),
+        )
+    }
+
     fn tag(&self, index: u64, last: bool, iv_and_ct: &[u8]) -> HmacSha256 {
         let mut mac = self.mac_prefix.clone();
         mac.update(&index.to_be_bytes());

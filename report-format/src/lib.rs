@@ -54,6 +54,7 @@ pub mod error;
 pub mod header;
 pub mod keys;
 pub mod manifest;
+pub mod offload;
 pub mod positional;
 pub mod rncryptor;
 pub mod stream;

@@ -107,3 +107,103 @@ pub fn read_report(read: js_sys::Function, piece: js_sys::Function) -> Result<Js
         Contents::Plain => JsValue::NULL,
     })
 }
+
+/// A sealed file planned for opening with WebCrypto doing the bulk work
+/// (see `medseal_format::offload`): the worker asks it where each frame is
+/// and what its tag covers, has WebCrypto compute the tag and decrypt, and
+/// releases a frame's plaintext only after [`Plan::verify`] accepted it.
+#[wasm_bindgen]
+pub struct Plan(medseal_format::offload::Offload);
+
+fn format_error(e: medseal_format::Error) -> JsValue {
+    js_error(ViewError::from(e))
+}
+
+/// Plans opening with a base64 key; `read` reads the file from its start.
+#[wasm_bindgen(js_name = planWithKey)]
+pub fn plan_with_key(
+    read: js_sys::Function,
+    key_base64: &str,
+    sealed_len: f64,
+) -> Result<Plan, JsValue> {
+    viewer::plan(
+        JsReader(read),
+        Unlock::KeyBase64(key_base64),
+        sealed_len as u64,
+    )
+    .map(Plan)
+    .map_err(js_error)
+}
+
+/// Plans opening with a password.
+#[wasm_bindgen(js_name = planWithPassword)]
+pub fn plan_with_password(
+    read: js_sys::Function,
+    password: &str,
+    sealed_len: f64,
+) -> Result<Plan, JsValue> {
+    viewer::plan(
+        JsReader(read),
+        Unlock::Password(password),
+        sealed_len as u64,
+    )
+    .map(Plan)
+    .map_err(js_error)
+}
+
+#[wasm_bindgen]
+impl Plan {
+    /// How many frames the file holds.
+    pub fn frames(&self) -> f64 {
+        self.0.frames() as f64
+    }
+
+    /// Frame `index`: `[offset, length, last (1 or 0)]`.
+    pub fn frame(&self, index: f64) -> Result<Vec<f64>, JsValue> {
+        let s = self.0.frame(index as u64).map_err(format_error)?;
+        Ok(vec![
+            s.offset as f64,
+            s.len as f64,
+            f64::from(u8::from(s.last)),
+        ])
+    }
+
+    /// What frame `index`'s tag covers before its IV and ciphertext.
+    #[wasm_bindgen(js_name = macPrefix)]
+    pub fn mac_prefix(&self, index: f64) -> Result<Vec<u8>, JsValue> {
+        self.0.mac_prefix(index as u64).map_err(format_error)
+    }
+
+    /// Accepts frame `index` if `computed` (the tag WebCrypto computed)
+    /// equals `stored` (the frame's last 32 bytes).
+    pub fn verify(&self, index: f64, computed: &[u8], stored: &[u8]) -> Result<(), JsValue> {
+        self.0
+            .verify(index as u64, computed, stored)
+            .map_err(format_error)
+    }
+
+    /// Why frame `index` (its bytes) failed: truncated, extended, tampered.
+    pub fn diagnose(&self, index: f64, frame: &[u8]) -> JsValue {
+        format_error(self.0.diagnose(index as u64, frame))
+    }
+
+    /// Checks the length of frame `index`'s decrypted plaintext.
+    #[wasm_bindgen(js_name = checkPlaintext)]
+    pub fn check_plaintext(&self, index: f64, len: f64) -> Result<(), JsValue> {
+        self.0
+            .check_plaintext(index as u64, len as usize)
+            .map_err(format_error)
+    }
+
+    /// The encryption key then the chunk-MAC key (64 bytes) for WebCrypto
+    /// to import as non-extractable keys; the caller wipes the array.
+    #[wasm_bindgen(js_name = exportKeys)]
+    pub fn export_keys(&self) -> js_sys::Uint8Array {
+        let (enc, mac) = self.0.keys();
+        // Copied straight into a JavaScript array; this side's copy is wiped.
+        let mut both = zeroize::Zeroizing::new([0u8; 64]);
+        both[..32].copy_from_slice(&enc[..]);
+        both[32..].copy_from_slice(&mac[..]);
+        js_sys::Uint8Array::from(&both[..])
+    }
+}

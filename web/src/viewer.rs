@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::num::NonZeroUsize;
 
 use base64::Engine;
+use medseal_format::offload::Offload;
 use medseal_format::{ErrorKind, Header, Key, OpenOptions, Opener, Secret};
 use zeroize::Zeroizing;
 
@@ -57,6 +58,36 @@ pub fn describe<R: Read>(mut input: R, sealed_len: u64) -> Result<String, ViewEr
     Ok(medseal_format::header::describe(&header, Some(sealed_len)).to_string())
 }
 
+/// Plans opening the sealed file read from `input` (`sealed_len` bytes)
+/// with the browser's WebCrypto doing the bulk AES and HMAC under the
+/// format's control (see `medseal_format::offload`): the header is read and
+/// authenticated here.
+pub fn plan<R: Read>(input: R, unlock: Unlock<'_>, sealed_len: u64) -> Result<Offload, ViewError> {
+    match unlock {
+        Unlock::KeyBase64(b64) => {
+            let key = key_from_base64(b64)?;
+            Ok(Offload::new(input, Secret::Key(&key), sealed_len)?)
+        }
+        Unlock::Password(pw) => Ok(Offload::new(
+            input,
+            Secret::Password(pw.as_bytes()),
+            sealed_len,
+        )?),
+    }
+}
+
+fn key_from_base64(b64: &str) -> Result<Key, ViewError> {
+    let raw = Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| ViewError {
+                class: "key",
+                message: "the key is not base64".into(),
+            })?,
+    );
+    Ok(Key::from_slice(&raw)?)
+}
+
 /// Opens the sealed file `input` into `output`; answers the plaintext
 /// length. See the module doc for what a failure leaves in `output`.
 pub fn open<R: Read, W: Write>(input: R, unlock: Unlock<'_>, output: W) -> Result<u64, ViewError> {
@@ -66,15 +97,7 @@ pub fn open<R: Read, W: Write>(input: R, unlock: Unlock<'_>, output: W) -> Resul
     };
     let summary = match unlock {
         Unlock::KeyBase64(b64) => {
-            let raw = Zeroizing::new(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64.trim())
-                    .map_err(|_| ViewError {
-                        class: "key",
-                        message: "the key is not base64".into(),
-                    })?,
-            );
-            let key = Key::from_slice(&raw)?;
+            let key = key_from_base64(b64)?;
             opener.open(Secret::Key(&key), output, &one)?
         }
         Unlock::Password(pw) => opener.open(Secret::Password(pw.as_bytes()), output, &one)?,

@@ -4,7 +4,7 @@
 // the Rust code to split it into its files, each checked against the
 // manifest. Nothing leaves this worker but the finished Blobs, and only
 // when every chunk and every file verified.
-import init, { describe, openWithKey, openWithPassword, readReport } from "./medseal_web.js";
+import init, { describe, openWithKey, openWithPassword, planWithKey, planWithPassword, readReport } from "./medseal_web.js";
 
 const ready = init({ module_or_path: new URL("medseal_web_bg.wasm", import.meta.url) });
 
@@ -49,12 +49,89 @@ function collector() {
 // else in a manifest is kept as bytes to save, never rendered.
 const SHOWN = /^(image\/(jpeg|png|webp|gif|heic|heif)|audio\/(mpeg|mp4|ogg|webm|wav|x-wav|aac|flac)|video\/(mp4|webm|ogg|quicktime))$/;
 
-function open(file, secret) {
+// Opening with WebCrypto doing the bulk AES-CBC and HMAC-SHA256 (native,
+// about ten times the speed of the same work in WebAssembly) under the Rust
+// code's control: it authenticates the header, says where each frame is and
+// what its tag covers, compares the tags in constant time, and checks each
+// plaintext length. A frame's plaintext is kept only after its tag
+// verified; a few frames are in flight at once.
+const IN_FLIGHT = 4;
+const subtle = self.crypto && self.crypto.subtle;
+
+async function openWithWebCrypto(file, secret, keep) {
+  const plan = secret.key !== undefined
+    ? planWithKey(reader(file), secret.key, file.size)
+    : planWithPassword(reader(file), secret.password, file.size);
+  try {
+    const raw = plan.exportKeys();
+    const encKey = await subtle.importKey("raw", raw.subarray(0, 32), "AES-CBC", false, ["encrypt", "decrypt"]);
+    const macKey = await subtle.importKey("raw", raw.subarray(32), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    raw.fill(0);
+    const frames = plan.frames();
+    const one = async (i) => {
+      const [offset, len, last] = plan.frame(i);
+      const frame = new Uint8Array(await file.slice(offset, offset + len).arrayBuffer());
+      if (frame.length !== len) throw { class: "damaged", message: `chunk ${i} could not be read whole` };
+      const prefix = plan.macPrefix(i);
+      const authed = new Uint8Array(prefix.length + len - 32);
+      authed.set(prefix);
+      authed.set(frame.subarray(0, len - 32), prefix.length);
+      const tag = new Uint8Array(await subtle.sign("HMAC", macKey, authed));
+      try {
+        plan.verify(i, tag, frame.subarray(len - 32));
+      } catch {
+        throw plan.diagnose(i, frame);
+      }
+      const iv = frame.subarray(0, 16);
+      let body = frame.subarray(16, len - 32);
+      if (!last) {
+        // WebCrypto's AES-CBC always strips PKCS#7 padding; a full chunk has
+        // none, so append the one block that decrypts to a full padding
+        // block: E(0x10… XOR the last ciphertext block).
+        const pad = new Uint8Array(await subtle.encrypt({ name: "AES-CBC", iv: body.subarray(body.length - 16) }, encKey, new Uint8Array(0)));
+        const padded = new Uint8Array(body.length + 16);
+        padded.set(body);
+        padded.set(pad.subarray(0, 16), body.length);
+        body = padded;
+      }
+      let plain;
+      try {
+        plain = new Uint8Array(await subtle.decrypt({ name: "AES-CBC", iv }, encKey, body));
+      } catch {
+        throw { class: "damaged", message: `chunk ${i}: malformed padding` };
+      }
+      plan.checkPlaintext(i, plain.length);
+      return plain;
+    };
+    let length = 0;
+    const running = [];
+    let next = 0;
+    const start = () => {
+      const p = one(next++);
+      p.catch(() => {}); // answered where it is awaited, in order
+      running.push(p);
+    };
+    while (next < frames && running.length < IN_FLIGHT) start();
+    while (running.length) {
+      const plain = await running.shift();
+      if (next < frames) start();
+      keep(plain);
+      length += plain.length;
+    }
+    return length;
+  } finally {
+    plan.free();
+  }
+}
+
+async function open(file, secret) {
   const plain = collector();
   const keep = (piece) => plain.add(piece);
-  const length = secret.key !== undefined
-    ? openWithKey(reader(file), secret.key, keep)
-    : openWithPassword(reader(file), secret.password, keep);
+  const length = subtle
+    ? await openWithWebCrypto(file, secret, keep)
+    : secret.key !== undefined
+      ? openWithKey(reader(file), secret.key, keep)
+      : openWithPassword(reader(file), secret.password, keep);
   const opened = plain.done("application/octet-stream");
   const files = new Map();
   const manifestJson = readReport(reader(opened), (path, piece) => {
@@ -83,7 +160,7 @@ self.onmessage = async (e) => {
     if (op === "describe") {
       reply.postMessage({ header: JSON.parse(describe(reader(file), file.size)) });
     } else if (op === "open") {
-      reply.postMessage(open(file, secret));
+      reply.postMessage(await open(file, secret));
     }
   } catch (err) {
     reply.postMessage({ error: err && err.class ? err : { class: "environment", message: String(err) } });
