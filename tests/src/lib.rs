@@ -722,6 +722,32 @@ pub fn alice_and_bob(ks: &mut KeyServer, root: &Path, password: &str) -> (Device
     (alice, bob)
 }
 
+/// A mono 8 kHz, 8-bit PCM WAV recording of `seconds` of a quiet tone:
+/// a real audio file for capture.
+pub fn wav(seconds: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..8000 * seconds).map(|i| (118 + i % 20) as u8).collect();
+    let mut w = b"RIFF".to_vec();
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&[1, 0, 1, 0]);
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&8000u32.to_le_bytes());
+    w.extend_from_slice(&[1, 0, 8, 0]);
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(&data);
+    w
+}
+
+/// `org`, with a user of `role` for each name (`NAME@st.example`, password
+/// `password`).
+pub fn staff(ks: &KeyServer, org: &str, names: &[&str], role: &str, password: &str) {
+    for who in names {
+        ks.user(org, &format!("{who}@st.example"), role, password);
+    }
+}
+
 /// The key id in a sealed file's header, as `medseal inspect` shows it.
 pub fn key_id_of(sealed: &Path) -> String {
     let o = ok(Command::new(medseal_bin())

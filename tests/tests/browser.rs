@@ -23,24 +23,6 @@ use sha2::Digest;
 
 const PW: &str = "a long clinician password";
 
-fn wav() -> Vec<u8> {
-    let data: Vec<u8> = (0..8000u32)
-        .map(|i| (128 + (i % 40) as i32 - 20) as u8)
-        .collect();
-    let mut w = b"RIFF".to_vec();
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&[1, 0, 1, 0]);
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&[1, 0, 8, 0]);
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
-}
-
 /// St Elsewhere with clinicians Alice, Bob and Eve; the server started.
 fn clinic() -> KeyServer {
     let mut ks = KeyServer::new(Backend::Sqlite);
@@ -85,7 +67,7 @@ fn capture(alice: &Device, keyserver: &str, recipient: &str, dir: &Path) -> Path
         "wound-2.jpg",
         &medseal_capture::fixtures::phone_jpeg(6),
     );
-    let voice = write_file(dir, "voice.wav", &wav());
+    let voice = write_file(dir, "voice.wav", &medseal_e2e::wav(1));
     let out = dir.join("report.mseal");
     alice.ok(&[
         "capture",
@@ -184,6 +166,12 @@ fn bob_opens_a_captured_report_in_the_browser_and_only_the_key_crosses_the_wire(
     let b = Browser::new();
     open_in_browser(&b, &proxy.base, &report, Some("bob@st.example"));
     b.shown("#report");
+    // The app is cross-origin isolated, so the viewer's two workers share
+    // memory: the fast path is the one tested here.
+    assert_eq!(
+        b.js("return self.crossOriginIsolated;", vec![]),
+        json!(true)
+    );
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer-report-390px.png");
     b.screenshot(&shot);
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use medseal_e2e::medseal_bin;
+use medseal_e2e::{medseal_bin, wav};
 use serde_json::Value;
 
 fn medseal(dir: &Path, args: &[&str]) -> Output {
@@ -17,22 +17,6 @@ fn medseal(dir: &Path, args: &[&str]) -> Output {
         .env("MEDSEAL_CONFIG_DIR", dir.join("config"))
         .output()
         .expect("run medseal")
-}
-
-fn wav(seconds: usize) -> Vec<u8> {
-    let data = vec![0u8; 8000 * seconds];
-    let mut w = b"RIFF".to_vec();
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&[1, 0, 1, 0]);
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&[1, 0, 8, 0]);
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
 }
 
 #[test]

@@ -911,14 +911,13 @@ fn email_with_link_sends_a_share_link_not_the_report() {
     let mut ks = medseal_e2e::KeyServer::new(medseal_e2e::Backend::Sqlite);
     ks.org("St Elsewhere");
     let clinician_pw = "a long clinician password";
-    for who in ["alice", "bob", "eve"] {
-        ks.user(
-            "St Elsewhere",
-            &format!("{who}@st.example"),
-            "clinician",
-            clinician_pw,
-        );
-    }
+    medseal_e2e::staff(
+        &ks,
+        "St Elsewhere",
+        &["alice", "bob", "eve"],
+        "clinician",
+        clinician_pw,
+    );
     ks.start();
     let pwfile = desk.secret("alice.pw", &format!("{clinician_pw}\n"));
     desk.ok(&[

@@ -98,6 +98,8 @@ fn the_app_is_served_with_strict_headers() {
         "{csp}"
     );
     assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["cross-origin-embedder-policy"], "require-corp");
+    assert_eq!(h["cross-origin-opener-policy"], "same-origin");
     assert_eq!(h["referrer-policy"], "no-referrer");
     assert_eq!(h["x-content-type-options"], "nosniff");
     let wasm = get(&format!("{}/app/medseal_web_bg.wasm", ks.base));
@@ -308,14 +310,13 @@ fn share_links(backend: Backend) {
     let dir = root.path();
     let mut ks = KeyServer::new(backend);
     ks.org("St Elsewhere");
-    for who in ["alice", "bob", "eve"] {
-        ks.user(
-            "St Elsewhere",
-            &format!("{who}@st.example"),
-            "clinician",
-            PW,
-        );
-    }
+    medseal_e2e::staff(
+        &ks,
+        "St Elsewhere",
+        &["alice", "bob", "eve"],
+        "clinician",
+        PW,
+    );
     ks.user("St Elsewhere", "audit@st.example", "auditor", PW);
     ks.start_with(&["--drop-max-mib", "3"]);
     let alice = medseal_e2e::Device::new(dir, "alice");

@@ -88,7 +88,10 @@ pub fn open_with_password(
 /// answers `null` (a plain file, to be saved as it is).
 #[wasm_bindgen(js_name = readReport)]
 pub fn read_report(read: js_sys::Function, piece: js_sys::Function) -> Result<JsValue, JsValue> {
-    let contents = viewer::read_report(JsReader(read), |path, bytes| {
+    // Each call back into JavaScript may read a Blob through the browser:
+    // ask for a megabyte at a time, not the tar reader's 512 bytes.
+    let reader = std::io::BufReader::with_capacity(1 << 20, JsReader(read));
+    let contents = viewer::read_report(reader, |path, bytes| {
         piece
             .call2(
                 &JsValue::NULL,
@@ -206,4 +209,11 @@ impl Plan {
         both[32..].copy_from_slice(&mac[..]);
         js_sys::Uint8Array::from(&both[..])
     }
+}
+
+/// Whether `first` (the first 512 bytes of an opened file) starts a report
+/// bundle rather than a plain file.
+#[wasm_bindgen(js_name = looksLikeReport)]
+pub fn looks_like_report(first: &[u8]) -> bool {
+    medseal_format::bundle::looks_like_report(first)
 }

@@ -1,12 +1,29 @@
-// The viewer's worker: reads the chosen file a frame at a time with
-// FileReaderSync and opens it with the Rust code (medseal-web), keeping the
-// plaintext as Blobs. Then, for a report, reads that plaintext again with
-// the Rust code to split it into its files, each checked against the
-// manifest. Nothing leaves this worker but the finished Blobs, and only
+// The viewer's worker. It opens the chosen file with WebCrypto doing the
+// bulk AES-CBC and HMAC-SHA256 (native, about ten times the speed of the
+// same work in WebAssembly) under the Rust code's control: the Rust code
+// (medseal-web) authenticates the header, says where each frame is and
+// what its tag covers, compares the tags in constant time and checks each
+// plaintext length; a frame's plaintext goes on only after its tag
+// verified. A second worker (reader.js) splits the plaintext into the
+// report's files as it arrives, checking each against the manifest, on
+// another core. Nothing leaves the workers but finished Blobs, and only
 // when every chunk and every file verified.
-import init, { describe, openWithKey, openWithPassword, planWithKey, planWithPassword, readReport } from "./medseal_web.js";
+import init, { describe, openWithKey, openWithPassword, planWithKey, planWithPassword } from "./medseal_web.js";
+import { collector, splitReport } from "./bundle.js";
+import { newRing, ringWriter } from "./ring.js";
 
-const ready = init({ module_or_path: new URL("medseal_web_bg.wasm", import.meta.url) });
+const ready = init({ module_or_path: new URL("medseal_web_bg.wasm", import.meta.url) }).then((wasm) => {
+  // How much memory the WebAssembly holds, for the DevTools-based benchmark
+  // (bench/browser-open.sh).
+  self.wasmMemoryBytes = () => wasm.memory.buffer.byteLength;
+});
+const subtle = self.crypto && self.crypto.subtle;
+// The ring between the two workers needs a SharedArrayBuffer, which the
+// browser gives only to a cross-origin-isolated page (the app's headers
+// ask for it). Without it, the plaintext is kept as a Blob and split
+// afterwards.
+const shared = self.crossOriginIsolated && typeof SharedArrayBuffer === "function";
+let splitter = null;
 
 function reader(blob) {
   const sync = new FileReaderSync();
@@ -19,46 +36,19 @@ function reader(blob) {
   };
 }
 
-// Gathers pieces into a Blob, folding them in every few megabytes so that
-// the pieces can be collected and a 200 MB video never sits in the heap:
-// the browser keeps Blob contents outside it (on disk when large).
-const FOLD = 4 << 20;
-function collector() {
-  let blob = new Blob([]);
-  let parts = [];
-  let held = 0;
-  return {
-    add(piece) {
-      parts.push(piece);
-      held += piece.length;
-      if (held >= FOLD) {
-        blob = new Blob([blob, ...parts]);
-        parts = [];
-        held = 0;
-      }
-    },
-    done(type) {
-      const whole = new Blob([blob, ...parts], { type });
-      parts = [];
-      return whole;
-    },
-  };
+function ask(w, message) {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = (e) => resolve(e.data);
+    w.postMessage(message, [channel.port2]);
+  });
 }
 
-// Only these types are given to the page's players and viewers; anything
-// else in a manifest is kept as bytes to save, never rendered.
-const SHOWN = /^(image\/(jpeg|png|webp|gif|heic|heif)|audio\/(mpeg|mp4|ogg|webm|wav|x-wav|aac|flac)|video\/(mp4|webm|ogg|quicktime))$/;
-
-// Opening with WebCrypto doing the bulk AES-CBC and HMAC-SHA256 (native,
-// about ten times the speed of the same work in WebAssembly) under the Rust
-// code's control: it authenticates the header, says where each frame is and
-// what its tag covers, compares the tags in constant time, and checks each
-// plaintext length. A frame's plaintext is kept only after its tag
-// verified; a few frames are in flight at once.
 const IN_FLIGHT = 4;
-const subtle = self.crypto && self.crypto.subtle;
 
-async function openWithWebCrypto(file, secret, keep) {
+// Decrypts every frame of `file` with WebCrypto, in order, handing each
+// verified plaintext to `keep` (which may wait). Answers the length.
+async function decrypt(file, secret, keep) {
   const plan = secret.key !== undefined
     ? planWithKey(reader(file), secret.key, file.size)
     : planWithPassword(reader(file), secret.password, file.size);
@@ -70,29 +60,32 @@ async function openWithWebCrypto(file, secret, keep) {
     const frames = plan.frames();
     const one = async (i) => {
       const [offset, len, last] = plan.frame(i);
-      const frame = new Uint8Array(await file.slice(offset, offset + len).arrayBuffer());
-      if (frame.length !== len) throw { class: "damaged", message: `chunk ${i} could not be read whole` };
       const prefix = plan.macPrefix(i);
-      const authed = new Uint8Array(prefix.length + len - 32);
-      authed.set(prefix);
-      authed.set(frame.subarray(0, len - 32), prefix.length);
-      const tag = new Uint8Array(await subtle.sign("HMAC", macKey, authed));
+      const p = prefix.length;
+      // Read with room for the tag's prefix in front (the bytes before a
+      // frame are the header or the previous frame, overwritten here), so
+      // that WebCrypto signs prefix ‖ IV ‖ ciphertext without a copy.
+      const buf = new Uint8Array(await file.slice(offset - p, offset + len).arrayBuffer());
+      if (buf.length !== p + len) throw { class: "damaged", message: `chunk ${i} could not be read whole` };
+      const frame = buf.subarray(p);
+      const stored = frame.slice(len - 32);
+      buf.set(prefix, 0);
+      const tag = new Uint8Array(await subtle.sign("HMAC", macKey, buf.subarray(0, p + len - 32)));
       try {
-        plan.verify(i, tag, frame.subarray(len - 32));
+        plan.verify(i, tag, stored);
       } catch {
-        throw plan.diagnose(i, frame);
+        throw plan.diagnose(i, new Uint8Array(await file.slice(offset, offset + len).arrayBuffer()));
       }
-      const iv = frame.subarray(0, 16);
-      let body = frame.subarray(16, len - 32);
+      const iv = frame.slice(0, 16);
+      const ctEnd = len - 32;
+      let body = frame.subarray(16, ctEnd);
       if (!last) {
         // WebCrypto's AES-CBC always strips PKCS#7 padding; a full chunk has
-        // none, so append the one block that decrypts to a full padding
-        // block: E(0x10… XOR the last ciphertext block).
-        const pad = new Uint8Array(await subtle.encrypt({ name: "AES-CBC", iv: body.subarray(body.length - 16) }, encKey, new Uint8Array(0)));
-        const padded = new Uint8Array(body.length + 16);
-        padded.set(body);
-        padded.set(pad.subarray(0, 16), body.length);
-        body = padded;
+        // none, so put after it (where the tag was) the one block that
+        // decrypts to a full padding block: E(0x10… XOR last ciphertext block).
+        const pad = new Uint8Array(await subtle.encrypt({ name: "AES-CBC", iv: frame.subarray(ctEnd - 16, ctEnd) }, encKey, new Uint8Array(0)));
+        frame.set(pad.subarray(0, 16), ctEnd);
+        body = frame.subarray(16, ctEnd + 16);
       }
       let plain;
       try {
@@ -115,7 +108,7 @@ async function openWithWebCrypto(file, secret, keep) {
     while (running.length) {
       const plain = await running.shift();
       if (next < frames) start();
-      keep(plain);
+      await keep(plain);
       length += plain.length;
     }
     return length;
@@ -124,32 +117,39 @@ async function openWithWebCrypto(file, secret, keep) {
   }
 }
 
-async function open(file, secret) {
+// Opens and splits side by side: decryption here, the report's files in
+// the second worker, through the ring.
+async function openShared(file, secret) {
+  if (!splitter) splitter = new Worker(new URL("reader.js", import.meta.url), { type: "module" });
+  const ring = newRing();
+  const out = ringWriter(ring);
+  const split = ask(splitter, { ring });
+  let length;
+  try {
+    length = await decrypt(file, secret, (plain) => out.write(plain));
+    out.close();
+  } catch (err) {
+    out.abort();
+    await split; // the reader has stopped
+    throw err;
+  }
+  const answer = await split;
+  if (answer.error) throw answer.error;
+  return { ...answer, length };
+}
+
+// Opens, keeping the plaintext as a Blob, then splits it.
+async function openThenSplit(file, secret) {
   const plain = collector();
   const keep = (piece) => plain.add(piece);
   const length = subtle
-    ? await openWithWebCrypto(file, secret, keep)
+    ? await decrypt(file, secret, keep)
     : secret.key !== undefined
       ? openWithKey(reader(file), secret.key, keep)
       : openWithPassword(reader(file), secret.password, keep);
   const opened = plain.done("application/octet-stream");
-  const files = new Map();
-  const manifestJson = readReport(reader(opened), (path, piece) => {
-    if (!files.has(path)) files.set(path, collector());
-    files.get(path).add(piece);
-  });
-  if (manifestJson === null || manifestJson === undefined) {
-    return { plain: opened, length };
-  }
-  const manifest = JSON.parse(manifestJson);
-  const types = new Map(manifest.media.map((m) => [m.path, m.mime_type]));
-  const out = [];
-  for (const [path, c] of files) {
-    const declared = path === "report.pdf" ? "application/pdf" : types.get(path) || "";
-    const type = path === "report.pdf" || SHOWN.test(declared) ? declared : "application/octet-stream";
-    out.push({ path, blob: c.done(type) });
-  }
-  return { report: manifest, files: out, length };
+  const report = splitReport(reader(opened));
+  return report ? { ...report, length } : { plain: opened, length };
 }
 
 self.onmessage = async (e) => {
@@ -160,9 +160,9 @@ self.onmessage = async (e) => {
     if (op === "describe") {
       reply.postMessage({ header: JSON.parse(describe(reader(file), file.size)) });
     } else if (op === "open") {
-      reply.postMessage(await open(file, secret));
+      reply.postMessage(await (shared && subtle ? openShared(file, secret) : openThenSplit(file, secret)));
     }
   } catch (err) {
-    reply.postMessage({ error: err && err.class ? err : { class: "environment", message: String(err) } });
+    reply.postMessage({ error: err && err.class ? err : { class: "environment", message: String(err && err.message || err) } });
   }
 };

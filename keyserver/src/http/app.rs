@@ -43,6 +43,10 @@ fn serve(name: &str) -> HttpResponse {
         ))
         .insert_header((header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .insert_header(("Cross-Origin-Opener-Policy", "same-origin"))
+        // With the opener policy, this makes the app cross-origin isolated:
+        // its two viewer workers share a SharedArrayBuffer. Everything the
+        // app loads is its own.
+        .insert_header(("Cross-Origin-Embedder-Policy", "require-corp"))
         .insert_header(("Cross-Origin-Resource-Policy", "same-origin"))
         .insert_header((
             "Permissions-Policy",
