@@ -15,8 +15,9 @@
 //! Bytes are kept in the store (so every server of a pool sees them) in
 //! chunks of [`CHUNK_LEN`]: an upload writes its chunks first, then the
 //! drop's row commits with its `drop.created` event; chunks without a row
-//! are an abandoned upload, removed by [`purge`] together with expired
-//! drops (each removal audited).
+//! whose newest chunk is over an hour old are an abandoned upload, removed
+//! by [`purge`] (never a drop, so not audited) together with expired drops
+//! (each removal audited with `drop.purged`).
 
 use diesel::prelude::*;
 
@@ -135,7 +136,8 @@ pub struct Drop {
     pub key_id: String,
     /// Sealed bytes.
     pub size: i64,
-    /// SHA-256 of the sealed bytes, checked as a download streams.
+    /// SHA-256 of the sealed bytes, sent with each download
+    /// (`Repr-Digest`) for the client to check.
     pub sha256: Vec<u8>,
     /// Number of chunks.
     pub chunks: i32,
@@ -222,17 +224,23 @@ pub fn purge(actor: Actor) -> impl Fn(&mut Tx<'_>) -> Result<u64> + Send + Sync 
                     .about(Some(key_id.clone()), None),
             );
         }
-        let stale: Vec<String> = drop_chunks::table
-            .filter(drop_chunks::written_at.lt(now - ABANDONED_AFTER_MS))
+        // Uploads whose newest chunk is old: one still arriving keeps
+        // writing chunks, so it is never taken for abandoned.
+        let cutoff = now - ABANDONED_AFTER_MS;
+        let candidates: Vec<String> = drop_chunks::table
+            .filter(drop_chunks::written_at.lt(cutoff))
+            .filter(diesel::dsl::not(
+                drop_chunks::drop_id.eq_any(drops::table.select(drops::drop_id)),
+            ))
             .select(drop_chunks::drop_id)
             .distinct()
             .load(tx.conn)?;
-        for id in stale {
-            let live: i64 = drops::table
-                .filter(drops::drop_id.eq(&id))
-                .count()
-                .get_result(tx.conn)?;
-            if live == 0 {
+        for id in candidates {
+            let newest: Option<i64> = drop_chunks::table
+                .filter(drop_chunks::drop_id.eq(&id))
+                .select(diesel::dsl::max(drop_chunks::written_at))
+                .first(tx.conn)?;
+            if newest.is_some_and(|t| t < cutoff) {
                 discard_chunks(tx.conn, &id)?;
             }
         }

@@ -42,12 +42,12 @@ pub fn may_manage(p: &Principal, k: &KeyFacts) -> bool {
     p.user_id == k.creator_id || (p.role == Role::Admin && p.org_id == k.org_id)
 }
 
-/// May `p` share the sealed report as a link? Sharing hands out ciphertext
-/// only; the link opens for whoever may fetch the key. So: its clinicians
-/// and admins who could fetch or manage the key (a service account never
-/// shares).
+/// May `p` share the sealed report as a link? The link goes out under the
+/// key server's name, so only those who answer for the report: its creator,
+/// or an admin of its organisation (not any recipient, who could otherwise
+/// seal a report of their own under the key and hand it to the others).
 pub fn may_share(p: &Principal, k: &KeyFacts) -> bool {
-    may_create(p) && (may_fetch(p, k) || may_manage(p, k))
+    may_create(p) && may_manage(p, k)
 }
 
 /// May `p` read the whole audit log of their organisation?

@@ -151,6 +151,12 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
             )));
         }
     }
+    if cfg.public_url.is_none() && cfg.listen.ip().is_unspecified() {
+        eprintln!(
+            "warning: share links will name {}, which nobody can reach; give --public-url",
+            cfg.listen
+        );
+    }
     let (state, pool_size) = app_state(&cfg)?;
     let workers = if cfg.workers == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())

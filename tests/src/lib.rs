@@ -451,6 +451,24 @@ impl KeyServer {
         }
     }
 
+    /// Runs one statement and answers how many rows it touched (`UPDATE t
+    /// SET c = c WHERE …` counts rows).
+    pub fn sql_rows(&self, statement: &str) -> usize {
+        let done = match &self.database_url {
+            Some(url) => {
+                let mut c = PgConnection::establish(url).expect("connect to PostgreSQL");
+                diesel::sql_query(statement).execute(&mut c)
+            }
+            None => {
+                let path = self.dir.path().join("data/keyserver.sqlite3");
+                let mut c = diesel::SqliteConnection::establish(path.to_str().expect("utf-8"))
+                    .expect("open SQLite");
+                diesel::sql_query(statement).execute(&mut c)
+            }
+        };
+        done.unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
     /// Removes the database's append-only guard on audit events (an
     /// insider's first step).
     pub fn drop_append_only_guards(&self) {

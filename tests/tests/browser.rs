@@ -102,6 +102,43 @@ fn capture(alice: &Device, keyserver: &str, recipient: &str, dir: &Path) -> Path
     out
 }
 
+/// A report bundle with a photo its manifest does not list and one that
+/// differs from what it records, followed by a 12 MiB recording.
+fn inconsistent_bundle() -> Vec<u8> {
+    use medseal_format::bundle::BundleWriter;
+    let photo = medseal_capture::fixtures::phone_jpeg(1);
+    let big: Vec<u8> = (0..12u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut big_file = b"\0\0\0\x18ftypisom\0\0\x02\0isomiso2".to_vec();
+    big_file.extend_from_slice(&big);
+    let m: medseal_format::manifest::Manifest = serde_json::from_value(json!({
+        "manifest_version": 1,
+        "report_id": "r_bad",
+        "created_at": "2026-12-02T08:00:00Z",
+        "capturer": {"name": "Alice"},
+        "organisation": "St Elsewhere",
+        "patient": {"identifiers": [{"system": "mrn", "value": "MRN-1"}], "minimised": false},
+        "consent": {"method": "verbal-witnessed", "given_by": "patient", "scope": ["care"],
+                    "witness": "Nurse Jones", "recorded_at": "2026-12-02T08:00:00Z"},
+        "media": [
+            {"path": "media/photo-1.jpg", "kind": "photo", "mime_type": "image/jpeg",
+             "size": photo.len(), "sha256": sha_hex(b"another photo")},
+            {"path": "media/video-1.mp4", "kind": "video", "mime_type": "video/mp4",
+             "size": big_file.len(), "sha256": sha_hex(&big_file)}
+        ]
+    }))
+    .unwrap();
+    let mut w = BundleWriter::new(Vec::new(), &m).unwrap();
+    w.add("report.pdf", 8, &b"%PDF-1.7"[..]).unwrap();
+    // Not in the manifest: the reader stops here, before the 12 MiB.
+    w.add("media/extra.jpg", photo.len() as u64, &photo[..])
+        .unwrap();
+    w.add("media/photo-1.jpg", photo.len() as u64, &photo[..])
+        .unwrap();
+    w.add("media/video-1.mp4", big_file.len() as u64, &big_file[..])
+        .unwrap();
+    w.finish().unwrap()
+}
+
 fn sign_in(b: &Browser, email: &str) {
     b.fill("Email", email);
     b.fill("Password", PW);
@@ -367,6 +404,30 @@ fn the_browser_shows_nothing_of_a_tampered_report_and_says_why_keys_are_refused(
     bob.click("Open");
     bob.click("Save the opened file");
     assert_eq!(bob.saved("notes.txt"), std::fs::read(&notes).unwrap());
+
+    // Sealed whole and intact, but holding a photo its manifest does not
+    // list (and 12 MiB after it, more than the workers' ring holds): the
+    // reader stops early, the decryption stops with it, and the page says
+    // "damaged or tampered" and shows nothing.
+    let inconsistent = root.path().join("inconsistent.tar");
+    std::fs::write(&inconsistent, inconsistent_bundle()).unwrap();
+    let sealed = root.path().join("inconsistent.mseal");
+    alice.ok(&[
+        "seal",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "-o",
+        sealed.to_str().unwrap(),
+        inconsistent.to_str().unwrap(),
+    ]);
+    bob.goto(&format!("{}/app/#/open", ks.base));
+    bob.choose_file("Sealed report", &sealed);
+    bob.fill("Password", "correct horse battery staple");
+    bob.click("Open");
+    let said = bob.alert();
+    assert!(said.contains("damaged or tampered"), "{said}");
+    assert!(!bob.is_shown("#report"));
+    assert!(!bob.is_shown("#result"));
     assert!(
         !bob.is_shown("#report"),
         "a plain file is not shown as a report"
@@ -430,6 +491,14 @@ fn a_share_link_opens_for_bob_not_for_eve_and_stops_when_it_expires() {
     drop(bob);
 
     // A restarted server purges it: its bytes are gone, and that is audited.
+    // An upload abandoned two hours ago goes too; one still arriving stays.
+    let now = medseal_format::clock::now_ms();
+    ks.sql(&[
+        "INSERT INTO drop_chunks (drop_id, seq, bytes, written_at) VALUES ('d_0000000000000000000000000000dead', 0, X'00', 1)",
+        &format!("INSERT INTO drop_chunks (drop_id, seq, bytes, written_at) VALUES ('d_0000000000000000000000000000dead', 1, X'00', {})", now - 2 * 3_600_000),
+        &format!("INSERT INTO drop_chunks (drop_id, seq, bytes, written_at) VALUES ('d_00000000000000000000000000000a1e', 0, X'00', {})", now - 2 * 3_600_000),
+        &format!("INSERT INTO drop_chunks (drop_id, seq, bytes, written_at) VALUES ('d_00000000000000000000000000000a1e', 1, X'00', {now})"),
+    ]);
     ks.kill();
     ks.start();
     let api = ks.login("bob@st.example", PW, "dev-bob-api");
@@ -446,5 +515,21 @@ fn a_share_link_opens_for_bob_not_for_eve_and_stops_when_it_expires() {
     assert!(
         events.iter().any(|e| e["action"] == "drop.purged"),
         "{events:?}"
+    );
+    let rows = |id: &str| {
+        ks.sql_rows(&format!(
+            "UPDATE drop_chunks SET seq = seq WHERE drop_id = '{id}'"
+        ))
+    };
+    assert_eq!(rows(&drop_id), 0, "the expired link's bytes are deleted");
+    assert_eq!(
+        rows("d_0000000000000000000000000000dead"),
+        0,
+        "abandoned upload"
+    );
+    assert_eq!(
+        rows("d_00000000000000000000000000000a1e"),
+        2,
+        "upload under way"
     );
 }

@@ -324,7 +324,9 @@ fn share_links(backend: Backend) {
     // On PostgreSQL the recipient downloads from a second server.
     let mut other = (backend == Backend::Postgres).then(|| ks.replica());
     if let Some(o) = other.as_mut() {
-        o.start();
+        // Every server of a pool is reached under one public address.
+        let public = ks.base.clone();
+        o.start_with(&["--public-url", &public]);
     }
     let far = other.as_ref().unwrap_or(&ks);
 
@@ -364,8 +366,12 @@ fn share_links(backend: Backend) {
             "{unknown}"
         );
     }
-    // Eve may not share a report that is not hers to hand out.
+    // Eve may not share a report that is not hers to hand out, nor may
+    // Bob, a recipient: a link goes out under the server's name, so only
+    // the report's creator (or an admin of its organisation) makes one.
     let r = share(&eve, &report, None);
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = share(&bob, &report, None);
     assert_eq!(r.status, 403, "{}", r.body);
 
     // What cannot be shared is refused with a clear answer.

@@ -207,6 +207,7 @@ function showPlain(answer) {
 
 async function choose(f) {
   clearProblem();
+  opening++; // whatever was being opened is no longer wanted
   // Nothing is opened until this file's own header is known.
   file = null;
   header = null;
@@ -222,10 +223,14 @@ async function choose(f) {
   return true;
 }
 
+let opening = 0; // answers to an earlier request are dropped
+
 async function open(secret) {
   $("progress").textContent = "Checking and opening the report…";
   clearShown();
+  const mine = ++opening;
   const answer = await ask({ op: "open", file, secret });
+  if (mine !== opening) return;
   $("report-password").value = "";
   if (answer.error) {
     const said = {

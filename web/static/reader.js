@@ -15,9 +15,16 @@ const ready = init({ module_or_path: new URL("medseal_web_bg.wasm", import.meta.
 
 self.onmessage = async (e) => {
   const reply = e.ports[0];
+  let ring = null;
   try {
     await ready;
-    const next = ringReader(e.data.ring);
+    ring = ringReader(e.data.ring);
+    let consumed = 0;
+    const next = (n) => {
+      const piece = ring.read(n);
+      consumed += piece.length;
+      return piece;
+    };
     // The first 512 bytes say whether this is a report.
     const first = [];
     let have = 0;
@@ -35,7 +42,7 @@ self.onmessage = async (e) => {
       const plain = collector();
       plain.add(head);
       for (let p = next(1 << 20); p.length; p = next(1 << 20)) plain.add(p);
-      return reply.postMessage({ plain: plain.done("application/octet-stream") });
+      return reply.postMessage({ plain: plain.done("application/octet-stream"), consumed });
     }
     let pending = head;
     const read = (n) => {
@@ -46,8 +53,14 @@ self.onmessage = async (e) => {
       }
       return next(n);
     };
-    reply.postMessage(splitReport(read));
+    const report = splitReport(read);
+    // Whatever follows the bundle's end is read too: the writer finishes,
+    // so every frame is verified, and the counts can be compared.
+    while (next(1 << 20).length);
+    reply.postMessage({ ...report, consumed });
   } catch (err) {
+    // Nothing more is read: the decrypting worker stops instead of waiting.
+    if (ring) ring.stop();
     reply.postMessage({ error: err && err.class ? err : { class: "environment", message: String(err && err.message || err) } });
   }
 };

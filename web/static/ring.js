@@ -21,11 +21,13 @@ export function ringWriter({ control, data }) {
     async write(bytes) {
       let off = 0;
       while (off < bytes.length) {
-        const used = Atomics.load(ctl, USED);
         if (Atomics.load(ctl, STATE) === 2) throw new Error("the reader stopped");
+        const used = Atomics.load(ctl, USED);
         const room = buf.length - used;
         if (room === 0) {
-          const w = Atomics.waitAsync(ctl, USED, used);
+          // Woken by the reader taking bytes or stopping; the timeout only
+          // re-checks, it never ends the wait on its own.
+          const w = Atomics.waitAsync(ctl, USED, used, 1000);
           if (w.async) await w.value;
           continue;
         }
@@ -48,14 +50,22 @@ export function ringWriter({ control, data }) {
   };
 }
 
+// The reader's side: `read(n)` blocks until bytes come, answers an empty
+// array at the end; `stop()` tells the writer that nothing more is read.
 export function ringReader({ control, data }) {
   const ctl = new Int32Array(control);
   const buf = new Uint8Array(data);
   let at = 0;
-  return (n) => {
+  const stop = () => {
+    Atomics.store(ctl, STATE, 2);
+    Atomics.notify(ctl, USED);
+  };
+  const read = (n) => {
     for (;;) {
-      const used = Atomics.load(ctl, USED);
+      // The state first: a writer that adds its last bytes and then closes
+      // between the two loads is seen as holding bytes, not as finished.
       const state = Atomics.load(ctl, STATE);
+      const used = Atomics.load(ctl, USED);
       if (state === 2) throw new Error("opening stopped");
       if (used > 0) {
         const k = Math.min(n, used, buf.length - at);
@@ -69,4 +79,5 @@ export function ringReader({ control, data }) {
       Atomics.wait(ctl, USED, 0, 1000);
     }
   };
+  return { read, stop };
 }

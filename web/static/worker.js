@@ -54,9 +54,14 @@ async function decrypt(file, secret, keep) {
     : planWithPassword(reader(file), secret.password, file.size);
   try {
     const raw = plan.exportKeys();
-    const encKey = await subtle.importKey("raw", raw.subarray(0, 32), "AES-CBC", false, ["encrypt", "decrypt"]);
-    const macKey = await subtle.importKey("raw", raw.subarray(32), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-    raw.fill(0);
+    let encKey;
+    let macKey;
+    try {
+      encKey = await subtle.importKey("raw", raw.subarray(0, 32), "AES-CBC", false, ["encrypt", "decrypt"]);
+      macKey = await subtle.importKey("raw", raw.subarray(32), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    } finally {
+      raw.fill(0);
+    }
     const frames = plan.frames();
     const one = async (i) => {
       const [offset, len, last] = plan.frame(i);
@@ -130,12 +135,18 @@ async function openShared(file, secret) {
     out.close();
   } catch (err) {
     out.abort();
-    await split; // the reader has stopped
-    throw err;
+    const answer = await split; // the reader has stopped
+    // The reader stopping first (a bundle that breaks its manifest) is the
+    // reason; otherwise the decryption's own error is.
+    throw answer.error && String(err && err.message).includes("reader stopped") ? answer.error : err;
   }
   const answer = await split;
   if (answer.error) throw answer.error;
-  return { ...answer, length };
+  if (answer.consumed !== length) {
+    throw { class: "environment", message: "the report was not read whole; try again" };
+  }
+  const { consumed, ...opened } = answer;
+  return { ...opened, length };
 }
 
 // Opens, keeping the plaintext as a Blob, then splits it.

@@ -143,4 +143,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_head,
     audit_checkpoints,
     drops,
+    drop_chunks,
 );

@@ -248,11 +248,19 @@ async fn check_key(
 ) -> Result<(String, String, String)> {
     let header = Header::read_from(&mut &start[..])
         .map_err(|_| Error::Invalid("this is not a medseal sealed report".into()))?;
-    let KeyMode::KeyServer { key_id, .. } = header.key_mode() else {
+    let KeyMode::KeyServer { key_id, origin } = header.key_mode() else {
         return Err(Error::Invalid(
             "only reports sealed with a key from this key server can be shared as a link".into(),
         ));
     };
+    // The viewer fetches the key from the origin the header names: a link
+    // from this server must name this server.
+    if origin.trim_end_matches('/') != public_origin(&state.public_url) {
+        return Err(Error::Invalid(format!(
+            "the report's key is held by {origin}, not this key server ({}); share it there",
+            public_origin(&state.public_url)
+        )));
+    }
     let key_id = key_id.to_owned();
     if keys::check_key_id(&key_id).is_err() {
         return Err(Error::Invalid(
@@ -264,7 +272,7 @@ async fn check_key(
         creds.clone(),
         &key_id,
         policy::may_share,
-        "only the report's clinicians may share it",
+        "only the report's creator or an admin of its organisation may share it",
     )
     .await?;
     if let Some(reason) = keys::gone_reason(info.revoked_at, info.expires_at, state.clock.now_ms())
@@ -272,6 +280,15 @@ async fn check_key(
         return Err(Error::Gone(format!("this report's key has been {reason}")));
     }
     Ok((key_id, info.report_id, info.org))
+}
+
+/// The scheme, host and port of the public URL (what a sealed header names).
+fn public_origin(url: &str) -> &str {
+    let url = url.trim_end_matches('/');
+    match url.find("://") {
+        Some(i) => url[i + 3..].find('/').map_or(url, |j| &url[..i + 3 + j]),
+        None => url,
+    }
 }
 
 /// Download a shared report's sealed bytes.
@@ -363,4 +380,24 @@ pub async fn download_drop(
         .insert_header(("Repr-Digest", digest))
         .no_chunking(drop.size as u64)
         .streaming(body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_public_origin_is_scheme_host_and_port() {
+        use super::public_origin;
+        assert_eq!(
+            public_origin("https://keys.example.org/"),
+            "https://keys.example.org"
+        );
+        assert_eq!(
+            public_origin("https://keys.example.org:8443/medseal/"),
+            "https://keys.example.org:8443"
+        );
+        assert_eq!(
+            public_origin("http://127.0.0.1:8600"),
+            "http://127.0.0.1:8600"
+        );
+    }
 }

@@ -27,6 +27,7 @@ CREATE TABLE drop_chunks (
     written_at BIGINT NOT NULL,
     PRIMARY KEY (drop_id, seq)
 );
+CREATE INDEX drop_chunks_written ON drop_chunks (written_at);
 
 -- The longest an organisation lets a share link live, in days (1-30);
 -- NULL: the default, 30.
