@@ -139,6 +139,33 @@ fn inconsistent_bundle() -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// The password of the password-sealed files.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Seals `input` with [`PASSWORD`] into `INPUT.mseal` (beside it).
+fn seal_with_password(dev: &Device, input: &Path) -> PathBuf {
+    let dir = input.parent().unwrap();
+    let pw = write_file(dir, "pw", format!("{PASSWORD}\n").as_bytes());
+    let sealed = PathBuf::from(format!("{}.mseal", input.display()));
+    dev.ok(&[
+        "seal",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "-o",
+        sealed.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    sealed
+}
+
+/// Chooses `sealed` in the app and opens it with `password`.
+fn open_with_password(b: &Browser, base: &str, sealed: &Path, password: &str) {
+    b.goto(&format!("{base}/app/#/open"));
+    b.choose_file("Sealed report", sealed);
+    b.fill("Password", password);
+    b.click("Open");
+}
+
 fn sign_in(b: &Browser, email: &str) {
     b.fill("Email", email);
     b.fill("Password", PW);
@@ -384,23 +411,11 @@ fn the_browser_shows_nothing_of_a_tampered_report_and_says_why_keys_are_refused(
         "notes.txt",
         b"handover notes for the ward round\n",
     );
-    let pw = write_file(root.path(), "pw", b"correct horse battery staple\n");
-    let sealed = root.path().join("notes.txt.mseal");
-    alice.ok(&[
-        "seal",
-        "--password-file",
-        pw.to_str().unwrap(),
-        "-o",
-        sealed.to_str().unwrap(),
-        notes.to_str().unwrap(),
-    ]);
-    bob.goto(&format!("{}/app/#/open", ks.base));
-    bob.choose_file("Sealed report", &sealed);
-    bob.fill("Password", "not the password");
-    bob.click("Open");
+    let sealed = seal_with_password(&alice, &notes);
+    open_with_password(&bob, &ks.base, &sealed, "not the password");
     let said = bob.alert();
     assert!(said.contains("password is not right"), "{said}");
-    bob.fill("Password", "correct horse battery staple");
+    bob.fill("Password", PASSWORD);
     bob.click("Open");
     bob.click("Save the opened file");
     assert_eq!(bob.saved("notes.txt"), std::fs::read(&notes).unwrap());
@@ -409,21 +424,9 @@ fn the_browser_shows_nothing_of_a_tampered_report_and_says_why_keys_are_refused(
     // list (and 12 MiB after it, more than the workers' ring holds): the
     // reader stops early, the decryption stops with it, and the page says
     // "damaged or tampered" and shows nothing.
-    let inconsistent = root.path().join("inconsistent.tar");
-    std::fs::write(&inconsistent, inconsistent_bundle()).unwrap();
-    let sealed = root.path().join("inconsistent.mseal");
-    alice.ok(&[
-        "seal",
-        "--password-file",
-        pw.to_str().unwrap(),
-        "-o",
-        sealed.to_str().unwrap(),
-        inconsistent.to_str().unwrap(),
-    ]);
-    bob.goto(&format!("{}/app/#/open", ks.base));
-    bob.choose_file("Sealed report", &sealed);
-    bob.fill("Password", "correct horse battery staple");
-    bob.click("Open");
+    let inconsistent = write_file(root.path(), "inconsistent.tar", &inconsistent_bundle());
+    let sealed = seal_with_password(&alice, &inconsistent);
+    open_with_password(&bob, &ks.base, &sealed, PASSWORD);
     let said = bob.alert();
     assert!(said.contains("damaged or tampered"), "{said}");
     assert!(!bob.is_shown("#report"));
