@@ -164,6 +164,14 @@ impl Email {
     }
 }
 
+/// Text for the HTML part of a mail: nothing in it is markup.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// How the recipient opens the file, by key mode: plain text and HTML.
 pub fn instructions(file_name: &str, mode: &KeyMode) -> (String, String) {
     let stem = file_name.strip_suffix(".mseal").unwrap_or(file_name);
@@ -196,12 +204,6 @@ pub fn instructions(file_name: &str, mode: &KeyMode) -> (String, String) {
         text.push_str(&format!("    {s}\n"));
     }
     text.push_str("\nPlease do not forward this message outside your organisation.\n");
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
     let mut html = String::from(
         "<!DOCTYPE html><html><body><p><strong>You have received a secure clinical report.</strong></p>",
     );
@@ -230,12 +232,6 @@ pub fn link_instructions(url: &str, expires_at: &str) -> (String, String) {
          each opening is recorded. The link works until {expires_at}.\n\n\
          Please do not forward this message outside your organisation.\n"
     );
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
     let html = format!(
         "<!DOCTYPE html><html><body><p><strong>You have received a secure clinical report.</strong></p>\
          <p><a href=\"{u}\">Open the report in your browser</a> (nothing to install).</p>\

@@ -114,6 +114,10 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
                 tracing::warn!(error = %e, "cannot build the audit tree yet; it is built on first use");
             }
         });
+    let public_url = cfg.public_url.clone().unwrap_or_else(|| {
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", cfg.listen)
+    });
     let state = web::Data::new(AppState {
         pool,
         keyring,
@@ -125,10 +129,8 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         proxy_hops: cfg.proxy_hops,
         inline_db: matches!(cfg.store.location, db::Location::Sqlite(_)),
         metrics_access: cfg.metrics_access.clone(),
-        public_url: cfg.public_url.clone().unwrap_or_else(|| {
-            let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{}", cfg.listen)
-        }),
+        public_origin: crate::http::drops::origin_of(&public_url).to_owned(),
+        public_url,
         drop_max_bytes: cfg.drop_max_bytes,
     });
     Ok((state, pool_size))

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::caller::Credentials;
-use super::handlers::authorised_key;
+use super::handlers::{authorised_key, with_conn};
 use crate::audit::{Action, Outcome};
 use crate::drops::{self, CHUNK_LEN, Drop};
 use crate::error::{Error, Result};
@@ -25,16 +25,6 @@ use crate::time::rfc3339;
 pub const FIELD_REPORT: &str = "report";
 /// Optional multipart part: the lifetime in days.
 pub const FIELD_DAYS: &str = "days";
-
-async fn db<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&mut crate::db::Conn) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let pool = state.pool.clone();
-    web::block(move || f(&mut *pool.get()?))
-        .await
-        .map_err(|e| Error::Internal(format!("worker pool: {e}")))?
-}
 
 /// Share a sealed report as a link.
 #[utoipa::path(post, path = "/v1/drops",
@@ -68,7 +58,10 @@ pub async fn create_drop(
         written: 0,
     };
     let received = receive(&mut upload, form, &creds, org_max).await;
-    let (days, size, sha256, key_id, report_id, org) = match received {
+    let Received {
+        days,
+        stored: Stored { size, sha256, key },
+    } = match received {
         Ok(r) => r,
         Err(e) => {
             upload.discard().await;
@@ -81,7 +74,7 @@ pub async fn create_drop(
         drop_id: drop_id.clone(),
         org_id: principal.org_id,
         creator_id: principal.user_id,
-        key_id,
+        key_id: key.key_id,
         size: size as i64,
         sha256,
         chunks: upload.written,
@@ -90,7 +83,7 @@ pub async fn create_drop(
     };
     let made = state
         .audit
-        .apply(drops::create(caller.actor(), org, row, report_id))
+        .apply(drops::create(caller.actor(), key.org, row, key.report_id))
         .await;
     if let Err(e) = made {
         upload.discard().await;
@@ -121,7 +114,7 @@ impl Upload<'_> {
             self.written,
             self.state.clock.now_ms(),
         );
-        db(self.state, move |c| {
+        with_conn(self.state, move |c| {
             drops::write_chunk(c, &id, seq, &bytes, now)
         })
         .await?;
@@ -132,7 +125,7 @@ impl Upload<'_> {
     async fn discard(&self) {
         let id = self.drop_id.clone();
         if self.written > 0
-            && let Err(e) = db(self.state, move |c| drops::discard_chunks(c, &id)).await
+            && let Err(e) = with_conn(self.state, move |c| drops::discard_chunks(c, &id)).await
         {
             // The purge removes them within the hour.
             tracing::warn!(error = %e, "cannot remove the chunks of a failed upload yet");
@@ -140,11 +133,27 @@ impl Upload<'_> {
     }
 }
 
-type Received = (u32, u64, Vec<u8>, String, String, String);
+/// A stored upload: its lifetime and what the drop's row records.
+struct Received {
+    days: u32,
+    stored: Stored,
+}
 
-/// Reads the form, storing the sealed file in chunks; answers the lifetime,
-/// the size, the SHA-256, the key id, the report id and the key's
-/// organisation.
+/// The sealed file as stored, and the key it names.
+struct Stored {
+    size: u64,
+    sha256: Vec<u8>,
+    key: SharedKey,
+}
+
+/// The key a shared report names, as this server knows it.
+struct SharedKey {
+    key_id: String,
+    report_id: String,
+    org: String,
+}
+
+/// Reads the form, storing the sealed file in chunks.
 async fn receive(
     upload: &mut Upload<'_>,
     mut form: Multipart,
@@ -176,9 +185,8 @@ async fn receive(
             }
             FIELD_REPORT if found.is_none() => {
                 let days = drops::lifetime_days(days, org_max)?;
-                let (size, sha, key_id, report_id, org) =
-                    store_report(upload, &mut field, creds).await?;
-                found = Some((days, size, sha, key_id, report_id, org));
+                let stored = store_report(upload, &mut field, creds).await?;
+                found = Some(Received { days, stored });
             }
             other => {
                 return Err(Error::Invalid(format!(
@@ -198,12 +206,12 @@ async fn store_report(
     upload: &mut Upload<'_>,
     field: &mut actix_multipart::Field,
     creds: &Credentials,
-) -> Result<(u64, Vec<u8>, String, String, String)> {
+) -> Result<Stored> {
     let state = upload.state;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_LEN);
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
-    let mut key: Option<(String, String, String)> = None;
+    let mut key: Option<SharedKey> = None;
     let mut ended = false;
     while !ended {
         match field.next().await {
@@ -233,19 +241,18 @@ async fn store_report(
             upload.write(full).await?;
         }
     }
-    let (key_id, report_id, org) =
-        key.ok_or_else(|| Error::Invalid("the report part is empty".into()))?;
-    Ok((size, hasher.finalize().to_vec(), key_id, report_id, org))
+    let key = key.ok_or_else(|| Error::Invalid("the report part is empty".into()))?;
+    Ok(Stored {
+        size,
+        sha256: hasher.finalize().to_vec(),
+        key,
+    })
 }
 
 /// Reads the sealed header at the start of the upload and checks that the
 /// sharer may share it: a key of this server that they may fetch or
-/// manage, still live. Answers the key id, its report id and organisation.
-async fn check_key(
-    state: &AppState,
-    start: &[u8],
-    creds: &Credentials,
-) -> Result<(String, String, String)> {
+/// manage, still live.
+async fn check_key(state: &AppState, start: &[u8], creds: &Credentials) -> Result<SharedKey> {
     let header = Header::read_from(&mut &start[..])
         .map_err(|_| Error::Invalid("this is not a medseal sealed report".into()))?;
     let KeyMode::KeyServer { key_id, origin } = header.key_mode() else {
@@ -255,10 +262,10 @@ async fn check_key(
     };
     // The viewer fetches the key from the origin the header names: a link
     // from this server must name this server.
-    if origin.trim_end_matches('/') != public_origin(&state.public_url) {
+    if origin.trim_end_matches('/') != state.public_origin {
         return Err(Error::Invalid(format!(
             "the report's key is held by {origin}, not this key server ({}); share it there",
-            public_origin(&state.public_url)
+            state.public_origin
         )));
     }
     let key_id = key_id.to_owned();
@@ -279,11 +286,15 @@ async fn check_key(
     {
         return Err(Error::Gone(format!("this report's key has been {reason}")));
     }
-    Ok((key_id, info.report_id, info.org))
+    Ok(SharedKey {
+        key_id,
+        report_id: info.report_id,
+        org: info.org,
+    })
 }
 
-/// The scheme, host and port of the public URL (what a sealed header names).
-fn public_origin(url: &str) -> &str {
+/// The scheme, host and port of a URL (what a sealed header names).
+pub fn origin_of(url: &str) -> &str {
     let url = url.trim_end_matches('/');
     match url.find("://") {
         Some(i) => url[i + 3..].find('/').map_or(url, |j| &url[..i + 3 + j]),
@@ -350,17 +361,11 @@ pub async fn download_drop(
                 .about(about.0, about.1),
         )
         .await?;
-    let pool = state.pool.clone();
-    let chunks = drop.chunks;
     let id = drop.drop_id.clone();
-    let body = futures_util::stream::iter(0..chunks).then(move |seq| {
-        let (pool, id) = (pool.clone(), id.clone());
+    let body = futures_util::stream::iter(0..drop.chunks).then(move |seq| {
+        let (state, id) = (state.clone(), id.clone());
         async move {
-            let bytes = web::block(move || -> Result<Vec<u8>> {
-                drops::read_chunk(&mut *pool.get()?, &id, seq)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("worker pool: {e}")))??;
+            let bytes = with_conn(&state, move |c| drops::read_chunk(c, &id, seq)).await?;
             Ok::<_, Error>(web::Bytes::from(bytes))
         }
     });
@@ -386,7 +391,7 @@ pub async fn download_drop(
 mod tests {
     #[test]
     fn the_public_origin_is_scheme_host_and_port() {
-        use super::public_origin;
+        use super::origin_of as public_origin;
         assert_eq!(
             public_origin("https://keys.example.org/"),
             "https://keys.example.org"

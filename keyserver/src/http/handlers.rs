@@ -31,7 +31,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Runs `f` on a pooled connection in the blocking thread pool.
-async fn with_conn<T: Send + 'static>(
+pub(crate) async fn with_conn<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&mut crate::db::Conn) -> Result<T> + Send + 'static,
 ) -> Result<T> {

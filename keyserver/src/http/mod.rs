@@ -63,6 +63,8 @@ pub struct AppState {
     /// The address people reach the server at (`--public-url`), for the
     /// links it hands out.
     pub public_url: String,
+    /// Its scheme, host and port: what a report sealed here names.
+    pub public_origin: String,
     /// Largest share link, in bytes.
     pub drop_max_bytes: u64,
 }
