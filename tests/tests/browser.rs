@@ -382,6 +382,7 @@ fn the_browser_shows_nothing_of_a_tampered_report_and_says_why_keys_are_refused(
     open_in_browser(&bob, &ks.base, &tampered, Some("bob@st.example"));
     let said = bob.alert();
     assert!(said.contains("damaged or tampered"), "{said}");
+    bob.screenshot(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer-tampered-390px.png"));
     assert!(!bob.is_shown("#report"), "nothing of the report is shown");
     assert!(photos(&bob).is_empty());
 
@@ -456,6 +457,7 @@ fn a_share_link_opens_for_bob_not_for_eve_and_stops_when_it_expires() {
     bob.goto(&url);
     bob.click("Open");
     bob.shown("#signin-form");
+    bob.screenshot(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("viewer-share-link-390px.png"));
     sign_in(&bob, "bob@st.example");
     bob.shown("#report");
     assert_eq!(photos(&bob).len(), 2);

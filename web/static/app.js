@@ -266,10 +266,17 @@ async function fetchDrop() {
   return new File([blob], `shared-${dropId}.mseal`, { type: "application/octet-stream" });
 }
 
+// One action at a time: while the sign-in asks, "Open" waits.
 function askSignIn(where) {
   $("signin-server").textContent = where;
   $("signin").hidden = false;
+  $("open-button").hidden = true;
   $("signin-email").focus();
+}
+
+function signInDone() {
+  $("signin").hidden = true;
+  $("open-button").hidden = false;
 }
 
 async function openChosen() {
@@ -355,7 +362,7 @@ $("signin-form").addEventListener("submit", async (e) => {
   const body = await r.json().catch(() => ({}));
   if (!r.ok) return problem(r.status === 429 ? "Too many attempts. Wait a while and try again." : "The email address or password is not right.");
   keepSession({ csrf: body.csrf_token, device, email });
-  $("signin").hidden = true;
+  signInDone();
   openChosen();
 });
 
@@ -375,6 +382,7 @@ $("save-all").addEventListener("click", () => {
 // ---- routes and events ----------------------------------------------------
 
 function route() {
+  signInDone();
   const m = /^#\/drop\/(d_[0-9a-f]{32})$/.exec(location.hash);
   dropId = m ? m[1] : null;
   file = null;
