@@ -52,6 +52,22 @@ if command -v rustup >/dev/null; then
   rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
 fi
 
+# The OpenID Provider the single sign-on tests sign in through: the npm
+# package oidc-provider (OpenID-certified), at the version package-lock.json
+# pins, installed once into tests/oidc/node_modules.
+if ! command -v npm >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  else
+    echo "test-all: please install npm" >&2
+    exit 1
+  fi
+fi
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "test-all: installing oidc-provider"
+  (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 cargo test --workspace --locked
 fuzz_seconds=${FUZZ_SECONDS:-10}
 if [ "$fuzz_seconds" -gt 0 ]; then

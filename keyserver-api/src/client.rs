@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::transparency::Checkpoint;
 use crate::v1::{
-    CreateKeyRequest, CreatedDrop, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest,
-    Proof, PublicKey, SessionResponse,
+    CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CurrentSession, ErrorBody, FetchedKey,
+    GrantExchange, LoginRequest, Proof, PublicKey, SessionResponse,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -227,12 +227,81 @@ impl KeyClient {
             cookie: false,
             email: email.to_owned(),
             password,
+            code: None,
+            device_id: self.device_id.clone(),
+        };
+        self.open_session("/v1/sessions", &body, Some(email))
+    }
+
+    /// Asks the server to e-mail a single-use sign-in code to `email`. The
+    /// answer is the same whether or not the address may sign in.
+    pub fn request_code(&self, email: &str) -> Result<(), ClientError> {
+        let body = CodeRequest {
+            email: email.to_owned(),
             device_id: self.device_id.clone(),
         };
         let (status, resp) = self.send(
             self.http
-                .post(format!("{}/v1/sessions", self.origin))
+                .post(format!("{}/v1/sessions/code", self.origin))
                 .json(&body),
+            None,
+        )?;
+        if status != 202 {
+            return Err(self.error(status, &resp));
+        }
+        Ok(())
+    }
+
+    /// Logs in with an e-mailed code.
+    pub fn login_with_code(&self, email: &str, code: &str) -> Result<Session, ClientError> {
+        let body = LoginRequest {
+            cookie: false,
+            email: email.to_owned(),
+            password: Zeroizing::new(String::new()),
+            code: Some(Zeroizing::new(code.to_owned())),
+            device_id: self.device_id.clone(),
+        };
+        self.open_session("/v1/sessions", &body, Some(email))
+    }
+
+    /// Where a browser starts single sign-on for organisation `org` (its
+    /// name or e-mail domain), coming back to `return_to` with a grant for
+    /// the verifier of `challenge`.
+    pub fn sso_start_url(&self, org: &str, return_to: &str, challenge: &str) -> String {
+        let enc = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        format!(
+            "{}/v1/sso/{}/start?device_id={}&return_to={}&challenge={}",
+            self.origin,
+            enc(org),
+            enc(&self.device_id),
+            enc(return_to),
+            enc(challenge)
+        )
+    }
+
+    /// Exchanges the grant single sign-on handed back for a session.
+    pub fn exchange_grant(&self, grant: &str, verifier: &str) -> Result<Session, ClientError> {
+        let body = GrantExchange {
+            grant: Zeroizing::new(grant.to_owned()),
+            verifier: Zeroizing::new(verifier.to_owned()),
+            device_id: self.device_id.clone(),
+            cookie: false,
+        };
+        let mut session = self.open_session("/v1/sso/session", &body, None)?;
+        session.email = self.session_owner(&session.token)?.email;
+        Ok(session)
+    }
+
+    fn open_session(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+        email: Option<&str>,
+    ) -> Result<Session, ClientError> {
+        let (status, resp) = self.send(
+            self.http.post(format!("{}{path}", self.origin)).json(body),
             None,
         )?;
         if status != 201 {
@@ -250,7 +319,7 @@ impl KeyClient {
             serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok(Session {
             origin: self.origin.clone(),
-            email: email.trim().to_lowercase(),
+            email: email.map(|e| e.trim().to_lowercase()).unwrap_or_default(),
             token: c.token.to_string(),
             expires_at: c.expires_at.clone(),
         })

@@ -21,21 +21,58 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// `POST /v1/sessions`: sign in with a password.
+/// `POST /v1/sessions`: sign in with a password, or with the code that
+/// `POST /v1/sessions/code` e-mailed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    /// The account's e-mail address.
+    /// The account's (or a guest's) e-mail address.
     pub email: String,
-    /// The password.
+    /// The password (left out when signing in with a code).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[serde(default, skip_serializing_if = "is_empty")]
     pub password: Zeroizing<String>,
+    /// The e-mailed code: 8 digits.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<Zeroizing<String>>,
     /// A stable id of the device; the session only works from it.
     pub device_id: String,
     /// The web app asks for its session as an HttpOnly cookie instead of
     /// a token in the answer, so that no page script can read it; the
     /// answer then carries the `csrf_token` every request must echo.
+    #[serde(default)]
+    pub cookie: bool,
+}
+
+/// `POST /v1/sessions/code`: e-mail me a sign-in code. Answered 202 `{}`
+/// whatever the address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// Where to send the code.
+    pub email: String,
+    /// The device that will sign in.
+    pub device_id: String,
+}
+
+/// `POST /v1/sso/session`: exchange the grant that single sign-on handed
+/// back for a session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantExchange {
+    /// The grant from the redirect (`msg_…`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub grant: Zeroizing<String>,
+    /// The verifier whose S256 challenge started the sign-in.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub verifier: Zeroizing<String>,
+    /// The device that started the sign-in.
+    pub device_id: String,
+    /// As in [`LoginRequest`]: the web app's HttpOnly cookie session.
     #[serde(default)]
     pub cookie: bool,
 }
@@ -159,4 +196,14 @@ pub struct CreatedDrop {
     pub url: String,
     /// When the link stops working (RFC 3339); the bytes are deleted then.
     pub expires_at: String,
+}
+
+/// The S256 challenge of a single sign-on verifier (RFC 7636 §4.2):
+/// base64url, unpadded, of its SHA-256. The client sends this when it
+/// starts a sign-in and the verifier when it exchanges the grant.
+pub fn s256_challenge(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
 }

@@ -30,6 +30,10 @@ pub enum Role {
     Clinician,
     /// A receiving endpoint's service account.
     Service,
+    /// Someone of another organisation who signed in with an e-mailed
+    /// code to open the reports addressed to them, and may do nothing else
+    /// ([`crate::signin::guests`]).
+    Guest,
 }
 
 impl Role {
@@ -40,6 +44,7 @@ impl Role {
             Role::Auditor => "auditor",
             Role::Clinician => "clinician",
             Role::Service => "service",
+            Role::Guest => "guest",
         }
     }
 }
@@ -52,6 +57,7 @@ impl std::str::FromStr for Role {
             "auditor" => Ok(Role::Auditor),
             "clinician" => Ok(Role::Clinician),
             "service" => Ok(Role::Service),
+            "guest" => Ok(Role::Guest),
             _ => Err(Error::Invalid(format!(
                 "unknown role '{s}': use admin, auditor, clinician or service"
             ))),

@@ -75,6 +75,46 @@ impl Admin {
         ))
     }
 
+    /// `org set --guests any|DOMAIN…|none`.
+    pub fn set_guests(
+        &mut self,
+        org: &str,
+        policy: crate::signin::guests::GuestPolicy,
+    ) -> Result<()> {
+        self.commit(crate::signin::guests::set_policy(
+            self.actor.clone(),
+            org.to_owned(),
+            policy,
+        ))
+    }
+
+    /// `org sso set`.
+    pub fn set_sso(&mut self, org: &str, settings: crate::signin::sso::SsoSettings) -> Result<()> {
+        self.commit(crate::signin::sso::set(
+            self.actor.clone(),
+            org.to_owned(),
+            settings,
+        ))
+    }
+
+    /// `org sso remove`.
+    pub fn remove_sso(&mut self, org: &str) -> Result<()> {
+        self.commit(crate::signin::sso::remove(
+            self.actor.clone(),
+            org.to_owned(),
+        ))
+    }
+
+    /// `org sso show`: the settings without the secret, and the callback
+    /// to register at the provider (under `public_url`).
+    pub fn show_sso(
+        &mut self,
+        org: &str,
+        public_url: &str,
+    ) -> Result<Option<crate::signin::sso::SsoView>> {
+        crate::signin::sso::show(&mut self.conn, org, self.ring.state_key(), public_url)
+    }
+
     /// `user add`.
     pub fn add_user(&mut self, org: &str, email: &str, role: Role, password: &[u8]) -> Result<i64> {
         let hash = accounts::hash_password(password)?;

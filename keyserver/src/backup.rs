@@ -151,7 +151,7 @@ fn write_logical<W: Write>(store: &Store, out: W) -> Result<BackupInfo> {
     if let Some(text) = &ring_text {
         add_entry(&mut tar, KEYRING, text.len() as u64, &mut text.as_bytes())?;
     }
-    for table in crate::dump::TABLES {
+    for table in crate::dump::TABLES.iter().chain(&crate::dump::LATER_TABLES) {
         let path = tmp.path().join(jsonl(table));
         let mut f = std::fs::File::open(&path).map_err(io("cannot read the dump"))?;
         let len = f.metadata().map_err(io("cannot read the dump"))?.len();
@@ -260,6 +260,7 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
     let mut ring_text: Option<zeroize::Zeroizing<String>> = None;
     let mut files: Vec<String> = Vec::new();
     let tables: Vec<String> = crate::dump::TABLES.iter().map(|t| jsonl(t)).collect();
+    let later: Vec<String> = crate::dump::LATER_TABLES.iter().map(|t| jsonl(t)).collect();
     let mut archive = tar::Archive::new(input);
     let malformed = |why: String| Error::Invalid(format!("not a key server backup: {why}"));
     for entry in archive.entries().map_err(|e| malformed(e.to_string()))? {
@@ -304,7 +305,7 @@ pub fn restore_backup<R: Read>(input: R, store: &Store) -> Result<BackupInfo> {
                 Keyring::parse(&s)?;
                 ring_text = Some(s);
             }
-            n if n == DATABASE || tables.iter().any(|t| t == n) => {
+            n if n == DATABASE || tables.iter().chain(&later).any(|t| t == n) => {
                 let p = tmp.path().join(n);
                 let mut f = medseal_files::open_private(&p, true)
                     .map_err(|e| io("cannot write the database")(e.source))?;
@@ -394,8 +395,12 @@ fn load_logical(dir: &Path, store: &Store, info: &BackupInfo, ring: &Keyring) ->
         crate::dump::load(
             &mut conn,
             |table| {
-                std::fs::File::open(dir.join(jsonl(table)))
-                    .map(std::io::BufReader::new)
+                let path = dir.join(jsonl(table));
+                if !path.exists() {
+                    return Ok(None);
+                }
+                std::fs::File::open(path)
+                    .map(|f| Some(std::io::BufReader::new(f)))
                     .map_err(io("cannot read the backup"))
             },
             ring.audit_key(),

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::audit::{self, Record};
 use crate::db::Conn;
-use crate::db::schema::{audit_events, audit_head, data_keys, key_recipients, orgs, users};
+use crate::db::schema::{
+    audit_events, audit_head, data_keys, key_recipients, orgs, sso_configs, users,
+};
 use crate::error::{Error, Result};
 
 /// The tables copied, in restore order.
@@ -36,6 +38,10 @@ pub const TABLES: [&str; 5] = [
     "key_recipients",
     "audit_events",
 ];
+
+/// Tables that backups made by earlier versions do not have: written
+/// always, read when present.
+pub const LATER_TABLES: [&str; 1] = ["sso_configs"];
 
 /// Binary columns as hex strings.
 pub(crate) mod hex_bytes {
@@ -80,6 +86,32 @@ struct OrgRow {
     /// Absent in backups made before share links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     drop_max_days: Option<i32>,
+    /// Absent in backups made before guests.
+    #[serde(default = "no_guests")]
+    guests: String,
+    #[serde(default, with = "opt_hex_bytes")]
+    settings_mac: Option<Vec<u8>>,
+}
+
+fn no_guests() -> String {
+    "none".into()
+}
+
+#[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = sso_configs)]
+#[serde(deny_unknown_fields)]
+struct SsoRow {
+    org_id: i64,
+    issuer: String,
+    client_id: String,
+    #[serde(with = "hex_bytes")]
+    client_secret: Vec<u8>,
+    email_claim: String,
+    allowed_domain: Option<String>,
+    provision: String,
+    updated_at: i64,
+    #[serde(with = "hex_bytes")]
+    state_mac: Vec<u8>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]
@@ -218,6 +250,11 @@ pub fn dump<W: Write>(conn: &mut Conn, mut open: impl FnMut(&str) -> Result<W>) 
                 .select(RecipientRow::as_select())
                 .load(c)?;
             lines(&recipients, &mut open("key_recipients")?)?;
+            let sso: Vec<SsoRow> = sso_configs::table
+                .order(sso_configs::org_id)
+                .select(SsoRow::as_select())
+                .load(c)?;
+            lines(&sso, &mut open("sso_configs")?)?;
             let mut out = open("audit_events")?;
             let (mut last, mut n) = (0i64, 0i64);
             loop {
@@ -253,17 +290,26 @@ fn read_rows<T: DeserializeOwned, R: BufRead>(table: &str, input: R) -> Result<V
 /// Loads a dump into `conn`'s store, which must be empty (migrated, no
 /// organisation and no audit event), in one transaction that commits only
 /// if the audit chain verifies with `audit_key` and holds `expect_events`.
+/// `open` answers `None` for a table of [`LATER_TABLES`] the dump lacks.
 pub fn load<R: BufRead>(
     conn: &mut Conn,
-    mut open: impl FnMut(&str) -> Result<R>,
+    mut open: impl FnMut(&str) -> Result<Option<R>>,
     audit_key: &[u8; 32],
     expect_events: i64,
 ) -> Result<()> {
-    let orgs_rows: Vec<OrgRow> = read_rows("orgs", open("orgs")?)?;
-    let user_rows: Vec<UserRow> = read_rows("users", open("users")?)?;
-    let key_rows: Vec<KeyRow> = read_rows("data_keys", open("data_keys")?)?;
-    let recipient_rows: Vec<RecipientRow> = read_rows("key_recipients", open("key_recipients")?)?;
-    let events = open("audit_events")?;
+    let mut need = |table: &str| {
+        open(table)?
+            .ok_or_else(|| Error::Invalid(format!("not a key server backup: {table} is missing")))
+    };
+    let orgs_rows: Vec<OrgRow> = read_rows("orgs", need("orgs")?)?;
+    let user_rows: Vec<UserRow> = read_rows("users", need("users")?)?;
+    let key_rows: Vec<KeyRow> = read_rows("data_keys", need("data_keys")?)?;
+    let recipient_rows: Vec<RecipientRow> = read_rows("key_recipients", need("key_recipients")?)?;
+    let events = need("audit_events")?;
+    let sso_rows: Vec<SsoRow> = match open("sso_configs")? {
+        Some(r) => read_rows("sso_configs", r)?,
+        None => Vec::new(),
+    };
     crate::write_tx!(conn, |c| {
         let existing: i64 = orgs::table.count().get_result(c)?;
         let head: i64 = audit_head::table.select(audit_head::seq).first(c)?;
@@ -285,6 +331,11 @@ pub fn load<R: BufRead>(
         }
         for part in recipient_rows.chunks(500) {
             diesel::insert_into(key_recipients::table)
+                .values(part)
+                .execute(c)?;
+        }
+        for part in sso_rows.chunks(500) {
+            diesel::insert_into(sso_configs::table)
                 .values(part)
                 .execute(c)?;
         }

@@ -69,6 +69,10 @@ pub enum Error {
     /// yet (another process rotated): reload the keyring and try again.
     #[error("master keyring: no version {0} loaded")]
     StaleKeyring(u32),
+    /// A service the request depends on (the mail server, an
+    /// organisation's OpenID Provider) failed or is not set up.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else that is the server's fault.
     #[error("{0}")]
     Internal(String),
@@ -94,6 +98,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::Audit(_) => "audit_unavailable",
             Error::Integrity(_) => "integrity_failure",
+            Error::Unavailable(_) => "unavailable",
             Error::StaleKeyring(_)
             | Error::Connect(_)
             | Error::Migration(_)
@@ -124,6 +129,7 @@ impl ResponseError for Error {
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Audit(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Integrity(_) => StatusCode::CONFLICT,
+            Error::Unavailable(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,6 +139,8 @@ impl ResponseError for Error {
             tracing::error!(error = %self, "request failed");
             match self {
                 Error::Audit(_) => "the audit log is unavailable; nothing was done".to_owned(),
+                // Says which service failed, never a secret.
+                Error::Unavailable(m) => m.clone(),
                 _ => "internal server error".to_owned(),
             }
         } else {

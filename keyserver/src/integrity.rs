@@ -15,8 +15,18 @@
 //!          ‖ f(password_hash)
 //! session: "medseal session v1"    ‖ f(token_hash) ‖ i64(user_id) ‖ f(device_id)
 //!          ‖ i64(created_at) ‖ i64(expires_at)
+//! org:     "medseal org settings v1" ‖ i64(id) ‖ f(name) ‖ f(guests)
+//! sso:     "medseal sso config v1" ‖ i64(org_id) ‖ f(issuer) ‖ f(client_id)
+//!          ‖ f(sealed client secret) ‖ f(email_claim) ‖ f(allowed_domain or "") ‖ f(provision)
+//! flow:    "medseal sso flow v1"   ‖ f(state_hash) ‖ i64(org_id) ‖ f(nonce) ‖ f(pkce_verifier)
+//!          ‖ f(device_id) ‖ f(return_to) ‖ f(client_challenge) ‖ i64(expires_at)
+//! grant:   "medseal sso grant v1"  ‖ f(grant_hash) ‖ i64(user_id) ‖ f(device_id)
+//!          ‖ f(client_challenge) ‖ i64(expires_at)
 //! f(s) = u32(len) ‖ s      o(none) = 0x00      o(t) = 0x01 ‖ i64(t)          (big-endian)
 //! ```
+//!
+//! Sign-in codes are not sealed rows but MACs themselves, under a key of
+//! their own ([`subkey`]): see [`crate::signin::codes`].
 //!
 //! The MAC is recomputed in the transaction that changes the row, together
 //! with its audit event ([`crate::audit::ledger`]). A row whose MAC does not
@@ -164,6 +174,35 @@ impl SessionState<'_> {
         m.update(&self.expires_at.to_be_bytes());
         m.finalize().into_bytes().into()
     }
+}
+
+/// A key for one purpose, derived from the state key: HMAC(state key, label).
+pub fn subkey(state_key: &[u8; 32], label: &str) -> zeroize::Zeroizing<[u8; 32]> {
+    let mut m = mac(state_key);
+    m.update(label.as_bytes());
+    zeroize::Zeroizing::new(m.finalize().into_bytes().into())
+}
+
+/// MAC over length-prefixed fields and numbers, after a domain label: the
+/// one shape of every seal below.
+pub enum Field<'a> {
+    /// A byte string, length-prefixed.
+    Bytes(&'a [u8]),
+    /// A number, big-endian.
+    Int(i64),
+}
+
+/// The seal of a row made of `fields`, under `label`.
+pub fn seal(key: &[u8; 32], label: &str, fields: &[Field<'_>]) -> [u8; 32] {
+    let mut m = mac(key);
+    m.update(label.as_bytes());
+    for field in fields {
+        match field {
+            Field::Bytes(b) => f(&mut m, b),
+            Field::Int(i) => m.update(&i.to_be_bytes()),
+        }
+    }
+    m.finalize().into_bytes().into()
 }
 
 /// Whether a stored MAC matches the expected one, in constant time. A

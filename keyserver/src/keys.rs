@@ -176,11 +176,19 @@ fn read_key(
     let (state, stored) =
         integrity::KeyState::from_stored(key_id.to_owned(), stored_row, recipients);
     let intact = integrity::matches(stored.as_deref(), &state.mac(state_key));
+    let caller_is_recipient = state.recipients.contains(&p.email);
+    // Only a guest's fetch pays for reading the organisation's policy.
+    let guest_admitted = p.role == crate::accounts::Role::Guest
+        && caller_is_recipient
+        && crate::signin::guests::policy_of(conn, state.org_id, state_key)?
+            .policy
+            .admits(&p.email);
     Ok(Some(KeyInfo {
         facts: KeyFacts {
             org_id: state.org_id,
             creator_id: state.creator_id,
-            caller_is_recipient: state.recipients.contains(&p.email),
+            caller_is_recipient,
+            guest_admitted,
         },
         report_id: state.report_id,
         org,

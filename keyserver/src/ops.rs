@@ -27,7 +27,7 @@ use crate::keys::{self, MAX_RECIPIENTS, NewKey};
 pub type Refusable<T> = Result<T>;
 
 /// Records an integrity violation and returns the refusal to give.
-fn violation(tx: &mut Tx<'_>, actor: &Actor, org: &str, what: String) -> Error {
+pub(crate) fn violation(tx: &mut Tx<'_>, actor: &Actor, org: &str, what: String) -> Error {
     tx.record(
         actor
             .event(org, Action::IntegrityViolation, Outcome::Denied)
@@ -241,66 +241,76 @@ pub fn open_session(
     org: String,
     row: NewSessionRow,
 ) -> impl Fn(&mut Tx<'_>) -> Result<Refusable<()>> + Send + Sync + 'static {
-    move |tx| {
-        let state_key = *tx.state_key();
-        let u = accounts::load_user(tx.conn, user_id, &state_key)?
-            .ok_or(Error::Unauthorized("wrong e-mail or password"))?;
-        if !u.intact {
-            let what = format!(
-                "user {} was changed outside the key server; not signing in",
-                u.email
-            );
-            return Ok(Err(violation(tx, &actor, &org, what)));
-        }
-        if u.disabled || u.locked_until.is_some_and(|t| t > tx.now) {
-            // Disabled or locked between the password check and now.
-            tx.record(
-                actor
-                    .event(&org, Action::SessionFailed, Outcome::Denied)
-                    .detail(if u.disabled {
-                        "account disabled"
-                    } else {
-                        "account locked"
-                    }),
-            );
-            return Ok(Err(Error::Unauthorized("wrong e-mail or password")));
-        }
-        diesel::update(users::table.find(user_id))
-            .set((
-                users::failed_logins.eq(0),
-                users::locked_until.eq(None::<i64>),
-            ))
-            .execute(tx.conn)?;
-        let mac = SessionState {
-            token_hash: &row.token_hash,
-            user_id,
-            device_id: &row.device_id,
-            created_at: tx.now,
-            expires_at: row.expires_at,
-        }
-        .mac(&state_key);
-        diesel::insert_into(sessions::table)
-            .values((
-                sessions::token_hash.eq(&row.token_hash),
-                sessions::user_id.eq(user_id),
-                sessions::device_id.eq(&row.device_id),
-                sessions::created_at.eq(tx.now),
-                sessions::last_seen.eq(tx.now),
-                sessions::expires_at.eq(row.expires_at),
-                sessions::revoked.eq(false),
-                sessions::state_mac.eq(Some(mac.to_vec())),
-            ))
-            .execute(tx.conn)?;
+    move |tx| start_session(tx, &actor, user_id, &org, &row)
+}
+
+/// The body of [`open_session`], for the changes that sign someone in by
+/// other means (a code, a provider's grant) in their own transaction.
+pub(crate) fn start_session(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    user_id: i64,
+    org: &str,
+    row: &NewSessionRow,
+) -> Result<Refusable<()>> {
+    let state_key = *tx.state_key();
+    let u = accounts::load_user(tx.conn, user_id, &state_key)?
+        .ok_or(Error::Unauthorized("wrong e-mail or password"))?;
+    if !u.intact {
+        let what = format!(
+            "user {} was changed outside the key server; not signing in",
+            u.email
+        );
+        return Ok(Err(violation(tx, actor, org, what)));
+    }
+    if u.disabled || u.locked_until.is_some_and(|t| t > tx.now) {
+        // Disabled or locked between the credential check and now.
         tx.record(
             actor
-                .event(&org, Action::SessionCreated, Outcome::Success)
-                .detail(format!(
-                    "session {}",
-                    accounts::session_label(&row.token_hash)
-                )),
+                .event(org, Action::SessionFailed, Outcome::Denied)
+                .detail(if u.disabled {
+                    "account disabled"
+                } else {
+                    "account locked"
+                }),
         );
-        Ok(Ok(()))
+        return Ok(Err(Error::Unauthorized("wrong e-mail or password")));
     }
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::failed_logins.eq(0),
+            users::locked_until.eq(None::<i64>),
+        ))
+        .execute(tx.conn)?;
+    let mac = SessionState {
+        token_hash: &row.token_hash,
+        user_id,
+        device_id: &row.device_id,
+        created_at: tx.now,
+        expires_at: row.expires_at,
+    }
+    .mac(&state_key);
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::token_hash.eq(&row.token_hash),
+            sessions::user_id.eq(user_id),
+            sessions::device_id.eq(&row.device_id),
+            sessions::created_at.eq(tx.now),
+            sessions::last_seen.eq(tx.now),
+            sessions::expires_at.eq(row.expires_at),
+            sessions::revoked.eq(false),
+            sessions::state_mac.eq(Some(mac.to_vec())),
+        ))
+        .execute(tx.conn)?;
+    tx.record(
+        actor
+            .event(org, Action::SessionCreated, Outcome::Success)
+            .detail(format!(
+                "session {}",
+                accounts::session_label(&row.token_hash)
+            )),
+    );
+    Ok(Ok(()))
 }
 
 /// Whether a login attempt may check its password.
@@ -354,7 +364,13 @@ pub fn reserve_attempt(
     }
 }
 
-fn lock(tx: &mut Tx<'_>, actor: &Actor, user_id: i64, org: &str, until: i64) -> Result<()> {
+pub(crate) fn lock(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    user_id: i64,
+    org: &str,
+    until: i64,
+) -> Result<()> {
     diesel::update(users::table.find(user_id))
         .set((
             users::failed_logins.eq(0),
@@ -477,44 +493,59 @@ pub fn add_user(
             .first(tx.conn)
             .optional()?
             .ok_or_else(|| Error::NotFound(format!("no organisation '{org}'")))?;
-        let exists: i64 = users::table
-            .filter(users::email.eq(&email))
-            .count()
-            .get_result(tx.conn)?;
-        if exists > 0 {
-            return Err(Error::Conflict(format!("user {email} already exists")));
-        }
-        let id: i64 = diesel::insert_into(users::table)
-            .values((
-                users::org_id.eq(org_id),
-                users::email.eq(&email),
-                users::role.eq(role.as_str()),
-                users::password_hash.eq(&password_hash),
-                users::disabled.eq(false),
-                users::failed_logins.eq(0),
-                users::created_at.eq(tx.now),
-            ))
-            .returning(users::id)
-            .get_result(tx.conn)?;
-        let mac = UserState {
-            id,
-            org_id,
-            email: &email,
-            role: role.as_str(),
-            disabled: false,
-            password_hash: &password_hash,
-        }
-        .mac(tx.state_key());
-        diesel::update(users::table.find(id))
-            .set(users::state_mac.eq(Some(mac.to_vec())))
-            .execute(tx.conn)?;
-        tx.record(
-            actor
-                .event(&org, Action::UserCreated, Outcome::Success)
-                .detail(format!("{email} as {}", role.as_str())),
-        );
-        Ok(id)
+        insert_user(tx, &actor, org_id, &org, &email, role, &password_hash)
     }
+}
+
+/// Adds a user row, sealed, with `user.created` ("{email} as {role}").
+/// Also how a guest or a user provisioned by single sign-on comes to be,
+/// with an empty password hash that no password ever matches.
+pub(crate) fn insert_user(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    org_id: i64,
+    org: &str,
+    email: &str,
+    role: Role,
+    password_hash: &str,
+) -> Result<i64> {
+    let exists: i64 = users::table
+        .filter(users::email.eq(email))
+        .count()
+        .get_result(tx.conn)?;
+    if exists > 0 {
+        return Err(Error::Conflict(format!("user {email} already exists")));
+    }
+    let id: i64 = diesel::insert_into(users::table)
+        .values((
+            users::org_id.eq(org_id),
+            users::email.eq(email),
+            users::role.eq(role.as_str()),
+            users::password_hash.eq(password_hash),
+            users::disabled.eq(false),
+            users::failed_logins.eq(0),
+            users::created_at.eq(tx.now),
+        ))
+        .returning(users::id)
+        .get_result(tx.conn)?;
+    let mac = UserState {
+        id,
+        org_id,
+        email,
+        role: role.as_str(),
+        disabled: false,
+        password_hash,
+    }
+    .mac(tx.state_key());
+    diesel::update(users::table.find(id))
+        .set(users::state_mac.eq(Some(mac.to_vec())))
+        .execute(tx.conn)?;
+    tx.record(
+        actor
+            .event(org, Action::UserCreated, Outcome::Success)
+            .detail(format!("{email} as {}", role.as_str())),
+    );
+    Ok(id)
 }
 
 /// Disables a user and ends every session they hold, at once.

@@ -4,7 +4,7 @@
 //! | action            | allowed                                                  |
 //! |-------------------|----------------------------------------------------------|
 //! | create a key      | clinicians and admins                                    |
-//! | fetch a key       | its creator; its listed recipients; a service account of the key's organisation |
+//! | fetch a key       | its creator; its listed recipients; a service account of the key's organisation; a guest, only when listed **and** the key's organisation lets their address in |
 //! | add recipients    | its creator; admins of the key's organisation            |
 //! | revoke            | its creator; admins of the key's organisation            |
 //! | read audit events | admins and auditors, for their organisation; a key's creator, for that key |
@@ -23,6 +23,9 @@ pub struct KeyFacts {
     pub creator_id: i64,
     /// Whether the caller's e-mail is on the recipient list.
     pub caller_is_recipient: bool,
+    /// For a guest caller: whether the key's organisation lets their
+    /// address in now ([`crate::signin::guests`]). False for everyone else.
+    pub guest_admitted: bool,
 }
 
 /// May `p` create data keys?
@@ -32,6 +35,9 @@ pub fn may_create(p: &Principal) -> bool {
 
 /// May `p` fetch the key?
 pub fn may_fetch(p: &Principal, k: &KeyFacts) -> bool {
+    if p.role == Role::Guest {
+        return k.caller_is_recipient && k.guest_admitted;
+    }
     p.user_id == k.creator_id
         || k.caller_is_recipient
         || (p.role == Role::Service && p.org_id == k.org_id)
@@ -75,6 +81,7 @@ mod tests {
         org_id: 1,
         creator_id: 10,
         caller_is_recipient: false,
+        guest_admitted: false,
     };
 
     #[test]
@@ -99,6 +106,34 @@ mod tests {
             !may_fetch(&user(15, 2, Role::Service), &KEY),
             "other endpoint"
         );
+    }
+
+    #[test]
+    fn guests_fetch_only_what_names_them_and_their_organisation_allows() {
+        let guest = user(30, 3, Role::Guest);
+        let listed = KeyFacts {
+            caller_is_recipient: true,
+            ..KEY
+        };
+        assert!(!may_fetch(&guest, &listed), "guests off");
+        let admitted = KeyFacts {
+            guest_admitted: true,
+            ..listed
+        };
+        assert!(may_fetch(&guest, &admitted));
+        let unlisted = KeyFacts {
+            caller_is_recipient: false,
+            guest_admitted: true,
+            ..KEY
+        };
+        assert!(!may_fetch(&guest, &unlisted), "not a recipient");
+        // Never anything else, even of a key addressed to them.
+        assert!(!may_create(&guest));
+        assert!(!may_manage(&guest, &admitted));
+        assert!(!may_share(&guest, &admitted));
+        assert!(!may_read_org_audit(&guest));
+        // Same org number, guest role: still only as a recipient.
+        assert!(!may_fetch(&user(31, 1, Role::Guest), &KEY));
     }
 
     #[test]

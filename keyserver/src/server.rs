@@ -50,6 +50,8 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// Largest share link, in bytes.
     pub drop_max_bytes: u64,
+    /// How sign-in codes are mailed (`None`: codes are not offered).
+    pub mail: Option<crate::signin::mail::MailSettings>,
 }
 
 impl ServeConfig {
@@ -71,6 +73,7 @@ impl ServeConfig {
             metrics_access: Default::default(),
             public_url: None,
             drop_max_bytes: crate::drops::DEFAULT_MAX_BYTES,
+            mail: None,
         })
     }
 }
@@ -132,6 +135,10 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
         public_origin: crate::http::drops::origin_of(&public_url).to_owned(),
         public_url,
         drop_max_bytes: cfg.drop_max_bytes,
+        mailer: match &cfg.mail {
+            Some(m) => Some(Arc::new(crate::signin::mail::Mailer::new(m)?)),
+            None => None,
+        },
     });
     Ok((state, pool_size))
 }

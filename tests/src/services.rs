@@ -399,3 +399,73 @@ impl Default for SoftHsm {
         Self::new()
     }
 }
+
+/// The OpenID Provider the single sign-on tests sign in through: the npm
+/// package oidc-provider, run by `tests/oidc/provider.mjs` on loopback.
+pub struct OpenIdProvider {
+    /// Its issuer URL.
+    pub issuer: String,
+    child: Child,
+}
+
+impl OpenIdProvider {
+    /// Starts it with one client allowed to come back to `redirect_uri`.
+    pub fn start(client_id: &str, client_secret: &str, redirect_uri: &str) -> OpenIdProvider {
+        let port = free_port();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc");
+        let mut child = Command::new("node")
+            .arg(dir.join("provider.mjs"))
+            .args(["--port", &port.to_string()])
+            .args(["--client-id", client_id, "--client-secret", client_secret])
+            .args(["--redirect-uri", redirect_uri])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node (and tests/oidc/node_modules: npm ci in tests/oidc)");
+        let mut line = String::new();
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        out.read_line(&mut line).expect("read ready");
+        // Kept draining: a closed pipe would end the provider at its next
+        // line of output.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        assert!(
+            line.starts_with("ready "),
+            "the OpenID Provider did not start (run npm ci in tests/oidc): {line}"
+        );
+        OpenIdProvider {
+            issuer: line.trim()["ready ".len()..].to_owned(),
+            child,
+        }
+    }
+
+    fn post(&self, path: &str, body: Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}{path}", self.issuer))
+            .json(&body)
+            .send()
+            .expect("provider test call");
+        assert_eq!(r.status().as_u16(), 204);
+    }
+
+    /// The account the next sign-in at the provider is.
+    pub fn next_login(&self, email: &str, verified: bool) {
+        self.post(
+            "/_test/login",
+            serde_json::json!({"sub": format!("sub-{email}"), "email": email, "email_verified": verified}),
+        );
+    }
+
+    /// Spoils the next id_token: "aud", "expired", "foreign-key" or "replay".
+    pub fn tamper(&self, mode: &str) {
+        self.post("/_test/tamper", serde_json::json!({ "mode": mode }));
+    }
+}
+
+impl Drop for OpenIdProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

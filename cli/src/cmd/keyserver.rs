@@ -136,6 +136,20 @@ struct ServeArgs {
     /// Largest report that can be shared as a link, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     drop_max_mib: u64,
+    /// Mail server for sign-in codes: `smtp://[user@]host[:port]` (STARTTLS,
+    /// required) or `smtps://…` (TLS from the start). Without it, codes are
+    /// not offered.
+    #[arg(long, value_name = "URL", requires = "mail_from")]
+    smtp_url: Option<String>,
+    /// The SMTP password, in a 0600 file.
+    #[arg(long, value_name = "FILE", requires = "smtp_url")]
+    smtp_password_file: Option<PathBuf>,
+    /// Extra CA certificate (PEM) for the mail server's certificate.
+    #[arg(long, value_name = "FILE", requires = "smtp_url")]
+    smtp_ca_cert: Option<PathBuf>,
+    /// The sender of code mails, e.g. `medseal <no-reply@hospital.example>`.
+    #[arg(long, value_name = "ADDRESS", requires = "smtp_url")]
+    mail_from: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +167,59 @@ enum OrgCommand {
         /// The longest a share link may live, in days (1-30; default 30).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=30))]
         drop_max_days: Option<u32>,
+        /// Who may sign in with an e-mailed code as a guest, to open the
+        /// reports addressed to them: any, none (the default), or e-mail
+        /// domains.
+        #[arg(long, value_name = "any|DOMAIN…|none", num_args = 1..)]
+        guests: Option<Vec<String>>,
+    },
+    /// Single sign-on through the organisation's OpenID Provider.
+    #[command(subcommand)]
+    Sso(SsoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SsoCommand {
+    /// Set (or replace) the organisation's provider.
+    Set {
+        /// The organisation.
+        #[arg(long)]
+        org: String,
+        /// The provider's issuer URL (https://; http:// only on loopback).
+        #[arg(long, value_name = "URL")]
+        issuer: String,
+        /// The client id registered at the provider.
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// The client secret, in a 0600 file.
+        #[arg(long, value_name = "FILE")]
+        client_secret_file: String,
+        /// The id_token claim holding the user's e-mail address.
+        #[arg(long, value_name = "CLAIM", default_value = "email")]
+        email_claim: String,
+        /// Only addresses in this domain sign in (and may be provisioned).
+        #[arg(long, value_name = "DOMAIN")]
+        allowed_domain: Option<String>,
+        /// Make unknown users (of the allowed domain) clinicians on first
+        /// sign-in, or never.
+        #[arg(long, value_name = "clinician|none", default_value = "none")]
+        provision: String,
+    },
+    /// Show the organisation's provider (never the secret) and the
+    /// callback URL to register there.
+    Show {
+        /// The organisation.
+        #[arg(long)]
+        org: String,
+        /// The address people reach the server at (as `serve --public-url`).
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+    },
+    /// Stop single sign-on for the organisation.
+    Remove {
+        /// The organisation.
+        #[arg(long)]
+        org: String,
     },
 }
 
@@ -218,6 +285,61 @@ enum AuditCommand {
     },
 }
 
+fn sso(store: Store, c: SsoCommand) -> Result<()> {
+    use medseal_keyserver::signin::sso::SsoSettings;
+    match c {
+        SsoCommand::Set {
+            org,
+            issuer,
+            client_id,
+            client_secret_file,
+            email_claim,
+            allowed_domain,
+            provision,
+        } => {
+            let raw = secrets::read_password(&InputPath::from(client_secret_file.as_str()))?;
+            let secret = zeroize::Zeroizing::new(
+                String::from_utf8(raw.to_vec())
+                    .map_err(|_| anyhow::anyhow!("the client secret is not UTF-8"))?,
+            );
+            let settings = SsoSettings {
+                issuer,
+                client_id,
+                client_secret: secret,
+                email_claim,
+                allowed_domain: allowed_domain.map(|d| d.trim().to_lowercase()),
+                provision: provision.parse()?,
+            };
+            Admin::open(store)?.set_sso(&org, settings)?;
+            eprintln!(
+                "organisation {org}: single sign-on set; `org sso show` prints the callback to register"
+            );
+            Ok(())
+        }
+        SsoCommand::Show { org, public_url } => {
+            let url = public_url
+                .unwrap_or_else(|| format!("http://{}", medseal_keyserver::server::DEFAULT_LISTEN));
+            match Admin::open_read_only(store)?.show_sso(&org, &url)? {
+                Some(view) => {
+                    println!("{}", serde_json::to_string_pretty(&view)?);
+                    if !view.intact {
+                        bail!(
+                            "the settings of {org} were changed outside the key server; sign-ins are refused"
+                        );
+                    }
+                    Ok(())
+                }
+                None => bail!("organisation {org} has no single sign-on"),
+            }
+        }
+        SsoCommand::Remove { org } => {
+            Admin::open(store)?.remove_sso(&org)?;
+            eprintln!("organisation {org}: single sign-on removed");
+            Ok(())
+        }
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
     let store = Store::resolve(a.data_dir, a.database_url, a.keyring)?;
     match a.command {
@@ -227,14 +349,30 @@ pub fn run(a: Args) -> Result<()> {
             eprintln!("organisation {name} created");
             Ok(())
         }
-        Command::Org(OrgCommand::Set { org, drop_max_days }) => {
-            let Some(days) = drop_max_days else {
-                bail!("nothing to set: give --drop-max-days N");
-            };
-            Admin::open(store)?.set_drop_max_days(&org, days)?;
-            eprintln!("organisation {org}: share links live at most {days} days");
+        Command::Org(OrgCommand::Set {
+            org,
+            drop_max_days,
+            guests,
+        }) => {
+            if drop_max_days.is_none() && guests.is_none() {
+                bail!("nothing to set: give --drop-max-days N or --guests any|DOMAIN…|none");
+            }
+            let guests = guests
+                .map(|g| medseal_keyserver::signin::guests::GuestPolicy::from_words(&g))
+                .transpose()?;
+            let mut admin = Admin::open(store)?;
+            if let Some(days) = drop_max_days {
+                admin.set_drop_max_days(&org, days)?;
+                eprintln!("organisation {org}: share links live at most {days} days");
+            }
+            if let Some(policy) = guests {
+                let stored = policy.stored();
+                admin.set_guests(&org, policy)?;
+                eprintln!("organisation {org}: guests: {stored}");
+            }
             Ok(())
         }
+        Command::Org(OrgCommand::Sso(c)) => sso(store, c),
         Command::User(UserCommand::Add {
             org,
             email,
@@ -454,6 +592,14 @@ fn serve(store: Store, s: ServeArgs) -> Result<()> {
     }
     cfg.public_url = s.public_url;
     cfg.drop_max_bytes = s.drop_max_mib << 20;
+    cfg.mail = s
+        .smtp_url
+        .map(|url| medseal_keyserver::signin::mail::MailSettings {
+            url,
+            password_file: s.smtp_password_file,
+            ca_cert: s.smtp_ca_cert,
+            from: s.mail_from.unwrap_or_default(),
+        });
     cfg.sessions.idle_timeout_ms = s.idle_timeout.saturating_mul(60_000);
     cfg.sessions.absolute_timeout_ms = s.session_lifetime.saturating_mul(3_600_000);
     Ok(medseal_keyserver::serve(cfg)?)

@@ -77,6 +77,17 @@ pub enum Action {
     DropDownloaded,
     /// An expired share link's bytes were deleted.
     DropPurged,
+    /// A sign-in code was mailed (success), or not, and why (denied).
+    CodeSent,
+    /// A sign-in code was used to open a session.
+    CodeUsed,
+    /// A sign-in code was wrong, dead or missing.
+    CodeRefused,
+    /// A sign-in code expired unused.
+    CodeExpired,
+    /// A sign-in through the organisation's OpenID Provider: success, or
+    /// refused with the reason.
+    SsoLogin,
 }
 
 impl Action {
@@ -106,6 +117,11 @@ impl Action {
             Action::DropCreated => "drop.created",
             Action::DropDownloaded => "drop.downloaded",
             Action::DropPurged => "drop.purged",
+            Action::CodeSent => "code.sent",
+            Action::CodeUsed => "code.used",
+            Action::CodeRefused => "code.refused",
+            Action::CodeExpired => "code.expired",
+            Action::SsoLogin => "sso.login",
         }
     }
 }

@@ -6,6 +6,8 @@ diesel::table! {
         name -> Text,
         created_at -> BigInt,
         drop_max_days -> Nullable<Integer>,
+        guests -> Text,
+        settings_mac -> Nullable<Binary>,
     }
 }
 
@@ -128,7 +130,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_codes (email) {
+        email -> Text,
+        code_mac -> Binary,
+        org_id -> BigInt,
+        guest -> Bool,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        tries -> Integer,
+    }
+}
+
+diesel::table! {
+    sso_configs (org_id) {
+        org_id -> BigInt,
+        issuer -> Text,
+        client_id -> Text,
+        client_secret -> Binary,
+        email_claim -> Text,
+        allowed_domain -> Nullable<Text>,
+        provision -> Text,
+        updated_at -> BigInt,
+        state_mac -> Binary,
+    }
+}
+
+diesel::table! {
+    sso_flows (state_hash) {
+        state_hash -> Binary,
+        org_id -> BigInt,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        device_id -> Text,
+        return_to -> Text,
+        client_challenge -> Text,
+        expires_at -> BigInt,
+        state_mac -> Binary,
+    }
+}
+
+diesel::table! {
+    sso_grants (grant_hash) {
+        grant_hash -> Binary,
+        user_id -> BigInt,
+        device_id -> Text,
+        client_challenge -> Text,
+        expires_at -> BigInt,
+        state_mac -> Binary,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(login_codes -> orgs (org_id));
+diesel::joinable!(sso_configs -> orgs (org_id));
+diesel::joinable!(sso_flows -> orgs (org_id));
+diesel::joinable!(sso_grants -> users (user_id));
 diesel::joinable!(drops -> orgs (org_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(data_keys -> orgs (org_id));
@@ -144,4 +201,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_checkpoints,
     drops,
     drop_chunks,
+    login_codes,
+    sso_configs,
+    sso_flows,
+    sso_grants,
 );

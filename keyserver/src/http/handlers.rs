@@ -54,37 +54,51 @@ fn no_store(mut resp: HttpResponse) -> HttpResponse {
     resp
 }
 
-/// Log in: exchange e-mail and password for a session token bound to a device.
-#[utoipa::path(post, path = "/v1/sessions", request_body = LoginRequest,
-    responses((status = 201, body = SessionResponse),
-              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
-pub async fn create_session(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Json<LoginRequest>,
+/// The answer that hands a new session over: the token in the body, or —
+/// for the web app — an HttpOnly cookie and the CSRF token to echo.
+pub(crate) fn session_answer(
+    state: &AppState,
+    session: &accounts::NewSession,
+    expires_at: i64,
+    cookie: bool,
 ) -> Result<HttpResponse> {
-    let LoginRequest {
-        email,
-        password,
-        device_id,
-        cookie,
-    } = body.into_inner();
-    let ip = client_ip(&req, state.proxy_hops);
-    // Refused before anything is counted or recorded: what is not an
-    // address or a device id never reaches the audit trail.
-    accounts::check_device_id(&device_id)?;
-    accounts::normalise_email(&email)?;
-    let as_given = Actor {
-        name: email.trim().to_owned(),
-        client_ip: ip.clone(),
-        device_id: Some(device_id.clone()),
-    };
+    if cookie {
+        let ring = state.keyring.get();
+        let csrf = super::browser::csrf_token(ring.state_key(), &session.token);
+        let lifetime = (expires_at - state.clock.now_ms()) / 1000;
+        let mut answer = HttpResponse::Created();
+        answer.cookie(super::browser::session_cookie(&session.token, lifetime));
+        return secret_json(
+            answer,
+            &SessionResponse {
+                token: Zeroizing::new(String::new()),
+                expires_at: rfc3339(expires_at),
+                csrf_token: Some(csrf),
+            },
+        );
+    }
+    secret_json(
+        HttpResponse::Created(),
+        &SessionResponse {
+            token: session.token.clone(),
+            expires_at: rfc3339(expires_at),
+            csrf_token: None,
+        },
+    )
+}
+
+/// Refuses a sign-in attempt from a client address over its limit (shared
+/// by every way of signing in), auditing the first refusal of a window.
+pub(crate) async fn within_login_limit(state: &AppState, as_given: &Actor) -> Result<()> {
     let (limiter, addr) = (
         state.limiter,
-        ip.clone().unwrap_or_else(|| "unknown".into()),
+        as_given
+            .client_ip
+            .clone()
+            .unwrap_or_else(|| "unknown".into()),
     );
     let now = state.clock.now_ms();
-    let allowed = with_conn(&state, move |c| limiter.check(c, &addr, now)).await?;
+    let allowed = with_conn(state, move |c| limiter.check(c, &addr, now)).await?;
     if let Err(limited) = allowed {
         state.metrics.denial("login_rate");
         if limited.first {
@@ -102,7 +116,44 @@ pub async fn create_session(
             retry_after: limited.retry_after,
         });
     }
+    Ok(())
+}
+
+/// Log in: exchange e-mail and password (or an e-mailed code) for a
+/// session token bound to a device.
+#[utoipa::path(post, path = "/v1/sessions", request_body = LoginRequest,
+    responses((status = 201, body = SessionResponse),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn create_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse> {
+    let LoginRequest {
+        email,
+        password,
+        code,
+        device_id,
+        cookie,
+    } = body.into_inner();
+    let ip = client_ip(&req, state.proxy_hops);
+    // Refused before anything is counted or recorded: what is not an
+    // address or a device id never reaches the audit trail.
     accounts::check_device_id(&device_id)?;
+    accounts::normalise_email(&email)?;
+    let as_given = Actor {
+        name: email.trim().to_owned(),
+        client_ip: ip.clone(),
+        device_id: Some(device_id.clone()),
+    };
+    within_login_limit(&state, &as_given).await?;
+    if let Some(code) = code {
+        if !password.is_empty() {
+            return Err(Error::Invalid("give a password or a code, not both".into()));
+        }
+        return super::signin::code_session(&state, as_given, &email, &code, cookie).await;
+    }
+    let now = state.clock.now_ms();
     let ring = state.keyring.get();
     let pool = state.pool.clone();
     let e2 = email.clone();
@@ -160,29 +211,7 @@ pub async fn create_session(
                 }
                 return Err(wrong);
             }
-            if cookie {
-                let ring = state.keyring.get();
-                let csrf = super::browser::csrf_token(ring.state_key(), &session.token);
-                let lifetime = (expires_at - state.clock.now_ms()) / 1000;
-                let mut answer = HttpResponse::Created();
-                answer.cookie(super::browser::session_cookie(&session.token, lifetime));
-                return secret_json(
-                    answer,
-                    &SessionResponse {
-                        token: Zeroizing::new(String::new()),
-                        expires_at: rfc3339(expires_at),
-                        csrf_token: Some(csrf),
-                    },
-                );
-            }
-            secret_json(
-                HttpResponse::Created(),
-                &SessionResponse {
-                    token: session.token,
-                    expires_at: rfc3339(expires_at),
-                    csrf_token: None,
-                },
-            )
+            session_answer(&state, &session, expires_at, cookie)
         }
         PasswordCheck::Unknown => {
             state.metrics.denial("bad_credentials");

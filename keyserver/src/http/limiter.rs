@@ -13,6 +13,9 @@ use crate::db::Conn;
 use crate::db::schema::login_windows;
 use crate::error::Result;
 
+/// No limiter counts in windows longer than this; older rows are swept.
+const SWEEP_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Attempts allowed per address per window.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginLimiter {
@@ -61,9 +64,12 @@ impl LoginLimiter {
                 .returning(login_windows::attempts)
                 .get_result::<i32>(c)?;
             if n == 1 {
-                // A new window for this address: drop windows that ended.
+                // A new window for this address: drop windows that ended a
+                // day ago. Limiters of other lengths share the table (an
+                // hourly one for sign-in codes), so a window is only swept
+                // once it has ended whatever its length.
                 diesel::delete(login_windows::table)
-                    .filter(login_windows::window_start.lt(start))
+                    .filter(login_windows::window_start.lt(start - SWEEP_AFTER_MS))
                     .execute(c)?;
             }
             Ok::<_, crate::error::Error>(n)
@@ -100,13 +106,20 @@ mod tests {
         assert_eq!(refused.retry_after, 59);
         assert!(!l.check(&mut conn, "a", t).unwrap().unwrap_err().first);
         assert!(l.check(&mut conn, "b", t).unwrap().is_ok());
-        // The next window starts afresh, and the old one is swept.
+        // The next window starts afresh.
         assert!(l.check(&mut conn, "a", t + 60_000).unwrap().is_ok());
-        let rows: i64 = login_windows::table
-            .filter(login_windows::address.eq("a"))
-            .count()
-            .get_result(&mut conn)
-            .unwrap();
+        // An hourly limiter's window survives the minute limiter's sweep.
+        let hourly = LoginLimiter::new(1, Duration::from_secs(3600));
+        assert!(hourly.check(&mut conn, "h", t).unwrap().is_ok());
+        assert!(l.check(&mut conn, "c", t + 120_000).unwrap().is_ok());
+        assert!(hourly.check(&mut conn, "h", t + 120_000).unwrap().is_err());
+        // A day on, old windows are gone.
+        assert!(
+            l.check(&mut conn, "d", t + 2 * SWEEP_AFTER_MS)
+                .unwrap()
+                .is_ok()
+        );
+        let rows: i64 = login_windows::table.count().get_result(&mut conn).unwrap();
         assert_eq!(rows, 1);
     }
 }

@@ -6,6 +6,7 @@ pub mod caller;
 pub mod drops;
 pub mod handlers;
 pub mod limiter;
+pub mod signin;
 pub mod transparency;
 
 use std::net::SocketAddr;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub public_origin: String,
     /// Largest share link, in bytes.
     pub drop_max_bytes: u64,
+    /// Sends sign-in codes, when the server has mail settings.
+    pub mailer: Option<Arc<crate::signin::mail::Mailer>>,
 }
 
 /// Who may read `/metrics`. The counters say how busy the server is, how
@@ -110,14 +113,15 @@ impl MetricsAccess {
 #[openapi(
     info(title = "medseal key server", description = "Per-report data keys, policy and audit."),
     paths(
-        handlers::create_session, handlers::current_session, handlers::delete_session, handlers::create_key,
+        handlers::create_session, signin::request_code, signin::sso_start, signin::sso_callback,
+        signin::sso_session, handlers::current_session, handlers::delete_session, handlers::create_key,
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key,
         handlers::read_audit, drops::create_drop, drops::download_drop, handlers::healthz, handlers::readyz, handlers::metrics,
         transparency::checkpoint, transparency::proof, transparency::consistency,
         transparency::public_key,
     ),
     components(schemas(
-        v1::LoginRequest, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
+        v1::LoginRequest, v1::CodeRequest, v1::GrantExchange, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
         v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest,
         v1::ErrorBody, v1::CreatedDrop, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
     )),
@@ -199,6 +203,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(query)
         .app_data(path)
         .route("/v1/sessions", web::post().to(handlers::create_session))
+        .route("/v1/sessions/code", web::post().to(signin::request_code))
+        .route("/v1/sso/callback", web::get().to(signin::sso_callback))
+        .route("/v1/sso/session", web::post().to(signin::sso_session))
+        .route("/v1/sso/{org}/start", web::get().to(signin::sso_start))
         .route(
             "/v1/sessions/current",
             web::delete().to(handlers::delete_session),

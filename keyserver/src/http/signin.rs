@@ -1,0 +1,398 @@
+//! The sign-in calls that need no password: e-mailed codes and single
+//! sign-on. The decisions live in [`crate::signin`]; here they meet HTTP.
+
+use std::time::Duration;
+
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue, LOCATION};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use utoipa::IntoParams;
+use zeroize::Zeroizing;
+
+use super::AppState;
+use super::caller::client_ip;
+use super::handlers::{session_answer, with_conn, within_login_limit};
+use super::limiter::LoginLimiter;
+use crate::accounts::{self, NewSession};
+use crate::audit::{Action, Actor, Outcome};
+use crate::error::{Error, Result};
+use crate::ops::NewSessionRow;
+use crate::signin::codes::{self, Code};
+use crate::signin::sso::{self, ReturnTo};
+use medseal_keyserver_api::v1::{CodeRequest, ErrorBody, GrantExchange, SessionResponse};
+
+/// Codes mailed per address per hour: enough for a typo or two, too few to
+/// flood a mailbox.
+const CODES_PER_ADDRESS_PER_HOUR: u32 = 5;
+
+/// Code requests per client address per hour.
+const CODES_PER_CLIENT_PER_HOUR: u32 = 30;
+
+fn actor(req: &HttpRequest, state: &AppState, name: &str, device_id: &str) -> Actor {
+    Actor {
+        name: name.to_owned(),
+        client_ip: client_ip(req, state.proxy_hops),
+        device_id: Some(device_id.to_owned()),
+    }
+}
+
+fn integrity_counted<T>(state: &AppState, r: Result<T>) -> Result<T> {
+    if let Err(Error::Integrity(_)) = &r {
+        state.metrics.integrity_violation();
+    }
+    r
+}
+
+/// E-mail me a sign-in code. Answered 202 whatever the address: whether a
+/// code was sent, and why not, is only in the audit trail.
+#[utoipa::path(post, path = "/v1/sessions/code", request_body = CodeRequest,
+    responses((status = 202, description = "accepted, whatever the address"),
+              (status = 400, body = ErrorBody), (status = 429, body = ErrorBody),
+              (status = 502, body = ErrorBody, description = "the server has no mail settings")))]
+pub async fn request_code(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<CodeRequest>,
+) -> Result<HttpResponse> {
+    let CodeRequest { email, device_id } = body.into_inner();
+    accounts::check_device_id(&device_id)?;
+    let email = accounts::normalise_email(&email)?;
+    let Some(mailer) = state.mailer.clone() else {
+        return Err(Error::Unavailable(
+            "this key server does not send sign-in codes (it has no --smtp-url)".into(),
+        ));
+    };
+    let actor = actor(&req, &state, &email, &device_id);
+    // Per address and per client, in the store so a pool shares them; the
+    // same for every address, known or not.
+    let now = state.clock.now_ms();
+    let hour = Duration::from_secs(3600);
+    let keys = (
+        format!("code-to:{email}"),
+        format!(
+            "code-from:{}",
+            actor.client_ip.as_deref().unwrap_or("unknown")
+        ),
+    );
+    let limited = with_conn(&state, move |c| {
+        let to = LoginLimiter::new(CODES_PER_ADDRESS_PER_HOUR, hour).check(c, &keys.0, now)?;
+        let from = LoginLimiter::new(CODES_PER_CLIENT_PER_HOUR, hour).check(c, &keys.1, now)?;
+        Ok(to.err().or(from.err()))
+    })
+    .await?;
+    if let Some(l) = limited {
+        state.metrics.denial("code_rate");
+        if l.first {
+            state
+                .audit
+                .record(
+                    actor
+                        .event("", Action::CodeSent, Outcome::Denied)
+                        .detail("no code sent: rate limited"),
+                )
+                .await?;
+        }
+        return Err(Error::RateLimited {
+            message: "too many sign-in codes asked for; try again later".into(),
+            retry_after: l.retry_after,
+        });
+    }
+    let code = Code::generate()?;
+    let issued = state
+        .audit
+        .apply(codes::issue(actor.clone(), email.clone(), code.clone()))
+        .await?
+        .value;
+    if let Some(issued) = issued {
+        // Mailed after the answer, so that an address with a code and one
+        // without are answered alike; a failure is recorded.
+        let public_url = state.public_url.clone();
+        let audit = state.audit.clone();
+        actix_web::rt::spawn(async move {
+            let to = email.clone();
+            let sent = web::block(move || {
+                mailer.send_code(&to, &issued.org, issued.guest, &code, &public_url)
+            })
+            .await;
+            let failure = match sent {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failure {
+                tracing::warn!(error = %why, "a sign-in code could not be mailed");
+                let _ = audit
+                    .record(
+                        actor
+                            .event("", Action::CodeSent, Outcome::Failure)
+                            .detail(format!("the mail was not delivered: {why}")),
+                    )
+                    .await;
+            }
+        });
+    }
+    Ok(HttpResponse::Accepted()
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(serde_json::json!({})))
+}
+
+/// `POST /v1/sessions` with a code instead of a password.
+pub(crate) async fn code_session(
+    state: &AppState,
+    as_given: Actor,
+    email: &str,
+    code: &str,
+    cookie: bool,
+) -> Result<HttpResponse> {
+    let email = accounts::normalise_email(email)?;
+    let code = Code::parse(code)?;
+    let session = NewSession::generate()?;
+    let expires_at = state.clock.now_ms() + state.sessions.absolute_timeout_ms;
+    let device_id = as_given.device_id.clone().unwrap_or_default();
+    let row = NewSessionRow {
+        token_hash: session.token_hash.clone(),
+        device_id,
+        expires_at,
+    };
+    let actor = Actor {
+        name: email.clone(),
+        ..as_given
+    };
+    let applied = state
+        .audit
+        .apply(codes::redeem(
+            actor,
+            email,
+            code,
+            row,
+            state.sessions.clone(),
+        ))
+        .await?;
+    match integrity_counted(state, applied.value) {
+        Ok(()) => session_answer(state, &session, expires_at, cookie),
+        Err(e) => {
+            state.metrics.denial("bad_code");
+            Err(match e {
+                Error::Integrity(_) => Error::Unauthorized(codes::WRONG),
+                other => other,
+            })
+        }
+    }
+}
+
+/// The query of `GET /v1/sso/{org}/start`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StartQuery {
+    /// The device that will hold the session.
+    pub device_id: String,
+    /// `/app/…` or a loopback URL of the command line.
+    pub return_to: String,
+    /// base64url SHA-256 of a verifier the client keeps (S256).
+    pub challenge: String,
+}
+
+fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((LOCATION, to))
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .finish()
+}
+
+/// Start single sign-on for an organisation (by name, or by the e-mail
+/// domain its provider is restricted to): 302 to its OpenID Provider.
+#[utoipa::path(get, path = "/v1/sso/{org}/start",
+    params(("org" = String, Path), StartQuery),
+    responses((status = 302, description = "to the provider"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 502, body = ErrorBody)))]
+pub async fn sso_start(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<StartQuery>,
+) -> Result<HttpResponse> {
+    let org = path.into_inner();
+    let StartQuery {
+        device_id,
+        return_to,
+        challenge,
+    } = query.into_inner();
+    accounts::check_device_id(&device_id)?;
+    let return_to = ReturnTo::parse(&return_to)?;
+    sso::check_challenge(&challenge)?;
+    let ring = state.keyring.get();
+    let public_url = state.public_url.clone();
+    let now = state.clock.now_ms();
+    let start = sso::StartRequest {
+        org,
+        device_id,
+        return_to: return_to.clone(),
+        challenge,
+    };
+    let begun = with_conn(&state, move |c| {
+        sso::begin(c, ring.state_key(), &public_url, &start, now)
+    })
+    .await;
+    match (begun, &return_to) {
+        (Ok(b), _) => Ok(redirect(&b.url)),
+        // The app shows the reason on its own page rather than a JSON body.
+        (Err(e), ReturnTo::App(_)) if !e.is_internal() || matches!(e, Error::Unavailable(_)) => {
+            Ok(redirect(&return_to.with(&[("error", &e.to_string())])))
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// The query the provider sends the browser back with.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CallbackQuery {
+    /// The flow's state.
+    pub state: Option<String>,
+    /// The authorization code.
+    pub code: Option<String>,
+    /// The provider's error, if it refused.
+    pub error: Option<String>,
+    /// Its description.
+    pub error_description: Option<String>,
+}
+
+/// The provider's answer: validated, turned into a one-minute grant, and
+/// 302 to where the sign-in started, carrying the grant (or the refusal).
+#[utoipa::path(get, path = "/v1/sso/callback", params(CallbackQuery),
+    responses((status = 302, description = "back to the app or the command line"),
+              (status = 400, body = ErrorBody)))]
+pub async fn sso_callback(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<CallbackQuery>,
+) -> Result<HttpResponse> {
+    let q = query.into_inner();
+    let Some(state_param) = q.state.filter(|s| !s.is_empty() && s.len() <= 256) else {
+        return Err(Error::Invalid("the provider's answer has no state".into()));
+    };
+    let ring = state.keyring.get();
+    let now = state.clock.now_ms();
+    let taken = with_conn(&state, move |c| {
+        sso::take_flow(c, ring.state_key(), &state_param, now)
+    })
+    .await?;
+    let anonymous = actor(&req, &state, "anonymous", "");
+    let refused = |org: &str, why: &str, a: &Actor| {
+        a.event(org, Action::SsoLogin, Outcome::Denied)
+            .detail(format!("refused: {why}"))
+    };
+    let flow = match taken {
+        Ok(f) => f,
+        Err(r) => {
+            state
+                .audit
+                .record(refused(&r.org, &r.why, &anonymous))
+                .await?;
+            return match r.return_to {
+                Some(rt) => Ok(redirect(&rt.with(&[("error", &r.why)]))),
+                None => Err(Error::Invalid(format!("single sign-on: {}", r.why))),
+            };
+        }
+    };
+    let flow_actor = actor(&req, &state, "anonymous", &flow.device_id);
+    let give_up = |why: String| {
+        let event = refused(&flow.org, &why, &flow_actor);
+        let to = flow.return_to.with(&[("error", &why)]);
+        (event, to)
+    };
+    if let Some(err) = q.error {
+        let desc = q.error_description.unwrap_or_default();
+        let why = crate::audit::ledger::clean(&format!("the provider answered {err}: {desc}"), 300);
+        let (event, to) = give_up(why);
+        state.audit.record(event).await?;
+        return Ok(redirect(&to));
+    }
+    let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
+        let (event, to) = give_up("the provider's answer has no code".into());
+        state.audit.record(event).await?;
+        return Ok(redirect(&to));
+    };
+    let ring = state.keyring.get();
+    let public_url = state.public_url.clone();
+    let f2 = flow.clone();
+    let vouched = with_conn(&state, move |c| {
+        sso::vouch(c, ring.state_key(), &public_url, &f2, &code)
+    })
+    .await;
+    let who = match vouched {
+        Ok(Ok(who)) => who,
+        Ok(Err(why)) => {
+            let (event, to) = give_up(why);
+            state.audit.record(event).await?;
+            return Ok(redirect(&to));
+        }
+        Err(e) => {
+            let (event, to) = give_up(e.to_string());
+            state.audit.record(event).await?;
+            integrity_counted(&state, Err::<(), _>(e)).ok();
+            return Ok(redirect(&to));
+        }
+    };
+    let grant = sso::NewGrant::generate()?;
+    let a = Actor {
+        name: who.email.clone(),
+        ..flow_actor.clone()
+    };
+    let applied = state
+        .audit
+        .apply(sso::grant(a, flow.clone(), who, grant.hash.clone()))
+        .await?;
+    match integrity_counted(&state, applied.value) {
+        Ok(()) => Ok(redirect(
+            &flow.return_to.with(&[("grant", grant.secret.as_str())]),
+        )),
+        Err(e) => Ok(redirect(&flow.return_to.with(&[("error", &e.to_string())]))),
+    }
+}
+
+/// Exchange the grant that single sign-on handed back for a session: only
+/// from the device that started it, with the verifier of its challenge.
+#[utoipa::path(post, path = "/v1/sso/session", request_body = GrantExchange,
+    responses((status = 201, body = SessionResponse), (status = 401, body = ErrorBody),
+              (status = 429, body = ErrorBody)))]
+pub async fn sso_session(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<GrantExchange>,
+) -> Result<HttpResponse> {
+    let GrantExchange {
+        grant,
+        verifier,
+        device_id,
+        cookie,
+    } = body.into_inner();
+    accounts::check_device_id(&device_id)?;
+    if grant.len() > 256 || verifier.len() > 256 {
+        return Err(Error::Unauthorized(sso::BAD_GRANT));
+    }
+    let a = actor(&req, &state, "anonymous", &device_id);
+    within_login_limit(&state, &a).await?;
+    let session = NewSession::generate()?;
+    let expires_at = state.clock.now_ms() + state.sessions.absolute_timeout_ms;
+    let row = NewSessionRow {
+        token_hash: session.token_hash.clone(),
+        device_id,
+        expires_at,
+    };
+    let hash = Sha256::digest(grant.as_bytes()).to_vec();
+    let applied = state
+        .audit
+        .apply(sso::redeem_grant(
+            a,
+            hash,
+            Zeroizing::new(verifier.to_string()),
+            row,
+        ))
+        .await?;
+    match integrity_counted(&state, applied.value) {
+        Ok(()) => session_answer(&state, &session, expires_at, cookie),
+        Err(Error::Integrity(_)) => Err(Error::Unauthorized(sso::BAD_GRANT)),
+        Err(e) => Err(e),
+    }
+}
