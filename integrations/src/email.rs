@@ -178,10 +178,15 @@ pub fn instructions(file_name: &str, mode: &KeyMode) -> (String, String) {
     let (steps, note) = match mode {
         KeyMode::KeyServer { origin, .. } => (
             vec![
-                format!("medseal login --keyserver {origin} --email YOUR-ADDRESS"),
+                format!(
+                    "in a browser: {origin}/app/ (choose the file, then sign in with this address)"
+                ),
+                "or with the medseal command line:".to_owned(),
+                format!("medseal login --keyserver {origin} --email YOUR-ADDRESS --code"),
                 format!("medseal open --extract {stem} {file_name}"),
             ],
-            "Only the people the sender named can open it, and your organisation's key server records each opening.",
+            "Only the people the sender named can open it, and the sender's key server records each opening. \
+             No account there? Choose \"Email me a code\" (or use --code): a single-use code is sent to this address.",
         ),
         KeyMode::StaticKey { .. } => (
             vec![format!(
@@ -228,15 +233,17 @@ pub fn link_instructions(url: &str, expires_at: &str) -> (String, String) {
     let text = format!(
         "You have received a secure clinical report.\n\n\
          Open it in your browser (nothing to install):\n\n    {url}\n\n\
-         Sign in with this e-mail address. Only the people the sender named can open it, and \
-         each opening is recorded. The link works until {expires_at}.\n\n\
+         Sign in with this e-mail address: with your password if you have an account there, \
+         or choose \"Email me a code\" for a single-use code sent to this address. Only the people \
+         the sender named can open it, and each opening is recorded. The link works until {expires_at}.\n\n\
          Please do not forward this message outside your organisation.\n"
     );
     let html = format!(
         "<!DOCTYPE html><html><body><p><strong>You have received a secure clinical report.</strong></p>\
          <p><a href=\"{u}\">Open the report in your browser</a> (nothing to install).</p>\
-         <p>Sign in with this e-mail address. Only the people the sender named can open it, and each \
-         opening is recorded. The link works until {e}.</p>\
+         <p>Sign in with this e-mail address: with your password if you have an account there, or \
+         choose \"Email me a code\" for a single-use code sent to this address. Only the people the \
+         sender named can open it, and each opening is recorded. The link works until {e}.</p>\
          <p>Please do not forward this message outside your organisation.</p></body></html>",
         u = esc(url),
         e = esc(expires_at)

@@ -125,6 +125,35 @@ impl Smtp {
         }
     }
 
+    /// The `keyserver serve` flags that mail sign-in codes through this
+    /// server as user `keyserver` (password in the 0600 `password_file`),
+    /// trusting `cert`.
+    pub fn keyserver_flags(&self, cert: &TestCert, password_file: &Path) -> Vec<String> {
+        vec![
+            "--smtp-url".into(),
+            format!("smtp://keyserver@127.0.0.1:{}", self.port),
+            "--smtp-password-file".into(),
+            password_file.display().to_string(),
+            "--smtp-ca-cert".into(),
+            cert.cert.display().to_string(),
+            "--mail-from".into(),
+            "medseal <no-reply@st.example>".into(),
+        ]
+    }
+
+    /// Waits (up to 20 s) for the `n`th message (1-based) and returns it.
+    pub fn wait_for(&self, n: usize) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m[n - 1].clone();
+            }
+            assert!(Instant::now() < deadline, "message {n} never came");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The messages received so far, as parsed by Python's e-mail parser.
     pub fn messages(&self) -> Vec<Value> {
         let mut v: Vec<(u32, Value)> = std::fs::read_dir(self.out.path())
@@ -142,6 +171,32 @@ impl Smtp {
         v.sort_by_key(|(n, _)| *n);
         v.into_iter().map(|(_, m)| m).collect()
     }
+}
+
+/// The 8-digit sign-in code in a code mail (printed "1234 5678").
+pub fn code_in(mail: &Value) -> String {
+    let text = mail["text"].as_str().expect("text body");
+    let codes: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() == 9 && l.as_bytes()[4] == b' ')
+        .collect();
+    assert_eq!(codes.len(), 1, "one code in {text}");
+    codes[0].replace(' ', "")
+}
+
+/// Writes `text` to a new file that only its owner may read.
+pub fn private_file(path: &Path, text: &str) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+    path.to_owned()
 }
 
 /// The FHIR server.

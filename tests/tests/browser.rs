@@ -538,3 +538,160 @@ fn a_share_link_opens_for_bob_not_for_eve_and_stops_when_it_expires() {
         "upload under way"
     );
 }
+
+/// A key server that mails codes, with Alice and the St Elsewhere guest
+/// policy `guests`; answers it and its SMTP server.
+fn mailing_clinic(dir: &Path, guests: &str) -> (KeyServer, medseal_e2e::services::Smtp) {
+    use medseal_e2e::services::{Smtp, TestCert, private_file};
+    let cert = TestCert::new(dir);
+    let pw = private_file(&dir.join("smtp.pass"), "mail secret\n");
+    let smtp = Smtp::start("starttls", &cert, "keyserver", &pw);
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("St Elsewhere");
+    ks.user("St Elsewhere", "alice@st.example", "clinician", PW);
+    ks.admin_ok(&["org", "set", "--org", "St Elsewhere", "--guests", guests]);
+    let flags = smtp.keyserver_flags(&cert, &pw);
+    ks.start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    (ks, smtp)
+}
+
+#[test]
+fn a_guest_with_no_account_opens_a_report_with_an_emailed_code() {
+    let root = tempfile::tempdir().unwrap();
+    let (ks, smtp) = mailing_clinic(root.path(), "partner.example");
+    let alice = Device::new(root.path(), "alice");
+    login(&alice, &ks.base, "alice@st.example");
+    let report = capture(&alice, &ks.base, "bob@partner.example", root.path());
+
+    let b = Browser::new();
+    b.goto(&format!("{}/app/#/open", ks.base));
+    b.choose_file("Sealed report", &report);
+    b.click("Open");
+    b.fill("Email", "bob@partner.example");
+    b.click("Email me a code");
+    b.shown("#code-row");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("signin-code-390px.png");
+    b.screenshot(&shot);
+    let code = medseal_e2e::services::code_in(&smtp.wait_for(1));
+    b.fill("Code", &code);
+    b.click("Sign in");
+    b.shown("#report");
+    assert!(b.text("#report-facts").contains("9434765919"));
+    assert_eq!(b.text("#who"), "bob@partner.example");
+    let events = audit_of(&ks, &key_id_of(&report));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["action"] == "key.fetched" && e["actor"] == "bob@partner.example"),
+        "{events:?}"
+    );
+
+    // The link in a second mail: opening it signs nobody in; "Sign in" does.
+    let c = reqwest::blocking::Client::new();
+    let r = c
+        .post(format!("{}/v1/sessions/code", ks.base))
+        .json(&json!({"email": "bob@partner.example", "device_id": "other-phone"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let mail = smtp.wait_for(2);
+    let link = mail["text"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("/app/#/code?"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    // One Chromium at a time: Bob's first browser goes before the second.
+    drop(b);
+    let fresh = Browser::new();
+    fresh.goto(&link);
+    fresh.shown("#code-row");
+    assert_eq!(
+        fresh.js("return location.hash;", vec![]),
+        json!("#/code"),
+        "the code leaves the address bar"
+    );
+    let used_before = audit_of_all(&ks, "code.used");
+    fresh.click("Sign in");
+    fresh.until("signed in", |b| {
+        (b.text("#who") == "bob@partner.example").then_some(())
+    });
+    assert_eq!(audit_of_all(&ks, "code.used"), used_before + 1);
+}
+
+fn audit_of_all(ks: &KeyServer, action: &str) -> usize {
+    let doc: Value =
+        serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
+    doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .count()
+}
+
+#[test]
+fn a_clinician_signs_in_with_their_organisation_and_opens_a_shared_report() {
+    use medseal_e2e::services::{OpenIdProvider, private_file};
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    let idp = OpenIdProvider::start(
+        "medseal-st",
+        "browser-test-secret",
+        &format!("{}/v1/sso/callback", ks.base),
+    );
+    ks.org("St Elsewhere");
+    for who in ["alice", "bob"] {
+        ks.user(
+            "St Elsewhere",
+            &format!("{who}@st.example"),
+            "clinician",
+            PW,
+        );
+    }
+    let secret = private_file(&ks.dir.path().join("client.secret"), "browser-test-secret");
+    ks.admin_ok(&[
+        "org",
+        "sso",
+        "set",
+        "--org",
+        "St Elsewhere",
+        "--issuer",
+        &idp.issuer,
+        "--client-id",
+        "medseal-st",
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+        "--allowed-domain",
+        "st.example",
+    ]);
+    ks.start();
+    let root = tempfile::tempdir().unwrap();
+    let alice = Device::new(root.path(), "alice");
+    login(&alice, &ks.base, "alice@st.example");
+    let report = capture(&alice, &ks.base, "bob@st.example", root.path());
+    let link = String::from_utf8(
+        alice
+            .ok(&["share", "--keyserver", &ks.base, report.to_str().unwrap()])
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+
+    idp.next_login("bob@st.example", true);
+    let b = Browser::new();
+    b.goto(&link);
+    b.click("Open");
+    b.click("Sign in with your organisation");
+    b.fill("Organisation or email domain", "st.example");
+    b.click("Continue");
+    // To the provider and back; the shared report opens on its own.
+    b.shown("#report");
+    assert_eq!(b.text("#who"), "bob@st.example");
+    assert!(b.text("#report-facts").contains("9434765919"));
+    let hash = b.js("return location.hash;", vec![]);
+    assert!(!hash.as_str().unwrap().contains("grant"), "{hash}");
+    assert_eq!(audit_of_all(&ks, "sso.login"), 1);
+}

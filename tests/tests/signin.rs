@@ -7,9 +7,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use medseal_e2e::services::{OpenIdProvider, Smtp, TestCert};
+use medseal_e2e::services::{OpenIdProvider, Smtp, TestCert, code_in, private_file};
 use medseal_e2e::{Backend, Client, Device, KeyServer, medseal_bin, ok, write_file};
 use serde_json::{Value, json};
 
@@ -24,31 +24,6 @@ struct Mailing {
     _cert_dir: tempfile::TempDir,
 }
 
-fn private_file(path: &Path, text: &str) -> PathBuf {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create");
-    f.write_all(text.as_bytes()).expect("write");
-    path.to_owned()
-}
-
-fn mail_flags(smtp: &Smtp, cert: &TestCert, pw: &Path) -> Vec<String> {
-    vec![
-        "--smtp-url".into(),
-        format!("smtp://keyserver@127.0.0.1:{}", smtp.port),
-        "--smtp-password-file".into(),
-        pw.display().to_string(),
-        "--smtp-ca-cert".into(),
-        cert.cert.display().to_string(),
-        "--mail-from".into(),
-        "medseal <no-reply@st.example>".into(),
-    ]
-}
-
 impl Mailing {
     fn new(backend: Backend) -> Mailing {
         let dir = tempfile::tempdir().expect("dir");
@@ -59,7 +34,7 @@ impl Mailing {
         ks.org("St Elsewhere");
         ks.user("St Elsewhere", "alice@st.example", "clinician", PW);
         ks.user("St Elsewhere", "svc@st.example", "service", PW);
-        let flags = mail_flags(&smtp, &cert, &pw);
+        let flags = smtp.keyserver_flags(&cert, &pw);
         ks.start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
         Mailing {
             ks,
@@ -69,17 +44,9 @@ impl Mailing {
         }
     }
 
-    /// Waits for the `n`th mail (1-based) and returns it.
+    /// The `n`th mail (1-based), once it has come.
     fn mail(&self, n: usize) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let m = self.smtp.messages();
-            if m.len() >= n {
-                return m[n - 1].clone();
-            }
-            assert!(Instant::now() < deadline, "mail {n} never came");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.smtp.wait_for(n)
     }
 
     fn ask(&self, client: &Client, email: &str) -> u16 {
@@ -97,18 +64,6 @@ impl Mailing {
             &json!({"email": email, "code": code, "device_id": client.device}),
         )
     }
-}
-
-/// The 8-digit code in a mail ("1234 5678").
-fn code_in(mail: &Value) -> String {
-    let text = mail["text"].as_str().expect("text body");
-    let digits: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.len() == 9 && l.as_bytes()[4] == b' ')
-        .collect();
-    assert_eq!(digits.len(), 1, "one code in {text}");
-    digits[0].replace(' ', "")
 }
 
 fn audit(ks: &KeyServer) -> Vec<Value> {
@@ -844,4 +799,106 @@ fn sso_settings_written_into_the_database_stop_sign_ins() {
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["intact"], false);
     assert!(!String::from_utf8_lossy(&out.stdout).contains(CLIENT_SECRET));
+}
+
+/// In process, on a clock the test moves: a code works until its twentieth
+/// minute and not after, and the late try is recorded as `code.expired`.
+#[actix_web::test]
+async fn a_code_expires_after_twenty_minutes_on_an_injected_clock() {
+    use actix_web::{App, test};
+    use medseal_keyserver::admin::Admin;
+    use medseal_keyserver::http::configure;
+    use medseal_keyserver::server::{ServeConfig, app_state};
+    use medseal_keyserver::signin::mail::MailSettings;
+    use medseal_keyserver::time::ManualClock;
+    use medseal_keyserver::{Role, Store};
+
+    const MINUTE: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new(dir.path());
+    let pw = private_file(&dir.path().join("smtp.pass"), "mail secret\n");
+    let smtp = Smtp::start("starttls", &cert, "keyserver", &pw);
+    let store = Store::resolve(Some(dir.path().join("data")), None, None).unwrap();
+    let mut admin = Admin::open(store.clone()).unwrap();
+    admin.add_org("St Elsewhere").unwrap();
+    admin
+        .add_user(
+            "St Elsewhere",
+            "alice@st.example",
+            Role::Clinician,
+            PW.as_bytes(),
+        )
+        .unwrap();
+    drop(admin);
+    let clock = std::sync::Arc::new(ManualClock::at(1_893_456_000_000));
+    let mut cfg = ServeConfig::new(store.clone()).unwrap();
+    cfg.pool_size = 2;
+    cfg.clock = clock.clone();
+    cfg.mail = Some(MailSettings {
+        url: format!("smtp://keyserver@127.0.0.1:{}", smtp.port),
+        password_file: Some(pw),
+        ca_cert: Some(cert.cert.clone()),
+        from: "medseal <no-reply@st.example>".into(),
+    });
+    let (state, _) = app_state(&cfg).unwrap();
+    let app = test::init_service(App::new().app_data(state).configure(configure)).await;
+    let call = |path: &str, body: Value| {
+        test::TestRequest::post()
+            .uri(path)
+            .set_json(body)
+            .to_request()
+    };
+    let ask = || {
+        call(
+            "/v1/sessions/code",
+            json!({"email": "alice@st.example", "device_id": "phone"}),
+        )
+    };
+    let use_code = |code: &str| {
+        call(
+            "/v1/sessions",
+            json!({"email": "alice@st.example", "code": code, "device_id": "phone"}),
+        )
+    };
+    let status = |r: actix_web::dev::ServiceResponse| r.status().as_u16();
+
+    assert_eq!(status(test::call_service(&app, ask()).await), 202);
+    let first = wait_mail(&smtp, 1).await;
+    clock.advance(20 * MINUTE - 1);
+    assert_eq!(
+        status(test::call_service(&app, use_code(&first)).await),
+        201
+    );
+
+    assert_eq!(status(test::call_service(&app, ask()).await), 202);
+    let second = wait_mail(&smtp, 2).await;
+    clock.advance(20 * MINUTE);
+    assert_eq!(
+        status(test::call_service(&app, use_code(&second)).await),
+        401
+    );
+    let mut admin = Admin::open(store).unwrap();
+    let events: Value = serde_json::from_slice(
+        &admin
+            .export_audit(&Default::default(), "json".parse().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let expired = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "code.expired")
+        .count();
+    assert_eq!(expired, 1);
+}
+
+async fn wait_mail(smtp: &Smtp, n: usize) -> String {
+    for _ in 0..400 {
+        if smtp.messages().len() >= n {
+            return code_in(&smtp.messages()[n - 1]);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mail {n} never came");
 }

@@ -343,28 +343,144 @@ async function resumeSession() {
   else forgetSession();
 }
 
+// One way to sign in shows at a time: a password, or an e-mailed code.
+function useCode(on) {
+  $("password-row").hidden = on;
+  $("code-row").hidden = !on;
+  $("other-ways").hidden = on;
+  $("sso-form").hidden = true;
+}
+
+async function postSession(path, body) {
+  const r = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ ...body, cookie: true }),
+    credentials: "same-origin",
+    cache: "no-store",
+    referrerPolicy: "no-referrer",
+  }).catch(() => null);
+  if (!r) return { error: "The key server cannot be reached. Check the connection and try again." };
+  const answer = await r.json().catch(() => ({}));
+  if (r.status === 429) return { error: "Too many attempts. Wait a while and try again." };
+  if (!r.ok) return { status: r.status, error: answer.message || `The key server answered ${r.status}.` };
+  return { csrf: answer.csrf_token };
+}
+
 $("signin-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   clearProblem();
   const device = deviceId();
   const email = $("signin-email").value.trim();
   if (!email) return problem("Enter your email address.");
-  if (!$("signin-password").value) return problem("Enter your password.");
-  const r = await fetch("/v1/sessions", {
+  const withCode = !$("code-row").hidden;
+  let result;
+  if (withCode) {
+    const code = $("signin-code").value.replace(/[\s-]/g, "");
+    if (!/^[0-9]{8}$/.test(code)) return problem("Enter the 8-digit code from the e-mail.");
+    result = await postSession("/v1/sessions", { email, code, device_id: device });
+    $("signin-code").value = "";
+    if (result.error && result.status === 401) result.error = "The code is not right, or it has expired or been used. Ask for a new one.";
+  } else {
+    if (!$("signin-password").value) return problem("Enter your password.");
+    result = await postSession("/v1/sessions", { email, password: $("signin-password").value, device_id: device });
+    $("signin-password").value = "";
+    if (result.error && result.status === 401) result.error = "The email address or password is not right.";
+  }
+  if (result.error) return problem(result.error);
+  keepSession({ csrf: result.csrf, device, email });
+  signedIn();
+});
+
+function signedIn() {
+  useCode(false);
+  signInDone();
+  if (location.hash.startsWith("#/code")) {
+    history.replaceState(null, "", "#/open");
+    route();
+    $("progress").textContent = `Signed in as ${session.email}. Choose the report to open.`;
+    return;
+  }
+  if (file || dropId) openChosen();
+}
+
+$("code-button").addEventListener("click", async () => {
+  clearProblem();
+  const email = $("signin-email").value.trim();
+  if (!email) {
+    $("signin-email").focus();
+    return problem("Enter your email address, then choose \"Email me a code\".");
+  }
+  const r = await fetch("/v1/sessions/code", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ email, password: $("signin-password").value, device_id: device, cookie: true }),
+    body: JSON.stringify({ email, device_id: deviceId() }),
     credentials: "same-origin",
     cache: "no-store",
   }).catch(() => null);
-  $("signin-password").value = "";
   if (!r) return problem("The key server cannot be reached. Check the connection and try again.");
-  const body = await r.json().catch(() => ({}));
-  if (!r.ok) return problem(r.status === 429 ? "Too many attempts. Wait a while and try again." : "The email address or password is not right.");
-  keepSession({ csrf: body.csrf_token, device, email });
-  signInDone();
-  openChosen();
+  if (r.status === 429) return problem("Too many codes asked for. Wait a while and try again.");
+  if (r.status !== 202) {
+    const body = await r.json().catch(() => ({}));
+    return problem(body.message || `The key server answered ${r.status}.`);
+  }
+  useCode(true);
+  $("progress").textContent = `If ${email} may sign in here, a code is on its way to it.`;
+  $("signin-code").focus();
 });
+
+// ---- single sign-on -------------------------------------------------------
+// The key server sends the browser to the organisation's provider and back
+// to #/sso with a one-minute grant, which only this tab can exchange: it
+// keeps the verifier whose SHA-256 it sent at the start.
+
+const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+$("sso-button").addEventListener("click", () => {
+  clearProblem();
+  $("sso-form").hidden = false;
+  const email = $("signin-email").value.trim();
+  if (!$("sso-org").value && email.includes("@")) $("sso-org").value = email.slice(email.lastIndexOf("@") + 1);
+  $("sso-org").focus();
+});
+
+$("sso-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  clearProblem();
+  const org = $("sso-org").value.trim();
+  if (!org) return problem("Enter your organisation's name or your email domain.");
+  const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  const device = deviceId();
+  const back = location.hash && !location.hash.startsWith("#/sso") && !location.hash.startsWith("#/code") ? location.hash : "#/open";
+  sessionStorage.setItem("medseal-sso", JSON.stringify({ verifier, device }));
+  const q = new URLSearchParams({ device_id: device, return_to: `/app/${back}`, challenge: b64url(digest) });
+  location.assign(`/v1/sso/${encodeURIComponent(org)}/start?${q}`);
+});
+
+async function finishSso(params) {
+  const next = params.get("next") || "/open";
+  let pending = null;
+  try {
+    pending = JSON.parse(sessionStorage.getItem("medseal-sso") || "null");
+  } catch {
+    pending = null;
+  }
+  sessionStorage.removeItem("medseal-sso");
+  // The grant leaves the address bar (and the history) at once.
+  history.replaceState(null, "", `#${next}`);
+  route();
+  if (params.get("error")) return problem(`Single sign-on did not complete: ${params.get("error")}`);
+  if (!pending || pending.device !== deviceId()) return problem("Single sign-on did not complete in this tab. Start again.");
+  const result = await postSession("/v1/sso/session", { grant: params.get("grant") || "", verifier: pending.verifier, device_id: pending.device });
+  if (result.error) return problem(result.status === 401 ? "Single sign-on did not complete. Start again." : result.error);
+  session = { csrf: result.csrf, device: pending.device, email: "" };
+  const me = await api("/v1/sessions/current").catch(() => null);
+  const who = me && me.ok ? await me.json().catch(() => ({})) : {};
+  keepSession({ ...session, email: who.email || "" });
+  $("progress").textContent = `Signed in as ${session.email}.`;
+  if (dropId) openChosen();
+}
 
 $("signout").addEventListener("click", async () => {
   await api("/v1/sessions/current", { method: "DELETE" }).catch(() => null);
@@ -382,7 +498,12 @@ $("save-all").addEventListener("click", () => {
 // ---- routes and events ----------------------------------------------------
 
 function route() {
+  if (location.hash.startsWith("#/sso?")) {
+    finishSso(new URLSearchParams(location.hash.slice("#/sso?".length)));
+    return;
+  }
   signInDone();
+  useCode(false);
   const m = /^#\/drop\/(d_[0-9a-f]{32})$/.exec(location.hash);
   dropId = m ? m[1] : null;
   file = null;
@@ -394,6 +515,23 @@ function route() {
   $("drop-intro").hidden = !dropId;
   $("page-title").textContent = dropId ? "Open a shared report" : "Open a sealed report";
   if (location.hash.startsWith("#/drop/") && !dropId) problem("This link is not complete. Copy the whole link from the message you were sent.");
+  if (location.hash.startsWith("#/code")) {
+    // From the e-mail: the address and code are filled in, and nothing is
+    // used until "Sign in" is chosen (mail scanners open links too).
+    const q = new URLSearchParams(location.hash.slice(location.hash.indexOf("?") + 1));
+    history.replaceState(null, "", "#/code");
+    $("page-title").textContent = "Sign in with your code";
+    $("intro").hidden = true;
+    $("open-form").hidden = true;
+    askSignIn("Choose \"Sign in\" to use the code we e-mailed you.");
+    $("signin-title").textContent = "Sign in";
+    useCode(true);
+    if (q.get("email")) $("signin-email").value = q.get("email");
+    if (q.get("code")) $("signin-code").value = q.get("code");
+    return;
+  }
+  $("open-form").hidden = false;
+  $("signin-title").textContent = "Sign in to fetch the key";
 }
 
 $("report-file").addEventListener("change", (e) => e.target.files[0] && choose(e.target.files[0]));

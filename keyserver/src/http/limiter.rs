@@ -13,8 +13,9 @@ use crate::db::Conn;
 use crate::db::schema::login_windows;
 use crate::error::Result;
 
-/// No limiter counts in windows longer than this; older rows are swept.
-const SWEEP_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+/// No limiter counts in windows longer than a day; rows older than this
+/// are swept.
+const SWEEP_AFTER_MS: i64 = 25 * 60 * 60 * 1000;
 
 /// Attempts allowed per address per window.
 #[derive(Debug, Clone, Copy)]

@@ -26,6 +26,10 @@ use medseal_keyserver_api::v1::{CodeRequest, ErrorBody, GrantExchange, SessionRe
 /// flood a mailbox.
 const CODES_PER_ADDRESS_PER_HOUR: u32 = 5;
 
+/// Codes mailed per address per day: with [`codes::MAX_TRIES`] this bounds
+/// guessing at 100 tries a day per address (a chance of 10^-6 a day).
+const CODES_PER_ADDRESS_PER_DAY: u32 = 20;
+
 /// Code requests per client address per hour.
 const CODES_PER_CLIENT_PER_HOUR: u32 = 30;
 
@@ -68,17 +72,35 @@ pub async fn request_code(
     // same for every address, known or not.
     let now = state.clock.now_ms();
     let hour = Duration::from_secs(3600);
-    let keys = (
-        format!("code-to:{email}"),
-        format!(
-            "code-from:{}",
-            actor.client_ip.as_deref().unwrap_or("unknown")
-        ),
-    );
+    let email_key = email.clone();
+    let day = Duration::from_secs(24 * 3600);
+    let client = actor.client_ip.clone().unwrap_or_else(|| "unknown".into());
     let limited = with_conn(&state, move |c| {
-        let to = LoginLimiter::new(CODES_PER_ADDRESS_PER_HOUR, hour).check(c, &keys.0, now)?;
-        let from = LoginLimiter::new(CODES_PER_CLIENT_PER_HOUR, hour).check(c, &keys.1, now)?;
-        Ok(to.err().or(from.err()))
+        let windows = [
+            (
+                CODES_PER_ADDRESS_PER_HOUR,
+                hour,
+                format!("code-to:{email_key}"),
+            ),
+            (
+                CODES_PER_ADDRESS_PER_DAY,
+                day,
+                format!("code-to-daily:{email_key}"),
+            ),
+            (
+                CODES_PER_CLIENT_PER_HOUR,
+                hour,
+                format!("code-from:{client}"),
+            ),
+        ];
+        let mut refused = None;
+        // Every window counts the request, even once one has refused it.
+        for (n, window, key) in windows {
+            if let Err(l) = LoginLimiter::new(n, window).check(c, &key, now)? {
+                refused = refused.or(Some(l));
+            }
+        }
+        Ok(refused)
     })
     .await?;
     if let Some(l) = limited {
