@@ -495,6 +495,34 @@ impl OpenIdProvider {
         }
     }
 
+    /// Makes this provider `org`'s single sign-on on `ks` (`org sso set`),
+    /// as client `client_id` with `secret`, plus `extra` flags.
+    pub fn register(
+        &self,
+        ks: &crate::KeyServer,
+        org: &str,
+        client_id: &str,
+        secret: &str,
+        extra: &[&str],
+    ) {
+        let file = private_file(&ks.dir.path().join(format!("{client_id}.secret")), secret);
+        let mut args = vec![
+            "org",
+            "sso",
+            "set",
+            "--org",
+            org,
+            "--issuer",
+            &self.issuer,
+            "--client-id",
+            client_id,
+            "--client-secret-file",
+            file.to_str().unwrap_or_default(),
+        ];
+        args.extend_from_slice(extra);
+        ks.admin_ok(&args);
+    }
+
     fn post(&self, path: &str, body: Value) {
         let r = reqwest::blocking::Client::new()
             .post(format!("{}{path}", self.issuer))

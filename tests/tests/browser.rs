@@ -634,7 +634,7 @@ fn audit_of_all(ks: &KeyServer, action: &str) -> usize {
 
 #[test]
 fn a_clinician_signs_in_with_their_organisation_and_opens_a_shared_report() {
-    use medseal_e2e::services::{OpenIdProvider, private_file};
+    use medseal_e2e::services::OpenIdProvider;
     let mut ks = KeyServer::new(Backend::Sqlite);
     let idp = OpenIdProvider::start(
         "medseal-st",
@@ -650,22 +650,13 @@ fn a_clinician_signs_in_with_their_organisation_and_opens_a_shared_report() {
             PW,
         );
     }
-    let secret = private_file(&ks.dir.path().join("client.secret"), "browser-test-secret");
-    ks.admin_ok(&[
-        "org",
-        "sso",
-        "set",
-        "--org",
+    idp.register(
+        &ks,
         "St Elsewhere",
-        "--issuer",
-        &idp.issuer,
-        "--client-id",
         "medseal-st",
-        "--client-secret-file",
-        secret.to_str().unwrap(),
-        "--allowed-domain",
-        "st.example",
-    ]);
+        "browser-test-secret",
+        &["--allowed-domain", "st.example"],
+    );
     ks.start();
     let root = tempfile::tempdir().unwrap();
     let alice = Device::new(root.path(), "alice");

@@ -44,6 +44,12 @@ impl Mailing {
         }
     }
 
+    /// Waits a moment for stray mail, then checks that only `n` came.
+    fn only_mailed(&self, n: usize, why: &str) {
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(self.smtp.messages().len(), n, "{why}");
+    }
+
     /// The `n`th mail (1-based), once it has come.
     fn mail(&self, n: usize) -> Value {
         self.smtp.wait_for(n)
@@ -143,8 +149,7 @@ fn five_wrong_tries_kill_the_code_and_unknown_addresses_get_the_same_answer() {
     let mail = m.mail(1);
     assert_eq!(mail["rcpt_tos"], json!(["alice@st.example"]));
     let code = code_in(&mail);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(m.smtp.messages().len(), 1, "nothing mailed to the others");
+    m.only_mailed(1, "nothing mailed to the others");
     let denied: Vec<Value> = actions(&m.ks, "code.sent")
         .into_iter()
         .filter(|e| e["outcome"] == "denied")
@@ -331,12 +336,7 @@ fn a_guest_from_another_organisation_opens_what_was_addressed_to_them_and_nothin
     assert_eq!(api.get(&format!("/v1/keys/{key}")).status, 403);
     let c = Client::new(&m.ks.base, "bob-laptop");
     assert_eq!(m.ask(&c, "bob@partner.example"), 202);
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        m.smtp.messages().len(),
-        1,
-        "no second code for a guest of nobody"
-    );
+    m.only_mailed(1, "no second code for a guest of nobody");
 }
 
 #[test]
@@ -357,8 +357,7 @@ fn a_guest_code_goes_only_to_addresses_a_live_report_names_in_an_allowed_domain(
     // named by no report.
     assert_eq!(m.ask(&c, "dan@elsewhere.example"), 202);
     assert_eq!(m.ask(&c, "zed@partner.example"), 202);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(m.smtp.messages().is_empty());
+    m.only_mailed(0, "no code for either");
     // Opened to any address: Dan may come in.
     m.ks.admin_ok(&["org", "set", "--org", "St Elsewhere", "--guests", "any"]);
     assert_eq!(m.ask(&c, "dan@elsewhere.example"), 202);
@@ -374,11 +373,7 @@ fn a_guest_policy_written_into_the_database_lets_nobody_in() {
     m.ks.sql(&["UPDATE orgs SET guests = 'any'"]);
     let c = Client::new(&m.ks.base, "phone-6");
     assert_eq!(m.ask(&c, "bob@partner.example"), 202);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        m.smtp.messages().is_empty(),
-        "the unsealed setting counts as none"
-    );
+    m.only_mailed(0, "the unsealed setting counts as none");
 }
 
 #[test]
@@ -450,24 +445,13 @@ impl Sso {
         ks.user("St Elsewhere", "alice@st.example", "clinician", PW);
         ks.user("St Elsewhere", "gone@st.example", "clinician", PW);
         ks.user("Other Trust", "carol@st.example", "clinician", PW);
-        let secret = private_file(&ks.dir.path().join("client.secret"), CLIENT_SECRET);
-        ks.admin_ok(&[
-            "org",
-            "sso",
-            "set",
-            "--org",
+        idp.register(
+            &ks,
             "St Elsewhere",
-            "--issuer",
-            &idp.issuer,
-            "--client-id",
             "medseal-st",
-            "--client-secret-file",
-            secret.to_str().unwrap(),
-            "--allowed-domain",
-            "st.example",
-            "--provision",
-            provision,
-        ]);
+            CLIENT_SECRET,
+            &["--allowed-domain", "st.example", "--provision", provision],
+        );
         ks.admin_ok(&["user", "disable", "--email", "gone@st.example"]);
         ks.start();
         Sso { ks, idp }
@@ -817,7 +801,8 @@ async fn a_code_expires_after_twenty_minutes_on_an_injected_clock() {
     let dir = tempfile::tempdir().unwrap();
     let cert = TestCert::new(dir.path());
     let pw = private_file(&dir.path().join("smtp.pass"), "mail secret\n");
-    let smtp = Smtp::start("starttls", &cert, "keyserver", &pw);
+    // TLS from the first byte (smtps://), where the other tests use STARTTLS.
+    let smtp = Smtp::start("implicit", &cert, "keyserver", &pw);
     let store = Store::resolve(Some(dir.path().join("data")), None, None).unwrap();
     let mut admin = Admin::open(store.clone()).unwrap();
     admin.add_org("St Elsewhere").unwrap();
@@ -835,7 +820,7 @@ async fn a_code_expires_after_twenty_minutes_on_an_injected_clock() {
     cfg.pool_size = 2;
     cfg.clock = clock.clone();
     cfg.mail = Some(MailSettings {
-        url: format!("smtp://keyserver@127.0.0.1:{}", smtp.port),
+        url: format!("smtps://keyserver@127.0.0.1:{}", smtp.port),
         password_file: Some(pw),
         ca_cert: Some(cert.cert.clone()),
         from: "medseal <no-reply@st.example>".into(),
@@ -901,4 +886,45 @@ async fn wait_mail(smtp: &Smtp, n: usize) -> String {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("mail {n} never came");
+}
+
+#[test]
+fn staff_of_an_organisation_with_single_sign_on_get_no_code_but_its_guests_do() {
+    let m = Mailing::new(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    m.ks.admin_ok(&[
+        "org",
+        "set",
+        "--org",
+        "St Elsewhere",
+        "--guests",
+        "partner.example",
+    ]);
+    sealed_for(&m.ks, dir.path(), "bob@partner.example", "for-bob");
+    let secret = private_file(&dir.path().join("oidc.secret"), "s");
+    m.ks.admin_ok(&[
+        "org",
+        "sso",
+        "set",
+        "--org",
+        "St Elsewhere",
+        "--issuer",
+        "https://login.st.example/realms/staff",
+        "--client-id",
+        "medseal",
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    let c = Client::new(&m.ks.base, "phone-7");
+    // A mailbox must not get round the provider's second factor.
+    assert_eq!(m.ask(&c, "alice@st.example"), 202);
+    m.only_mailed(0, "no code for staff who sign in through their provider");
+    assert!(
+        actions(&m.ks, "code.sent")
+            .iter()
+            .any(|e| e["outcome"] == "denied"
+                && e["detail"].as_str().unwrap().contains("single sign-on"))
+    );
+    assert_eq!(m.ask(&c, "bob@partner.example"), 202);
+    assert_eq!(m.mail(1)["rcpt_tos"], json!(["bob@partner.example"]));
 }

@@ -116,7 +116,12 @@ fn sso(keyserver: &str, org: &str) -> Result<medseal_keyserver_api::client::Sess
     let answer = wait_for_callback(&listener, SSO_WAIT)?;
     let grant = match answer {
         Callback::Grant(g) => g,
-        Callback::Refused(why) => bail!("single sign-on refused: {why}"),
+        Callback::Refused(why) => {
+            // Any local page can call the listener: nothing it says may
+            // drive the terminal.
+            let why: String = why.chars().filter(|c| !c.is_control()).take(300).collect();
+            bail!("single sign-on refused: {why}")
+        }
     };
     Ok(client.exchange_grant(&grant, &verifier)?)
 }

@@ -147,11 +147,32 @@ pub fn migrate(conn: &mut Conn) -> Result<(), Error> {
     match conn {
         // Under SQLite's write lock, so that a server and an admin command
         // starting on a new store at once do not both run a migration.
-        Conn::Sqlite(c) => c.immediate_transaction(|c| {
-            c.run_pending_migrations(SQLITE_MIGRATIONS)
-                .map(|_| ())
-                .map_err(failed)
-        }),
+        // Foreign keys are checked after the migrations rather than during
+        // them: SQLite cannot change a constraint in place, so a migration
+        // rebuilds the table (users, for the guest role), dropping the old
+        // one while rows still point at it. The pragma is ignored inside a
+        // transaction, so it is set around it; the check runs inside, and a
+        // dangling reference rolls everything back.
+        Conn::Sqlite(c) => {
+            c.batch_execute("PRAGMA foreign_keys = OFF")?;
+            let r = c.immediate_transaction(|c| {
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map(|_| ())
+                    .map_err(failed)?;
+                use diesel::RunQueryDsl;
+                let dangling: Vec<Count> =
+                    diesel::sql_query("SELECT COUNT(*) AS n FROM pragma_foreign_key_check")
+                        .load(c)?;
+                match dangling.first().map(|d| d.n) {
+                    Some(0) | None => Ok(()),
+                    Some(n) => Err(Error::Migration(format!(
+                        "{n} rows would point at rows that do not exist; nothing was changed"
+                    ))),
+                }
+            });
+            c.batch_execute("PRAGMA foreign_keys = ON")?;
+            r
+        }
         Conn::Postgresql(c) => {
             c.batch_execute("SELECT pg_advisory_lock(7213400001)")?;
             let r = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ());
@@ -159,6 +180,12 @@ pub fn migrate(conn: &mut Conn) -> Result<(), Error> {
             r.map_err(failed)
         }
     }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 /// Runs `$body` in a write transaction on either backend, with `$c` bound to
@@ -217,6 +244,66 @@ mod tests {
                 o.join().unwrap().unwrap();
             }
         }
+    }
+
+    /// A store in use before the guest role (users rebuilt by 000006), with
+    /// sessions, keys and recipients pointing at its users, upgrades with
+    /// every row and reference intact.
+    #[test]
+    fn a_populated_store_upgrades_through_the_users_rebuild() {
+        use diesel::RunQueryDsl;
+        use diesel::connection::SimpleConnection;
+        use diesel_migrations::MigrationHarness;
+        let dir = tempfile::tempdir().unwrap();
+        let loc = super::Location::Sqlite(dir.path().join("ks.sqlite3"));
+        let mut conn = super::connect(&loc).unwrap();
+        super::migrate(&mut conn).unwrap();
+        let super::Conn::Sqlite(c) = &mut conn else {
+            unreachable!()
+        };
+        c.batch_execute("PRAGMA foreign_keys = OFF").unwrap();
+        c.revert_last_migration(super::SQLITE_MIGRATIONS).unwrap();
+        c.batch_execute(
+            "PRAGMA foreign_keys = ON;
+             INSERT INTO orgs (id, name, created_at) VALUES (1, 'St Elsewhere', 0);
+             INSERT INTO users (id, org_id, email, role, password_hash, created_at)
+                 VALUES (7, 1, 'alice@st.example', 'clinician', 'h', 0);
+             INSERT INTO sessions (token_hash, user_id, device_id, created_at, last_seen, expires_at, revoked)
+                 VALUES (x'01', 7, 'd', 0, 0, 1, 0);
+             INSERT INTO data_keys (key_id, report_id, org_id, creator_id, kek_version, wrapped, created_at)
+                 VALUES ('k_1', 'r1', 1, 7, 1, x'00', 0);",
+        )
+        .unwrap();
+        super::migrate(&mut conn).unwrap();
+        let super::Conn::Sqlite(c) = &mut conn else {
+            unreachable!()
+        };
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            email: String,
+        }
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT u.email AS email FROM sessions s JOIN users u ON u.id = s.user_id
+             JOIN data_keys k ON k.creator_id = u.id",
+        )
+        .load(c)
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].email, "alice@st.example");
+        // The new role is accepted, and foreign keys are enforced again.
+        c.batch_execute(
+            "INSERT INTO users (org_id, email, role, password_hash, created_at)
+                 VALUES (1, 'bob@partner.example', 'guest', '', 0)",
+        )
+        .unwrap();
+        assert!(
+            c.batch_execute(
+                "INSERT INTO sessions (token_hash, user_id, device_id, created_at, last_seen, expires_at, revoked)
+                     VALUES (x'02', 999, 'd', 0, 0, 1, 0)"
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -254,7 +254,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// How often expired share links are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(10 * 60);
 
-/// Deletes expired share links (each with its `drop.purged` event) and
+/// Deletes expired share links (each with its `drop.purged` event),
+/// sign-in codes that expired unused (`code.expired`), unfinished single
+/// sign-ons, and
 /// abandoned uploads: at start, then every [`PURGE_EVERY`]. Several servers
 /// on one store may all run it; the writers serialise on the audit head, so
 /// a drop is purged, and audited, once.
@@ -267,6 +269,16 @@ async fn purge_drops(state: web::Data<AppState>) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot delete expired share links yet"),
+        }
+        let codes = crate::signin::codes::purge(crate::audit::Actor::local("keyserver"));
+        if let Err(e) = state.audit.apply(codes).await {
+            tracing::warn!(error = %e, "cannot delete expired sign-in codes yet");
+        }
+        let now = state.clock.now_ms();
+        if let Err(e) =
+            handlers::with_conn(&state, move |c| crate::signin::sso::purge(c, now)).await
+        {
+            tracing::warn!(error = %e, "cannot delete unfinished sign-ins yet");
         }
         actix_web::rt::time::sleep(PURGE_EVERY).await;
     }

@@ -30,6 +30,9 @@ const CODES_PER_ADDRESS_PER_HOUR: u32 = 5;
 /// guessing at 100 tries a day per address (a chance of 10^-6 a day).
 const CODES_PER_ADDRESS_PER_DAY: u32 = 20;
 
+/// Single sign-ons started per client address per minute.
+const SSO_STARTS_PER_CLIENT_PER_MINUTE: u32 = 30;
+
 /// Code requests per client address per hour.
 const CODES_PER_CLIENT_PER_HOUR: u32 = 30;
 
@@ -231,6 +234,7 @@ fn redirect(to: &str) -> HttpResponse {
               (status = 502, body = ErrorBody)))]
 pub async fn sso_start(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<StartQuery>,
 ) -> Result<HttpResponse> {
@@ -243,27 +247,61 @@ pub async fn sso_start(
     accounts::check_device_id(&device_id)?;
     let return_to = ReturnTo::parse(&return_to)?;
     sso::check_challenge(&challenge)?;
-    let ring = state.keyring.get();
-    let public_url = state.public_url.clone();
+    // Each start costs a round trip to the provider and a row: limited per
+    // client address like sign-ins.
+    let client = client_ip(&req, state.proxy_hops).unwrap_or_else(|| "unknown".into());
     let now = state.clock.now_ms();
+    let limited = with_conn(&state, move |c| {
+        LoginLimiter::new(SSO_STARTS_PER_CLIENT_PER_MINUTE, Duration::from_secs(60)).check(
+            c,
+            &format!("sso-from:{client}"),
+            now,
+        )
+    })
+    .await?;
+    if let Err(l) = limited {
+        return Err(Error::RateLimited {
+            message: "too many sign-ins started from this address; try again later".into(),
+            retry_after: l.retry_after,
+        });
+    }
     let start = sso::StartRequest {
         org,
         device_id,
         return_to: return_to.clone(),
         challenge,
     };
-    let begun = with_conn(&state, move |c| {
-        sso::begin(c, ring.state_key(), &public_url, &start, now)
-    })
-    .await;
+    let begun = begin(&state, start, now).await;
     match (begun, &return_to) {
-        (Ok(b), _) => Ok(redirect(&b.url)),
+        (Ok(url), _) => Ok(redirect(&url)),
         // The app shows the reason on its own page rather than a JSON body.
         (Err(e), ReturnTo::App(_)) if !e.is_internal() || matches!(e, Error::Unavailable(_)) => {
             Ok(redirect(&return_to.with(&[("error", &e.to_string())])))
         }
         (Err(e), _) => Err(e),
     }
+}
+
+/// Reads the settings, asks the provider (no database connection held
+/// meanwhile), stores the flow: the provider's URL.
+async fn begin(state: &AppState, start: sso::StartRequest, now: i64) -> Result<String> {
+    let ring = state.keyring.get();
+    let name = start.org.clone();
+    let (org_id, settings) = with_conn(state, move |c| {
+        sso::settings_for(c, ring.state_key(), &name)
+    })
+    .await?;
+    let public_url = state.public_url.clone();
+    let auth = web::block(move || sso::authorize(&settings, &public_url))
+        .await
+        .map_err(|e| Error::Internal(format!("worker pool: {e}")))??;
+    let ring = state.keyring.get();
+    let url = auth.url.clone();
+    with_conn(state, move |c| {
+        sso::store_flow(c, ring.state_key(), org_id, &auth, &start, now)
+    })
+    .await?;
+    Ok(url)
 }
 
 /// The query the provider sends the browser back with.
@@ -336,12 +374,23 @@ pub async fn sso_callback(
         return Ok(redirect(&to));
     };
     let ring = state.keyring.get();
-    let public_url = state.public_url.clone();
-    let f2 = flow.clone();
-    let vouched = with_conn(&state, move |c| {
-        sso::vouch(c, ring.state_key(), &public_url, &f2, &code)
+    let org_id = flow.org_id;
+    let settings = with_conn(&state, move |c| {
+        sso::settings_of(c, ring.state_key(), org_id)
     })
     .await;
+    let vouched = match settings {
+        Ok(Ok(settings)) => {
+            let public_url = state.public_url.clone();
+            let f2 = flow.clone();
+            web::block(move || sso::vouch(&settings, &public_url, &f2, &code))
+                .await
+                .map_err(|e| Error::Internal(format!("worker pool: {e}")))
+                .and_then(|r| r)
+        }
+        Ok(Err(why)) => Ok(Err(why)),
+        Err(e) => Err(e),
+    };
     let who = match vouched {
         Ok(Ok(who)) => who,
         Ok(Err(why)) => {
@@ -349,10 +398,30 @@ pub async fn sso_callback(
             state.audit.record(event).await?;
             return Ok(redirect(&to));
         }
+        Err(Error::Integrity(what)) => {
+            state.metrics.integrity_violation();
+            state
+                .audit
+                .record(
+                    flow_actor
+                        .event(&flow.org, Action::IntegrityViolation, Outcome::Denied)
+                        .detail(what.clone()),
+                )
+                .await?;
+            return Ok(redirect(&flow.return_to.with(&[("error", &what)])));
+        }
         Err(e) => {
-            let (event, to) = give_up(e.to_string());
+            // What the browser sees names the failing service, never the
+            // server's internals (those go to its log).
+            let why = match &e {
+                Error::Unavailable(m) => m.clone(),
+                other => {
+                    tracing::error!(error = %other, "single sign-on callback failed");
+                    "the key server could not complete the sign-in; try again".into()
+                }
+            };
+            let (event, to) = give_up(why);
             state.audit.record(event).await?;
-            integrity_counted(&state, Err::<(), _>(e)).ok();
             return Ok(redirect(&to));
         }
     };

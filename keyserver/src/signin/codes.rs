@@ -28,7 +28,7 @@ use zeroize::Zeroizing;
 use super::guests;
 use crate::accounts::{self, Role, SessionPolicy};
 use crate::audit::{Action, Actor, Outcome, Tx};
-use crate::db::schema::{data_keys, key_recipients, login_codes, orgs, users};
+use crate::db::schema::{data_keys, key_recipients, login_codes, orgs, sso_configs, users};
 use crate::error::{Error, Result};
 use crate::integrity::{self, Field};
 use crate::ops::{self, NewSessionRow, Refusable};
@@ -160,6 +160,14 @@ fn guest_org(tx: &mut Tx<'_>, email: &str) -> Result<Option<(i64, String)>> {
     Ok(None)
 }
 
+fn has_sso(tx: &mut Tx<'_>, org_id: i64) -> Result<bool> {
+    let n: i64 = sso_configs::table
+        .filter(sso_configs::org_id.eq(org_id))
+        .count()
+        .get_result(tx.conn)?;
+    Ok(n > 0)
+}
+
 fn eligibility(tx: &mut Tx<'_>, email: &str) -> Result<Eligible> {
     let state_key = *tx.state_key();
     let Some(u) = accounts::find_user(tx.conn, email, &state_key)? else {
@@ -200,6 +208,12 @@ fn eligibility(tx: &mut Tx<'_>, email: &str) -> Result<Eligible> {
                 why: "guest with no live report from an organisation that lets guests in",
             },
         }),
+        // Staff of an organisation with single sign-on sign in through it:
+        // a mailbox must not get round the provider's own checks (its
+        // second factor, its leavers list). Codes remain for guests.
+        _ if has_sso(tx, u.org_id)? => {
+            no("the organisation signs its staff in through single sign-on")
+        }
         _ => Ok(Eligible::User {
             id: u.id,
             org_id: u.org_id,

@@ -602,15 +602,6 @@ fn client(
     .set_redirect_uri(RedirectUrl::new(redirect.to_owned()).map_err(|e| down(&e))?))
 }
 
-/// A sign-in to start: where to send the browser.
-pub struct Begun {
-    /// The provider's authorization URL.
-    pub url: String,
-}
-
-/// Starts a sign-in for the organisation named `name_or_domain`: stores
-/// the flow (state, nonce, PKCE verifier, device, return address, the
-/// client's challenge) and answers the provider's URL. Blocking.
 /// What a client asks for when it starts a sign-in.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
@@ -624,32 +615,46 @@ pub struct StartRequest {
     pub challenge: String,
 }
 
-pub fn begin(
+/// The sealed provider settings of the organisation a sign-in names (by
+/// name or by the domain its provider is restricted to). One answer for
+/// "no such organisation" and "no single sign-on", so that the call does
+/// not list organisations.
+pub fn settings_for(
     conn: &mut Conn,
     state_key: &[u8; 32],
-    public_url: &str,
-    start: &StartRequest,
-    now: i64,
-) -> Result<Begun> {
-    let StartRequest {
-        org: name_or_domain,
-        device_id,
-        return_to,
-        challenge,
-    } = start;
-    let org_id = resolve_org(conn, name_or_domain)?.ok_or_else(|| {
-        Error::NotFound("no organisation of that name or domain signs in here".into())
-    })?;
-    let (loaded, intact) = load(conn, org_id, state_key)?
-        .ok_or_else(|| Error::NotFound("that organisation has no single sign-on set up".into()))?;
+    name_or_domain: &str,
+) -> Result<(i64, SsoSettings)> {
+    let unknown = || {
+        Error::NotFound(
+            "no organisation of that name or domain signs in here with single sign-on".into(),
+        )
+    };
+    let org_id = resolve_org(conn, name_or_domain)?.ok_or_else(unknown)?;
+    let (loaded, intact) = load(conn, org_id, state_key)?.ok_or_else(unknown)?;
     if !intact {
         return Err(Error::Integrity(format!(
             "the single sign-on settings of {} were changed outside the key server",
             loaded.org
         )));
     }
+    Ok((org_id, loaded.settings))
+}
+
+/// A sign-in about to be sent to the provider.
+pub struct Authorization {
+    /// The provider's authorization URL, to send the browser to.
+    pub url: String,
+    state: Zeroizing<String>,
+    nonce: Zeroizing<String>,
+    pkce_verifier: Zeroizing<String>,
+}
+
+/// Discovers the provider and makes its authorization URL, with fresh
+/// state, nonce and PKCE verifier. Network only: no database connection is
+/// held while the provider answers.
+pub fn authorize(settings: &SsoSettings, public_url: &str) -> Result<Authorization> {
     let http = http_client()?;
-    let client = client(&loaded.settings, &redirect_uri(public_url), &http)?;
+    let client = client(settings, &redirect_uri(public_url), &http)?;
     let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, csrf, nonce) = client
         .authorize_url(
@@ -660,18 +665,36 @@ pub fn begin(
         .add_scope(Scope::new("email".into()))
         .set_pkce_challenge(pkce_challenge)
         .url();
-    let state_hash = Sha256::digest(csrf.secret().as_bytes()).to_vec();
+    Ok(Authorization {
+        url: url.to_string(),
+        state: Zeroizing::new(csrf.secret().clone()),
+        nonce: Zeroizing::new(nonce.secret().clone()),
+        pkce_verifier: Zeroizing::new(pkce_verifier.secret().clone()),
+    })
+}
+
+/// Stores the flow (state hash, nonce, PKCE verifier, device, return
+/// address, the client's challenge), sealed, for the callback to take.
+pub fn store_flow(
+    conn: &mut Conn,
+    state_key: &[u8; 32],
+    org_id: i64,
+    auth: &Authorization,
+    start: &StartRequest,
+    now: i64,
+) -> Result<()> {
+    let state_hash = Sha256::digest(auth.state.as_bytes()).to_vec();
     let expires_at = now + FLOW_TTL_MS;
-    let stored_return = return_to.stored();
+    let stored_return = start.return_to.stored();
     let mac = flow_mac(
         state_key,
         &state_hash,
         org_id,
-        nonce.secret(),
-        pkce_verifier.secret(),
-        device_id,
+        &auth.nonce,
+        &auth.pkce_verifier,
+        &start.device_id,
         &stored_return,
-        challenge,
+        &start.challenge,
         expires_at,
     );
     crate::write_tx!(conn, |c| {
@@ -680,19 +703,16 @@ pub fn begin(
             .values((
                 sso_flows::state_hash.eq(&state_hash),
                 sso_flows::org_id.eq(org_id),
-                sso_flows::nonce.eq(nonce.secret()),
-                sso_flows::pkce_verifier.eq(pkce_verifier.secret()),
-                sso_flows::device_id.eq(device_id),
+                sso_flows::nonce.eq(auth.nonce.as_str()),
+                sso_flows::pkce_verifier.eq(auth.pkce_verifier.as_str()),
+                sso_flows::device_id.eq(&start.device_id),
                 sso_flows::return_to.eq(&stored_return),
-                sso_flows::client_challenge.eq(challenge),
+                sso_flows::client_challenge.eq(&start.challenge),
                 sso_flows::expires_at.eq(expires_at),
                 sso_flows::state_mac.eq(mac.to_vec()),
             ))
             .execute(c)?;
         Ok::<_, Error>(())
-    })?;
-    Ok(Begun {
-        url: url.to_string(),
     })
 }
 
@@ -772,13 +792,13 @@ pub fn take_flow(
         i64,
         Vec<u8>,
     );
+    type TakenRow = (i64, String, String, String, String, String, i64, Vec<u8>);
+    // Taken by one atomic statement: of two callbacks racing with the same
+    // state, one gets the row.
     let row: Option<FlowRow> = crate::write_tx!(conn, |c| {
-        let row: Option<FlowRow> = sso_flows::table
-            .inner_join(orgs::table)
-            .filter(sso_flows::state_hash.eq(&state_hash))
-            .select((
+        let taken: Option<TakenRow> = diesel::delete(sso_flows::table.find(&state_hash))
+            .returning((
                 sso_flows::org_id,
-                orgs::name,
                 sso_flows::nonce,
                 sso_flows::pkce_verifier,
                 sso_flows::device_id,
@@ -787,10 +807,16 @@ pub fn take_flow(
                 sso_flows::expires_at,
                 sso_flows::state_mac,
             ))
-            .first(c)
+            .get_result(c)
             .optional()?;
-        diesel::delete(sso_flows::table.find(&state_hash)).execute(c)?;
-        Ok::<_, Error>(row)
+        let Some((org_id, nonce, verifier, device, return_to, challenge, expires_at, mac)) = taken
+        else {
+            return Ok(None);
+        };
+        let org: String = orgs::table.find(org_id).select(orgs::name).first(c)?;
+        Ok::<_, Error>(Some((
+            org_id, org, nonce, verifier, device, return_to, challenge, expires_at, mac,
+        )))
     })?;
     let Some((org_id, org, nonce, pkce_verifier, device_id, return_to, challenge, expires_at, mac)) =
         row
@@ -855,18 +881,13 @@ pub struct Vouched {
     pub allowed_domain: Option<String>,
 }
 
-/// Redeems the provider's code at its token endpoint (with the flow's PKCE
-/// verifier, `client_secret_basic`) and validates the id_token: signature
-/// by the provider's published keys, issuer, audience, expiry, the flow's
-/// nonce; then reads the e-mail claim. Blocking.
-pub fn vouch(
+/// The sealed settings of the flow's organisation, or why there are none.
+pub fn settings_of(
     conn: &mut Conn,
     state_key: &[u8; 32],
-    public_url: &str,
-    flow: &Flow,
-    code: &str,
-) -> Result<std::result::Result<Vouched, String>> {
-    let Some((loaded, intact)) = load(conn, flow.org_id, state_key)? else {
+    org_id: i64,
+) -> Result<std::result::Result<SsoSettings, String>> {
+    let Some((loaded, intact)) = load(conn, org_id, state_key)? else {
         return Ok(Err(
             "single sign-on was removed for this organisation".into()
         ));
@@ -877,7 +898,20 @@ pub fn vouch(
             loaded.org
         )));
     }
-    let s = &loaded.settings;
+    Ok(Ok(loaded.settings))
+}
+
+/// Redeems the provider's code at its token endpoint (with the flow's PKCE
+/// verifier, `client_secret_basic`) and validates the id_token: signature
+/// by the provider's published keys, issuer, audience, expiry, the flow's
+/// nonce; then reads the e-mail claim. Network only: no database
+/// connection is held while the provider answers.
+pub fn vouch(
+    s: &SsoSettings,
+    public_url: &str,
+    flow: &Flow,
+    code: &str,
+) -> Result<std::result::Result<Vouched, String>> {
     let http = http_client()?;
     let client = client(s, &redirect_uri(public_url), &http)?;
     let request = client

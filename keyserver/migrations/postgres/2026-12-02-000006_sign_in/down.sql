@@ -1,3 +1,6 @@
+DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE role = 'guest');
+DELETE FROM sso_grants;
+DELETE FROM login_codes WHERE guest;
 DELETE FROM users WHERE role = 'guest';
 ALTER TABLE users DROP CONSTRAINT users_role_check;
 ALTER TABLE users ADD CONSTRAINT users_role_check

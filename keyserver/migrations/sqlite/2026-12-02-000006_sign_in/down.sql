@@ -1,3 +1,6 @@
+DELETE FROM sessions WHERE user_id IN (SELECT id FROM users WHERE role = 'guest');
+DELETE FROM sso_grants;
+DELETE FROM login_codes WHERE guest;
 DELETE FROM users WHERE role = 'guest';
 CREATE TABLE users_old (
     id INTEGER PRIMARY KEY,
