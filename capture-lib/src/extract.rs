@@ -47,12 +47,17 @@ pub fn extract<R: Read>(input: R, dest: &Path) -> Result<Manifest, ExtractError>
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".medseal-extract-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".medseal-extract-");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let tmp = builder
         .tempdir_in(parent)
         .map_err(io_err(parent))?;
     let media_dir = tmp.path().join("media");
-    std::fs::create_dir(&media_dir).map_err(io_err(&media_dir))?;
+    // Owner-only like every file in it (and like the temporary directory
+    // that becomes `dest`): a report's folders list patient media.
+    medseal_files::private_dir(&media_dir).map_err(|e| io_err(&media_dir)(e.source))?;
     let manifest = read_verified(input, |_, path, data| {
         let target = tmp.path().join(path);
         let mut file = medseal_files::open_private(&target, true).map_err(|e| e.source)?;

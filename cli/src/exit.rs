@@ -21,10 +21,22 @@ use medseal_format::ErrorKind;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// No session with a key server on this device: no key can be fetched, so
+/// exit 3, like an ended session.
+#[derive(Debug, thiserror::Error)]
+#[error("you are not logged in to {0}; run: medseal login --keyserver {0}")]
+pub struct NotLoggedIn(pub String);
+
 /// Picks the exit code from the first format or key-server error in the chain.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
     if err.downcast_ref::<UsageError>().is_some() {
         return ExitCode::from(2);
+    }
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<NotLoggedIn>().is_some())
+    {
+        return ExitCode::from(3);
     }
     if err.downcast_ref::<crate::delivery::Queued>().is_some() {
         return ExitCode::from(7);

@@ -72,9 +72,9 @@ pub fn save(session: &Session) -> Result<()> {
 
 /// The saved session for `origin`.
 pub fn load(origin: &str) -> Result<Session> {
-    load_all()?.remove(origin).ok_or_else(|| {
-        anyhow!("you are not logged in to {origin}; run: medseal login --keyserver {origin}")
-    })
+    load_all()?
+        .remove(origin)
+        .ok_or_else(|| crate::exit::NotLoggedIn(origin.to_owned()).into())
 }
 
 /// The extra CA certificate (PEM) named by `$MEDSEAL_CA_CERT`, if any:

@@ -81,6 +81,26 @@ fn extracts_a_report() {
     let m: Manifest =
         serde_json::from_slice(&fs::read(dir.path().join("out/manifest.json")).unwrap()).unwrap();
     assert_eq!(m.report_id, "r_e2e");
+    // Nothing of the report is readable by other users: folders 0700,
+    // files 0600, whatever the umask.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    for folder in ["out", "out/media"] {
+        assert_eq!(mode(folder), 0o700, "{folder}");
+    }
+    for file in [
+        "out/manifest.json",
+        "out/report.pdf",
+        "out/media/photo-1.jpg",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
 }
 
 #[test]

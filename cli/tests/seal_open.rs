@@ -471,3 +471,33 @@ fn exit_codes_of_common_mistakes() {
         .code(4)
         .stderr(predicate::str::contains("unexpected data after the end"));
 }
+
+/// No session with the key server on this device: exit 3 ("no key"), as
+/// the README's table says, with the command that fixes it.
+#[test]
+fn not_logged_in_is_exit_3() {
+    let dir = TempDir::new().unwrap();
+    fs::write(dir.path().join("note.txt"), b"x").unwrap();
+    let out = Command::cargo_bin("medseal")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("MEDSEAL_CONFIG_DIR", dir.path().join("config"))
+        .args([
+            "seal",
+            "--keyserver",
+            "http://127.0.0.1:9",
+            "--recipient",
+            "bob@st.example",
+            "note.txt",
+        ])
+        .assert()
+        .code(3)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not logged in") && err.contains("medseal login --keyserver"),
+        "{err}"
+    );
+    assert!(!dir.path().join("note.txt.mseal").exists());
+}
