@@ -51,9 +51,7 @@ pub fn extract<R: Read>(input: R, dest: &Path) -> Result<Manifest, ExtractError>
     builder.prefix(".medseal-extract-");
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    let tmp = builder
-        .tempdir_in(parent)
-        .map_err(io_err(parent))?;
+    let tmp = builder.tempdir_in(parent).map_err(io_err(parent))?;
     let media_dir = tmp.path().join("media");
     // Owner-only like every file in it (and like the temporary directory
     // that becomes `dest`): a report's folders list patient media.
