@@ -214,14 +214,21 @@ pub struct NewSession {
     pub token_hash: Vec<u8>,
 }
 
+/// A fresh 256-bit secret from the OS CSPRNG, as `PREFIX` + base64url, with
+/// its SHA-256 (a secret of full entropy needs no slow hash): the one maker
+/// of session tokens and single sign-on grants.
+pub fn random_secret(prefix: &str) -> Result<(Zeroizing<String>, Vec<u8>)> {
+    let mut raw = Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut()).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    let secret = Zeroizing::new(format!("{prefix}{}", B64URL.encode(raw.as_ref())));
+    let hash = token_hash(&secret);
+    Ok((secret, hash))
+}
+
 impl NewSession {
     /// A fresh 256-bit token.
     pub fn generate() -> Result<Self> {
-        let mut raw = Zeroizing::new([0u8; 32]);
-        getrandom::fill(raw.as_mut())
-            .map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-        let token = Zeroizing::new(format!("mst_{}", B64URL.encode(raw.as_ref())));
-        let token_hash = token_hash(&token);
+        let (token, token_hash) = random_secret("mst_")?;
         Ok(NewSession { token, token_hash })
     }
 }

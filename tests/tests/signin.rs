@@ -44,6 +44,12 @@ impl Mailing {
         }
     }
 
+    /// Sets St Elsewhere's guest policy (`any`, `none` or a domain).
+    fn let_guests_in(&self, policy: &str) {
+        self.ks
+            .admin_ok(&["org", "set", "--org", "St Elsewhere", "--guests", policy]);
+    }
+
     /// Waits a moment for stray mail, then checks that only `n` came.
     fn only_mailed(&self, n: usize, why: &str) {
         std::thread::sleep(Duration::from_millis(500));
@@ -244,14 +250,7 @@ fn cli_code_login(m: &Mailing, device: &Device, email: &str, n: usize) -> std::p
 fn a_guest_from_another_organisation_opens_what_was_addressed_to_them_and_nothing_else() {
     let m = Mailing::new(Backend::Sqlite);
     let dir = tempfile::tempdir().unwrap();
-    m.ks.admin_ok(&[
-        "org",
-        "set",
-        "--org",
-        "St Elsewhere",
-        "--guests",
-        "partner.example",
-    ]);
+    m.let_guests_in("partner.example");
     let report = sealed_for(&m.ks, dir.path(), "bob@partner.example", "for-bob");
     let other = sealed_for(&m.ks, dir.path(), "carol@partner.example", "for-carol");
 
@@ -332,7 +331,7 @@ fn a_guest_from_another_organisation_opens_what_was_addressed_to_them_and_nothin
     );
 
     // Guests off: the open session can fetch nothing, and no code is sent.
-    m.ks.admin_ok(&["org", "set", "--org", "St Elsewhere", "--guests", "none"]);
+    m.let_guests_in("none");
     assert_eq!(api.get(&format!("/v1/keys/{key}")).status, 403);
     let c = Client::new(&m.ks.base, "bob-laptop");
     assert_eq!(m.ask(&c, "bob@partner.example"), 202);
@@ -343,14 +342,7 @@ fn a_guest_from_another_organisation_opens_what_was_addressed_to_them_and_nothin
 fn a_guest_code_goes_only_to_addresses_a_live_report_names_in_an_allowed_domain() {
     let m = Mailing::new(Backend::Sqlite);
     let dir = tempfile::tempdir().unwrap();
-    m.ks.admin_ok(&[
-        "org",
-        "set",
-        "--org",
-        "St Elsewhere",
-        "--guests",
-        "partner.example",
-    ]);
+    m.let_guests_in("partner.example");
     sealed_for(&m.ks, dir.path(), "dan@elsewhere.example", "for-dan");
     let c = Client::new(&m.ks.base, "phone-5");
     // Named by a report but outside the allowed domains; in the domain but
@@ -359,7 +351,7 @@ fn a_guest_code_goes_only_to_addresses_a_live_report_names_in_an_allowed_domain(
     assert_eq!(m.ask(&c, "zed@partner.example"), 202);
     m.only_mailed(0, "no code for either");
     // Opened to any address: Dan may come in.
-    m.ks.admin_ok(&["org", "set", "--org", "St Elsewhere", "--guests", "any"]);
+    m.let_guests_in("any");
     assert_eq!(m.ask(&c, "dan@elsewhere.example"), 202);
     assert_eq!(m.mail(1)["rcpt_tos"], json!(["dan@elsewhere.example"]));
 }
@@ -892,14 +884,7 @@ async fn wait_mail(smtp: &Smtp, n: usize) -> String {
 fn staff_of_an_organisation_with_single_sign_on_get_no_code_but_its_guests_do() {
     let m = Mailing::new(Backend::Sqlite);
     let dir = tempfile::tempdir().unwrap();
-    m.ks.admin_ok(&[
-        "org",
-        "set",
-        "--org",
-        "St Elsewhere",
-        "--guests",
-        "partner.example",
-    ]);
+    m.let_guests_in("partner.example");
     sealed_for(&m.ks, dir.path(), "bob@partner.example", "for-bob");
     let secret = private_file(&dir.path().join("oidc.secret"), "s");
     m.ks.admin_ok(&[

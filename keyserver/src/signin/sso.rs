@@ -1017,11 +1017,7 @@ pub struct NewGrant {
 impl NewGrant {
     /// A fresh grant.
     pub fn generate() -> Result<Self> {
-        let mut raw = Zeroizing::new([0u8; 32]);
-        getrandom::fill(raw.as_mut())
-            .map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
-        let secret = Zeroizing::new(format!("msg_{}", B64URL.encode(raw.as_ref())));
-        let hash = Sha256::digest(secret.as_bytes()).to_vec();
+        let (secret, hash) = accounts::random_secret("msg_")?;
         Ok(NewGrant { secret, hash })
     }
 }
