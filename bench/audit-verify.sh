@@ -13,7 +13,7 @@ cargo build --release -q -p medseal-keyserver --example audit_fill --manifest-pa
 bin=${MEDSEAL_BIN:-$root/target/release/medseal}
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medseal-verify-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-"$bin" keyserver org add Bench --data-dir "$work/data" 2>/dev/null
+"$bin" keyserver org add Bench --init --data-dir "$work/data" 2>/dev/null
 start=$(date +%s.%N)
 "$root/target/release/examples/audit_fill" "$work/data" "$n" >/dev/null
 fill=$(echo "$(date +%s.%N) - $start" | bc)

@@ -27,7 +27,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 store=(--data-dir "$work/data")
 port=$(free_port)
 base="http://127.0.0.1:$port"
-"$bin" keyserver org add Bench "${store[@]}" 2>/dev/null
+"$bin" keyserver org add Bench --init "${store[@]}" 2>/dev/null
 printf 'a long bench password\n' > "$work/pw"
 for who in alice bob; do
   "$bin" keyserver user add --org Bench --email "$who@bench.example" --role clinician --password-file "$work/pw" "${store[@]}" 2>/dev/null

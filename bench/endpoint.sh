@@ -34,8 +34,8 @@ wait_up() { for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 
 ks_port=$(free_port)
 ks="http://127.0.0.1:$ks_port"
 store=(--data-dir "$work/ks")
-"$bin" keyserver org add Bench "${store[@]}" 2>/dev/null
-printf 'bench-password\n' > "$work/pw"
+"$bin" keyserver org add Bench --init "${store[@]}" 2>/dev/null
+printf 'a long bench password\n' > "$work/pw"
 "$bin" keyserver user add --org Bench --email c@bench.example --role clinician --password-file "$work/pw" "${store[@]}" 2>/dev/null
 "$bin" keyserver user add --org Bench --email endpoint@bench.example --role service --password-file "$work/pw" "${store[@]}" 2>/dev/null
 "$bin" keyserver serve --listen "127.0.0.1:$ks_port" "${store[@]}" 2>"$work/ks.log" &
@@ -109,7 +109,7 @@ path = "$work/drop"
 payload = "plain"
 TOML
 mkdir -p "$work/drop" "$work/plain-uploads"
-printf 'email = "endpoint@bench.example"\npassword = "bench-password"\n' > "$work/credentials"
+printf 'email = "endpoint@bench.example"\npassword = "a long bench password"\n' > "$work/credentials"
 chmod 600 "$work/credentials"
 start_endpoint() { # DATA-DIR
   ep_port=$(free_port)

@@ -30,15 +30,15 @@ store=(--data-dir "$work/data")
 [ -n "${KEYRING:-}" ] && store+=(--keyring "$KEYRING")
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" keyserver org add Bench "${store[@]}" 2>/dev/null
-printf 'bench-password\n' > "$work/pw"
+"$bin" keyserver org add Bench --init "${store[@]}" 2>/dev/null
+printf 'a long bench password\n' > "$work/pw"
 "$bin" keyserver user add --org Bench --email c@bench.example --role clinician --password-file "$work/pw" "${store[@]}" 2>/dev/null
 "$bin" keyserver serve --listen "127.0.0.1:$port" "${store[@]}" 2>"$work/server.log" &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
 
 token=$(curl -sf -XPOST "http://127.0.0.1:$port/v1/sessions" -H 'content-type: application/json' \
-  -d '{"email":"c@bench.example","password":"bench-password","device_id":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  -d '{"email":"c@bench.example","password":"a long bench password","device_id":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 key_id=$(curl -sf -XPOST "http://127.0.0.1:$port/v1/keys" -H "authorization: Bearer $token" -H 'x-device-id: bench' \
   -H 'content-type: application/json' -d '{"report_id":"bench","recipients":["r@bench.example"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
 

@@ -34,8 +34,8 @@ as_pg "$pgbin/pg_ctl" -D "$work/pg" -o "-p $pgport -k /tmp -c listen_addresses=1
 url="postgres://medseal@127.0.0.1:$pgport/medseal"
 
 store_a=(--data-dir "$work/a" --database-url "$url")
-"$bin" keyserver org add Bench "${store_a[@]}" 2>/dev/null
-printf 'bench-password\n' > "$work/pw"
+"$bin" keyserver org add Bench --init "${store_a[@]}" 2>/dev/null
+printf 'a long bench password\n' > "$work/pw"
 "$bin" keyserver user add --org Bench --email c@bench.example --role clinician --password-file "$work/pw" "${store_a[@]}" 2>/dev/null
 store_b=(--data-dir "$work/b" --database-url "$url" --keyring "$work/a/master.keyring")
 
@@ -51,7 +51,7 @@ start "$pa" "${store_a[@]}"
 start "$pb" "${store_b[@]}"
 
 token=$(curl -sf -XPOST "http://127.0.0.1:$pa/v1/sessions" -H 'content-type: application/json' \
-  -d '{"email":"c@bench.example","password":"bench-password","device_id":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  -d '{"email":"c@bench.example","password":"a long bench password","device_id":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 key_id=$(curl -sf -XPOST "http://127.0.0.1:$pa/v1/keys" -H "authorization: Bearer $token" -H 'x-device-id: bench' \
   -H 'content-type: application/json' -d '{"report_id":"bench","recipients":["r@bench.example"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
 fetch() { # PORT CONNS THREADS

@@ -527,3 +527,112 @@ pub fn org_of(conn: &mut Conn, email: &str) -> Result<Option<String>> {
         .first(conn)
         .optional()?)
 }
+
+/// A user as an administrator lists them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserSummary {
+    /// Normalised e-mail.
+    pub email: String,
+    /// Organisation.
+    pub org: String,
+    /// Role.
+    pub role: String,
+    /// `enabled`, `disabled` or `locked` (locked out after failed sign-ins).
+    pub status: &'static str,
+    /// Whether the row is as the key server sealed it.
+    pub intact: bool,
+    /// Live sessions.
+    pub sessions: usize,
+    /// Distinct devices among them.
+    pub devices: usize,
+    /// The newest live session's start (UTC ms), if any.
+    pub last_sign_in: Option<i64>,
+}
+
+/// Every user (of `org` when given), in e-mail order, with their live
+/// sessions counted.
+pub fn list_users(
+    conn: &mut Conn,
+    state_key: &[u8; 32],
+    org: Option<&str>,
+    now: i64,
+) -> Result<Vec<UserSummary>> {
+    let mut live: std::collections::HashMap<i64, Vec<(String, i64)>> = Default::default();
+    for (user, device, created) in sessions::table
+        .filter(sessions::revoked.eq(false))
+        .filter(sessions::expires_at.gt(now))
+        .select((sessions::user_id, sessions::device_id, sessions::created_at))
+        .load::<(i64, String, i64)>(conn)?
+    {
+        live.entry(user).or_default().push((device, created));
+    }
+    let mut out: Vec<UserSummary> = all_users(conn, state_key)?
+        .into_iter()
+        .filter(|u| org.is_none_or(|o| u.org == o))
+        .map(|u| {
+            let s = live.get(&u.id).map(Vec::as_slice).unwrap_or(&[]);
+            let mut devices: Vec<&str> = s.iter().map(|(d, _)| d.as_str()).collect();
+            devices.sort_unstable();
+            devices.dedup();
+            UserSummary {
+                status: if u.disabled {
+                    "disabled"
+                } else if u.locked_until.is_some_and(|t| t > now) {
+                    "locked"
+                } else {
+                    "enabled"
+                },
+                intact: u.intact,
+                sessions: s.len(),
+                devices: devices.len(),
+                last_sign_in: s.iter().map(|(_, c)| *c).max(),
+                email: u.email,
+                org: u.org,
+                role: u.role,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.email.cmp(&b.email));
+    Ok(out)
+}
+
+/// An organisation as an administrator lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OrgSummary {
+    /// Its name.
+    pub name: String,
+    /// How many users it has.
+    pub users: usize,
+    /// Who may sign in as a guest (`none`, `any`, or domains).
+    pub guests: String,
+    /// Whether it signs its staff in through an OpenID Provider.
+    pub single_sign_on: bool,
+}
+
+/// Every organisation, by name.
+pub fn list_orgs(conn: &mut Conn, state_key: &[u8; 32]) -> Result<Vec<OrgSummary>> {
+    use crate::db::schema::sso_configs;
+    let rows: Vec<(i64, String)> = orgs::table
+        .order(orgs::name)
+        .select((orgs::id, orgs::name))
+        .load(conn)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, name) in rows {
+        let users: i64 = users::table
+            .filter(users::org_id.eq(id))
+            .count()
+            .get_result(conn)?;
+        let sso: i64 = sso_configs::table
+            .filter(sso_configs::org_id.eq(id))
+            .count()
+            .get_result(conn)?;
+        let guests = crate::signin::guests::policy_of(conn, id, state_key)?;
+        out.push(OrgSummary {
+            name,
+            users: usize::try_from(users).unwrap_or(0),
+            guests: guests.policy.stored(),
+            single_sign_on: sso > 0,
+        });
+    }
+    Ok(out)
+}

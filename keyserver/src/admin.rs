@@ -115,8 +115,9 @@ impl Admin {
         crate::signin::sso::show(&mut self.conn, org, self.ring.state_key(), public_url)
     }
 
-    /// `user add`.
+    /// `user add`: the password must meet [`crate::passwords::check_new`].
     pub fn add_user(&mut self, org: &str, email: &str, role: Role, password: &[u8]) -> Result<i64> {
+        crate::passwords::check_new(password, email)?;
         let hash = accounts::hash_password(password)?;
         self.commit(ops::add_user(
             self.actor.clone(),
@@ -129,7 +130,43 @@ impl Admin {
 
     /// `user disable`: immediate, ends every session.
     pub fn disable_user(&mut self, email: &str) -> Result<()> {
-        self.commit(ops::disable_user(self.actor.clone(), email.to_owned()))?
+        self.change_user(email, ops::UserChange::Disable)
+    }
+
+    /// `user enable`: lets a disabled or locked-out user in again.
+    pub fn enable_user(&mut self, email: &str) -> Result<()> {
+        self.change_user(email, ops::UserChange::Enable)
+    }
+
+    /// `user role`: their sessions end, so the next sign-in has the new role.
+    pub fn set_role(&mut self, email: &str, role: Role) -> Result<()> {
+        self.change_user(email, ops::UserChange::Role(role))
+    }
+
+    /// `user passwd`: a new password (checked like a first one); their
+    /// sessions end and a lockout is lifted.
+    pub fn set_password(&mut self, email: &str, password: &[u8]) -> Result<()> {
+        crate::passwords::check_new(password, email)?;
+        let hash = accounts::hash_password(password)?;
+        self.change_user(email, ops::UserChange::Password(hash))
+    }
+
+    fn change_user(&mut self, email: &str, change: ops::UserChange) -> Result<()> {
+        self.commit(ops::change_user(
+            self.actor.clone(),
+            email.to_owned(),
+            change,
+        ))?
+    }
+
+    /// `user list`: every user (of `org`), with their live sessions.
+    pub fn list_users(&mut self, org: Option<&str>) -> Result<Vec<accounts::UserSummary>> {
+        accounts::list_users(&mut self.conn, self.ring.state_key(), org, now_ms())
+    }
+
+    /// `org list`.
+    pub fn list_orgs(&mut self) -> Result<Vec<accounts::OrgSummary>> {
+        accounts::list_orgs(&mut self.conn, self.ring.state_key())
     }
 
     /// `audit verify`, optionally against a checkpoint saved elsewhere.

@@ -376,6 +376,16 @@ fn place_sqlite(db: &Path, target: &Path, info: &BackupInfo, ring: &Keyring) -> 
         let mut conn = db::connect(&Location::Sqlite(db.to_path_buf()))?;
         // A backup of an earlier version is brought to this schema first.
         db::migrate(&mut conn)?;
+        // What lets someone in is not carried over: everyone signs in again
+        // on the restored server, and a session, code or sign-on taken from
+        // a backup file opens nothing (a PostgreSQL backup never copies
+        // these tables).
+        use diesel::connection::SimpleConnection;
+        crate::on_backend!(&mut conn, |c| {
+            c.batch_execute(
+            "DELETE FROM sessions; DELETE FROM login_codes; DELETE FROM sso_grants; DELETE FROM sso_flows;"
+        )
+        })?;
         let v = audit::verify(&mut conn, ring, None, false)?;
         if v.broken.is_some() || v.verified != info.audit_events {
             return Err(Error::Invalid(

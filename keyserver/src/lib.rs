@@ -14,6 +14,7 @@
 //! | [`keyring`]  | versioned master keys; wrapping data keys; the audit chain key    |
 //! | [`hsm`]      | master keys kept on a PKCS#11 token instead of in a file          |
 //! | [`accounts`] | organisations, users, argon2id passwords, sessions, lockout       |
+//! | [`passwords`]| what a new password must be: length and a common-password list    |
 //! | [`signin`]   | e-mailed codes, guests, OpenID Connect single sign-on             |
 //! | [`policy`]   | who may do what with a key (pure rules)                           |
 //! | [`keys`]     | new data keys, looking one up as a caller sees it, releasing it   |
@@ -47,6 +48,7 @@ pub mod keyring;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
+pub mod passwords;
 pub mod policy;
 pub mod server;
 pub mod signin;

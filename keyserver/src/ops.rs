@@ -548,10 +548,28 @@ pub(crate) fn insert_user(
     Ok(id)
 }
 
-/// Disables a user and ends every session they hold, at once.
-pub fn disable_user(
+/// What an administrator changes about a user.
+#[derive(Debug, Clone)]
+pub enum UserChange {
+    /// Disable: every session ends, sign-ins are refused.
+    Disable,
+    /// Enable again, and lift a lockout.
+    Enable,
+    /// A new role; their sessions end, so the next sign-in has it.
+    Role(Role),
+    /// A new password hash (checked and hashed by the caller); their
+    /// sessions end and a lockout is lifted.
+    Password(String),
+}
+
+/// Changes a user, with the event the audit replay expects: `user.disabled`
+/// / `user.enabled` ("{email}"), `user.role_changed` ("{email} as {role}"),
+/// `user.password_changed` ("{email}"). A user row that fails its seal is
+/// not changed (and the attempt is recorded).
+pub fn change_user(
     actor: Actor,
     email: String,
+    change: UserChange,
 ) -> impl Fn(&mut Tx<'_>) -> Result<Refusable<()>> + Send + Sync + 'static {
     move |tx| {
         let email = accounts::normalise_email(&email)?;
@@ -569,18 +587,64 @@ pub fn disable_user(
             let what = format!("user {email} was changed outside the key server; not changing it");
             return Ok(Err(violation(tx, &actor, &org, what)));
         }
-        diesel::update(users::table.find(id))
-            .set(users::disabled.eq(true))
-            .execute(tx.conn)?;
+        let unlock = (
+            users::failed_logins.eq(0),
+            users::locked_until.eq(None::<i64>),
+        );
+        let (action, detail, end_sessions) = match &change {
+            UserChange::Disable => {
+                diesel::update(users::table.find(id))
+                    .set(users::disabled.eq(true))
+                    .execute(tx.conn)?;
+                (Action::UserDisabled, email.clone(), true)
+            }
+            UserChange::Enable => {
+                diesel::update(users::table.find(id))
+                    .set((users::disabled.eq(false), unlock))
+                    .execute(tx.conn)?;
+                (Action::UserEnabled, email.clone(), false)
+            }
+            UserChange::Role(role) => {
+                if matches!(role, Role::Guest) || u.role == Role::Guest.as_str() {
+                    return Err(Error::Invalid(
+                        "guests come and go with their organisation's guest setting; their role cannot be changed".into(),
+                    ));
+                }
+                diesel::update(users::table.find(id))
+                    .set(users::role.eq(role.as_str()))
+                    .execute(tx.conn)?;
+                (
+                    Action::UserRoleChanged,
+                    format!("{email} as {}", role.as_str()),
+                    true,
+                )
+            }
+            UserChange::Password(hash) => {
+                diesel::update(users::table.find(id))
+                    .set((users::password_hash.eq(hash), unlock))
+                    .execute(tx.conn)?;
+                (Action::UserPasswordChanged, email.clone(), true)
+            }
+        };
         integrity::reseal_user(tx.conn, &state_key, id)?;
-        diesel::delete(sessions::table.filter(sessions::user_id.eq(id))).execute(tx.conn)?;
+        if end_sessions {
+            diesel::delete(sessions::table.filter(sessions::user_id.eq(id))).execute(tx.conn)?;
+        }
         tx.record(
             actor
-                .event(&org, Action::UserDisabled, Outcome::Success)
-                .detail(email.clone()),
+                .event(&org, action, Outcome::Success)
+                .detail(detail.clone()),
         );
         Ok(Ok(()))
     }
+}
+
+/// Disables a user and ends every session they hold, at once.
+pub fn disable_user(
+    actor: Actor,
+    email: String,
+) -> impl Fn(&mut Tx<'_>) -> Result<Refusable<()>> + Send + Sync + 'static {
+    change_user(actor, email, UserChange::Disable)
 }
 
 /// Makes `version` the master-key version that every data key created from

@@ -30,8 +30,47 @@ impl Store {
         database_url: Option<String>,
         keyring_file: Option<PathBuf>,
     ) -> Result<Store> {
+        let store = Self::locate(data_dir, database_url, keyring_file)?;
+        store.create_dir()?;
+        Ok(store)
+    }
+
+    /// Creates the data directory (0700) if it is not there, and warns if
+    /// it is open to other users.
+    pub fn create_dir(&self) -> Result<()> {
+        ensure_private_dir(&self.data_dir)
+    }
+
+    /// Whether this names a store that does not exist yet: no SQLite file,
+    /// or a PostgreSQL database the key server never set up. Asked before
+    /// anything is created, so that a command started in the wrong folder,
+    /// or with a mistyped `--data-dir` or database name, does not quietly
+    /// begin an empty store (and a new master key) beside the real one.
+    pub fn is_new(&self) -> Result<bool> {
+        match &self.location {
+            Location::Sqlite(path) => Ok(match std::fs::metadata(path) {
+                Ok(m) => m.len() == 0,
+                Err(_) => true,
+            }),
+            Location::Postgres(_) => {
+                use diesel::RunQueryDsl;
+                let mut conn = db::connect(&self.location)?;
+                let n: Vec<db::Count> = diesel::sql_query(
+                    "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name = 'audit_events'",
+                )
+                .load(&mut conn)?;
+                Ok(n.first().is_none_or(|c| c.n == 0))
+            }
+        }
+    }
+
+    /// Resolves flags to a store without creating anything.
+    pub fn locate(
+        data_dir: Option<PathBuf>,
+        database_url: Option<String>,
+        keyring_file: Option<PathBuf>,
+    ) -> Result<Store> {
         let data_dir = data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        ensure_private_dir(&data_dir)?;
         let location = match database_url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Location::Postgres(url)

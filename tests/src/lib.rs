@@ -336,9 +336,9 @@ impl KeyServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Creates an organisation.
+    /// Creates an organisation (the store too, if this is its first).
     pub fn org(&self, name: &str) {
-        self.admin_ok(&["org", "add", name]);
+        self.admin_ok(&["org", "add", "--init", name]);
     }
 
     /// Creates a user with `password`.

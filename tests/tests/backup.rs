@@ -121,6 +121,21 @@ fn backup_while_serving_restore_on_a_new_machine_and_reports_still_open() {
     new.start();
     assert!(new.admin(&["audit", "verify"]).status.success());
 
+    // Sessions are not restored: Bob's, taken before the backup, opens
+    // nothing until he signs in again.
+    let o = bob.medseal(&[
+        "open",
+        "-o",
+        w.join("early.jpg").to_str().unwrap(),
+        sealed.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("session with"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    bob.login(&new, "bob@st.example", PASSWORD);
     // Bob opens the report sealed before the backup.
     assert_eq!(bob.open(&sealed), std::fs::read(&plain).unwrap());
     // The one sealed after it cannot be opened: its key was never backed up.

@@ -325,7 +325,15 @@ fn set_up(d: &Path) {
     let r = run(
         d,
         &with(
-            &["keyserver", "--data-dir", "@", "org", "add", "St Elsewhere"],
+            &[
+                "keyserver",
+                "--data-dir",
+                "@",
+                "--init",
+                "org",
+                "add",
+                "St Elsewhere",
+            ],
             "ks",
         ),
     );
@@ -361,7 +369,15 @@ fn every_input_flag_refuses_hostile_paths_in_one_line() {
     let r = run(
         d,
         &with(
-            &["keyserver", "--data-dir", "@", "org", "add", "Elsewhere"],
+            &[
+                "keyserver",
+                "--data-dir",
+                "@",
+                "--init",
+                "org",
+                "add",
+                "Elsewhere",
+            ],
             "ks-other",
         ),
     );

@@ -246,13 +246,13 @@ fn capture(device: &Device, ks: &KeyServer, dir: &Path, out: &str) -> PathBuf {
 fn st_elsewhere(dir: &Path, more: impl FnOnce(&mut KeyServer)) -> (KeyServer, Device) {
     let mut ks = KeyServer::new(Backend::Sqlite);
     ks.org(ORG);
-    ks.user(ORG, "alice@st.example", "clinician", "alice-pw-1");
-    ks.user(ORG, "bob@st.example", "clinician", "bob-pw-1");
-    ks.user(ORG, "endpoint@st.example", "service", "endpoint-pw-1");
+    ks.user(ORG, "alice@st.example", "clinician", "alice-password-1");
+    ks.user(ORG, "bob@st.example", "clinician", "bob-password-1");
+    ks.user(ORG, "endpoint@st.example", "service", "endpoint-password-1");
     more(&mut ks);
     ks.start();
     let alice = Device::new(dir, "alice");
-    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    alice.login(&ks, "alice@st.example", "alice-password-1");
     (ks, alice)
 }
 
@@ -261,7 +261,7 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
     let root = tempfile::tempdir().expect("tempdir");
     let dir = root.path();
     let (ks, alice) = st_elsewhere(dir, |ks| {
-        ks.user(ORG, "audrey@st.example", "auditor", "audrey-pw-1");
+        ks.user(ORG, "audrey@st.example", "auditor", "audrey-password-1");
     });
 
     // The record systems beside the endpoint.
@@ -415,7 +415,7 @@ fn a_captured_report_reaches_orthanc_and_fhir_through_the_endpoint() {
         )
         .expect("base64 PDF");
     let bob = Device::new(dir, "bob");
-    bob.login(&ks, "bob@st.example", "bob-pw-1");
+    bob.login(&ks, "bob@st.example", "bob-password-1");
     let opened = dir.join("opened");
     bob.ok(&[
         "open",
@@ -517,12 +517,12 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
             "Elsewhere General",
             "olga@eg.example",
             "clinician",
-            "olga-pw-1",
+            "olga-password-1",
         );
-        ks.user(ORG, "audrey@st.example", "auditor", "audrey-pw-1");
+        ks.user(ORG, "audrey@st.example", "auditor", "audrey-password-1");
     });
     let olga = Device::new(dir, "olga");
-    olga.login(&ks, "olga@eg.example", "olga-pw-1");
+    olga.login(&ks, "olga@eg.example", "olga-password-1");
     let inbox = dir.join("inbox");
     std::fs::create_dir(&inbox).expect("mkdir");
     let config = write_file(
@@ -677,7 +677,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     assert_eq!(r.status().as_u16(), 401);
     // An auditor of the organisation has a session but sends nothing.
     let audrey = Device::new(dir, "audrey");
-    audrey.login(&ks, "audrey@st.example", "audrey-pw-1");
+    audrey.login(&ks, "audrey@st.example", "audrey-password-1");
     let (atoken, adevice) = session_of(&audrey, &ks.base);
     let (code, body) = endpoint.post(form(&atoken, &adevice, sealed.clone()));
     assert_eq!(code, 403, "{body}");
@@ -700,7 +700,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     assert_eq!(code, 401, "{body}");
     let (code, body) = endpoint.post(form(&token, &device, sealed.clone()));
     assert_eq!(code, 401, "the session was ended: {body}");
-    alice.login(&ks, "alice@st.example", "alice-pw-1");
+    alice.login(&ks, "alice@st.example", "alice-password-1");
     let (token, device) = session_of(&alice, &ks.base);
     let alice_session = (token.clone(), device.clone());
 
@@ -773,7 +773,7 @@ fn the_endpoint_refuses_what_it_cannot_vouch_for_and_catches_tampering() {
     // Bob hands over a copy of Alice's report: his receipt is his own,
     // and Alice's receipt is nobody else's business.
     let bob = Device::new(dir, "bob");
-    bob.login(&ks, "bob@st.example", "bob-pw-1");
+    bob.login(&ks, "bob@st.example", "bob-password-1");
     let bob_session = session_of(&bob, &ks.base);
     let his = endpoint.hand_over(&bob_session.0, &bob_session.1, sealed.clone());
     let v = endpoint.wait_for(&his, &bob_session, "bob's copy delivered", |v| {

@@ -29,12 +29,12 @@ fn hospital(backend: Backend) -> KeyServer {
     let mut ks = KeyServer::new(backend);
     ks.org(ST);
     ks.org(OTHER);
-    ks.user(ST, "alice@st.example", "clinician", "alice-pw-1");
-    ks.user(ST, "colin@st.example", "clinician", "colin-pw-1");
-    ks.user(ST, "amy@st.example", "admin", "amy-pw-1");
-    ks.user(ST, "audrey@st.example", "auditor", "audrey-pw-1");
-    ks.user(OTHER, "bob@other.example", "clinician", "bob-pw-1");
-    ks.user(OTHER, "olga@other.example", "admin", "olga-pw-1");
+    ks.user(ST, "alice@st.example", "clinician", "alice-password-1");
+    ks.user(ST, "colin@st.example", "clinician", "colin-password-1");
+    ks.user(ST, "amy@st.example", "admin", "amy-password-1");
+    ks.user(ST, "audrey@st.example", "auditor", "audrey-password-1");
+    ks.user(OTHER, "bob@other.example", "clinician", "bob-password-1");
+    ks.user(OTHER, "olga@other.example", "admin", "olga-password-1");
     ks.start();
     ks
 }
@@ -68,7 +68,7 @@ fn events(c: &Client, query: &str) -> Vec<Value> {
 
 fn sessions_are_bound_to_a_device_and_end_on_logout(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "phone-1");
+    let alice = ks.login("alice@st.example", "alice-password-1", "phone-1");
     let token = alice.token.clone().unwrap();
     assert!(token.starts_with("mst_") && token.len() > 40);
 
@@ -86,7 +86,7 @@ fn sessions_are_bound_to_a_device_and_end_on_logout(backend: Backend) {
     assert_eq!(alice.get(&format!("/v1/keys/{key_id}")).status, 401);
 
     // Logout ends a session; until then the session says whose it is.
-    let alice = ks.login("alice@st.example", "alice-pw-1", "phone-1");
+    let alice = ks.login("alice@st.example", "alice-password-1", "phone-1");
     let me = alice.get("/v1/sessions/current");
     assert_eq!(me.status, 200, "{}", me.body);
     assert_eq!(me.json["email"], "alice@st.example");
@@ -111,7 +111,7 @@ fn sessions_are_bound_to_a_device_and_end_on_logout(backend: Backend) {
     assert_eq!(r.status, 401);
     assert!(r.headers.get("www-authenticate").is_some());
 
-    let amy = ks.login("amy@st.example", "amy-pw-1", "desk");
+    let amy = ks.login("amy@st.example", "amy-password-1", "desk");
     let actions: Vec<String> = events(&amy, "")
         .iter()
         .map(|e| e["action"].as_str().unwrap().to_owned())
@@ -142,12 +142,12 @@ fn repeated_failures_lock_the_account(backend: Backend) {
         assert_eq!(attempt("guess").status, 401);
     }
     // Locked: even the right password is refused for now.
-    let r = attempt("colin-pw-1");
+    let r = attempt("colin-password-1");
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.json["error"], "rate_limited");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry > 60);
-    let amy = ks.login("amy@st.example", "amy-pw-1", "desk");
+    let amy = ks.login("amy@st.example", "amy-password-1", "desk");
     let locked = events(&amy, "")
         .into_iter()
         .filter(|e| e["action"] == "session.locked" && e["actor"] == "colin@st.example")
@@ -157,12 +157,12 @@ fn repeated_failures_lock_the_account(backend: Backend) {
 
 fn key_policy_creator_recipients_admins_and_strangers(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "a");
-    let bob = ks.login("bob@other.example", "bob-pw-1", "b");
-    let colin = ks.login("colin@st.example", "colin-pw-1", "c");
-    let amy = ks.login("amy@st.example", "amy-pw-1", "m");
-    let olga = ks.login("olga@other.example", "olga-pw-1", "o");
-    let audrey = ks.login("audrey@st.example", "audrey-pw-1", "u");
+    let alice = ks.login("alice@st.example", "alice-password-1", "a");
+    let bob = ks.login("bob@other.example", "bob-password-1", "b");
+    let colin = ks.login("colin@st.example", "colin-password-1", "c");
+    let amy = ks.login("amy@st.example", "amy-password-1", "m");
+    let olga = ks.login("olga@other.example", "olga-password-1", "o");
+    let audrey = ks.login("audrey@st.example", "audrey-password-1", "u");
 
     let (key_id, key) = new_key(&alice, "report-42", &["Bob@Other.Example"]);
     let path = format!("/v1/keys/{key_id}");
@@ -227,15 +227,15 @@ fn key_policy_creator_recipients_admins_and_strangers(backend: Backend) {
 
 fn disabled_user_loses_access_at_once(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "a");
+    let alice = ks.login("alice@st.example", "alice-password-1", "a");
     let (key_id, _) = new_key(&alice, "r", &["bob@other.example"]);
-    let bob = ks.login("bob@other.example", "bob-pw-1", "b");
+    let bob = ks.login("bob@other.example", "bob-password-1", "b");
     assert_eq!(bob.get(&format!("/v1/keys/{key_id}")).status, 200);
     ks.admin_ok(&["user", "disable", "--email", "bob@other.example"]);
     assert_eq!(bob.get(&format!("/v1/keys/{key_id}")).status, 401);
     let r = Client::new(&ks.base, "b").post(
         "/v1/sessions",
-        &json!({"email": "bob@other.example", "password": "bob-pw-1", "device_id": "b"}),
+        &json!({"email": "bob@other.example", "password": "bob-password-1", "device_id": "b"}),
     );
     assert_eq!(r.status, 401);
     // Answered as a wrong password (a right one is not confirmed), and the
@@ -252,7 +252,7 @@ fn disabled_user_loses_access_at_once(backend: Backend) {
 
 fn expired_keys_answer_gone(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "a");
+    let alice = ks.login("alice@st.example", "alice-password-1", "a");
     let soon = medseal_keyserver::time::rfc3339(medseal_keyserver::time::now_ms() + 1500);
     let r = alice.post(
         "/v1/keys",
@@ -274,9 +274,9 @@ fn expired_keys_answer_gone(backend: Backend) {
 
 fn audit_api_and_export_tell_the_story_in_order(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "a");
-    let bob = ks.login("bob@other.example", "bob-pw-1", "b");
-    let olga = ks.login("olga@other.example", "olga-pw-1", "o");
+    let alice = ks.login("alice@st.example", "alice-password-1", "a");
+    let bob = ks.login("bob@other.example", "bob-password-1", "b");
+    let olga = ks.login("olga@other.example", "olga-password-1", "o");
     let (key_id, _) = new_key(&alice, "report-7", &["bob@other.example"]);
     bob.get(&format!("/v1/keys/{key_id}"));
     olga.get(&format!("/v1/keys/{key_id}"));
@@ -320,7 +320,7 @@ fn audit_api_and_export_tell_the_story_in_order(backend: Backend) {
     assert_eq!(bob.get(&format!("/v1/audit?key_id={key_id}")).status, 403);
 
     // CSV for the patient record, by report.
-    let audrey = ks.login("audrey@st.example", "audrey-pw-1", "u");
+    let audrey = ks.login("audrey@st.example", "audrey-password-1", "u");
     let r = audrey.get("/v1/audit?report_id=report-7&format=csv");
     assert_eq!(r.status, 200);
     assert!(
@@ -360,7 +360,12 @@ fn eight_events(backend: Backend) -> KeyServer {
     ks.org(ST);
     ks.org(OTHER);
     for i in 0..6 {
-        ks.user(ST, &format!("u{i}@st.example"), "clinician", "pw-123456");
+        ks.user(
+            ST,
+            &format!("u{i}@st.example"),
+            "clinician",
+            "pw-123456-long",
+        );
     }
     assert!(ks.admin(&["audit", "verify"]).status.success());
     ks
@@ -408,7 +413,7 @@ fn audit_verify_finds_edits_deletions_and_reordering(backend: Backend) {
 
 fn bad_requests_get_clear_json_errors(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "a");
+    let alice = ks.login("alice@st.example", "alice-password-1", "a");
     let check = |r: medseal_e2e::Reply, status: u16, code: &str| {
         assert_eq!(r.status, status, "{}", r.body);
         assert_eq!(r.json["error"], code, "{}", r.body);
@@ -474,7 +479,7 @@ fn bad_requests_get_clear_json_errors(backend: Backend) {
         404,
         "not_found",
     );
-    let audrey = ks.login("audrey@st.example", "audrey-pw-1", "u");
+    let audrey = ks.login("audrey@st.example", "audrey-password-1", "u");
     check(
         audrey.post(
             "/v1/keys",
@@ -519,7 +524,7 @@ fn bad_requests_get_clear_json_errors(backend: Backend) {
 
 fn master_key_rotation_while_serving_keeps_every_key(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "a");
+    let alice = ks.login("alice@st.example", "alice-password-1", "a");
     let mut before = Vec::new();
     for i in 0..5 {
         before.push(new_key(&alice, &format!("r-{i}"), &["bob@other.example"]));
@@ -635,7 +640,7 @@ fn zero_config_start_creates_a_private_data_directory() {
 fn concurrent_guesses_cannot_outrun_the_lockout(backend: Backend) {
     let mut ks = KeyServer::new(backend);
     ks.org(ST);
-    ks.user(ST, "alice@st.example", "clinician", "alice-pw-1");
+    ks.user(ST, "alice@st.example", "clinician", "alice-password-1");
     ks.start_with(&["--logins-per-minute", "1000"]);
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(28));
     let guesses: Vec<_> = (0..28)
@@ -671,7 +676,7 @@ fn concurrent_guesses_cannot_outrun_the_lockout(backend: Backend) {
     let c = Client::new(&ks.base, "alice-phone");
     let r = c.post(
         "/v1/sessions",
-        &json!({"email": "alice@st.example", "password": "alice-pw-1", "device_id": "alice-phone"}),
+        &json!({"email": "alice@st.example", "password": "alice-password-1", "device_id": "alice-phone"}),
     );
     assert_eq!(r.status, 429, "{}", r.body);
 }
@@ -681,8 +686,8 @@ fn concurrent_guesses_cannot_outrun_the_lockout(backend: Backend) {
 /// trail, and an export by report id says whose report it is.
 fn report_ids_belong_to_one_organisation(backend: Backend) {
     let ks = hospital(backend);
-    let alice = ks.login("alice@st.example", "alice-pw-1", "phone-1");
-    let bob = ks.login("bob@other.example", "bob-pw-1", "bob-desk");
+    let alice = ks.login("alice@st.example", "alice-password-1", "phone-1");
+    let bob = ks.login("bob@other.example", "bob-password-1", "bob-desk");
     new_key(&alice, "r-wound-7", &["colin@st.example"]);
     let again = alice.post(
         "/v1/keys",
@@ -727,7 +732,7 @@ fn report_ids_belong_to_one_organisation(backend: Backend) {
     assert!(csv.lines().skip(1).all(|l| l.contains(ST)), "{csv}");
 
     // Over HTTP the trail is the caller's organisation's, and says so.
-    let amy = ks.login("amy@st.example", "amy-pw-1", "desk");
+    let amy = ks.login("amy@st.example", "amy-password-1", "desk");
     let r = amy.get("/v1/audit?report_id=r-wound-7");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json["org"], ST);

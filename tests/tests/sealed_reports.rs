@@ -23,19 +23,19 @@ fn seal_for_a_recipient_open_refuse_revoke_and_audit() {
         "St Elsewhere",
         "alice@st.example",
         "clinician",
-        "alice-pw-1",
+        "alice-password-1",
     );
     ks.user(
         "Other Hospital",
         "bob@other.example",
         "clinician",
-        "bob-pw-1",
+        "bob-password-1",
     );
     ks.user(
         "Other Hospital",
         "carol@other.example",
         "clinician",
-        "carol-pw-1",
+        "carol-password-1",
     );
     ks.start();
     let root = ks.dir.path().to_path_buf();
@@ -44,9 +44,9 @@ fn seal_for_a_recipient_open_refuse_revoke_and_audit() {
         Device::new(&root, "bob"),
         Device::new(&root, "carol"),
     );
-    alice.login(&ks, "alice@st.example", "alice-pw-1");
-    bob.login(&ks, "bob@other.example", "bob-pw-1");
-    carol.login(&ks, "carol@other.example", "carol-pw-1");
+    alice.login(&ks, "alice@st.example", "alice-password-1");
+    bob.login(&ks, "bob@other.example", "bob-password-1");
+    carol.login(&ks, "carol@other.example", "carol-password-1");
 
     // The session file and device id are private to their owner.
     use std::os::unix::fs::PermissionsExt;
@@ -139,10 +139,10 @@ fn seal_for_a_recipient_open_refuse_revoke_and_audit() {
     let out = thief.medseal(&["open", "-o", "-", sealed.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("session"), "{}", stderr(&out));
-    bob.login(&ks, "bob@other.example", "bob-pw-1");
+    bob.login(&ks, "bob@other.example", "bob-password-1");
 
     // The creator revokes; the recipient can no longer open it.
-    let web = ks.login("alice@st.example", "alice-pw-1", "alice-web");
+    let web = ks.login("alice@st.example", "alice-password-1", "alice-web");
     assert_eq!(
         web.post(&format!("/v1/keys/{key_id}/revoke"), &json!({}))
             .status,
@@ -185,11 +185,11 @@ fn seal_for_a_recipient_open_refuse_revoke_and_audit() {
 fn opening_without_a_session_says_how_to_log_in() {
     let mut ks = KeyServer::new(Backend::Sqlite);
     ks.org("O");
-    ks.user("O", "a@o.example", "clinician", "a-pw-123");
+    ks.user("O", "a@o.example", "clinician", "a-password-123");
     ks.start();
     let root = ks.dir.path().to_path_buf();
     let alice = Device::new(&root, "a");
-    alice.login(&ks, "a@o.example", "a-pw-123");
+    alice.login(&ks, "a@o.example", "a-password-123");
     let f = root.join("x");
     std::fs::write(&f, b"x").unwrap();
     let sealed = root.join("x.mseal");

@@ -36,6 +36,12 @@ pub struct Args {
     /// token: `pkcs11:token=LABEL?module-path=LIB.so&pin-source=file:PIN`.
     #[arg(long, global = true, value_name = "FILE|URI")]
     keyring: Option<PathBuf>,
+    /// Create a new, empty store where none is found. Without it, admin
+    /// commands refuse to start one (on a terminal they ask), so that a
+    /// command run in the wrong folder does not quietly begin an empty
+    /// store and a new master key beside the real one.
+    #[arg(long, global = true)]
+    init: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -176,6 +182,12 @@ enum OrgCommand {
     /// Single sign-on through the organisation's OpenID Provider.
     #[command(subcommand)]
     Sso(SsoCommand),
+    /// List the organisations: users, guests, single sign-on.
+    List {
+        /// table or json.
+        #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +257,41 @@ enum UserCommand {
         /// The user's e-mail address.
         #[arg(long)]
         email: String,
+    },
+    /// Let a disabled or locked-out user sign in again.
+    Enable {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+    },
+    /// Set a user's password (at least 12 characters, not a common one);
+    /// their sessions end and a lockout is lifted.
+    Passwd {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// Read the password from this file (`-` for stdin); prompts on a terminal otherwise.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<String>,
+    },
+    /// Change a user's role; their sessions end, so it applies from their
+    /// next sign-in.
+    Role {
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
+        /// admin, auditor, clinician or service.
+        #[arg(long)]
+        role: String,
+    },
+    /// List users: role, status, live sessions and devices.
+    List {
+        /// Only this organisation's users.
+        #[arg(long)]
+        org: Option<String>,
+        /// table or json.
+        #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
+        format: String,
     },
 }
 
@@ -340,8 +387,128 @@ fn sso(store: Store, c: SsoCommand) -> Result<()> {
     }
 }
 
+/// Decides whether this command may go ahead on `store`: an existing store
+/// always; a new one for `serve` (which says so), `restore` (which needs an
+/// empty one), or with `--init`, or when a person at a terminal says yes.
+fn check_store(store: &Store, command: &Command, init: bool) -> Result<()> {
+    if matches!(command, Command::Restore { .. }) || !store.is_new()? {
+        return Ok(());
+    }
+    let place = store.location.describe();
+    if init {
+        eprintln!("creating a new key server store: {place}");
+        return Ok(());
+    }
+    if matches!(command, Command::Serve(_)) {
+        eprintln!(
+            "no key server store at {place}: creating a new one (its master keyring is in {})",
+            store.data_dir.display()
+        );
+        return Ok(());
+    }
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        eprint!("There is no key server store at {place}. Create a new, empty one? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    bail!(
+        "there is no key server store at {place}: run this where the server's data is, or give --data-dir / --database-url; to start a new, empty store give --init"
+    )
+}
+
+fn print_table(rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn list_users(store: Store, org: Option<&str>, format: &str) -> Result<()> {
+    let users = Admin::open_read_only(store)?.list_users(org)?;
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&users)?);
+        return Ok(());
+    }
+    let mut rows = vec![
+        [
+            "EMAIL",
+            "ORGANISATION",
+            "ROLE",
+            "STATUS",
+            "SESSIONS",
+            "DEVICES",
+            "LAST SIGN-IN",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
+    for u in &users {
+        let status = if u.intact {
+            u.status.to_owned()
+        } else {
+            format!("{} (TAMPERED)", u.status)
+        };
+        rows.push(vec![
+            u.email.clone(),
+            u.org.clone(),
+            u.role.clone(),
+            status,
+            u.sessions.to_string(),
+            u.devices.to_string(),
+            u.last_sign_in
+                .map(medseal_keyserver::time::rfc3339)
+                .unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn list_orgs(store: Store, format: &str) -> Result<()> {
+    let orgs = Admin::open_read_only(store)?.list_orgs()?;
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&orgs)?);
+        return Ok(());
+    }
+    let mut rows = vec![
+        ["ORGANISATION", "USERS", "GUESTS", "SINGLE SIGN-ON"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for o in &orgs {
+        rows.push(vec![
+            o.name.clone(),
+            o.users.to_string(),
+            o.guests.clone(),
+            if o.single_sign_on { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    print_table(&rows);
+    Ok(())
+}
+
+fn read_new_password(file: Option<String>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    match file {
+        Some(f) => secrets::read_password(&InputPath::from(f.as_str())),
+        None => secrets::prompt_password("Password (at least 12 characters): ", true),
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
-    let store = Store::resolve(a.data_dir, a.database_url, a.keyring)?;
+    let store = Store::locate(a.data_dir, a.database_url, a.keyring)?;
+    check_store(&store, &a.command, a.init)?;
+    store.create_dir()?;
     match a.command {
         Command::Serve(s) => serve(store, s),
         Command::Org(OrgCommand::Add { name }) => {
@@ -380,10 +547,7 @@ pub fn run(a: Args) -> Result<()> {
             password_file,
         }) => {
             let role: Role = role.parse()?;
-            let password = match password_file {
-                Some(f) => secrets::read_password(&InputPath::from(f.as_str()))?,
-                None => secrets::prompt_password("Password: ", true)?,
-            };
+            let password = read_new_password(password_file)?;
             Admin::open(store)?.add_user(&org, &email, role, &password)?;
             eprintln!("user {email} created in {org} as {}", role.as_str());
             Ok(())
@@ -393,6 +557,33 @@ pub fn run(a: Args) -> Result<()> {
             eprintln!("user {email} disabled; their sessions have ended");
             Ok(())
         }
+        Command::User(UserCommand::Enable { email }) => {
+            Admin::open(store)?.enable_user(&email)?;
+            eprintln!("user {email} enabled; they can sign in again");
+            Ok(())
+        }
+        Command::User(UserCommand::Passwd {
+            email,
+            password_file,
+        }) => {
+            let password = read_new_password(password_file)?;
+            Admin::open(store)?.set_password(&email, &password)?;
+            eprintln!("password of {email} set; their sessions have ended");
+            Ok(())
+        }
+        Command::User(UserCommand::Role { email, role }) => {
+            let role: Role = role.parse()?;
+            Admin::open(store)?.set_role(&email, role)?;
+            eprintln!(
+                "user {email} is now {}; their sessions have ended",
+                role.as_str()
+            );
+            Ok(())
+        }
+        Command::User(UserCommand::List { org, format }) => {
+            list_users(store, org.as_deref(), &format)
+        }
+        Command::Org(OrgCommand::List { format }) => list_orgs(store, &format),
         Command::Audit(AuditCommand::Verify { checkpoint }) => {
             let given = checkpoint
                 .as_deref()

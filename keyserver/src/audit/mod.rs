@@ -57,6 +57,12 @@ pub enum Action {
     UserCreated,
     /// A user was disabled.
     UserDisabled,
+    /// A disabled or locked-out user was let in again.
+    UserEnabled,
+    /// A user's role was changed.
+    UserRoleChanged,
+    /// A user's password was set by an administrator.
+    UserPasswordChanged,
     /// The master key was rotated.
     MasterKeyRotated,
     /// The audit log was read or exported.
@@ -107,6 +113,9 @@ impl Action {
             Action::OrgCreated => "org.created",
             Action::UserCreated => "user.created",
             Action::UserDisabled => "user.disabled",
+            Action::UserEnabled => "user.enabled",
+            Action::UserRoleChanged => "user.role_changed",
+            Action::UserPasswordChanged => "user.password_changed",
             Action::MasterKeyRotated => "master_key.rotated",
             Action::AuditRead => "audit.read",
             Action::Restored => "keyserver.restored",

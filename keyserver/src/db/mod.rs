@@ -182,10 +182,11 @@ pub fn migrate(conn: &mut Conn) -> Result<(), Error> {
     }
 }
 
+/// A `COUNT(*) AS n` row, for raw queries.
 #[derive(diesel::QueryableByName)]
-struct Count {
+pub(crate) struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
+    pub(crate) n: i64,
 }
 
 /// Runs `$body` in a write transaction on either backend, with `$c` bound to
