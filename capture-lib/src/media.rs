@@ -7,8 +7,14 @@
 //! re-encoded only when orientation requires it; otherwise metadata segments
 //! are dropped and the compressed image data is kept bit for bit. The ICC
 //! colour profile is kept: it describes colour, not the patient or the
-//! device, and clinical colour (skin, wounds) depends on it. HEIC is refused
-//! with a clear error (no well-kept pure-Rust decoder exists).
+//! device, and clinical colour (skin, wounds) depends on it.
+//!
+//! **HEIC/HEIF** photos (an iPhone's default) are decoded by libheif (with
+//! the `heic` feature, on by default) with the file's rotation and mirroring
+//! applied, and taken in as a new JPEG (quality 92) made from the pixels
+//! alone: no EXIF, XMP, depth map, thumbnail or colour profile survives;
+//! only the capture time is read first. Without the feature they are
+//! refused with a clear error.
 //!
 //! **Audio and video** are hashed and kept byte for byte: a recording is
 //! evidence, and re-muxing could change it. Phones may store a location in
@@ -79,25 +85,102 @@ pub struct Photo {
     pub captured_at: Option<String>,
 }
 
-/// Recognises a photo by its first bytes.
+/// Whether these first bytes are a HEIF container (HEIC photo).
+pub fn is_heif(head: &[u8]) -> bool {
+    head.len() >= 12
+        && &head[4..8] == b"ftyp"
+        && matches!(
+            &head[8..12],
+            b"heic" | b"heix" | b"heim" | b"heis" | b"mif1" | b"msf1" | b"hevc"
+        )
+}
+
+/// Recognises a photo by its first bytes: the format it is kept in (a
+/// HEIC photo becomes a JPEG).
 pub fn sniff_photo(head: &[u8]) -> Result<PhotoFormat, MediaError> {
     if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
         Ok(PhotoFormat::Jpeg)
     } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
         Ok(PhotoFormat::Png)
-    } else if head.len() >= 12
-        && &head[4..8] == b"ftyp"
-        && matches!(
-            &head[8..12],
-            b"heic" | b"heix" | b"mif1" | b"msf1" | b"hevc"
-        )
-    {
-        Err(MediaError::Unsupported(
-            "HEIC photos are not supported; export the photo as JPEG".into(),
-        ))
+    } else if is_heif(head) {
+        if cfg!(feature = "heic") {
+            Ok(PhotoFormat::Jpeg)
+        } else {
+            Err(MediaError::Unsupported(
+                "HEIC photos are not supported by this build; export the photo as JPEG".into(),
+            ))
+        }
     } else {
-        Err(MediaError::Unsupported("not a JPEG or PNG photo".into()))
+        Err(MediaError::Unsupported(
+            "not a JPEG, PNG or HEIC photo".into(),
+        ))
     }
+}
+
+/// A HEIC photo as a clean JPEG: decoded with its transformations applied,
+/// re-encoded from the pixels alone; and when it was taken, from its EXIF.
+#[cfg(feature = "heic")]
+fn heic_to_jpeg(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), MediaError> {
+    use libheif_rs::{ColorSpace, HeifContext, LibHeif, RgbChroma};
+    let bad = |e: libheif_rs::HeifError| {
+        MediaError::Invalid(format!("cannot decode the HEIC photo: {e}"))
+    };
+    let lib = LibHeif::new();
+    let ctx = HeifContext::read_from_bytes(bytes).map_err(bad)?;
+    let handle = ctx.primary_image_handle().map_err(bad)?;
+    // EXIF in HEIF: a 4-byte offset to the TIFF header, then the TIFF data.
+    let mut ids = [0; 1];
+    let captured_at = (handle.metadata_block_ids(&mut ids, b"Exif") == 1)
+        .then(|| handle.metadata(ids[0]).ok())
+        .flatten()
+        .and_then(|exif| {
+            let skip = u32::from_be_bytes(exif.get(..4)?.try_into().ok()?) as usize;
+            exif_time(exif.get(4 + skip..)?)
+        });
+    let image = lib
+        .decode(&handle, ColorSpace::Rgb(RgbChroma::Rgb), None)
+        .map_err(bad)?;
+    let plane = image
+        .planes()
+        .interleaved
+        .ok_or_else(|| MediaError::Invalid("the HEIC photo has no RGB image".into()))?;
+    let (w, h) = (plane.width, plane.height);
+    let row = w as usize * 3;
+    let mut rgb = Vec::with_capacity(row * h as usize);
+    for y in 0..h as usize {
+        let start = y * plane.stride;
+        let line = plane
+            .data
+            .get(start..start + row)
+            .ok_or_else(|| MediaError::Invalid("the HEIC photo is damaged".into()))?;
+        rgb.extend_from_slice(line);
+    }
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+        .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
+        .map_err(|e| MediaError::Invalid(format!("cannot encode: {e}")))?;
+    Ok((out, captured_at))
+}
+
+/// `DateTimeOriginal` from raw TIFF-structured EXIF.
+#[cfg(feature = "heic")]
+fn exif_time(tiff: &[u8]) -> Option<String> {
+    let exif = exif::Reader::new().read_raw(tiff.to_vec()).ok()?;
+    date_time_original(&exif)
+}
+
+fn date_time_original(exif: &exif::Exif) -> Option<String> {
+    exif.get_field(exif::Tag::DateTimeOriginal, exif::In::PRIMARY)
+        .and_then(|f| match &f.value {
+            exif::Value::Ascii(v) => v.first().and_then(|b| exif::DateTime::from_ascii(b).ok()),
+            _ => None,
+        })
+        .map(|d| {
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                d.year, d.month, d.day, d.hour, d.minute, d.second
+            )
+        })
 }
 
 /// The two EXIF facts worth keeping, read before the EXIF goes: the
@@ -112,19 +195,7 @@ fn exif_facts(bytes: &[u8]) -> (u8, Option<String>) {
         .and_then(|v| u8::try_from(v).ok())
         .filter(|v| (1..=8).contains(v))
         .unwrap_or(1);
-    let taken = exif
-        .get_field(exif::Tag::DateTimeOriginal, exif::In::PRIMARY)
-        .and_then(|f| match &f.value {
-            exif::Value::Ascii(v) => v.first().and_then(|b| exif::DateTime::from_ascii(b).ok()),
-            _ => None,
-        })
-        .map(|d| {
-            format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                d.year, d.month, d.day, d.hour, d.minute, d.second
-            )
-        });
-    (orientation, taken)
+    (orientation, date_time_original(&exif))
 }
 
 /// PNG chunks kept: the image itself and how to show its colours.
@@ -203,6 +274,15 @@ fn reorient(bytes: &[u8], format: PhotoFormat, orientation: u8) -> Result<Vec<u8
 /// Takes in a photo: orientation applied, every metadata segment removed.
 pub fn sanitise_photo(bytes: Vec<u8>) -> Result<Photo, MediaError> {
     let format = sniff_photo(&bytes)?;
+    #[cfg(feature = "heic")]
+    if is_heif(&bytes) {
+        let (jpeg, captured_at) = heic_to_jpeg(&bytes)?;
+        drop(bytes);
+        let mut photo = sanitise_photo(jpeg)?;
+        photo.captured_at = captured_at;
+        photo.reencoded = true;
+        return Ok(photo);
+    }
     let (orientation, captured_at) = exif_facts(&bytes);
     let (clean, reencoded) = if orientation == 1 {
         let clean = match format {

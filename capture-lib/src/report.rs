@@ -32,6 +32,10 @@ pub enum ReportError {
     /// The report breaks a manifest rule (e.g. consent).
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A patient identifier fails its system's check (an NHS number's
+    /// check digit).
+    #[error(transparent)]
+    Identifier(#[from] crate::identifiers::IdentifierError),
     /// Making the PDF failed.
     #[error(transparent)]
     Pdf(#[from] pdf::PdfError),
@@ -116,7 +120,15 @@ fn av_ext(mime: &str) -> &'static str {
 
 impl Report {
     /// Takes in the media, builds and validates the manifest, makes the PDF.
-    pub fn build(spec: ReportSpec) -> Result<Report, ReportError> {
+    pub fn build(mut spec: ReportSpec) -> Result<Report, ReportError> {
+        // A mistyped identifier files the report under another patient:
+        // checked first, before any media is read.
+        spec.patient.identifiers = spec
+            .patient
+            .identifiers
+            .iter()
+            .map(crate::identifiers::check)
+            .collect::<Result<_, _>>()?;
         let mut entries = Vec::new();
         let mut contents = Vec::new();
         // Sanitised photos (and photo-like consent evidence), held once.

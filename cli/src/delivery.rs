@@ -155,6 +155,7 @@ impl Unsealer for KeyUnsealer {
         Ok(SenderSession {
             token: zeroize::Zeroizing::new(session.token),
             device_id,
+            ca_file: sessions::ca_cert_path(),
         })
     }
 }

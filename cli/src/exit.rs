@@ -81,5 +81,12 @@ pub fn one_line(err: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ")
+    let mut line = parts.join(": ");
+    // A certificate the client does not trust: say what to do about it.
+    if line.contains("invalid peer certificate") && !line.contains("--ca-cert") {
+        line.push_str(
+            " (a key server with a private CA: give its CA certificate with --ca-cert FILE or MEDSEAL_CA_CERT)",
+        );
+    }
+    line
 }

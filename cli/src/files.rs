@@ -146,6 +146,8 @@ pub enum Output {
     File {
         tmp: medseal_files::PrivateFile,
         dest: PathBuf,
+        /// Whether an existing file may be replaced.
+        replace: bool,
     },
 }
 
@@ -191,7 +193,28 @@ impl Output {
                         .display()
                 )
             })?;
-        Ok(Output::File { tmp, dest })
+        Ok(Output::File {
+            tmp,
+            dest,
+            replace: true,
+        })
+    }
+
+    /// Like [`Output::create`], but an existing file (or link) at `dest` is
+    /// refused unless `force`, now and again at commit: a report already
+    /// written, perhaps already sent, is not silently replaced.
+    pub fn create_fresh(dest: &str, input: &InputPath, force: bool) -> Result<Self> {
+        let exists = |p: &Path| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() || m.file_type().is_symlink())
+        };
+        if !force && dest != "-" && exists(Path::new(dest)) {
+            bail!("{dest} already exists: choose another name, or give --force to replace it");
+        }
+        let mut out = Self::create(dest, input)?;
+        if let Output::File { replace, .. } = &mut out {
+            *replace = force;
+        }
+        Ok(out)
     }
 
     /// The temporary file, for positional writes.
@@ -207,10 +230,29 @@ impl Output {
         match self {
             Output::Stdout(mut w) => w.flush().context("cannot write to standard output"),
             Output::Special(mut f) => f.flush().context("cannot write the output"),
-            Output::File { tmp, dest } => tmp
+            Output::File {
+                tmp,
+                dest,
+                replace: true,
+            } => tmp
                 .commit()
                 .map_err(|e| e.source)
                 .with_context(|| format!("cannot write {}", dest.display())),
+            Output::File {
+                tmp,
+                dest,
+                replace: false,
+            } => tmp.commit_new().map_err(|e| {
+                if e.source.kind() == io::ErrorKind::AlreadyExists {
+                    anyhow::anyhow!(
+                        "{} appeared while this was written: nothing replaced; choose another name, or give --force",
+                        dest.display()
+                    )
+                } else {
+                    anyhow::Error::new(e.source)
+                        .context(format!("cannot write {}", dest.display()))
+                }
+            }),
         }
     }
 }

@@ -23,9 +23,15 @@ pub struct KeyArgs {
     /// Seal with a new per-report key from this key server (log in first).
     #[arg(long, value_name = "URL", requires = "recipient")]
     pub keyserver: Option<String>,
-    /// Who may open the report (repeat for several).
+    /// Who may open the report (repeat for several). Each is checked with
+    /// the key server first: an address nobody could open the report
+    /// with is refused.
     #[arg(long, value_name = "EMAIL", requires = "keyserver")]
     pub recipient: Vec<String>,
+    /// Seal even for a recipient who has no account and is not admitted as
+    /// a guest (they can open it only once given an account).
+    #[arg(long, requires = "keyserver")]
+    pub allow_unknown_recipients: bool,
     /// A label for the organisation key, recorded in the header.
     #[arg(long, value_name = "LABEL", requires = "key_file", default_value = "")]
     pub key_id: String,
@@ -78,11 +84,56 @@ impl KeyArgs {
         };
         let client = sessions::client(url)?;
         let session = sessions::load(client.origin())?;
+        self.check_recipients(&client, &session)?;
         let key = client.create_key(&session, report_id, &self.recipient)?;
         Ok(Material::Server {
             origin: client.origin().to_owned(),
             key,
         })
+    }
+}
+
+impl KeyArgs {
+    /// Refuses (or, with `--allow-unknown-recipients`, warns about) an
+    /// address that could not open the report: a typo found now, while
+    /// the clinician is still there, instead of by a recipient who never
+    /// gets in.
+    fn check_recipients(
+        &self,
+        client: &medseal_capture::keyclient::KeyClient,
+        session: &medseal_capture::keyclient::Session,
+    ) -> Result<()> {
+        let answers = client
+            .check_recipients(session, &self.recipient)
+            .context("cannot check the recipients with the key server")?;
+        let mut bad = Vec::new();
+        for r in &answers {
+            match r.status.as_str() {
+                "user" => {}
+                "guest" => eprintln!(
+                    "{} has no account at {}; they will open the report as a guest, with a code e-mailed to them",
+                    r.email,
+                    client.origin()
+                ),
+                "invalid" => bail!("{} is not an e-mail address", r.email),
+                _ => bad.push(r.email.clone()),
+            }
+        }
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let list = bad.join(", ");
+        if self.allow_unknown_recipients {
+            eprintln!(
+                "warning: nobody at {list} can open the report until given an account at {}",
+                client.origin()
+            );
+            return Ok(());
+        }
+        bail!(
+            "nobody at {list} could open this report: no account at {} and not a guest your organisation admits; check the address (or seal anyway with --allow-unknown-recipients)",
+            client.origin()
+        )
     }
 }
 

@@ -77,25 +77,58 @@ pub fn load(origin: &str) -> Result<Session> {
         .ok_or_else(|| crate::exit::NotLoggedIn(origin.to_owned()).into())
 }
 
-/// The extra CA certificate (PEM) named by `$MEDSEAL_CA_CERT`, if any:
-/// a key server on a private PKI.
-pub fn extra_ca() -> Result<Option<Vec<u8>>> {
-    let Some(p) = std::env::var_os("MEDSEAL_CA_CERT") else {
-        return Ok(None);
-    };
-    std::fs::File::open(&p)
-        .and_then(|f| medseal_format::read_bounded(f, 1 << 20))
-        .map(Some)
-        .with_context(|| {
-            format!(
-                "cannot read MEDSEAL_CA_CERT {}",
-                PathBuf::from(&p).display()
-            )
-        })
+static CA_CERT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Records `--ca-cert` (or `$MEDSEAL_CA_CERT`, which clap reads into it),
+/// once, before any client is made.
+pub fn set_ca_cert(path: Option<PathBuf>) {
+    let _ = CA_CERT.set(path);
 }
 
-/// A client for `url` from this device, trusting `$MEDSEAL_CA_CERT` too.
+/// The `--ca-cert` file, if one was given.
+pub fn ca_cert_path() -> Option<PathBuf> {
+    CA_CERT.get().cloned().flatten()
+}
+
+fn read_pem(what: &str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::File::open(path)
+        .and_then(|f| medseal_format::read_bounded(f, 4 << 20))
+        .with_context(|| format!("cannot read {what} {}", path.display()))
+}
+
+/// The extra CA certificates (PEM) to trust for a key server, besides the
+/// public web roots: `--ca-cert` / `$MEDSEAL_CA_CERT` (a private CA), and
+/// the bundle named by `$SSL_CERT_FILE` (the usual way to point programs at
+/// an organisation's roots).
+pub fn extra_ca() -> Result<Option<Vec<u8>>> {
+    let mut pem = Vec::new();
+    if let Some(Some(p)) = CA_CERT.get() {
+        pem.extend(read_pem("the CA certificate", p)?);
+        pem.push(b'\n');
+    }
+    if let Some(p) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        pem.extend(read_pem("SSL_CERT_FILE", std::path::Path::new(&p))?);
+    }
+    Ok((!pem.is_empty()).then_some(pem))
+}
+
+/// A client for `url` from this device, trusting the extra CAs too.
 pub fn client(url: &str) -> Result<KeyClient> {
     let ca = extra_ca()?;
     Ok(KeyClient::new(url, &device_id()?, ca.as_deref())?)
+}
+
+/// Forgets the session for `origin` on this device; whether there was one.
+pub fn forget(origin: &str) -> Result<bool> {
+    let mut all = load_all()?;
+    let had = all.remove(origin).is_some();
+    if had {
+        write_private(&sessions_path()?, &serde_json::to_vec_pretty(&all)?)?;
+    }
+    Ok(had)
+}
+
+/// Every saved session, by origin.
+pub fn all() -> Result<BTreeMap<String, Session>> {
+    load_all()
 }

@@ -42,6 +42,9 @@ pub struct SenderSession {
     pub token: zeroize::Zeroizing<String>,
     /// The device the session is bound to.
     pub device_id: String,
+    /// An extra CA certificate (PEM file) to trust for the key server, as
+    /// given to the command line (`--ca-cert`, `$MEDSEAL_CA_CERT`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Parcel<'_> {

@@ -274,7 +274,7 @@ impl Email {
             DeliveryError::needs_key("a share link needs the sender's key-server session")
         })?;
         let tls = crate::http::TlsSettings {
-            ca_file: std::env::var_os("MEDSEAL_CA_CERT").map(PathBuf::from),
+            ca_file: sender.ca_file.clone(),
             ..Default::default()
         };
         let client = crate::http::client(&tls, 60 * 60)

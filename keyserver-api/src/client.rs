@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::transparency::Checkpoint;
 use crate::v1::{
     CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CurrentSession, ErrorBody, FetchedKey,
-    GrantExchange, LoginRequest, Proof, PublicKey, SessionResponse,
+    GrantExchange, LoginRequest, Proof, PublicKey, RecipientStatus, RecipientsCheck,
+    RecipientsChecked, RecipientsRequest, SessionResponse,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -133,9 +134,16 @@ impl KeyClient {
             .https_only(origin.starts_with("https://"))
             .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = extra_root_pem {
-            let cert = reqwest::Certificate::from_pem(pem)
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| ClientError::Protocol(format!("bad CA certificate: {e}")))?;
-            builder = builder.add_root_certificate(cert);
+            if certs.is_empty() {
+                return Err(ClientError::Protocol(
+                    "bad CA certificate: no PEM certificate in it".into(),
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
         }
         let http = builder
             .build()
@@ -163,7 +171,7 @@ impl KeyClient {
         }
         let resp = req.send().map_err(|e| ClientError::Unreachable {
             origin: self.origin.clone(),
-            reason: e.without_url().to_string(),
+            reason: reason(e),
         })?;
         let status = resp.status().as_u16();
         let body = resp
@@ -377,12 +385,7 @@ impl KeyClient {
 
     /// Fetches the data key `key_id` (the server audits the fetch).
     pub fn fetch_key(&self, session: &Session, key_id: &str) -> Result<ReportKey, ClientError> {
-        if !key_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-        {
-            return Err(ClientError::UnknownKey);
-        }
+        check_key_id(key_id)?;
         let (status, resp) = self.send(
             self.http.get(format!("{}/v1/keys/{key_id}", self.origin)),
             Some(&session.token),
@@ -398,8 +401,97 @@ impl KeyClient {
         }
     }
 
+    /// Ends `session` at the server (`DELETE /v1/sessions/current`). A
+    /// session that has already ended counts as ended.
+    pub fn logout(&self, session: &Session) -> Result<(), ClientError> {
+        let (status, resp) = self.send(
+            self.http
+                .delete(format!("{}/v1/sessions/current", self.origin)),
+            Some(&session.token),
+        )?;
+        match status {
+            204 | 401 => Ok(()),
+            _ => Err(self.error(status, &resp)),
+        }
+    }
+
+    /// Asks whether each address could open a report the caller seals now.
+    pub fn check_recipients(
+        &self,
+        session: &Session,
+        recipients: &[String],
+    ) -> Result<Vec<RecipientStatus>, ClientError> {
+        let body = RecipientsCheck {
+            recipients: recipients.to_vec(),
+        };
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/recipients/check", self.origin))
+                .json(&body),
+            Some(&session.token),
+        )?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        let r: RecipientsChecked =
+            serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(r.recipients)
+    }
+
+    /// Adds recipients to `key_id` (its creator, or an admin of its
+    /// organisation).
+    pub fn add_recipients(
+        &self,
+        session: &Session,
+        key_id: &str,
+        recipients: &[String],
+    ) -> Result<(), ClientError> {
+        check_key_id(key_id)?;
+        let body = RecipientsRequest {
+            recipients: recipients.to_vec(),
+        };
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/keys/{key_id}/recipients", self.origin))
+                .json(&body),
+            Some(&session.token),
+        )?;
+        if status != 204 {
+            return Err(self.error(status, &resp));
+        }
+        Ok(())
+    }
+
+    /// The audit trail of a key or a report (`GET /v1/audit`), as `json`
+    /// or `csv`, exactly as the server sends it. A key's creator may read
+    /// its trail; an auditor or admin their organisation's.
+    pub fn audit(
+        &self,
+        session: &Session,
+        key_id: Option<&str>,
+        report_id: Option<&str>,
+        format: &str,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut req = self
+            .http
+            .get(format!("{}/v1/audit", self.origin))
+            .query(&[("format", format)]);
+        if let Some(k) = key_id {
+            req = req.query(&[("key_id", k)]);
+        }
+        if let Some(r) = report_id {
+            req = req.query(&[("report_id", r)]);
+        }
+        let (status, resp) = self.send(req, Some(&session.token))?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        Ok(resp.to_vec())
+    }
+
     /// Revokes `key_id`.
     pub fn revoke(&self, session: &Session, key_id: &str) -> Result<(), ClientError> {
+        check_key_id(key_id)?;
         let (status, resp) = self.send(
             self.http
                 .post(format!("{}/v1/keys/{key_id}/revoke", self.origin)),
@@ -444,6 +536,35 @@ impl KeyClient {
         }
         serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
     }
+}
+
+/// A key id goes into a URL path: only the characters the server issues.
+fn check_key_id(key_id: &str) -> Result<(), ClientError> {
+    if key_id.is_empty()
+        || !key_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(ClientError::UnknownKey);
+    }
+    Ok(())
+}
+
+/// Why a request got no answer, down to the cause: "error sending
+/// request" alone hides the TLS verdict ("invalid peer certificate:
+/// UnknownIssuer") that tells an administrator what to fix.
+fn reason(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
 }
 
 /// A data key as the server sends it (base64), decoded and checked.

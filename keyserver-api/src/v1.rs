@@ -166,6 +166,38 @@ pub struct RecipientsRequest {
     pub recipients: Vec<String>,
 }
 
+/// `POST /v1/recipients/check`: could these addresses open a report sealed
+/// now by the caller? Asked before sealing, so that a mistyped address is
+/// caught while the clinician is still there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RecipientsCheck {
+    /// E-mail addresses (1 to 100).
+    pub recipients: Vec<String>,
+}
+
+/// The answer to [`RecipientsCheck`], in the order asked.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecipientsChecked {
+    /// One per address asked.
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// Whether one address could open the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecipientStatus {
+    /// The address, normalised (trimmed, lower-case).
+    pub email: String,
+    /// `user`: has an account here and can sign in; `guest`: no account,
+    /// but the caller's organisation admits this address as a guest (it
+    /// signs in with an e-mailed code); `unknown`: nobody at this address
+    /// could open the report now; `invalid`: not an e-mail address.
+    pub status: String,
+}
+
 /// `GET /v1/audit/proof` and `/consistency`: RFC 9162 proof hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -255,3 +255,33 @@ pub fn report_org(conn: &mut Conn, report_id: &str) -> Result<Option<String>> {
         ))),
     }
 }
+
+/// Could `email` open a report that `p` seals now? `user` (an enabled
+/// account, not a guest), `guest` (the caller's organisation admits the
+/// address as a guest), `unknown`, or `invalid`. Staff of the organisation
+/// ask this before sealing; it says no more than the key itself would
+/// (a key for an unknown address is allowed, and useless).
+pub fn recipient_status(
+    conn: &mut Conn,
+    p: &Principal,
+    raw: &str,
+    state_key: &[u8; 32],
+) -> Result<(String, &'static str)> {
+    use crate::db::schema::users;
+    let Ok(email) = normalise_email(raw) else {
+        return Ok((raw.trim().to_lowercase(), "invalid"));
+    };
+    let account: Option<(String, bool)> = users::table
+        .filter(users::email.eq(&email))
+        .select((users::role, users::disabled))
+        .first(conn)
+        .optional()?;
+    if let Some((role, false)) = &account
+        && role != crate::accounts::Role::Guest.as_str()
+    {
+        return Ok((email, "user"));
+    }
+    let guests = crate::signin::guests::policy_of(conn, p.org_id, state_key)?;
+    let admitted = guests.intact && guests.policy.admits(&email) && account.is_none_or(|(_, d)| !d);
+    Ok((email, if admitted { "guest" } else { "unknown" }))
+}

@@ -183,7 +183,7 @@ fn no_consent_record_no_report() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(!d.join("r.mseal").exists());
     }
-    // HEIC is refused plainly.
+    // A damaged HEIC is refused plainly.
     let mut heic = vec![0, 0, 0, 24];
     heic.extend_from_slice(b"ftypheic\0\0\0\0");
     std::fs::write(d.join("p.heic"), heic).unwrap();
@@ -207,6 +207,268 @@ fn no_consent_record_no_report() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HEIC"));
+}
+
+fn run_ok(d: &Path, args: &[&str]) -> Output {
+    let out = medseal(d, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// An iPhone's HEIC photo, with GPS and a serial number in its EXIF,
+/// becomes a clean JPEG in the report (decoded by libheif, re-encoded from
+/// the pixels); its capture time is kept.
+#[test]
+fn heic_photos_become_clean_jpegs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("p.jpg"), medseal_capture::fixtures::phone_jpeg(1)).unwrap();
+    std::fs::write(d.join("key"), [3u8; 32]).unwrap();
+    let tag = Command::new("exiftool")
+        .current_dir(d)
+        .args([
+            "-q",
+            "-overwrite_original",
+            "-GPSLatitude=51.5",
+            "-GPSLatitudeRef=N",
+            "-SerialNumber=SN-4417",
+            "-DateTimeOriginal=2026:11:30 10:20:30",
+            "p.jpg",
+        ])
+        .status()
+        .unwrap();
+    assert!(tag.success());
+    let enc = Command::new("heif-enc")
+        .current_dir(d)
+        .args(["-q", "90", "-o", "p.heic", "p.jpg"])
+        .output()
+        .expect("heif-enc (libheif-examples) is needed: scripts/test-all.sh installs it");
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    let before = exiftool(&d.join("p.heic"));
+    assert!(
+        before.contains("GPSLatitude") && before.contains("SN-4417"),
+        "{before}"
+    );
+
+    run_ok(
+        d,
+        &[
+            "capture",
+            "--patient-id",
+            "P1",
+            "--consent",
+            "unable",
+            "--no-consent-reason",
+            "unconscious, treated in the patient's best interests",
+            "--photo",
+            "p.heic",
+            "--key-file",
+            "key",
+            "-o",
+            "r.mseal",
+        ],
+    );
+    run_ok(
+        d,
+        &["open", "--key-file", "key", "--extract", "out", "r.mseal"],
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(d.join("out/manifest.json")).unwrap()).unwrap();
+    let photo = &manifest["media"][0];
+    assert_eq!(photo["path"], "media/photo-1.jpg");
+    assert_eq!(photo["mime_type"], "image/jpeg");
+    assert_eq!(photo["captured_at"], "2026-11-30T10:20:30");
+    assert_eq!(photo["width"], 40);
+    let bytes = std::fs::read(d.join("out/media/photo-1.jpg")).unwrap();
+    assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
+    let tags = exiftool(&d.join("out/media/photo-1.jpg"));
+    for banned in ["GPS", "SN-4417", "Serial", "DateTimeOriginal", "PhoneCo"] {
+        assert!(!tags.contains(banned), "{banned} survived: {tags}");
+    }
+}
+
+/// A voice note or a video alone is a report; nothing at all is not.
+#[test]
+fn audio_only_and_video_only_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("note.wav"), wav(2)).unwrap();
+    std::fs::write(d.join("key"), [3u8; 32]).unwrap();
+    // A minimal MP4: ftyp, and a moov with an mvhd of 3 s (timescale 1000).
+    let mut mp4 = Vec::new();
+    mp4.extend_from_slice(&[0, 0, 0, 20]);
+    mp4.extend_from_slice(b"ftypisom\0\0\x02\0isom");
+    let mut mvhd = vec![0u8; 8 + 100];
+    mvhd[..4].copy_from_slice(&108u32.to_be_bytes());
+    mvhd[4..8].copy_from_slice(b"mvhd");
+    mvhd[20..24].copy_from_slice(&1000u32.to_be_bytes());
+    mvhd[24..28].copy_from_slice(&3000u32.to_be_bytes());
+    mp4.extend_from_slice(&(8 + mvhd.len() as u32).to_be_bytes());
+    mp4.extend_from_slice(b"moov");
+    mp4.extend_from_slice(&mvhd);
+    std::fs::write(d.join("clip.mp4"), &mp4).unwrap();
+    let base = [
+        "capture",
+        "--patient-id",
+        "P1",
+        "--consent",
+        "unable",
+        "--no-consent-reason",
+        "unconscious",
+        "--key-file",
+        "key",
+    ];
+    for (media, file, kind) in [
+        (["--audio", "note.wav"], "a.mseal", "audio"),
+        (["--video", "clip.mp4"], "v.mseal", "video"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(media);
+        args.extend(["-o", file]);
+        run_ok(d, &args);
+        let out = format!("{kind}-out");
+        run_ok(d, &["open", "--key-file", "key", "--extract", &out, file]);
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(d.join(&out).join("manifest.json")).unwrap())
+                .unwrap();
+        let media = manifest["media"].as_array().unwrap();
+        assert_eq!(media.len(), 1);
+        assert_eq!(media[0]["kind"], kind);
+        assert!(d.join(&out).join("report.pdf").exists());
+    }
+    let mut args = base.to_vec();
+    args.extend(["-o", "none.mseal"]);
+    let out = medseal(d, &args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--photo"));
+    assert!(!d.join("none.mseal").exists());
+}
+
+/// An NHS number with a wrong check digit is refused before anything is
+/// written; a right one in any spacing is kept as its ten digits.
+#[test]
+fn nhs_numbers_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("p.jpg"), medseal_capture::fixtures::phone_jpeg(1)).unwrap();
+    std::fs::write(d.join("key"), [3u8; 32]).unwrap();
+    let capture = |id: &str, out: &str| {
+        medseal(
+            d,
+            &[
+                "capture",
+                "--patient-id",
+                id,
+                "--patient-id-system",
+                "https://fhir.nhs.uk/Id/nhs-number",
+                "--consent",
+                "unable",
+                "--no-consent-reason",
+                "unconscious",
+                "--photo",
+                "p.jpg",
+                "--key-file",
+                "key",
+                "-o",
+                out,
+            ],
+        )
+    };
+    for bad in ["943 476 5918", "943476591", "9434756919"] {
+        let o = capture(bad, "bad.mseal");
+        assert_eq!(o.status.code(), Some(1), "{bad}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("not a valid NHS number"), "{e}");
+        assert_eq!(e.lines().count(), 1);
+        assert!(!d.join("bad.mseal").exists());
+    }
+    let o = capture("943 476 5919", "good.mseal");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    run_ok(
+        d,
+        &[
+            "open",
+            "--key-file",
+            "key",
+            "--extract",
+            "good",
+            "good.mseal",
+        ],
+    );
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(d.join("good/manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["patient"]["identifiers"][0]["value"], "9434765919");
+    // Another system is not checked.
+    let o = medseal(
+        d,
+        &[
+            "capture",
+            "--patient-id",
+            "MRN-0042",
+            "--patient-id-system",
+            "https://hospital.example/mrn",
+            "--consent",
+            "unable",
+            "--no-consent-reason",
+            "unconscious",
+            "--photo",
+            "p.jpg",
+            "--key-file",
+            "key",
+            "-o",
+            "mrn.mseal",
+        ],
+    );
+    assert!(o.status.success());
+}
+
+/// A report already written (perhaps already sent) is not replaced unless
+/// asked: the old file is left exactly as it was.
+#[test]
+fn capture_never_replaces_a_report_unasked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("p.jpg"), medseal_capture::fixtures::phone_jpeg(1)).unwrap();
+    std::fs::write(d.join("key"), [3u8; 32]).unwrap();
+    let mut args = vec![
+        "capture",
+        "--patient-id",
+        "P1",
+        "--consent",
+        "unable",
+        "--no-consent-reason",
+        "unconscious",
+        "--photo",
+        "p.jpg",
+        "--key-file",
+        "key",
+        "-o",
+        "r.mseal",
+    ];
+    run_ok(d, &args);
+    let first = std::fs::read(d.join("r.mseal")).unwrap();
+    let o = medseal(d, &args);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("already exists") && e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read(d.join("r.mseal")).unwrap(), first);
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+    args.push("--force");
+    run_ok(d, &args);
+    assert_ne!(std::fs::read(d.join("r.mseal")).unwrap(), first);
 }
 
 /// Every tag exiftool finds, as `Group:Tag=Value` lines.

@@ -250,6 +250,8 @@ fn inputs() -> Vec<(Vec<&'static str>, bool)> {
 
 /// Every command line that writes a named output, with `@` where it goes.
 fn outputs() -> Vec<Vec<&'static str>> {
+    // With --force: without it an existing target (the link case below)
+    // is refused, which `capture_never_replaces_a_report_unasked` shows.
     let mut cap = capture(&[
         "--consent-evidence",
         "form.jpg",
@@ -257,6 +259,7 @@ fn outputs() -> Vec<Vec<&'static str>> {
         "photo.jpg",
         "--key-file",
         "key",
+        "--force",
     ]);
     let last = cap.len() - 1;
     cap[last] = "@";

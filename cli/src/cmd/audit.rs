@@ -1,6 +1,7 @@
-//! `medseal audit …`: checks anyone can make of a key server's audit log
-//! without access to its database — a receipt, offline, and a witness that
-//! holds the server to the log it signed.
+//! `medseal audit …`: a report's trail, read through the API by an auditor
+//! or the report's creator; and checks anyone can make of a key server's
+//! audit log without access to its database — a receipt, offline, and a
+//! witness that holds the server to the log it signed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,11 +13,44 @@ use medseal_keyserver_api::transparency::{Checkpoint, Receipt, check_extends, pa
 
 use crate::sessions;
 
-/// Arguments of `medseal audit`.
+/// Arguments of `medseal audit`: a report's trail
+/// (`audit REPORT.mseal`, `audit --report-id R --keyserver URL`), or one of
+/// the checks.
 #[derive(Debug, ClapArgs)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    trail: TrailArgs,
+}
+
+/// `medseal audit REPORT.mseal | --report-id R | --key-id K`.
+#[derive(Debug, ClapArgs)]
+struct TrailArgs {
+    /// The sealed report whose trail to read (its key's events).
+    #[arg(value_name = "REPORT.mseal")]
+    report: Option<String>,
+    /// Every event about this report id (auditors and admins), with --keyserver.
+    #[arg(long, value_name = "R", conflicts_with_all = ["report", "key_id"], requires = "keyserver")]
+    report_id: Option<String>,
+    /// The events of this key, with --keyserver.
+    #[arg(
+        long,
+        value_name = "K",
+        conflicts_with = "report",
+        requires = "keyserver"
+    )]
+    key_id: Option<String>,
+    /// The key server (not needed with a file: its header names it).
+    #[arg(long, value_name = "URL")]
+    keyserver: Option<String>,
+    /// json or csv.
+    #[arg(long, value_name = "FORMAT", default_value = "json", value_parser = ["json", "csv"])]
+    format: String,
+    /// Write here instead of stdout.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,9 +99,46 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
         .with_context(|| format!("cannot read {}", path.display()))
 }
 
+/// Reads a report's trail through the API and writes it as the server
+/// sent it.
+fn trail(t: TrailArgs) -> Result<()> {
+    use std::io::Write;
+    let (client, session, key_id, report_id) = match (&t.report, &t.report_id) {
+        (_, Some(r)) => {
+            let url = t.keyserver.as_deref().unwrap_or_default();
+            let client = sessions::client(url)?;
+            let session = sessions::load(client.origin())?;
+            (client, session, None, Some(r.clone()))
+        }
+        (Some(_), None) | (None, None) => {
+            if t.report.is_none() && t.key_id.is_none() {
+                bail!(
+                    "name the sealed report, or give --report-id R or --key-id K with --keyserver URL (or a subcommand: witness, check-receipt)"
+                );
+            }
+            let k = super::keyref::resolve(
+                t.report.as_deref(),
+                t.key_id.as_deref(),
+                t.keyserver.as_deref(),
+            )?;
+            (k.client, k.session, Some(k.key_id), None)
+        }
+    };
+    let body = client
+        .audit(&session, key_id.as_deref(), report_id.as_deref(), &t.format)
+        .context("cannot read the audit trail")?;
+    let dest = t.output.unwrap_or_else(|| "-".into());
+    let mut out = crate::files::Output::create(&dest, &crate::files::InputPath::Stdin)?;
+    out.write_all(&body).context("cannot write the trail")?;
+    out.commit()
+}
+
 /// Runs `medseal audit`.
 pub fn run(a: Args) -> Result<()> {
-    match a.command {
+    let Some(command) = a.command else {
+        return trail(a.trail);
+    };
+    match command {
         Command::CheckReceipt {
             file,
             public_key,

@@ -14,16 +14,18 @@ use crate::files::{InputPath, Output, check_one_stdin};
 use crate::keysource::KeyArgs;
 
 /// The identifier system used when none is given: a pseudonymous id.
-const PSEUDONYM: &str = "urn:medseal:pseudonym";
+const PSEUDONYM: &str = medseal_capture::identifiers::PSEUDONYM;
 
 /// Arguments of `medseal capture`.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("media").required(true).multiple(true).args(["photo", "audio", "video"]))]
 pub struct Args {
     /// The patient's identifier (MRN, NHS number, or a pseudonymous id).
     #[arg(long, value_name = "ID")]
     patient_id: String,
     /// The system that issued it, e.g. https://fhir.nhs.uk/Id/nhs-number
-    /// (default: a pseudonymous id, and the report is marked minimised).
+    /// (its check digit is checked) (default: a pseudonymous id, and the
+    /// report is marked minimised).
     #[arg(long, value_name = "URI", default_value = PSEUDONYM)]
     patient_id_system: String,
     /// How consent was obtained: written, verbal-recorded, verbal-witnessed, unable.
@@ -50,8 +52,9 @@ pub struct Args {
     /// Clinical notes.
     #[arg(long, value_name = "TEXT")]
     note: Option<String>,
-    /// Photos (JPEG, PNG); metadata is removed, orientation applied.
-    #[arg(long, value_name = "FILE", num_args = 1.., required = true)]
+    /// Photos (JPEG, PNG, HEIC); metadata is removed, orientation applied.
+    /// At least one photo, recording or video.
+    #[arg(long, value_name = "FILE", num_args = 1..)]
     photo: Vec<PathBuf>,
     /// Audio recordings (WAV, MP3, M4A), kept exactly.
     #[arg(long, value_name = "FILE", num_args = 1..)]
@@ -71,6 +74,9 @@ pub struct Args {
     /// The sealed report to write.
     #[arg(short, long, value_name = "OUT.mseal")]
     output: String,
+    /// Replace OUT.mseal if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 fn parse_method(s: &str) -> Result<ConsentMethod, String> {
@@ -103,6 +109,8 @@ pub fn run(a: Args) -> Result<()> {
     if a.output == "-" {
         bail!("capture writes a file: name it with -o");
     }
+    // Refused before any work, and again when the file is put in place.
+    let out = Output::create_fresh(&a.output, &InputPath::Stdin, a.force)?;
     let unable = a.consent == ConsentMethod::Unable;
     if unable && a.no_consent_reason.is_none() {
         bail!(
@@ -193,7 +201,7 @@ pub fn run(a: Args) -> Result<()> {
     // Build (and refuse) before asking the key server for a key.
     let report = Report::build(spec).context("cannot build the report")?;
     let material = a.key.resolve(&report_id)?;
-    let mut out = Output::create(&a.output, &InputPath::Stdin)?;
+    let mut out = out;
     report
         .seal(material.seal_key(), &mut out, &SealOptions::default())
         .context("cannot seal the report")?;

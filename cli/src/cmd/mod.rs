@@ -4,13 +4,17 @@ mod audit;
 mod capture;
 mod endpoint;
 mod inspect;
+mod keyref;
 mod keyserver;
 mod login;
 mod open;
 mod outbox;
+mod recipients;
+mod revoke;
 mod rncryptor;
 mod seal;
 mod send;
+mod session;
 mod share;
 
 use anyhow::Result;
@@ -20,6 +24,10 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "medseal", version, about, max_term_width = 100)]
 pub struct Cli {
+    /// An extra CA certificate (PEM) to trust for key servers, for a
+    /// private PKI; `$SSL_CERT_FILE` is trusted too.
+    #[arg(long, global = true, value_name = "FILE", env = "MEDSEAL_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +44,14 @@ enum Command {
     Inspect(inspect::Args),
     /// Open a session with a key server from this device.
     Login(login::Args),
+    /// End this device's session with a key server.
+    Logout(session::LogoutArgs),
+    /// Who this device is logged in as, at each key server.
+    Whoami(session::WhoamiArgs),
+    /// Revoke a report's key: no copy of it opens again.
+    Revoke(revoke::Args),
+    /// Let more people open a report already sent.
+    Recipients(recipients::Args),
     /// Queue a sealed report for destinations and deliver it.
     Send(send::Args),
     /// Share a sealed report as a link that opens in the web app.
@@ -46,12 +62,14 @@ enum Command {
     Keyserver(keyserver::Args),
     /// Run the receiving endpoint beside an EMR.
     Endpoint(endpoint::Args),
-    /// Check a key server's audit log from outside: receipts, and a witness.
+    /// A report's audit trail (who opened it, when), or checks of a key
+    /// server's log from outside: receipts, and a witness.
     Audit(audit::Args),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    crate::sessions::set_ca_cert(cli.ca_cert);
     match cli.command {
         Command::Seal(a) => seal::run(a),
         Command::Open(a) => open::run(a),
@@ -59,6 +77,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Capture(a) => capture::run(*a),
         Command::Keyserver(a) => keyserver::run(a),
         Command::Login(a) => login::run(a),
+        Command::Logout(a) => session::logout(a),
+        Command::Whoami(a) => session::whoami(a),
+        Command::Revoke(a) => revoke::run(a),
+        Command::Recipients(a) => recipients::run(a),
         Command::Send(a) => send::run(a),
         Command::Share(a) => share::run(a),
         Command::Outbox(a) => outbox::run_command(a),

@@ -21,7 +21,7 @@ use crate::policy;
 use crate::time::{parse_rfc3339, rfc3339};
 use medseal_keyserver_api::v1::{
     CreateKeyRequest, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest,
-    RecipientsRequest, SessionResponse,
+    RecipientStatus, RecipientsCheck, RecipientsChecked, RecipientsRequest, SessionResponse,
 };
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -367,6 +367,52 @@ pub async fn create_key(
         ))
         .await?;
     secret_json(HttpResponse::Created(), &answer)
+}
+
+/// Could these addresses open a report the caller seals now? Asked by
+/// `medseal seal` and `capture` before sealing.
+#[utoipa::path(post, path = "/v1/recipients/check", request_body = RecipientsCheck,
+    responses((status = 200, body = RecipientsChecked), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn check_recipients(
+    state: web::Data<AppState>,
+    creds: Credentials,
+    body: web::Json<RecipientsCheck>,
+) -> Result<HttpResponse> {
+    let asked = body.into_inner().recipients;
+    if asked.is_empty() || asked.len() > keys::MAX_RECIPIENTS {
+        return Err(Error::Invalid(format!(
+            "give 1 to {} recipients",
+            keys::MAX_RECIPIENTS
+        )));
+    }
+    let ring = state.keyring.get();
+    let (_, answer) = state
+        .authorized(creds, move |c, p| {
+            if !policy::may_create(p) {
+                return Err(Error::Forbidden(
+                    "only those who seal reports may ask".into(),
+                ));
+            }
+            asked
+                .iter()
+                .map(|e| {
+                    keys::recipient_status(c, p, e, ring.state_key()).map(|(email, status)| {
+                        RecipientStatus {
+                            email,
+                            status: status.to_owned(),
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(RecipientsChecked {
+            recipients: answer?,
+        }))
 }
 
 /// Authenticates, looks the key up (one trip to the database pool), and

@@ -115,14 +115,14 @@ impl MetricsAccess {
     paths(
         handlers::create_session, signin::request_code, signin::sso_start, signin::sso_callback,
         signin::sso_session, handlers::current_session, handlers::delete_session, handlers::create_key,
-        handlers::fetch_key, handlers::add_recipients, handlers::revoke_key,
+        handlers::fetch_key, handlers::add_recipients, handlers::revoke_key, handlers::check_recipients,
         handlers::read_audit, drops::create_drop, drops::download_drop, handlers::healthz, handlers::readyz, handlers::metrics,
         transparency::checkpoint, transparency::proof, transparency::consistency,
         transparency::public_key,
     ),
     components(schemas(
         v1::LoginRequest, v1::CodeRequest, v1::GrantExchange, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
-        v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest,
+        v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest, v1::RecipientsCheck, v1::RecipientsChecked, v1::RecipientStatus,
         v1::ErrorBody, v1::CreatedDrop, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
     )),
     modifiers(&BearerAuth)
@@ -216,6 +216,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(handlers::current_session),
         )
         .route("/v1/keys", web::post().to(handlers::create_key))
+        .route(
+            "/v1/recipients/check",
+            web::post().to(handlers::check_recipients),
+        )
         .route("/v1/keys/{key_id}", web::get().to(handlers::fetch_key))
         .route(
             "/v1/keys/{key_id}/recipients",

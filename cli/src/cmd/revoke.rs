@@ -1,0 +1,50 @@
+//! `medseal revoke`: a report's key is revoked at its key server, so that
+//! no copy of the report opens again, anywhere.
+
+use anyhow::{Context, Result};
+
+use super::keyref;
+
+/// Arguments of `medseal revoke`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The sealed report whose key to revoke.
+    #[arg(value_name = "REPORT.mseal", required_unless_present = "key_id")]
+    report: Option<String>,
+    /// The key id instead of the file (with --keyserver).
+    #[arg(
+        long,
+        value_name = "K",
+        conflicts_with = "report",
+        requires = "keyserver"
+    )]
+    key_id: Option<String>,
+    /// The key server of --key-id.
+    #[arg(long, value_name = "URL", requires = "key_id")]
+    keyserver: Option<String>,
+    /// Do not ask (needed when not on a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let k = keyref::resolve(
+        a.report.as_deref(),
+        a.key_id.as_deref(),
+        a.keyserver.as_deref(),
+    )?;
+    let what = a.report.as_deref().unwrap_or(&k.key_id);
+    keyref::confirm(
+        &format!("Revoke the key of {what}? Nobody will be able to open any copy of it."),
+        a.yes,
+    )?;
+    k.client
+        .revoke(&k.session, &k.key_id)
+        .with_context(|| format!("cannot revoke {what}"))?;
+    eprintln!(
+        "key {} revoked at {}: no copy of {what} opens any more; the revocation is in the audit log",
+        k.key_id,
+        k.client.origin()
+    );
+    Ok(())
+}
