@@ -21,8 +21,11 @@ cd "$(dirname "$0")/.."
 # are kept on, and an independent look at it), python3-pip for the packages below,
 # nodejs (the web app's viewer is run from its served files under Node),
 # chromium and chromium-driver (the web app is tested in a real headless
-# browser, driven over WebDriver).
-packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip nodejs chromium chromium-driver)
+# browser, driven over WebDriver), pkg-config and libheif-dev (the build links
+# libheif to decode HEIC photos) with libheif-examples (heif-enc makes the
+# HEIC test photos), openssl (the private-CA recipe of docs/keyserver.md is
+# run as written).
+packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip nodejs chromium chromium-driver pkg-config libheif-dev libheif-examples openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
