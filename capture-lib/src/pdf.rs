@@ -1,6 +1,18 @@
-//! The report's human-readable summary, as PDF: one summary page (patient
-//! identifiers, consent, capturer, time, body site, notes, and the SHA-256 of
-//! every media file), then one page per photo.
+//! The report's human-readable form, as PDF — read as a clinical document,
+//! printed, and filed:
+//!
+//! - a summary page: the patient's identifier as people write it ("NHS
+//!   number 943 476 5919"), organisation, who captured it and when (in the
+//!   capturing device's local time, with its UTC offset), consent, body
+//!   site, notes, and what the report contains;
+//! - one page per photo, captioned with its number, the body site and when
+//!   it was taken;
+//! - a final "Integrity" page with the size and SHA-256 of every file.
+//!
+//! Every page carries the patient identifier, the report id and "Page X of
+//! Y", so that a printed page can always be matched to its patient and its
+//! report. The pages are laid out first and drawn second, so the total is
+//! known when each footer is written.
 //!
 //! JPEG photos are embedded as they are (DCTDecode): no pixel is decoded or
 //! re-encoded to make the PDF, which keeps it fast and faithful. PNG photos
@@ -10,12 +22,13 @@
 use std::io::{BufWriter, Cursor};
 
 use image::ImageDecoder;
-use medseal_format::manifest::{ConsentMethod, Manifest, MediaEntry};
+use medseal_format::manifest::{ConsentMethod, Manifest, MediaEntry, MediaKind};
 use printpdf::{
     BuiltinFont, ColorBits, ColorSpace, Image, ImageFilter, ImageTransform, ImageXObject,
-    IndirectFontRef, Mm, PdfDocument, PdfDocumentReference, PdfLayerReference, Px,
+    IndirectFontRef, Mm, PdfDocument, Px,
 };
 
+use crate::identifiers;
 use crate::media::{Photo, PhotoFormat};
 
 /// What can go wrong making the PDF.
@@ -46,7 +59,7 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
     for para in s.lines() {
         let mut line = String::new();
         for word in para.split_whitespace() {
-            if !line.is_empty() && line.len() + 1 + word.len() > width {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
                 lines.push(std::mem::take(&mut line));
             }
             if !line.is_empty() {
@@ -59,19 +72,44 @@ fn wrap(s: &str, width: usize) -> Vec<String> {
     lines
 }
 
-struct Writer {
-    doc: PdfDocumentReference,
-    layer: PdfLayerReference,
-    y: f32,
-    regular: IndirectFontRef,
-    bold: IndirectFontRef,
-    mono: IndirectFontRef,
+#[derive(Clone, Copy)]
+enum Font {
+    Regular,
+    Bold,
+    Mono,
 }
 
-impl Writer {
+/// One thing drawn on a page.
+enum Op {
+    Text {
+        s: String,
+        size: f32,
+        font: Font,
+        y: f32,
+    },
+    Photo {
+        index: usize,
+        y: f32,
+        dpi: f32,
+    },
+}
+
+/// The pages, laid out before anything is drawn.
+struct Layout {
+    pages: Vec<Vec<Op>>,
+    y: f32,
+}
+
+impl Layout {
+    fn new() -> Self {
+        Layout {
+            pages: vec![Vec::new()],
+            y: PAGE_H - MARGIN,
+        }
+    }
+
     fn new_page(&mut self) {
-        let (page, layer) = self.doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "text");
-        self.layer = self.doc.get_page(page).get_layer(layer);
+        self.pages.push(Vec::new());
         self.y = PAGE_H - MARGIN;
     }
 
@@ -81,15 +119,21 @@ impl Writer {
         }
     }
 
+    fn push(&mut self, op: Op) {
+        if let Some(p) = self.pages.last_mut() {
+            p.push(op);
+        }
+    }
+
     fn text(&mut self, s: &str, size: f32, font: Font) {
         self.ensure(LINE);
-        let f = match font {
-            Font::Regular => &self.regular,
-            Font::Bold => &self.bold,
-            Font::Mono => &self.mono,
-        };
-        self.layer
-            .use_text(latin1(s), size, Mm(MARGIN), Mm(self.y), f);
+        let y = self.y;
+        self.push(Op::Text {
+            s: s.to_owned(),
+            size,
+            font,
+            y,
+        });
         self.y -= LINE * size / 10.0;
     }
 
@@ -104,16 +148,14 @@ impl Writer {
         }
     }
 
+    fn heading(&mut self, s: &str) {
+        self.ensure(3.0 * LINE);
+        self.text(s, 12.0, Font::Bold);
+    }
+
     fn gap(&mut self) {
         self.y -= LINE * 0.6;
     }
-}
-
-#[derive(Clone, Copy)]
-enum Font {
-    Regular,
-    Bold,
-    Mono,
 }
 
 fn consent_text(m: &Manifest) -> Vec<(String, String)> {
@@ -139,7 +181,6 @@ fn consent_text(m: &Manifest) -> Vec<(String, String)> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
-        ("Recorded".into(), c.recorded_at.clone()),
     ];
     if let Some(w) = &c.witness {
         out.push(("Witness".into(), w.clone()));
@@ -151,6 +192,81 @@ fn consent_text(m: &Manifest) -> Vec<(String, String)> {
         out.push(("Reason".into(), r.clone()));
     }
     out
+}
+
+/// An RFC 3339 time as a person reads it, in the local time of the device
+/// that made the report: "23 Nov 2026 10:00:00 +01:00". Left as it is if
+/// it does not parse.
+pub fn local_time(rfc3339: &str, utc_offset_seconds: i32) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(t) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
+        return rfc3339.to_owned();
+    };
+    let offset =
+        time::UtcOffset::from_whole_seconds(utc_offset_seconds).unwrap_or(time::UtcOffset::UTC);
+    let t = t.to_offset(offset);
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][usize::from(u8::from(t.month())) - 1];
+    let (h, m, _) = offset.as_hms();
+    format!(
+        "{:02} {month} {} {:02}:{:02}:{:02} {}{:02}:{:02}",
+        t.day(),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        if offset.is_negative() { '-' } else { '+' },
+        h.unsigned_abs(),
+        m.unsigned_abs()
+    )
+}
+
+/// "0:07", "1:02:03".
+fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// The photo's caption: its number, body site and when it was taken.
+fn caption(n: usize, of: usize, entry: &MediaEntry, body_site: Option<&str>) -> String {
+    let mut parts = vec![format!("Photo {n} of {of}")];
+    if let Some(site) = body_site {
+        parts.push(site.to_owned());
+    }
+    parts.push(match &entry.captured_at {
+        Some(t) => format!("taken {} (camera clock)", t.replace('T', " ")),
+        None => "time taken not recorded".to_owned(),
+    });
+    parts.join(" - ")
+}
+
+/// What one media file is, for the contents list.
+fn describe(entry: &MediaEntry, n: usize) -> String {
+    let what = match entry.kind {
+        MediaKind::Photo => format!("Photo {n}"),
+        MediaKind::Audio => format!("Audio recording {n}"),
+        MediaKind::Video => format!("Video {n}"),
+        MediaKind::ConsentEvidence => "Consent evidence".to_owned(),
+    };
+    let detail = match (entry.width, entry.height, entry.duration_seconds) {
+        (_, _, Some(d)) => format!("duration {}", duration(d)),
+        (Some(w), Some(h), _) => format!("{w} x {h} pixels"),
+        _ if entry.kind == MediaKind::Audio || entry.kind == MediaKind::Video => {
+            "duration not recorded".to_owned()
+        }
+        _ => String::new(),
+    };
+    let file = entry.path.rsplit('/').next().unwrap_or(&entry.path);
+    if detail.is_empty() {
+        format!("{what} ({file})")
+    } else {
+        format!("{what} ({file}), {detail}")
+    }
 }
 
 fn photo_xobject(photo: &Photo) -> Result<ImageXObject, PdfError> {
@@ -194,29 +310,9 @@ fn photo_xobject(photo: &Photo) -> Result<ImageXObject, PdfError> {
     }
 }
 
-/// Renders the PDF for `manifest`, with `photos` as (entry, sanitised bytes).
-pub fn render(manifest: &Manifest, photos: &[(&MediaEntry, &Photo)]) -> Result<Vec<u8>, PdfError> {
-    let (doc, page, layer) = PdfDocument::new(
-        format!("Clinical report {}", manifest.report_id),
-        Mm(PAGE_W),
-        Mm(PAGE_H),
-        "text",
-    );
-    let font = |f| doc.add_builtin_font(f).map_err(|e| PdfError(e.to_string()));
-    let (regular, bold, mono) = (
-        font(BuiltinFont::Helvetica)?,
-        font(BuiltinFont::HelveticaBold)?,
-        font(BuiltinFont::Courier)?,
-    );
-    let layer = doc.get_page(page).get_layer(layer);
-    let mut w = Writer {
-        doc,
-        layer,
-        y: PAGE_H - MARGIN,
-        regular,
-        bold,
-        mono,
-    };
+/// Lays out every page.
+fn layout(m: &Manifest, photos: &[(&MediaEntry, &Photo)], utc_offset_seconds: i32) -> Layout {
+    let mut w = Layout::new();
     w.text("Clinical media report", 16.0, Font::Bold);
     w.text(
         "Confidential: contains patient information.",
@@ -224,79 +320,207 @@ pub fn render(manifest: &Manifest, photos: &[(&MediaEntry, &Photo)]) -> Result<V
         Font::Regular,
     );
     w.gap();
-    w.field("Report", &manifest.report_id);
-    w.field("Created", &manifest.created_at);
+    w.heading("Patient");
+    for id in &m.patient.identifiers {
+        w.text(&identifiers::display(id), 11.0, Font::Bold);
+    }
+    if m.patient.minimised {
+        w.text("Identifiers minimised (pseudonymous).", 9.0, Font::Regular);
+    }
+    w.gap();
+    w.heading("Report");
+    w.field(
+        "Organisation",
+        if m.organisation.is_empty() {
+            "not recorded"
+        } else {
+            &m.organisation
+        },
+    );
     w.field(
         "Captured by",
         &format!(
-            "{}{} ({})",
-            manifest.capturer.name,
-            manifest
-                .capturer
+            "{}{}",
+            m.capturer.name,
+            m.capturer
                 .email
                 .as_deref()
                 .map(|e| format!(" <{e}>"))
                 .unwrap_or_default(),
-            manifest.organisation
         ),
     );
+    w.field("Created", &local_time(&m.created_at, utc_offset_seconds));
+    w.field("Report id", &m.report_id);
     w.gap();
-    w.text("Patient", 12.0, Font::Bold);
-    for id in &manifest.patient.identifiers {
-        w.field(&id.system, &id.value);
-    }
-    if manifest.patient.minimised {
-        w.text("Identifiers minimised (pseudonymous).", 9.0, Font::Regular);
-    }
-    w.gap();
-    w.text("Consent", 12.0, Font::Bold);
-    for (k, v) in consent_text(manifest) {
+    w.heading("Consent");
+    for (k, v) in consent_text(m) {
         w.field(&k, &v);
     }
+    w.field(
+        "Recorded",
+        &local_time(&m.consent.recorded_at, utc_offset_seconds),
+    );
     w.gap();
-    w.text("Clinical", 12.0, Font::Bold);
-    w.field("Body site", manifest.body_site.as_deref().unwrap_or("-"));
-    w.field("Notes", manifest.notes.as_deref().unwrap_or("-"));
+    w.heading("Clinical");
+    w.field(
+        "Body site",
+        m.body_site.as_deref().unwrap_or("not recorded"),
+    );
+    w.field("Notes", m.notes.as_deref().unwrap_or("none"));
     w.gap();
-    w.text("Media (SHA-256)", 12.0, Font::Bold);
-    for m in &manifest.media {
-        w.ensure(3.0 * LINE);
-        let kind = serde_json::to_value(m.kind).unwrap_or_default();
-        w.text(
-            &format!(
-                "{}  {}  {} bytes",
-                m.path,
-                kind.as_str().unwrap_or(""),
-                m.size
-            ),
-            9.0,
-            Font::Regular,
-        );
-        w.text(&format!("  {}", m.sha256), 8.0, Font::Mono);
+    w.heading("Contents");
+    let mut counts = [0usize; 4];
+    for e in &m.media {
+        let slot = match e.kind {
+            MediaKind::Photo => 0,
+            MediaKind::Audio => 1,
+            MediaKind::Video => 2,
+            MediaKind::ConsentEvidence => 3,
+        };
+        counts[slot] += 1;
+        w.text(&describe(e, counts[slot]), 10.0, Font::Regular);
     }
+    w.text(
+        "File sizes and SHA-256 hashes: see the Integrity page.",
+        9.0,
+        Font::Regular,
+    );
 
     let max_w = PAGE_W - 2.0 * MARGIN;
     let max_h = PAGE_H - 2.0 * MARGIN - 3.0 * LINE;
-    for (entry, photo) in photos {
+    for (i, (entry, photo)) in photos.iter().enumerate() {
         w.new_page();
-        w.text(&entry.path, 11.0, Font::Bold);
-        w.text(&entry.sha256, 8.0, Font::Mono);
+        w.text(
+            &caption(i + 1, photos.len(), entry, m.body_site.as_deref()),
+            11.0,
+            Font::Bold,
+        );
+        w.gap();
         // Fit the photo in the free area, keeping its aspect ratio.
         let (pw, ph) = (photo.width.max(1) as f32, photo.height.max(1) as f32);
         let dpi = (pw / (max_w / 25.4)).max(ph / (max_h / 25.4));
         let h_mm = ph / dpi * 25.4;
-        Image::from(photo_xobject(photo)?).add_to_layer(
-            w.layer.clone(),
-            ImageTransform {
-                translate_x: Some(Mm(MARGIN)),
-                translate_y: Some(Mm(w.y - h_mm)),
-                dpi: Some(dpi),
-                ..Default::default()
-            },
+        let y = w.y - h_mm;
+        w.push(Op::Photo { index: i, y, dpi });
+    }
+
+    w.new_page();
+    w.text("Integrity", 16.0, Font::Bold);
+    for line in wrap(
+        "The sealed report authenticates every byte below; these hashes let each extracted file be checked on its own (for example with sha256sum).",
+        95,
+    ) {
+        w.text(&line, 9.0, Font::Regular);
+    }
+    w.gap();
+    for e in &m.media {
+        w.ensure(3.0 * LINE);
+        let kind = serde_json::to_value(e.kind).unwrap_or_default();
+        w.text(
+            &format!(
+                "{}  ({}, {}, {} bytes)",
+                e.path,
+                kind.as_str().unwrap_or(""),
+                e.mime_type,
+                e.size
+            ),
+            9.0,
+            Font::Regular,
         );
+        w.text(&format!("SHA-256 {}", e.sha256), 8.0, Font::Mono);
+    }
+    w
+}
+
+/// Renders the PDF for `manifest`, with `photos` as (entry, sanitised
+/// bytes), showing times in the capturing device's local time
+/// (`utc_offset_seconds` east of UTC).
+pub fn render(
+    manifest: &Manifest,
+    photos: &[(&MediaEntry, &Photo)],
+    utc_offset_seconds: i32,
+) -> Result<Vec<u8>, PdfError> {
+    let layout = layout(manifest, photos, utc_offset_seconds);
+    let (doc, page, layer) = PdfDocument::new(
+        format!("Clinical report {}", manifest.report_id),
+        Mm(PAGE_W),
+        Mm(PAGE_H),
+        "text",
+    );
+    let font = |f| doc.add_builtin_font(f).map_err(|e| PdfError(e.to_string()));
+    let fonts: [IndirectFontRef; 3] = [
+        font(BuiltinFont::Helvetica)?,
+        font(BuiltinFont::HelveticaBold)?,
+        font(BuiltinFont::Courier)?,
+    ];
+    let pick = |f: Font| match f {
+        Font::Regular => &fonts[0],
+        Font::Bold => &fonts[1],
+        Font::Mono => &fonts[2],
+    };
+    let patient = manifest
+        .patient
+        .identifiers
+        .iter()
+        .map(identifiers::display)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let header = latin1(&format!("{patient}   |   Report {}", manifest.report_id));
+    let org = if manifest.organisation.is_empty() {
+        String::new()
+    } else {
+        format!("{}   |   ", manifest.organisation)
+    };
+    let total = layout.pages.len();
+    for (n, ops) in layout.pages.iter().enumerate() {
+        let layer = if n == 0 {
+            doc.get_page(page).get_layer(layer)
+        } else {
+            let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "text");
+            doc.get_page(p).get_layer(l)
+        };
+        layer.use_text(
+            header.clone(),
+            8.0,
+            Mm(MARGIN),
+            Mm(PAGE_H - 10.0),
+            pick(Font::Regular),
+        );
+        layer.use_text(
+            latin1(&format!(
+                "{org}Confidential   |   Page {} of {total}",
+                n + 1
+            )),
+            8.0,
+            Mm(MARGIN),
+            Mm(9.0),
+            pick(Font::Regular),
+        );
+        for op in ops {
+            match op {
+                Op::Text { s, size, font, y } => {
+                    layer.use_text(latin1(s), *size, Mm(MARGIN), Mm(*y), pick(*font));
+                }
+                Op::Photo { index, y, dpi } => {
+                    let photo = photos
+                        .get(*index)
+                        .map(|p| p.1)
+                        .ok_or_else(|| PdfError("a photo went missing".into()))?;
+                    Image::from(photo_xobject(photo)?).add_to_layer(
+                        layer.clone(),
+                        ImageTransform {
+                            translate_x: Some(Mm(MARGIN)),
+                            translate_y: Some(Mm(*y)),
+                            dpi: Some(*dpi),
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+        }
     }
     let mut out = BufWriter::new(Vec::new());
-    w.doc.save(&mut out).map_err(|e| PdfError(e.to_string()))?;
+    doc.save(&mut out).map_err(|e| PdfError(e.to_string()))?;
     out.into_inner().map_err(|e| PdfError(e.to_string()))
 }
 
@@ -359,7 +583,7 @@ mod tests {
             .collect();
         let m = manifest(entries.clone());
         let pairs: Vec<(&MediaEntry, &Photo)> = entries.iter().zip(photos.iter()).collect();
-        let pdf = render(&m, &pairs).unwrap();
+        let pdf = render(&m, &pairs, 3600).unwrap();
         assert!(pdf.starts_with(b"%PDF-"));
         let count = |needle: &[u8]| pdf.windows(needle.len()).filter(|w| *w == needle).count();
         assert_eq!(count(b"/DCTDecode"), 3, "each JPEG embedded as is");
@@ -385,7 +609,7 @@ mod tests {
         let info = String::from_utf8_lossy(&info.stdout);
         assert!(
             info.lines()
-                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pages:", "4"]),
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pages:", "5"]),
             "{info}"
         );
         let png = dir.path().join("p");

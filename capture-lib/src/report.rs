@@ -83,6 +83,9 @@ pub struct ReportSpec {
     pub notes: Option<String>,
     /// The media, in order.
     pub media: Vec<MediaInput>,
+    /// The capturing device's offset from UTC, in seconds east: the PDF
+    /// shows times as the clinician's clock did.
+    pub utc_offset_seconds: i32,
 }
 
 enum Content {
@@ -247,7 +250,7 @@ impl Report {
             .iter()
             .map(|(e, p)| (&manifest.media[*e], &photos[*p]))
             .collect();
-        let pdf = pdf::render(&manifest, &pairs)?;
+        let pdf = pdf::render(&manifest, &pairs, spec.utc_offset_seconds)?;
         Ok(Report {
             manifest,
             pdf,

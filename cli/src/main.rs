@@ -18,6 +18,11 @@ mod sessions;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // The local UTC offset, for times a person reads (the report PDF): read
+    // now, while this process has one thread; once a second exists the
+    // system's time-zone functions are not safe to call, and `time` refuses.
+    let offset = time::UtcOffset::current_local_offset().map_or(0, |o| o.whole_seconds());
+    let _ = cmd::LOCAL_UTC_OFFSET.set(offset);
     let cli = cmd::Cli::parse();
     match cmd::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

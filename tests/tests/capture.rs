@@ -15,6 +15,8 @@ fn medseal(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env("MEDSEAL_CONFIG_DIR", dir.join("config"))
+        // A device in India: the PDF shows its local time, UTC+05:30.
+        .env("TZ", "IST-5:30")
         .output()
         .expect("run medseal")
 }
@@ -149,17 +151,101 @@ fn capture_open_extract_and_check_everything() {
         std::fs::read(opened.join("media/consent-evidence.wav")).unwrap(),
         std::fs::read(d.join("consent.wav")).unwrap()
     );
-    // The PDF: summary + one page per photo.
-    let info = Command::new("pdfinfo")
-        .arg(opened.join("report.pdf"))
-        .output()
-        .unwrap();
+    // The PDF, read as a clinical document: a summary, one page per photo,
+    // an Integrity page; every page matchable to its patient and report.
+    let pdf = opened.join("report.pdf");
+    let info = Command::new("pdfinfo").arg(&pdf).output().unwrap();
     let info = String::from_utf8_lossy(&info.stdout);
     assert!(
         info.lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pages:", "3"]),
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pages:", "4"]),
         "{info}"
     );
+    let page = |n: usize| {
+        let o = Command::new("pdftotext")
+            .args(["-layout", "-f", &n.to_string(), "-l", &n.to_string()])
+            .arg(&pdf)
+            .arg("-")
+            .output()
+            .expect("pdftotext (poppler-utils)");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let report_id = manifest["report_id"].as_str().unwrap();
+    for n in 1..=4 {
+        let text = page(n);
+        assert!(text.contains("NHS number 943 476 5919"), "page {n}: {text}");
+        assert!(
+            text.contains(&format!("Report {report_id}")),
+            "page {n}: {text}"
+        );
+        assert!(text.contains(&format!("Page {n} of 4")), "page {n}: {text}");
+        assert!(text.contains("St Elsewhere"), "page {n}: {text}");
+    }
+    let summary = page(1);
+    for want in [
+        "Organisation: St Elsewhere",
+        "Captured by: Dr A",
+        "+05:30",
+        "Consent: verbal, recorded",
+        "Given by: guardian",
+        "Scope: care, teaching",
+        "Body site: left forearm",
+        "Notes: Healing well",
+        "Photo 1 (photo-1.jpg)",
+        "Photo 2 (photo-2.jpg), 20 x 40 pixels",
+        "Consent evidence (consent-evidence.wav), duration 0:01",
+    ] {
+        assert!(summary.contains(want), "summary lacks {want:?}: {summary}");
+    }
+    assert!(
+        !summary.contains("https://fhir.nhs.uk"),
+        "the system's URI, not its name"
+    );
+    // The local time is the device's (TZ=IST-5:30): the UTC time plus 5:30.
+    let created = manifest["created_at"].as_str().unwrap();
+    let utc_hm: Vec<u32> = created[11..16]
+        .split(':')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let local = (utc_hm[0] * 60 + utc_hm[1] + 330) % (24 * 60);
+    let shown = format!("{:02}:{:02}", local / 60, local % 60);
+    assert!(summary.contains(&shown), "{shown} not in {summary}");
+    // (These fixtures carry no capture time; the HEIC test's photo does.)
+    assert!(
+        page(2).contains("Photo 1 of 2 - left forearm - time taken not recorded"),
+        "{}",
+        page(2)
+    );
+    assert!(
+        page(3).contains("Photo 2 of 2 - left forearm"),
+        "{}",
+        page(3)
+    );
+    let integrity = page(4);
+    assert!(integrity.contains("Integrity"));
+    for m in media {
+        assert!(
+            integrity.contains(m["sha256"].as_str().unwrap()),
+            "{} missing from {integrity}",
+            m["path"]
+        );
+        assert!(integrity.contains(m["path"].as_str().unwrap()));
+    }
+    // Rendered, the photo pages show their photos.
+    let png = d.join("page2");
+    let ok = Command::new("pdftoppm")
+        .args(["-png", "-r", "40", "-f", "2", "-l", "2", "-singlefile"])
+        .arg(&pdf)
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let img = image::open(png.with_extension("png")).unwrap().to_rgb8();
+    let ink = img
+        .pixels()
+        .filter(|p| p[0] < 200 || p[1] < 200 || p[2] < 200)
+        .count();
+    assert!(ink > 1000, "page 2 is nearly blank ({ink} pixels)");
 }
 
 #[test]
@@ -293,6 +379,18 @@ fn heic_photos_become_clean_jpegs() {
     for banned in ["GPS", "SN-4417", "Serial", "DateTimeOriginal", "PhoneCo"] {
         assert!(!tags.contains(banned), "{banned} survived: {tags}");
     }
+    // Its caption in the PDF says when it was taken.
+    let o = Command::new("pdftotext")
+        .args(["-f", "2", "-l", "2"])
+        .arg(d.join("out/report.pdf"))
+        .arg("-")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Photo 1 of 1 - taken 2026-11-30 10:20:30 (camera clock)"),
+        "{text}"
+    );
 }
 
 /// A voice note or a video alone is a report; nothing at all is not.

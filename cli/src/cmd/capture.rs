@@ -197,6 +197,7 @@ pub fn run(a: Args) -> Result<()> {
         body_site: a.body_site.clone(),
         notes: a.note.clone(),
         media,
+        utc_offset_seconds: super::LOCAL_UTC_OFFSET.get().copied().unwrap_or(0),
     };
     // Build (and refuse) before asking the key server for a key.
     let report = Report::build(spec).context("cannot build the report")?;

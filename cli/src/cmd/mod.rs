@@ -67,6 +67,9 @@ enum Command {
     Audit(audit::Args),
 }
 
+/// This machine's offset from UTC in seconds, read once at start.
+pub static LOCAL_UTC_OFFSET: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     crate::sessions::set_ca_cert(cli.ca_cert);
