@@ -7,9 +7,12 @@
 #      end-to-end; the key-server suite against SQLite and a real PostgreSQL,
 #      delivery against SMTP, Box/Dropbox fakes, FHIR and a real Orthanc —
 #      all started by the tests themselves on loopback),
-#   4. fuzzes the sealed-file parsers and the key server's request bodies for
+#   4. builds the Debian package and checks it unpacked (dpkg -x) and, as
+#      root, installed (dpkg -i): scripts/deb-check.sh;
+#   5. fuzzes the sealed-file parsers and the key server's request bodies for
 #      a short, bounded time.
-# Usage: scripts/test-all.sh        (FUZZ_SECONDS=N to change step 4; 0 skips it)
+# Usage: scripts/test-all.sh        (FUZZ_SECONDS=N to change step 5; 0 skips
+#        it; DEB_CHECK=0 skips step 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,6 +75,9 @@ if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
 fi
 
 cargo test --workspace --locked
+if [ "${DEB_CHECK:-1}" != 0 ]; then
+  scripts/deb-check.sh
+fi
 fuzz_seconds=${FUZZ_SECONDS:-10}
 if [ "$fuzz_seconds" -gt 0 ]; then
   fuzz/smoke.sh "$fuzz_seconds"
