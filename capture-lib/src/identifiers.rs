@@ -82,6 +82,12 @@ fn nhs_number(value: &str) -> Result<String, IdentifierError> {
         return Err(err("an NHS number is 10 digits"));
     }
     let d: Vec<u32> = digits.bytes().map(|b| u32::from(b - b'0')).collect();
+    // 1111111111, 4444444444: pass the check, and are typed as placeholders.
+    if d.iter().all(|x| *x == d[0]) {
+        return Err(err(
+            "ten of the same digit is a placeholder, not an NHS number",
+        ));
+    }
     // Weights 10 down to 2 on the first nine digits; the check digit is
     // 11 minus the sum modulo 11, 11 meaning 0 and 10 never valid.
     let sum: u32 = d[..9].iter().zip((2..=10).rev()).map(|(x, w)| x * w).sum();

@@ -128,6 +128,21 @@ fn heic_to_jpeg(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), MediaError> {
     let lib = LibHeif::new();
     let ctx = HeifContext::read_from_bytes(bytes).map_err(bad)?;
     let handle = ctx.primary_image_handle().map_err(bad)?;
+    // Decoded whole into RGB: bounded like any other photo (a phone's is
+    // 12 to 48 megapixels).
+    if u64::from(handle.width()) * u64::from(handle.height()) > MAX_HEIC_PIXELS {
+        return Err(MediaError::Invalid(format!(
+            "the HEIC photo is {} x {} pixels, more than this accepts",
+            handle.width(),
+            handle.height()
+        )));
+    }
+    // The colour profile (an iPhone's Display P3) is kept, as for JPEG and
+    // PNG: clinical colour depends on it.
+    let icc = handle.color_profile_raw().filter(|p| {
+        use libheif_rs::{ColorProfile, color_profile_types as t};
+        [t::PROF, t::R_ICC].contains(&p.profile_type())
+    });
     // EXIF in HEIF: a 4-byte offset to the TIFF header, then the TIFF data.
     let mut ids = [0; 1];
     let captured_at = (handle.metadata_block_ids(&mut ids, b"Exif") == 1)
@@ -156,7 +171,12 @@ fn heic_to_jpeg(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), MediaError> {
         rgb.extend_from_slice(line);
     }
     let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92);
+    if let Some(p) = icc {
+        // An encoder that cannot embed it makes an untagged JPEG (sRGB).
+        let _ = encoder.set_icc_profile(p.data);
+    }
+    encoder
         .write_image(&rgb, w, h, image::ExtendedColorType::Rgb8)
         .map_err(|e| MediaError::Invalid(format!("cannot encode: {e}")))?;
     Ok((out, captured_at))
@@ -203,6 +223,10 @@ fn exif_facts(bytes: &[u8]) -> (u8, Option<String>) {
 /// (even a camera RAW export) is far smaller. Also the bound for a path that
 /// names a device.
 pub const MAX_PHOTO_BYTES: u64 = 256 << 20;
+
+/// Largest HEIC photo decoded, in pixels (three bytes each once decoded).
+#[cfg(feature = "heic")]
+const MAX_HEIC_PIXELS: u64 = 120_000_000;
 
 const PNG_KEEP: &[&[u8; 4]] = &[
     b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"sBIT",

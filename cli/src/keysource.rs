@@ -94,47 +94,69 @@ impl KeyArgs {
 }
 
 impl KeyArgs {
-    /// Refuses (or, with `--allow-unknown-recipients`, warns about) an
-    /// address that could not open the report: a typo found now, while
-    /// the clinician is still there, instead of by a recipient who never
-    /// gets in.
+    /// See [`check_recipients`].
     fn check_recipients(
         &self,
         client: &medseal_capture::keyclient::KeyClient,
         session: &medseal_capture::keyclient::Session,
     ) -> Result<()> {
-        let answers = client
-            .check_recipients(session, &self.recipient)
-            .context("cannot check the recipients with the key server")?;
-        let mut bad = Vec::new();
-        for r in &answers {
-            match r.status.as_str() {
-                "user" => {}
-                "guest" => eprintln!(
-                    "{} has no account at {}; they will open the report as a guest, with a code e-mailed to them",
-                    r.email,
-                    client.origin()
-                ),
-                "invalid" => bail!("{} is not an e-mail address", r.email),
-                _ => bad.push(r.email.clone()),
-            }
-        }
-        if bad.is_empty() {
-            return Ok(());
-        }
-        let list = bad.join(", ");
-        if self.allow_unknown_recipients {
-            eprintln!(
-                "warning: nobody at {list} can open the report until given an account at {}",
-                client.origin()
-            );
-            return Ok(());
-        }
-        bail!(
-            "nobody at {list} could open this report: no account at {} and not a guest your organisation admits; check the address (or seal anyway with --allow-unknown-recipients)",
-            client.origin()
+        check_recipients(
+            client,
+            session,
+            &self.recipient,
+            self.allow_unknown_recipients,
         )
     }
+}
+
+/// Refuses (or, with `allow_unknown`, warns about) an address that could
+/// not open the report: a typo found now, while the clinician is still
+/// there, instead of by a recipient who never gets in. Shared by `seal`,
+/// `capture` and `recipients add`.
+pub fn check_recipients(
+    client: &medseal_capture::keyclient::KeyClient,
+    session: &medseal_capture::keyclient::Session,
+    recipients: &[String],
+    allow_unknown: bool,
+) -> Result<()> {
+    let Some(answers) = client
+        .check_recipients(session, recipients)
+        .context("cannot check the recipients with the key server")?
+    else {
+        eprintln!(
+            "warning: {} cannot check recipients (an older version); the addresses were not checked",
+            client.origin()
+        );
+        return Ok(());
+    };
+    let mut bad = Vec::new();
+    for r in &answers {
+        match r.status.as_str() {
+            "user" => {}
+            "guest" => eprintln!(
+                "{} has no account at {}; they will open the report as a guest, with a code e-mailed to them",
+                r.email,
+                client.origin()
+            ),
+            "invalid" => bail!("{} is not an e-mail address", r.email),
+            _ => bad.push(r.email.clone()),
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let list = bad.join(", ");
+    if allow_unknown {
+        eprintln!(
+            "warning: nobody at {list} can open the report until given an account at {}",
+            client.origin()
+        );
+        return Ok(());
+    }
+    bail!(
+        "nobody at {list} could open this report: no account at {} and not a guest your organisation admits; check the address (or go ahead with --allow-unknown-recipients)",
+        client.origin()
+    )
 }
 
 impl Material {

@@ -100,7 +100,13 @@ pub fn client(tls: &TlsSettings, timeout_seconds: u64) -> Result<Client, ConfigE
         .connect_timeout(Duration::from_secs(15))
         .timeout(Duration::from_secs(timeout_seconds.max(1)))
         .user_agent(concat!("medseal/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &tls.ca_file {
+    // The destination's own CA, and the bundle `SSL_CERT_FILE` names (the
+    // usual way to point programs at an organisation's roots), besides the
+    // public web roots.
+    let bundle = std::env::var_os("SSL_CERT_FILE")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    for ca in tls.ca_file.iter().chain(bundle.as_ref()) {
         let pem = crate::config::read_pem(ca)?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)
             .map_err(|e| ConfigError::Invalid(format!("{}: {e}", ca.display())))?

@@ -415,12 +415,13 @@ impl KeyClient {
         }
     }
 
-    /// Asks whether each address could open a report the caller seals now.
+    /// Asks whether each address could open a report the caller seals now;
+    /// `None` from a server too old to say (404).
     pub fn check_recipients(
         &self,
         session: &Session,
         recipients: &[String],
-    ) -> Result<Vec<RecipientStatus>, ClientError> {
+    ) -> Result<Option<Vec<RecipientStatus>>, ClientError> {
         let body = RecipientsCheck {
             recipients: recipients.to_vec(),
         };
@@ -430,12 +431,14 @@ impl KeyClient {
                 .json(&body),
             Some(&session.token),
         )?;
-        if status != 200 {
-            return Err(self.error(status, &resp));
+        match status {
+            200 => {}
+            404 => return Ok(None),
+            _ => return Err(self.error(status, &resp)),
         }
         let r: RecipientsChecked =
             serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok(r.recipients)
+        Ok(Some(r.recipients))
     }
 
     /// Adds recipients to `key_id` (its creator, or an admin of its

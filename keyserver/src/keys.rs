@@ -257,10 +257,10 @@ pub fn report_org(conn: &mut Conn, report_id: &str) -> Result<Option<String>> {
 }
 
 /// Could `email` open a report that `p` seals now? `user` (an enabled
-/// account, not a guest), `guest` (the caller's organisation admits the
-/// address as a guest), `unknown`, or `invalid`. Staff of the organisation
-/// ask this before sealing; it says no more than the key itself would
-/// (a key for an unknown address is allowed, and useless).
+/// account, not a guest, of any organisation on this server), `guest`
+/// (the caller's organisation admits the address as a guest: whether or
+/// not a guest account exists, so as not to tell one apart), `unknown`, or
+/// `invalid`.
 pub fn recipient_status(
     conn: &mut Conn,
     p: &Principal,
@@ -282,6 +282,6 @@ pub fn recipient_status(
         return Ok((email, "user"));
     }
     let guests = crate::signin::guests::policy_of(conn, p.org_id, state_key)?;
-    let admitted = guests.intact && guests.policy.admits(&email) && account.is_none_or(|(_, d)| !d);
+    let admitted = guests.intact && guests.policy.admits(&email);
     Ok((email, if admitted { "guest" } else { "unknown" }))
 }

@@ -620,6 +620,24 @@ pub fn change_user(
                 )
             }
             UserChange::Password(hash) => {
+                // A guest, or staff of an organisation that signs in through
+                // its identity provider, has no password on purpose: one set
+                // here would get round the guest setting, or the provider's
+                // second factor and its leavers list.
+                if u.role == Role::Guest.as_str() {
+                    return Err(Error::Invalid(
+                        "guests sign in with e-mailed codes; they have no password".into(),
+                    ));
+                }
+                let sso: i64 = crate::db::schema::sso_configs::table
+                    .filter(crate::db::schema::sso_configs::org_id.eq(u.org_id))
+                    .count()
+                    .get_result(tx.conn)?;
+                if sso > 0 {
+                    return Err(Error::Invalid(format!(
+                        "{org} signs its staff in through its identity provider; remove its single sign-on first to give {email} a password"
+                    )));
+                }
                 diesel::update(users::table.find(id))
                     .set((users::password_hash.eq(hash), unlock))
                     .execute(tx.conn)?;

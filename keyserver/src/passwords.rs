@@ -24,6 +24,34 @@ fn is_common(word: &str) -> bool {
         .is_ok()
 }
 
+/// A short unit repeated ("abcabcabcabc", "123412341234"), or a run of
+/// neighbouring characters ("1234567890123", "abcdefghijklm"; digits wrap
+/// from 9 to 0).
+fn is_pattern(s: &str) -> bool {
+    let c: Vec<char> = s.chars().collect();
+    let repeated =
+        (1..=4).any(|unit| c.len() > unit && c.iter().enumerate().all(|(i, x)| *x == c[i % unit]));
+    let step = |a: char, b: char| -> Option<i32> {
+        let (a, b) = (a as i32, b as i32);
+        let d = b - a;
+        if a >= '0' as i32 && a <= '9' as i32 && b >= '0' as i32 && b <= '9' as i32 {
+            Some(if d == -9 {
+                1
+            } else if d == 9 {
+                -1
+            } else {
+                d
+            })
+        } else {
+            Some(d)
+        }
+    };
+    let steps: Vec<i32> = c.windows(2).filter_map(|w| step(w[0], w[1])).collect();
+    let run =
+        !steps.is_empty() && (steps.iter().all(|d| *d == 1) || steps.iter().all(|d| *d == -1));
+    repeated || run
+}
+
 /// Checks a password about to be set for `email`. The message says what
 /// to change, never the password.
 pub fn check_new(password: &[u8], email: &str) -> Result<()> {
@@ -38,11 +66,11 @@ pub fn check_new(password: &[u8], email: &str) -> Result<()> {
         return bad("it must be at least 12 characters (a few words make a good one)");
     }
     let lower = text.to_lowercase();
-    // "password1234!", "Dragon2024!!!": a common word with digits and
-    // symbols added is as guessable as the word.
-    let base = lower.trim_end_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation());
-    let base = base.trim_start_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation());
-    if is_common(&lower) || is_common(base) {
+    // "password1234!", "Dragon 2024!!!": a common word with digits, spaces
+    // and symbols added is as guessable as the word.
+    let base = lower.trim_matches(|c: char| !c.is_alphabetic());
+    let squeezed: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
+    if is_common(&lower) || is_common(base) || is_common(&squeezed) {
         return bad("it is on a list of commonly used passwords");
     }
     let mut distinct: Vec<char> = lower.chars().collect();
@@ -50,6 +78,9 @@ pub fn check_new(password: &[u8], email: &str) -> Result<()> {
     distinct.dedup();
     if distinct.len() < 4 {
         return bad("it repeats too few characters");
+    }
+    if is_pattern(&squeezed) {
+        return bad("it is a keyboard or counting pattern");
     }
     let email = email.trim().to_lowercase();
     let local = email.split('@').next().unwrap_or("");
@@ -85,6 +116,12 @@ mod tests {
             "1q2w3e4r5t6y",
             "sunshine2024!!",
             "!!!!2024dragon",
+            "password 2024",
+            "Dragon 2024 !!",
+            "1234567890123",
+            "9876543210987",
+            "abcdefghijklmn",
+            "abcdabcdabcd",
             "aaaaaaaaaaaaaaaa",
             "abababababab",
             "alice@st.example",

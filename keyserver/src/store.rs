@@ -48,15 +48,21 @@ impl Store {
     /// begin an empty store (and a new master key) beside the real one.
     pub fn is_new(&self) -> Result<bool> {
         match &self.location {
-            Location::Sqlite(path) => Ok(match std::fs::metadata(path) {
-                Ok(m) => m.len() == 0,
-                Err(_) => true,
-            }),
+            Location::Sqlite(path) => match std::fs::metadata(path) {
+                Ok(m) => Ok(m.len() == 0),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+                // Unreadable is not new: say why instead of offering --init.
+                Err(e) => Err(Error::Invalid(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                ))),
+            },
             Location::Postgres(_) => {
                 use diesel::RunQueryDsl;
                 let mut conn = db::connect(&self.location)?;
+                // In the connection's search path, as the server will use it.
                 let n: Vec<db::Count> = diesel::sql_query(
-                    "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name = 'audit_events'",
+                    "SELECT COUNT(*) AS n FROM (SELECT to_regclass('audit_events') AS t) x WHERE t IS NOT NULL",
                 )
                 .load(&mut conn)?;
                 Ok(n.first().is_none_or(|c| c.n == 0))

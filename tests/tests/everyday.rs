@@ -234,9 +234,10 @@ fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
         "{e}"
     );
     assert!(!w.join("typo.mseal").exists());
-    let created = ks.admin_ok(&["audit", "export", "--format", "json"]);
+    let log: Value =
+        serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
     assert!(
-        !created.contains("bob@other.exmaple"),
+        !log["events"].as_array().unwrap().iter().any(|e| e["action"] == "key.created"),
         "a key was made for the typo"
     );
     // The same through capture.
@@ -373,4 +374,165 @@ fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
     assert!(log.contains("session.ended"));
     assert!(log.contains("key.revoked"));
     assert!(log.contains("key.recipients_added"));
+}
+
+/// `POST /v1/recipients/check` as the API: who may ask, what each answer
+/// means, that a disabled account is not told apart where guests are
+/// admitted, that every check is recorded and bounded.
+#[test]
+fn the_recipient_check_answers_staff_only_and_is_recorded() {
+    let mut ks = KeyServer::new(Backend::Sqlite);
+    ks.org("St Elsewhere");
+    ks.org("Other");
+    for (org, who, role) in [
+        ("St Elsewhere", "alice@st.example", "clinician"),
+        ("St Elsewhere", "audrey@st.example", "auditor"),
+        ("St Elsewhere", "ep@st.example", "service"),
+        ("Other", "bob@other.example", "clinician"),
+        ("Other", "gone@partner.example", "clinician"),
+        ("Other", "left@other.example", "clinician"),
+    ] {
+        ks.user(org, who, role, PW);
+    }
+    ks.admin_ok(&[
+        "org",
+        "set",
+        "--org",
+        "St Elsewhere",
+        "--guests",
+        "partner.example",
+    ]);
+    ks.admin_ok(&["user", "disable", "--email", "gone@partner.example"]);
+    ks.admin_ok(&["user", "disable", "--email", "left@other.example"]);
+    ks.start();
+    let alice = ks.login("alice@st.example", PW, "alice-phone");
+    let ask = |c: &medseal_e2e::Client, who: &[&str]| {
+        c.post(
+            "/v1/recipients/check",
+            &serde_json::json!({ "recipients": who }),
+        )
+    };
+    let r = ask(
+        &alice,
+        &[
+            "Bob@Other.example ",
+            "carol@partner.example",
+            "gone@partner.example",
+            "left@other.example",
+            "nobody@nowhere.example",
+            "not an address",
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got: Vec<(String, String)> = r.json["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["email"].as_str().unwrap().to_owned(),
+                x["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("bob@other.example", "user"),
+        ("carol@partner.example", "guest"),
+        // Disabled, but in an admitted domain: answered as any guest address.
+        ("gone@partner.example", "guest"),
+        ("left@other.example", "unknown"),
+        ("nobody@nowhere.example", "unknown"),
+        ("not an address", "invalid"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(e, s)| (e.to_owned(), s.to_owned())).to_vec()
+    );
+    // Only those who seal may ask.
+    for who in ["audrey@st.example", "ep@st.example"] {
+        let c = ks.login(who, PW, "desk");
+        assert_eq!(ask(&c, &["bob@other.example"]).status, 403, "{who}");
+    }
+    let none: [&str; 0] = [];
+    assert_eq!(ask(&alice, &none).status, 400);
+    let many: Vec<String> = (0..101).map(|i| format!("u{i}@st.example")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    assert_eq!(ask(&alice, &many).status, 400);
+    assert_eq!(
+        medseal_e2e::Client::new(&ks.base, "x")
+            .post(
+                "/v1/recipients/check",
+                &serde_json::json!({"recipients": ["bob@other.example"]}),
+            )
+            .status,
+        401
+    );
+    // Bounded: 20 checks a minute per user (one used above).
+    let mut limited = false;
+    for _ in 0..25 {
+        let r = ask(&alice, &["bob@other.example"]);
+        if r.status == 429 {
+            assert!(r.headers.contains_key("retry-after"));
+            limited = true;
+            break;
+        }
+        assert_eq!(r.status, 200);
+    }
+    assert!(limited, "no limit on recipient checks");
+    // Recorded: who asked about which addresses, and each refusal.
+    let log: Value =
+        serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
+    let checks: Vec<&Value> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "recipients.checked")
+        .collect();
+    assert!(checks.iter().any(|e| {
+        e["outcome"] == "success"
+            && e["actor"] == "alice@st.example"
+            && e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("left@other.example (unknown)")
+    }));
+    assert_eq!(
+        checks
+            .iter()
+            .filter(|e| e["outcome"] == "denied" && e["detail"] == "not allowed to check recipients")
+            .count(),
+        2
+    );
+    assert!(checks.iter().any(|e| e["detail"] == "rate limited"));
+
+    // No password for staff of an organisation with single sign-on.
+    let secret = write_file(ks.dir.path(), "sso.secret", b"client secret\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    ks.admin_ok(&[
+        "org",
+        "sso",
+        "set",
+        "--org",
+        "Other",
+        "--issuer",
+        "http://127.0.0.1:9/",
+        "--client-id",
+        "medseal",
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    let pw = write_file(ks.dir.path(), "new.pw", b"another long passphrase\n");
+    let o = ks.admin(&[
+        "user",
+        "passwd",
+        "--email",
+        "bob@other.example",
+        "--password-file",
+        pw.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("identity provider"), "{}", stderr(&o));
 }

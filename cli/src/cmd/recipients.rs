@@ -27,6 +27,10 @@ enum Command {
         /// The key server of --key-id.
         #[arg(long, value_name = "URL", requires = "key_id")]
         keyserver: Option<String>,
+        /// Add even an address with no account that is not admitted as a
+        /// guest (recipients cannot be removed once added).
+        #[arg(long)]
+        allow_unknown_recipients: bool,
     },
 }
 
@@ -35,6 +39,7 @@ pub fn run(a: Args) -> Result<()> {
         args,
         key_id,
         keyserver,
+        allow_unknown_recipients,
     } = a.command;
     let (file, emails) = match &key_id {
         Some(_) => (None, &args[..]),
@@ -46,6 +51,8 @@ pub fn run(a: Args) -> Result<()> {
     let k = keyref::resolve(file, key_id.as_deref(), keyserver.as_deref())?;
     let what = file.unwrap_or(&k.key_id);
     let emails: Vec<String> = emails.to_vec();
+    // Checked first: a recipient, once added, cannot be taken off.
+    crate::keysource::check_recipients(&k.client, &k.session, &emails, allow_unknown_recipients)?;
     k.client
         .add_recipients(&k.session, &k.key_id, &emails)
         .with_context(|| format!("cannot add recipients to {what}"))?;

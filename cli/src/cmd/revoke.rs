@@ -34,8 +34,13 @@ pub fn run(a: Args) -> Result<()> {
         a.keyserver.as_deref(),
     )?;
     let what = a.report.as_deref().unwrap_or(&k.key_id);
+    // The key and server as the file's header names them: what is revoked.
     keyref::confirm(
-        &format!("Revoke the key of {what}? Nobody will be able to open any copy of it."),
+        &format!(
+            "Revoke key {} at {} (the key of {what})? Nobody will be able to open any copy of it.",
+            k.key_id,
+            k.client.origin()
+        ),
         a.yes,
     )?;
     k.client

@@ -51,6 +51,9 @@ pub enum Action {
     KeyRevoked,
     /// Recipients were added to a key.
     RecipientsAdded,
+    /// Staff asked whether addresses could open a report before sealing
+    /// (reveals whether they have accounts here, so it is recorded).
+    RecipientsChecked,
     /// An organisation was created.
     OrgCreated,
     /// A user was created.
@@ -110,6 +113,7 @@ impl Action {
             Action::KeyDenied => "key.denied",
             Action::KeyRevoked => "key.revoked",
             Action::RecipientsAdded => "key.recipients_added",
+            Action::RecipientsChecked => "recipients.checked",
             Action::OrgCreated => "org.created",
             Action::UserCreated => "user.created",
             Action::UserDisabled => "user.disabled",

@@ -370,16 +370,22 @@ pub async fn create_key(
 }
 
 /// Could these addresses open a report the caller seals now? Asked by
-/// `medseal seal` and `capture` before sealing.
+/// `medseal seal` and `capture` before sealing, so that a mistyped address
+/// is caught while the clinician is there. It tells staff who may seal
+/// whether an address has an account on this server: each check is
+/// audited with the addresses asked, and limited to 20 a minute per user.
 #[utoipa::path(post, path = "/v1/recipients/check", request_body = RecipientsCheck,
     responses((status = 200, body = RecipientsChecked), (status = 400, body = ErrorBody),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 429, body = ErrorBody)),
     params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
 pub async fn check_recipients(
     state: web::Data<AppState>,
     creds: Credentials,
     body: web::Json<RecipientsCheck>,
 ) -> Result<HttpResponse> {
+    /// Checks per user per minute.
+    const PER_MINUTE: u32 = 20;
     let asked = body.into_inner().recipients;
     if asked.is_empty() || asked.len() > keys::MAX_RECIPIENTS {
         return Err(Error::Invalid(format!(
@@ -388,12 +394,22 @@ pub async fn check_recipients(
         )));
     }
     let ring = state.keyring.get();
-    let (_, answer) = state
+    let now = state.clock.now_ms();
+    let limiter = super::limiter::LoginLimiter::new(PER_MINUTE, std::time::Duration::from_secs(60));
+    let (caller, answer) = state
         .authorized(creds, move |c, p| {
             if !policy::may_create(p) {
                 return Err(Error::Forbidden(
-                    "only those who seal reports may ask".into(),
+                    "only those who seal reports may check recipients".into(),
                 ));
+            }
+            if let Err(limited) =
+                limiter.check(c, &format!("recipients-check:{}", p.user_id), now)?
+            {
+                return Err(Error::RateLimited {
+                    message: "too many recipient checks; try again in a minute".into(),
+                    retry_after: limited.retry_after,
+                });
             }
             asked
                 .iter()
@@ -408,11 +424,43 @@ pub async fn check_recipients(
                 .collect::<Result<Vec<_>>>()
         })
         .await?;
+    let org = caller.principal.org.clone();
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            let why = match &e {
+                Error::Forbidden(_) => "not allowed to check recipients",
+                Error::RateLimited { .. } => "rate limited",
+                _ => return Err(e),
+            };
+            state.metrics.denial("recipients_check");
+            state
+                .audit
+                .record(
+                    caller
+                        .event(&org, Action::RecipientsChecked, Outcome::Denied)
+                        .detail(why),
+                )
+                .await?;
+            return Err(e);
+        }
+    };
+    let detail = answer
+        .iter()
+        .map(|r| format!("{} ({})", r.email, r.status))
+        .collect::<Vec<_>>()
+        .join(", ");
+    state
+        .audit
+        .record(
+            caller
+                .event(&org, Action::RecipientsChecked, Outcome::Success)
+                .detail(format!("checked: {detail}")),
+        )
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .json(RecipientsChecked {
-            recipients: answer?,
-        }))
+        .json(RecipientsChecked { recipients: answer }))
 }
 
 /// Authenticates, looks the key up (one trip to the database pool), and
