@@ -6,18 +6,7 @@
 # pkg-config. Extra arguments go to `keyserver serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(pkg-config libheif-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    sudo apt-get install -y "${missing[@]}"
-  fi
-fi
+# shellcheck source=scripts/lib/debian.sh
+. scripts/lib/debian.sh
+ensure_debian_packages pkg-config libheif-dev
 exec cargo run --release --locked -p medseal -- keyserver serve "$@"

@@ -29,21 +29,9 @@ cd "$(dirname "$0")/.."
 # HEIC test photos), openssl (the private-CA recipe of docs/keyserver.md is
 # run as written).
 packages=(postgresql poppler-utils libimage-exiftool-perl orthanc orthanc-dicomweb softhsm2 opensc python3-pip nodejs chromium chromium-driver pkg-config libheif-dev libheif-examples openssl)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    echo "test-all: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "test-all: please install: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+# shellcheck source=scripts/lib/debian.sh
+. scripts/lib/debian.sh
+ensure_debian_packages "${packages[@]}"
 
 # PyPI packages for the test servers, unless already importable.
 if ! python3 -c 'import aiosmtpd, fhir.resources.R4B' 2>/dev/null; then
@@ -61,14 +49,7 @@ fi
 # The OpenID Provider the single sign-on tests sign in through: the npm
 # package oidc-provider (OpenID-certified), at the version package-lock.json
 # pins, installed once into tests/oidc/node_modules.
-if ! command -v npm >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
-  else
-    echo "test-all: please install npm" >&2
-    exit 1
-  fi
-fi
+command -v npm >/dev/null || ensure_debian_packages npm
 if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
   echo "test-all: installing oidc-provider"
   (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)

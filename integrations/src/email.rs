@@ -379,3 +379,36 @@ impl Destination for Email {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use medseal_format::KeyMode;
+
+    use super::instructions;
+
+    /// The mail that carries a key-server report says whose key server
+    /// records each opening (the sender's), and how to open it: the web
+    /// app, or the command line with an e-mailed code.
+    #[test]
+    fn key_server_reports_say_how_to_open_them_and_whose_server_records_it() {
+        let mode = KeyMode::KeyServer {
+            origin: "https://keys.st.example".into(),
+            key_id: "k_1".into(),
+        };
+        let (text, html) = instructions("report-1.mseal", &mode);
+        for part in [&text, &html] {
+            assert!(
+                part.contains("the sender's key server records each opening"),
+                "{part}"
+            );
+            assert!(!part.contains("your organisation's key server"), "{part}");
+            assert!(part.contains("https://keys.st.example/app/"), "{part}");
+            assert!(part.contains("--code"), "{part}");
+            assert!(part.contains("Email me a code"), "{part}");
+        }
+        assert!(
+            html.contains("&quot;Email me a code&quot;"),
+            "markup escaped: {html}"
+        );
+    }
+}

@@ -24,6 +24,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8600";
 pub struct ServeConfig {
     /// Where the state lives.
     pub store: Store,
+    /// Whether this start creates the store (said in the start-up line).
+    pub new_store: bool,
     /// Listen address.
     pub listen: SocketAddr,
     /// HTTPS certificate and key.
@@ -74,6 +76,7 @@ impl ServeConfig {
             public_url: None,
             drop_max_bytes: crate::drops::DEFAULT_MAX_BYTES,
             mail: None,
+            new_store: false,
         })
     }
 }
@@ -180,8 +183,13 @@ pub fn serve(cfg: ServeConfig) -> Result<()> {
         }
         (None, false) => " (plain HTTP: only behind a TLS-terminating proxy)".into(),
     };
+    let created = if cfg.new_store {
+        " (a new, empty store was created: add an organisation with `medseal keyserver org add`)"
+    } else {
+        ""
+    };
     let banner = format!(
-        "medseal key server listening on {scheme}://{}{note}; data in {}",
+        "medseal key server listening on {scheme}://{}{note}; data in {}{created}",
         cfg.listen,
         cfg.store.location.describe()
     );

@@ -74,12 +74,12 @@ fn serve_says_when_it_creates_a_store() {
     let mut ks = KeyServer::new(Backend::Sqlite);
     ks.start();
     let mut waited = 0;
-    while !ks.log_text().contains("creating a new one") && waited < 100 {
+    while !ks.log_text().contains("listening on") && waited < 100 {
         std::thread::sleep(std::time::Duration::from_millis(50));
         waited += 1;
     }
     assert!(
-        ks.log_text().contains("no key server store at SQLite"),
+        ks.log_text().contains("a new, empty store was created"),
         "{}",
         ks.log_text()
     );

@@ -279,21 +279,7 @@ fn no_consent_record_no_report() {
     std::fs::write(d.join("p.heic"), heic).unwrap();
     let out = medseal(
         d,
-        &[
-            "capture",
-            "--patient-id",
-            "P1",
-            "--consent",
-            "unable",
-            "--no-consent-reason",
-            "unconscious",
-            "--photo",
-            "p.heic",
-            "--key-file",
-            "key",
-            "-o",
-            "r.mseal",
-        ],
+        &unconsented("P1", None, &["--photo", "p.heic"], "r.mseal"),
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HEIC"));
@@ -307,6 +293,32 @@ fn run_ok(d: &Path, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// `medseal capture` of a patient who could not consent (the shortest
+/// lawful report), identified as `patient` in `system` (a pseudonym when
+/// `None`), sealed with the file `key`: the `media` flags, then `-o out`.
+fn unconsented<'a>(
+    patient: &'a str,
+    system: Option<&'a str>,
+    media: &[&'a str],
+    out: &'a str,
+) -> Vec<&'a str> {
+    let mut v = vec!["capture", "--patient-id", patient];
+    if let Some(s) = system {
+        v.extend(["--patient-id-system", s]);
+    }
+    v.extend([
+        "--consent",
+        "unable",
+        "--no-consent-reason",
+        "unconscious",
+        "--key-file",
+        "key",
+    ]);
+    v.extend_from_slice(media);
+    v.extend(["-o", out]);
+    v
 }
 
 /// An iPhone's HEIC photo, with GPS and a serial number in its EXIF,
@@ -350,21 +362,7 @@ fn heic_photos_become_clean_jpegs() {
 
     run_ok(
         d,
-        &[
-            "capture",
-            "--patient-id",
-            "P1",
-            "--consent",
-            "unable",
-            "--no-consent-reason",
-            "unconscious, treated in the patient's best interests",
-            "--photo",
-            "p.heic",
-            "--key-file",
-            "key",
-            "-o",
-            "r.mseal",
-        ],
+        &unconsented("P1", None, &["--photo", "p.heic"], "r.mseal"),
     );
     run_ok(
         d,
@@ -417,25 +415,11 @@ fn audio_only_and_video_only_reports() {
     mp4.extend_from_slice(b"moov");
     mp4.extend_from_slice(&mvhd);
     std::fs::write(d.join("clip.mp4"), &mp4).unwrap();
-    let base = [
-        "capture",
-        "--patient-id",
-        "P1",
-        "--consent",
-        "unable",
-        "--no-consent-reason",
-        "unconscious",
-        "--key-file",
-        "key",
-    ];
     for (media, file, kind) in [
         (["--audio", "note.wav"], "a.mseal", "audio"),
         (["--video", "clip.mp4"], "v.mseal", "video"),
     ] {
-        let mut args = base.to_vec();
-        args.extend(media);
-        args.extend(["-o", file]);
-        run_ok(d, &args);
+        run_ok(d, &unconsented("P1", None, &media, file));
         let out = format!("{kind}-out");
         run_ok(d, &["open", "--key-file", "key", "--extract", &out, file]);
         let manifest: Value =
@@ -446,9 +430,7 @@ fn audio_only_and_video_only_reports() {
         assert_eq!(media[0]["kind"], kind);
         assert!(d.join(&out).join("report.pdf").exists());
     }
-    let mut args = base.to_vec();
-    args.extend(["-o", "none.mseal"]);
-    let out = medseal(d, &args);
+    let out = medseal(d, &unconsented("P1", None, &[], "none.mseal"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--photo"));
     assert!(!d.join("none.mseal").exists());
@@ -462,28 +444,9 @@ fn nhs_numbers_are_checked() {
     let d = dir.path();
     std::fs::write(d.join("p.jpg"), medseal_capture::fixtures::phone_jpeg(1)).unwrap();
     std::fs::write(d.join("key"), [3u8; 32]).unwrap();
-    let capture = |id: &str, out: &str| {
-        medseal(
-            d,
-            &[
-                "capture",
-                "--patient-id",
-                id,
-                "--patient-id-system",
-                "https://fhir.nhs.uk/Id/nhs-number",
-                "--consent",
-                "unable",
-                "--no-consent-reason",
-                "unconscious",
-                "--photo",
-                "p.jpg",
-                "--key-file",
-                "key",
-                "-o",
-                out,
-            ],
-        )
-    };
+    let nhs = Some("https://fhir.nhs.uk/Id/nhs-number");
+    let capture =
+        |id: &str, out: &str| medseal(d, &unconsented(id, nhs, &["--photo", "p.jpg"], out));
     for bad in ["943 476 5918", "943476591", "9434756919"] {
         let o = capture(bad, "bad.mseal");
         assert_eq!(o.status.code(), Some(1), "{bad}");
@@ -509,25 +472,10 @@ fn nhs_numbers_are_checked() {
         serde_json::from_slice(&std::fs::read(d.join("good/manifest.json")).unwrap()).unwrap();
     assert_eq!(m["patient"]["identifiers"][0]["value"], "9434765919");
     // Another system is not checked.
+    let mrn = Some("https://hospital.example/mrn");
     let o = medseal(
         d,
-        &[
-            "capture",
-            "--patient-id",
-            "MRN-0042",
-            "--patient-id-system",
-            "https://hospital.example/mrn",
-            "--consent",
-            "unable",
-            "--no-consent-reason",
-            "unconscious",
-            "--photo",
-            "p.jpg",
-            "--key-file",
-            "key",
-            "-o",
-            "mrn.mseal",
-        ],
+        &unconsented("MRN-0042", mrn, &["--photo", "p.jpg"], "mrn.mseal"),
     );
     assert!(o.status.success());
 }
@@ -540,21 +488,7 @@ fn capture_never_replaces_a_report_unasked() {
     let d = dir.path();
     std::fs::write(d.join("p.jpg"), medseal_capture::fixtures::phone_jpeg(1)).unwrap();
     std::fs::write(d.join("key"), [3u8; 32]).unwrap();
-    let mut args = vec![
-        "capture",
-        "--patient-id",
-        "P1",
-        "--consent",
-        "unable",
-        "--no-consent-reason",
-        "unconscious",
-        "--photo",
-        "p.jpg",
-        "--key-file",
-        "key",
-        "-o",
-        "r.mseal",
-    ];
+    let mut args = unconsented("P1", None, &["--photo", "p.jpg"], "r.mseal");
     run_ok(d, &args);
     let first = std::fs::read(d.join("r.mseal")).unwrap();
     let o = medseal(d, &args);

@@ -764,7 +764,7 @@ fn fhir_document_reference_lands_on_the_right_patient_once() {
     assert!(err.contains("already there"), "{err}");
     assert_eq!(fhir.get("/DocumentReference")["total"], 1);
     // A report for a patient the record does not know is refused (412).
-    desk.capture("report-u.mseal", "0000000000");
+    desk.capture("report-u.mseal", "4010232137");
     let o = desk.run(&[
         "send",
         "--to",

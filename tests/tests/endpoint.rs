@@ -47,7 +47,7 @@ impl Endpoint {
         let creds = write_file(
             dir,
             "endpoint.credentials",
-            b"email = \"endpoint@st.example\"\npassword = \"endpoint-pw-1\"\n",
+            b"email = \"endpoint@st.example\"\npassword = \"endpoint-password-1\"\n",
         );
         private(&creds);
         let port = free_port();

@@ -168,19 +168,14 @@ fn a_private_ca_made_by_the_documented_recipe_is_trusted_when_named() {
     assert!(stderr(&o).contains("CaUsedAsEndEntity"), "{}", stderr(&o));
 }
 
-#[test]
-fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
-    let work = tempfile::tempdir().unwrap();
-    let w = work.path();
-    let mut ks = KeyServer::new(Backend::Sqlite);
+/// A key server with two organisations, "St Elsewhere" (which admits
+/// guests from partner.example) and "Other", and these people (organisation,
+/// address, role), each with the password `PW`; not yet started.
+fn two_hospitals(people: &[(&str, &str, &str)]) -> KeyServer {
+    let ks = KeyServer::new(Backend::Sqlite);
     ks.org("St Elsewhere");
     ks.org("Other");
-    for (org, who, role) in [
-        ("St Elsewhere", "alice@st.example", "clinician"),
-        ("St Elsewhere", "dan@st.example", "clinician"),
-        ("St Elsewhere", "audrey@st.example", "auditor"),
-        ("Other", "bob@other.example", "clinician"),
-    ] {
+    for (org, who, role) in people {
         ks.user(org, who, role, PW);
     }
     ks.admin_ok(&[
@@ -190,6 +185,19 @@ fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
         "St Elsewhere",
         "--guests",
         "partner.example",
+    ]);
+    ks
+}
+
+#[test]
+fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let mut ks = two_hospitals(&[
+        ("St Elsewhere", "alice@st.example", "clinician"),
+        ("St Elsewhere", "dan@st.example", "clinician"),
+        ("St Elsewhere", "audrey@st.example", "auditor"),
+        ("Other", "bob@other.example", "clinician"),
     ]);
     ks.start();
     let pw = write_file(w, "pw", format!("{PW}\n").as_bytes());
@@ -237,7 +245,11 @@ fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
     let log: Value =
         serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
     assert!(
-        !log["events"].as_array().unwrap().iter().any(|e| e["action"] == "key.created"),
+        !log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "key.created"),
         "a key was made for the typo"
     );
     // The same through capture.
@@ -381,26 +393,13 @@ fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
 /// admitted, that every check is recorded and bounded.
 #[test]
 fn the_recipient_check_answers_staff_only_and_is_recorded() {
-    let mut ks = KeyServer::new(Backend::Sqlite);
-    ks.org("St Elsewhere");
-    ks.org("Other");
-    for (org, who, role) in [
+    let mut ks = two_hospitals(&[
         ("St Elsewhere", "alice@st.example", "clinician"),
         ("St Elsewhere", "audrey@st.example", "auditor"),
         ("St Elsewhere", "ep@st.example", "service"),
         ("Other", "bob@other.example", "clinician"),
         ("Other", "gone@partner.example", "clinician"),
         ("Other", "left@other.example", "clinician"),
-    ] {
-        ks.user(org, who, role, PW);
-    }
-    ks.admin_ok(&[
-        "org",
-        "set",
-        "--org",
-        "St Elsewhere",
-        "--guests",
-        "partner.example",
     ]);
     ks.admin_ok(&["user", "disable", "--email", "gone@partner.example"]);
     ks.admin_ok(&["user", "disable", "--email", "left@other.example"]);
@@ -506,11 +505,8 @@ fn the_recipient_check_answers_staff_only_and_is_recorded() {
     assert!(checks.iter().any(|e| e["detail"] == "rate limited"));
 
     // No password for staff of an organisation with single sign-on.
-    let secret = write_file(ks.dir.path(), "sso.secret", b"client secret\n");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let secret =
+        medseal_e2e::services::private_file(&ks.dir.path().join("sso.secret"), "client secret\n");
     ks.admin_ok(&[
         "org",
         "sso",

@@ -199,6 +199,7 @@ fn opening_without_a_session_says_how_to_log_in() {
         &ks.base,
         "--recipient",
         "b@o.example",
+        "--allow-unknown-recipients",
         "-o",
         sealed.to_str().unwrap(),
         f.to_str().unwrap(),

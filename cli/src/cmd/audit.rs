@@ -28,23 +28,12 @@ pub struct Args {
 /// `medseal audit REPORT.mseal | --report-id R | --key-id K`.
 #[derive(Debug, ClapArgs)]
 struct TrailArgs {
-    /// The sealed report whose trail to read (its key's events).
-    #[arg(value_name = "REPORT.mseal")]
-    report: Option<String>,
+    /// The report whose trail to read (its key's events).
+    #[command(flatten)]
+    key: super::keyref::KeyTarget,
     /// Every event about this report id (auditors and admins), with --keyserver.
     #[arg(long, value_name = "R", conflicts_with_all = ["report", "key_id"], requires = "keyserver")]
     report_id: Option<String>,
-    /// The events of this key, with --keyserver.
-    #[arg(
-        long,
-        value_name = "K",
-        conflicts_with = "report",
-        requires = "keyserver"
-    )]
-    key_id: Option<String>,
-    /// The key server (not needed with a file: its header names it).
-    #[arg(long, value_name = "URL")]
-    keyserver: Option<String>,
     /// json or csv.
     #[arg(long, value_name = "FORMAT", default_value = "json", value_parser = ["json", "csv"])]
     format: String,
@@ -103,24 +92,15 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
 /// sent it.
 fn trail(t: TrailArgs) -> Result<()> {
     use std::io::Write;
-    let (client, session, key_id, report_id) = match (&t.report, &t.report_id) {
-        (_, Some(r)) => {
-            let url = t.keyserver.as_deref().unwrap_or_default();
+    let (client, session, key_id, report_id) = match &t.report_id {
+        Some(r) => {
+            let url = t.key.keyserver.as_deref().unwrap_or_default();
             let client = sessions::client(url)?;
             let session = sessions::load(client.origin())?;
             (client, session, None, Some(r.clone()))
         }
-        (Some(_), None) | (None, None) => {
-            if t.report.is_none() && t.key_id.is_none() {
-                bail!(
-                    "name the sealed report, or give --report-id R or --key-id K with --keyserver URL (or a subcommand: witness, check-receipt)"
-                );
-            }
-            let k = super::keyref::resolve(
-                t.report.as_deref(),
-                t.key_id.as_deref(),
-                t.keyserver.as_deref(),
-            )?;
+        None => {
+            let k = t.key.resolve()?;
             (k.client, k.session, Some(k.key_id), None)
         }
     };

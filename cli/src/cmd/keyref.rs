@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use medseal_capture::keyclient::{KeyClient, Session};
 use medseal_format::{Header, KeyMode};
 
+use crate::exit::UsageError;
 use crate::files::InputPath;
 use crate::sessions;
 
@@ -18,6 +19,42 @@ pub struct KeyOnServer {
     pub session: Session,
     /// The key id.
     pub key_id: String,
+}
+
+/// The flags that name a report key: its sealed file, or `--key-id` with
+/// `--keyserver`.
+#[derive(Debug, clap::Args)]
+pub struct KeyTarget {
+    /// The sealed report (its header names the key server and the key).
+    #[arg(value_name = "REPORT.mseal")]
+    pub report: Option<String>,
+    /// The key id instead of the file (with --keyserver).
+    #[arg(
+        long,
+        value_name = "K",
+        conflicts_with = "report",
+        requires = "keyserver"
+    )]
+    pub key_id: Option<String>,
+    /// The key server (not needed with a file: its header names it).
+    #[arg(long, value_name = "URL")]
+    pub keyserver: Option<String>,
+}
+
+impl KeyTarget {
+    /// The key, and this device's session with its server.
+    pub fn resolve(&self) -> Result<KeyOnServer> {
+        resolve(
+            self.report.as_deref(),
+            self.key_id.as_deref(),
+            self.keyserver.as_deref(),
+        )
+    }
+
+    /// How to name it to a person: the file, else the key id.
+    pub fn name<'a>(&'a self, k: &'a KeyOnServer) -> &'a str {
+        self.report.as_deref().unwrap_or(&k.key_id)
+    }
 }
 
 /// The key server and key id that the sealed file at `path` names.
@@ -42,8 +79,15 @@ pub fn resolve(
     let (origin, key_id) = match (file, key_id, keyserver) {
         (Some(f), None, _) => key_of_file(f)?,
         (None, Some(k), Some(url)) => (url.to_owned(), k.to_owned()),
-        (None, Some(_), None) => bail!("--key-id needs --keyserver URL"),
-        _ => bail!("name the sealed report, or give --key-id K --keyserver URL"),
+        (None, Some(_), None) => {
+            return Err(UsageError("--key-id needs --keyserver URL".into()).into());
+        }
+        _ => {
+            return Err(UsageError(
+                "name the sealed report, or give --key-id K --keyserver URL".into(),
+            )
+            .into());
+        }
     };
     let client = sessions::client(&origin)?;
     let session = sessions::load(client.origin())?;

@@ -388,23 +388,23 @@ fn sso(store: Store, c: SsoCommand) -> Result<()> {
 }
 
 /// Decides whether this command may go ahead on `store`: an existing store
-/// always; a new one for `serve` (which says so), `restore` (which needs an
-/// empty one), or with `--init`, or when a person at a terminal says yes.
-fn check_store(store: &Store, command: &Command, init: bool) -> Result<()> {
-    if matches!(command, Command::Restore { .. }) || !store.is_new()? {
-        return Ok(());
+/// always; a new one for `serve` (which says so once it listens), `restore`
+/// (which needs an empty one), or with `--init`, or when a person at a
+/// terminal says yes. Answers whether the store is new.
+fn check_store(store: &Store, command: &Command, init: bool) -> Result<bool> {
+    if matches!(command, Command::Restore { .. }) {
+        return Ok(false);
+    }
+    if !store.is_new()? {
+        return Ok(false);
     }
     let place = store.location.describe();
     if init {
         eprintln!("creating a new key server store: {place}");
-        return Ok(());
+        return Ok(true);
     }
     if matches!(command, Command::Serve(_)) {
-        eprintln!(
-            "no key server store at {place}: creating a new one (its master keyring is in {})",
-            store.data_dir.display()
-        );
-        return Ok(());
+        return Ok(true);
     }
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
@@ -412,7 +412,7 @@ fn check_store(store: &Store, command: &Command, init: bool) -> Result<()> {
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Ok(());
+            return Ok(true);
         }
     }
     bail!(
@@ -507,10 +507,10 @@ fn read_new_password(file: Option<String>) -> Result<zeroize::Zeroizing<Vec<u8>>
 
 pub fn run(a: Args) -> Result<()> {
     let store = Store::locate(a.data_dir, a.database_url, a.keyring)?;
-    check_store(&store, &a.command, a.init)?;
+    let new_store = check_store(&store, &a.command, a.init)?;
     store.create_dir()?;
     match a.command {
-        Command::Serve(s) => serve(store, s),
+        Command::Serve(s) => serve(store, s, new_store),
         Command::Org(OrgCommand::Add { name }) => {
             Admin::open(store)?.add_org(&name)?;
             eprintln!("organisation {name} created");
@@ -744,7 +744,7 @@ fn restore(store: &Store, secret: &BackupSecret, input: &str) -> Result<()> {
     Ok(())
 }
 
-fn serve(store: Store, s: ServeArgs) -> Result<()> {
+fn serve(store: Store, s: ServeArgs, new_store: bool) -> Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -756,6 +756,7 @@ fn serve(store: Store, s: ServeArgs) -> Result<()> {
         bail!("--idle-timeout and --session-lifetime must be positive");
     }
     let mut cfg = ServeConfig::new(store)?;
+    cfg.new_store = new_store;
     cfg.listen = s.listen;
     cfg.tls = match (s.tls_cert, s.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),

@@ -8,32 +8,16 @@ use super::keyref;
 /// Arguments of `medseal revoke`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The sealed report whose key to revoke.
-    #[arg(value_name = "REPORT.mseal", required_unless_present = "key_id")]
-    report: Option<String>,
-    /// The key id instead of the file (with --keyserver).
-    #[arg(
-        long,
-        value_name = "K",
-        conflicts_with = "report",
-        requires = "keyserver"
-    )]
-    key_id: Option<String>,
-    /// The key server of --key-id.
-    #[arg(long, value_name = "URL", requires = "key_id")]
-    keyserver: Option<String>,
+    #[command(flatten)]
+    key: keyref::KeyTarget,
     /// Do not ask (needed when not on a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let k = keyref::resolve(
-        a.report.as_deref(),
-        a.key_id.as_deref(),
-        a.keyserver.as_deref(),
-    )?;
-    let what = a.report.as_deref().unwrap_or(&k.key_id);
+    let k = a.key.resolve()?;
+    let what = a.key.name(&k);
     // The key and server as the file's header names them: what is revoked.
     keyref::confirm(
         &format!(
