@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use crate::transparency::Checkpoint;
 use crate::v1::{
-    CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CurrentSession, ErrorBody, FetchedKey,
-    GrantExchange, LoginRequest, Proof, PublicKey, RecipientStatus, RecipientsCheck,
-    RecipientsChecked, RecipientsRequest, SessionResponse,
+    CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CreatedUser, CurrentSession, ErrorBody,
+    FetchedKey, GrantExchange, LoginRequest, NewUser, Proof, PublicKey, RecipientStatus,
+    RecipientsCheck, RecipientsChecked, RecipientsRequest, SessionResponse, UserPatch, UserView,
+    UsersList,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -490,6 +491,93 @@ impl KeyClient {
             return Err(self.error(status, &resp));
         }
         Ok(resp.to_vec())
+    }
+
+    /// The caller's organisation's users (`GET /v1/users`; admins and
+    /// auditors), optionally only addresses containing `q`.
+    pub fn list_users(
+        &self,
+        session: &Session,
+        q: Option<&str>,
+    ) -> Result<Vec<UserView>, ClientError> {
+        let mut req = self.http.get(format!("{}/v1/users", self.origin));
+        if let Some(q) = q {
+            req = req.query(&[("q", q)]);
+        }
+        let (status, resp) = self.send(req, Some(&session.token))?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        let l: UsersList =
+            serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        Ok(l.users)
+    }
+
+    /// Adds a user to the caller's organisation (`POST /v1/users`; admins).
+    pub fn create_user(
+        &self,
+        session: &Session,
+        email: &str,
+        role: &str,
+    ) -> Result<CreatedUser, ClientError> {
+        let body = NewUser {
+            email: email.to_owned(),
+            role: role.to_owned(),
+        };
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/users", self.origin))
+                .json(&body),
+            Some(&session.token),
+        )?;
+        if status != 201 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// `POST /v1/users/{id}/{action}` with `action` one of `disable`,
+    /// `enable`, `sessions/revoke` (admins).
+    pub fn user_action(
+        &self,
+        session: &Session,
+        id: i64,
+        action: &str,
+    ) -> Result<UserView, ClientError> {
+        if !matches!(action, "disable" | "enable" | "sessions/revoke") {
+            return Err(ClientError::Protocol(format!("no user action {action:?}")));
+        }
+        let (status, resp) = self.send(
+            self.http
+                .post(format!("{}/v1/users/{id}/{action}", self.origin)),
+            Some(&session.token),
+        )?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Gives a user a new role (`PATCH /v1/users/{id}`; admins).
+    pub fn set_user_role(
+        &self,
+        session: &Session,
+        id: i64,
+        role: &str,
+    ) -> Result<UserView, ClientError> {
+        let body = UserPatch {
+            role: role.to_owned(),
+        };
+        let (status, resp) = self.send(
+            self.http
+                .patch(format!("{}/v1/users/{id}", self.origin))
+                .json(&body),
+            Some(&session.token),
+        )?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Revokes `key_id`.

@@ -198,6 +198,69 @@ pub struct RecipientStatus {
     pub status: String,
 }
 
+/// A user as the organisation console shows them (`GET /v1/users`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserView {
+    /// The id the other user calls take.
+    pub id: i64,
+    /// The sign-in address.
+    pub email: String,
+    /// `admin`, `auditor`, `clinician`, `service` or `guest`.
+    pub role: String,
+    /// `enabled`, `disabled` or `locked` (after failed sign-ins).
+    pub status: String,
+    /// Whether the account is as the key server sealed it; a changed one
+    /// is shown but never acted on.
+    pub intact: bool,
+    /// Live sessions.
+    pub sessions: u32,
+    /// Distinct devices among them.
+    pub devices: u32,
+    /// When the newest live session began (RFC 3339), if any.
+    pub last_sign_in: Option<String>,
+}
+
+/// `GET /v1/users`: the caller's organisation's users, by address.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsersList {
+    /// The users matching the query.
+    pub users: Vec<UserView>,
+}
+
+/// `POST /v1/users`: a new user of the caller's organisation. No password
+/// is typed by anyone: the user signs in with a single-use code mailed to
+/// the address (or through the organisation's single sign-on).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// The sign-in address.
+    pub email: String,
+    /// `admin`, `auditor`, `clinician` or `service`.
+    pub role: String,
+}
+
+/// `PATCH /v1/users/{id}`: a new role (their sessions end).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// `admin`, `auditor`, `clinician` or `service`.
+    pub role: String,
+}
+
+/// The answer to `POST /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedUser {
+    /// The user as now stored.
+    pub user: UserView,
+    /// How they sign in: `code` (an e-mailed single-use code) or `sso`.
+    pub sign_in: String,
+}
+
 /// `GET /v1/audit/proof` and `/consistency`: RFC 9162 proof hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

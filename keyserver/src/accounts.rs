@@ -531,6 +531,8 @@ pub fn org_of(conn: &mut Conn, email: &str) -> Result<Option<String>> {
 /// A user as an administrator lists them.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct UserSummary {
+    /// The user's id (what the console API names them by).
+    pub id: i64,
     /// Normalised e-mail.
     pub email: String,
     /// Organisation.
@@ -586,6 +588,7 @@ pub fn list_users(
                 sessions: s.len(),
                 devices: devices.len(),
                 last_sign_in: s.iter().map(|(_, c)| *c).max(),
+                id: u.id,
                 email: u.email,
                 org: u.org,
                 role: u.role,

@@ -154,7 +154,7 @@ impl Admin {
     fn change_user(&mut self, email: &str, change: ops::UserChange) -> Result<()> {
         self.commit(ops::change_user(
             self.actor.clone(),
-            email.to_owned(),
+            ops::UserRef::Email(email.to_owned()),
             change,
         ))?
     }

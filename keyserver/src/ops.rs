@@ -548,6 +548,22 @@ pub(crate) fn insert_user(
     Ok(id)
 }
 
+/// Which user a change is about.
+#[derive(Debug, Clone)]
+pub enum UserRef {
+    /// By e-mail, in any organisation: the server's own command line.
+    Email(String),
+    /// By id, only within organisation `org_id`: the console, where an
+    /// admin manages their own organisation and no other (another's user
+    /// is "no such user", as if it did not exist).
+    InOrg {
+        /// The user's id.
+        id: i64,
+        /// The caller's organisation.
+        org_id: i64,
+    },
+}
+
 /// What an administrator changes about a user.
 #[derive(Debug, Clone)]
 pub enum UserChange {
@@ -560,6 +576,8 @@ pub enum UserChange {
     /// A new password hash (checked and hashed by the caller); their
     /// sessions end and a lockout is lifted.
     Password(String),
+    /// End every session they hold, changing nothing else.
+    EndSessions,
 }
 
 /// Changes a user, with the event the audit replay expects: `user.disabled`
@@ -568,21 +586,34 @@ pub enum UserChange {
 /// not changed (and the attempt is recorded).
 pub fn change_user(
     actor: Actor,
-    email: String,
+    who: UserRef,
     change: UserChange,
 ) -> impl Fn(&mut Tx<'_>) -> Result<Refusable<()>> + Send + Sync + 'static {
     move |tx| {
-        let email = accounts::normalise_email(&email)?;
-        let found: Option<(i64, String)> = users::table
-            .inner_join(orgs::table)
-            .filter(users::email.eq(&email))
-            .select((users::id, orgs::name))
-            .first(tx.conn)
-            .optional()?;
-        let (id, org) = found.ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
+        let found: Option<(i64, String)> = match &who {
+            UserRef::Email(email) => users::table
+                .inner_join(orgs::table)
+                .filter(users::email.eq(accounts::normalise_email(email)?))
+                .select((users::id, orgs::name))
+                .first(tx.conn)
+                .optional()?,
+            UserRef::InOrg { id, org_id } => users::table
+                .inner_join(orgs::table)
+                .filter(users::id.eq(id).and(users::org_id.eq(org_id)))
+                .select((users::id, orgs::name))
+                .first(tx.conn)
+                .optional()?,
+        };
+        let missing = || {
+            Error::NotFound(match &who {
+                UserRef::Email(e) => format!("no user {e}"),
+                UserRef::InOrg { .. } => "no such user".into(),
+            })
+        };
+        let (id, org) = found.ok_or_else(missing)?;
         let state_key = *tx.state_key();
-        let u = accounts::load_user(tx.conn, id, &state_key)?
-            .ok_or_else(|| Error::NotFound(format!("no user {email}")))?;
+        let u = accounts::load_user(tx.conn, id, &state_key)?.ok_or_else(missing)?;
+        let email = u.email.clone();
         if !u.intact {
             let what = format!("user {email} was changed outside the key server; not changing it");
             return Ok(Err(violation(tx, &actor, &org, what)));
@@ -643,6 +674,7 @@ pub fn change_user(
                     .execute(tx.conn)?;
                 (Action::UserPasswordChanged, email.clone(), true)
             }
+            UserChange::EndSessions => (Action::UserSessionsEnded, email.clone(), true),
         };
         integrity::reseal_user(tx.conn, &state_key, id)?;
         if end_sessions {
@@ -662,7 +694,7 @@ pub fn disable_user(
     actor: Actor,
     email: String,
 ) -> impl Fn(&mut Tx<'_>) -> Result<Refusable<()>> + Send + Sync + 'static {
-    change_user(actor, email, UserChange::Disable)
+    change_user(actor, UserRef::Email(email), UserChange::Disable)
 }
 
 /// Makes `version` the master-key version that every data key created from

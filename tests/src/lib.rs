@@ -602,6 +602,11 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
+    /// PATCH a JSON body.
+    pub fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body))
+    }
+
     /// POST raw bytes with a content type.
     pub fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
         self.send(

@@ -66,6 +66,11 @@ pub enum Action {
     UserRoleChanged,
     /// A user's password was set by an administrator.
     UserPasswordChanged,
+    /// Every session of a user was ended by an administrator.
+    UserSessionsEnded,
+    /// An administrative call was refused (not an admin, or not of the
+    /// user's organisation).
+    AdminDenied,
     /// The master key was rotated.
     MasterKeyRotated,
     /// The audit log was read or exported.
@@ -120,6 +125,8 @@ impl Action {
             Action::UserEnabled => "user.enabled",
             Action::UserRoleChanged => "user.role_changed",
             Action::UserPasswordChanged => "user.password_changed",
+            Action::UserSessionsEnded => "user.sessions_ended",
+            Action::AdminDenied => "admin.denied",
             Action::MasterKeyRotated => "master_key.rotated",
             Action::AuditRead => "audit.read",
             Action::Restored => "keyserver.restored",

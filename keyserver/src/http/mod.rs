@@ -3,6 +3,7 @@
 pub mod app;
 pub mod browser;
 pub mod caller;
+pub mod console;
 pub mod drops;
 pub mod handlers;
 pub mod limiter;
@@ -116,6 +117,8 @@ impl MetricsAccess {
         handlers::create_session, signin::request_code, signin::sso_start, signin::sso_callback,
         signin::sso_session, handlers::current_session, handlers::delete_session, handlers::create_key,
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key, handlers::check_recipients,
+        console::list_users, console::create_user, console::patch_user, console::disable_user,
+        console::enable_user, console::end_sessions,
         handlers::read_audit, drops::create_drop, drops::download_drop, handlers::healthz, handlers::readyz, handlers::metrics,
         transparency::checkpoint, transparency::proof, transparency::consistency,
         transparency::public_key,
@@ -123,6 +126,7 @@ impl MetricsAccess {
     components(schemas(
         v1::LoginRequest, v1::CodeRequest, v1::GrantExchange, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
         v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest, v1::RecipientsCheck, v1::RecipientsChecked, v1::RecipientStatus,
+        v1::UserView, v1::UsersList, v1::NewUser, v1::UserPatch, v1::CreatedUser,
         v1::ErrorBody, v1::CreatedDrop, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
     )),
     modifiers(&BearerAuth)
@@ -219,6 +223,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/v1/recipients/check",
             web::post().to(handlers::check_recipients),
+        )
+        .route("/v1/users", web::get().to(console::list_users))
+        .route("/v1/users", web::post().to(console::create_user))
+        .route("/v1/users/{id}", web::patch().to(console::patch_user))
+        .route(
+            "/v1/users/{id}/disable",
+            web::post().to(console::disable_user),
+        )
+        .route(
+            "/v1/users/{id}/enable",
+            web::post().to(console::enable_user),
+        )
+        .route(
+            "/v1/users/{id}/sessions/revoke",
+            web::post().to(console::end_sessions),
         )
         .route("/v1/keys/{key_id}", web::get().to(handlers::fetch_key))
         .route(
