@@ -139,6 +139,11 @@ pub fn check_recipients(
                 client.origin()
             ),
             "invalid" => bail!("{} is not an e-mail address", r.email),
+            "refused" => bail!(
+                "{} is outside the domains your organisation allows reports to be sent to (ask an admin of {})",
+                r.email,
+                client.origin()
+            ),
             _ => bad.push(r.email.clone()),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::transparency::Checkpoint;
 use crate::v1::{
     CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CreatedUser, CurrentSession, ErrorBody,
-    FetchedKey, GrantExchange, LoginRequest, NewUser, Proof, PublicKey, RecipientStatus,
+    FetchedKey, GrantExchange, LoginRequest, NewUser, OrgPolicy, Proof, PublicKey, RecipientStatus,
     RecipientsCheck, RecipientsChecked, RecipientsRequest, SessionResponse, UserPatch, UserView,
     UsersList,
 };
@@ -571,6 +571,42 @@ impl KeyClient {
         let (status, resp) = self.send(
             self.http
                 .patch(format!("{}/v1/users/{id}", self.origin))
+                .json(&body),
+            Some(&session.token),
+        )?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// The caller's organisation's settings (`GET /v1/org/policy`).
+    pub fn org_policy(&self, session: &Session) -> Result<OrgPolicy, ClientError> {
+        let (status, resp) = self.send(
+            self.http.get(format!("{}/v1/org/policy", self.origin)),
+            Some(&session.token),
+        )?;
+        if status != 200 {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Sets the domains the organisation's reports may be addressed to
+    /// (`PUT /v1/org/policy`; admins); empty for any.
+    pub fn set_allowed_recipient_domains(
+        &self,
+        session: &Session,
+        domains: &[String],
+    ) -> Result<OrgPolicy, ClientError> {
+        let body = OrgPolicy {
+            allowed_recipient_domains: domains.to_vec(),
+            guests: None,
+            drop_max_days: None,
+        };
+        let (status, resp) = self.send(
+            self.http
+                .put(format!("{}/v1/org/policy", self.origin))
                 .json(&body),
             Some(&session.token),
         )?;

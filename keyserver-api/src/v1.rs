@@ -191,7 +191,8 @@ pub struct RecipientsChecked {
 pub struct RecipientStatus {
     /// The address, normalised (trimmed, lower-case).
     pub email: String,
-    /// `user`: has an account here and can sign in; `guest`: no account,
+    /// `refused`: outside the caller's organisation's recipient policy (no
+    /// key would be made); `user`: has an account here and can sign in; `guest`: no account,
     /// but the caller's organisation admits this address as a guest (it
     /// signs in with an e-mailed code); `unknown`: nobody at this address
     /// could open the report now; `invalid`: not an e-mail address.
@@ -259,6 +260,24 @@ pub struct CreatedUser {
     pub user: UserView,
     /// How they sign in: `code` (an e-mailed single-use code) or `sso`.
     pub sign_in: String,
+}
+
+/// `GET /v1/org/policy`: the caller's organisation's settings (admins and
+/// auditors); `PUT` sets `allowed_recipient_domains` (admins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OrgPolicy {
+    /// The e-mail domains reports may be addressed to; empty: any address.
+    /// A key for a recipient outside them is refused (403, audited).
+    pub allowed_recipient_domains: Vec<String>,
+    /// Who may sign in as a guest: `none`, `any` or domains (read only
+    /// here; `medseal keyserver org set --guests`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guests: Option<String>,
+    /// The longest a share link may live, in days (read only here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_max_days: Option<u32>,
 }
 
 /// `GET /v1/audit/proof` and `/consistency`: RFC 9162 proof hashes.

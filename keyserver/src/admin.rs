@@ -88,6 +88,19 @@ impl Admin {
         ))
     }
 
+    /// `org set --allowed-recipient-domains any|DOMAIN…`.
+    pub fn set_recipient_domains(
+        &mut self,
+        org: &str,
+        policy: crate::recipients::RecipientPolicy,
+    ) -> Result<()> {
+        self.commit(crate::recipients::set_policy(
+            self.actor.clone(),
+            org.to_owned(),
+            policy,
+        ))
+    }
+
     /// `org sso set`.
     pub fn set_sso(&mut self, org: &str, settings: crate::signin::sso::SsoSettings) -> Result<()> {
         self.commit(crate::signin::sso::set(

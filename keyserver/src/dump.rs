@@ -91,10 +91,19 @@ struct OrgRow {
     guests: String,
     #[serde(default, with = "opt_hex_bytes")]
     settings_mac: Option<Vec<u8>>,
+    /// Absent in backups made before recipient policies.
+    #[serde(default = "any_recipients")]
+    recipient_domains: String,
+    #[serde(default, with = "opt_hex_bytes")]
+    recipients_mac: Option<Vec<u8>>,
 }
 
 fn no_guests() -> String {
     "none".into()
+}
+
+fn any_recipients() -> String {
+    "any".into()
 }
 
 #[derive(Queryable, Selectable, Insertable, Serialize, Deserialize)]

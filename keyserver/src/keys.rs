@@ -256,7 +256,8 @@ pub fn report_org(conn: &mut Conn, report_id: &str) -> Result<Option<String>> {
     }
 }
 
-/// Could `email` open a report that `p` seals now? `user` (an enabled
+/// Could `email` open a report that `p` seals now? `refused` (outside the
+/// organisation's recipient policy: no key would be made), `user` (an enabled
 /// account, not a guest, of any organisation on this server), `guest`
 /// (the caller's organisation admits the address as a guest: whether or
 /// not a guest account exists, so as not to tell one apart), `unknown`, or
@@ -271,6 +272,11 @@ pub fn recipient_status(
     let Ok(email) = normalise_email(raw) else {
         return Ok((raw.trim().to_lowercase(), "invalid"));
     };
+    if crate::recipients::first_refused(conn, p.org_id, state_key, std::slice::from_ref(&email))?
+        .is_some()
+    {
+        return Ok((email, "refused"));
+    }
     let account: Option<(String, bool)> = users::table
         .filter(users::email.eq(&email))
         .select((users::role, users::disabled))

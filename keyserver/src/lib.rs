@@ -17,6 +17,7 @@
 //! | [`passwords`]| what a new password must be: length and a common-password list    |
 //! | [`signin`]   | e-mailed codes, guests, OpenID Connect single sign-on             |
 //! | [`policy`]   | who may do what with a key (pure rules)                           |
+//! | [`recipients`] | whom an organisation's reports may be addressed to (sealed setting) |
 //! | [`keys`]     | new data keys, looking one up as a caller sees it, releasing it   |
 //! | [`ops`]      | every change to access-control state, committed with its event   |
 //! | [`drops`]    | share links: sealed bytes held for download, their lifetime, purge |
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod ops;
 pub mod passwords;
 pub mod policy;
+pub mod recipients;
 pub mod server;
 pub mod signin;
 pub mod store;

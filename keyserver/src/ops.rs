@@ -63,13 +63,49 @@ fn intact_key(
     Ok(Ok((state, org)))
 }
 
-/// Creates a data key: its row, its recipients, its seal and `key.created`.
+/// Refuses recipients outside organisation `org_id`'s recipient policy
+/// ([`crate::recipients`]), recording `key.denied` with the reason.
+fn outside_policy(
+    tx: &mut Tx<'_>,
+    actor: &Actor,
+    org_id: i64,
+    org: &str,
+    recipients: &[String],
+    about: (Option<String>, Option<String>),
+) -> Result<Option<Error>> {
+    let state_key = *tx.state_key();
+    let Some(why) = crate::recipients::first_refused(tx.conn, org_id, &state_key, recipients)?
+    else {
+        return Ok(None);
+    };
+    tx.record(
+        actor
+            .event(org, Action::KeyDenied, Outcome::Denied)
+            .detail(why.clone())
+            .about(about.0, about.1),
+    );
+    Ok(Some(Error::Forbidden(why)))
+}
+
+/// Creates a data key: its row, its recipients, its seal and `key.created`;
+/// refused (with `key.denied`) for a recipient outside the organisation's
+/// recipient policy.
 pub fn create_key(
     actor: Actor,
     creator: accounts::Principal,
     new: NewKey,
-) -> impl Fn(&mut Tx<'_>) -> Result<()> + Send + Sync + 'static {
+) -> impl Fn(&mut Tx<'_>) -> Result<Refusable<()>> + Send + Sync + 'static {
     move |tx| {
+        if let Some(refused) = outside_policy(
+            tx,
+            &actor,
+            creator.org_id,
+            &creator.org,
+            &new.recipients,
+            (None, Some(new.report_id.clone())),
+        )? {
+            return Ok(Err(refused));
+        }
         // Report ids are scoped to the organisation: a second key for one
         // of its reports, or a stranger's key claiming it, would make the
         // report's audit trail someone else's story. Writers serialise on
@@ -125,7 +161,7 @@ pub fn create_key(
                 .detail(detail)
                 .about(Some(new.key_id.clone()), Some(new.report_id.clone())),
         );
-        Ok(())
+        Ok(Ok(()))
     }
 }
 
@@ -147,6 +183,17 @@ pub fn add_recipients(
             .iter()
             .filter(|r| !state.recipients.contains(r))
             .collect();
+        let added: Vec<String> = new.iter().map(|r| (*r).clone()).collect();
+        if let Some(refused) = outside_policy(
+            tx,
+            &actor,
+            state.org_id,
+            &org,
+            &added,
+            (Some(key_id.clone()), Some(state.report_id.clone())),
+        )? {
+            return Ok(Err(refused));
+        }
         if state.recipients.len() + new.len() > MAX_RECIPIENTS {
             return Err(Error::Invalid(format!(
                 "a key may have at most {MAX_RECIPIENTS} recipients"
@@ -170,7 +217,6 @@ pub fn add_recipients(
             let state_key = *tx.state_key();
             integrity::reseal_key(tx.conn, &state_key, &key_id)?;
         }
-        let added: Vec<String> = new.into_iter().cloned().collect();
         tx.record(
             actor
                 .event(&org, Action::RecipientsAdded, Outcome::Success)

@@ -602,6 +602,11 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))
     }
 
+    /// PUT a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body))
+    }
+
     /// PATCH a JSON body.
     pub fn patch(&self, path: &str, body: &Value) -> Reply {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(body))

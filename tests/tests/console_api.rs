@@ -213,3 +213,134 @@ fn console_manages_users(backend: Backend) {
 }
 
 both_backends!(console_manages_users);
+
+/// An organisation that sends only to listed domains: a key for anyone
+/// else is refused with 403 and recorded, whether asked for by the API or
+/// the command line; the setting is sealed and replayed, so neither an
+/// edit nor a row put back in the database goes unnoticed.
+fn recipient_policy_is_enforced(backend: Backend) {
+    let mut ks = KeyServer::new(backend);
+    ks.org("St Elsewhere");
+    for (who, role) in [
+        ("amy@st.example", "admin"),
+        ("audrey@st.example", "auditor"),
+        ("alice@st.example", "clinician"),
+    ] {
+        ks.user("St Elsewhere", who, role, PW);
+    }
+    ks.start();
+    let amy = ks.login("amy@st.example", PW, "amy-desk");
+    let audrey = ks.login("audrey@st.example", PW, "audrey-desk");
+    let alice = ks.login("alice@st.example", PW, "alice-phone");
+    let key_for = |who: &str, report: &str| {
+        alice.post(
+            "/v1/keys",
+            &json!({"report_id": report, "recipients": [who]}),
+        )
+    };
+    // By default, any address.
+    assert_eq!(
+        amy.get("/v1/org/policy").json["allowed_recipient_domains"],
+        json!([])
+    );
+    assert_eq!(key_for("bob@other.example", "r1").status, 201);
+
+    // Only admins set it; auditors read it; clinicians neither.
+    let set = |c: &medseal_e2e::Client, d: Value| {
+        c.put("/v1/org/policy", &json!({ "allowed_recipient_domains": d }))
+    };
+    assert_eq!(set(&audrey, json!(["st.example"])).status, 403);
+    assert_eq!(alice.get("/v1/org/policy").status, 403);
+    assert_eq!(set(&amy, json!(["not a domain"])).status, 400);
+    let r = set(&amy, json!(["St.Example", "partner.example"]));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json["allowed_recipient_domains"],
+        json!(["partner.example", "st.example"])
+    );
+    assert_eq!(audrey.get("/v1/org/policy").json, r.json);
+
+    // Enforced: outside refused (403, recorded), inside made.
+    let r = key_for("bob@other.example", "r2");
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("outside the domains"), "{}", r.body);
+    assert_eq!(key_for("carol@partner.example", "r3").status, 201);
+    let r = alice.post(
+        "/v1/keys",
+        &json!({"report_id": "r4", "recipients": ["dan@st.example", "eve@evil.example"]}),
+    );
+    assert_eq!(r.status, 403, "one outsider refuses the whole key");
+    // Adding an outsider to an existing key is refused too.
+    let k = key_for("dan@st.example", "r5");
+    let key_id = k.json["key_id"].as_str().unwrap();
+    let r = alice.post(
+        &format!("/v1/keys/{key_id}/recipients"),
+        &json!({"recipients": ["bob@other.example"]}),
+    );
+    assert_eq!(r.status, 403);
+    // The recipient check says so before anything is sealed.
+    let r = alice.post(
+        "/v1/recipients/check",
+        &json!({"recipients": ["bob@other.example", "dan@st.example"]}),
+    );
+    assert_eq!(r.json["recipients"][0]["status"], "refused");
+    let log: Value =
+        serde_json::from_str(&ks.admin_ok(&["audit", "export", "--format", "json"])).unwrap();
+    let denied: Vec<&Value> = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "key.denied" && e["actor"] == "alice@st.example")
+        .collect();
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["detail"].as_str().unwrap().contains("eve@evil.example"))
+    );
+    assert!(ks.admin(&["audit", "verify"]).status.success());
+
+    // Both ways: the restricted row put back whole after the restriction
+    // was lifted — every seal still valid, but not what the events say.
+    ks.sql(&[
+        "DROP TABLE IF EXISTS saved_org",
+        "CREATE TABLE saved_org AS SELECT * FROM orgs",
+    ]);
+    assert_eq!(set(&amy, json!([])).status, 200);
+    assert_eq!(key_for("bob@other.example", "r6").status, 201);
+    ks.sql(&[
+        "UPDATE orgs SET recipient_domains = (SELECT recipient_domains FROM saved_org WHERE saved_org.id = orgs.id), \
+         recipients_mac = (SELECT recipients_mac FROM saved_org WHERE saved_org.id = orgs.id)",
+    ]);
+    let v = ks.admin(&["audit", "verify"]);
+    assert!(!v.status.success());
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("settings of organisation St Elsewhere"),
+        "{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    // An edit without the keyring (the restriction lifted by hand): the
+    // seal fails, and no key is made at all until an admin sets it again.
+    ks.sql(&["UPDATE orgs SET recipient_domains = 'any'"]);
+    let r = key_for("dan@st.example", "r7");
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body.contains("changed outside the key server"),
+        "{}",
+        r.body
+    );
+    assert_eq!(set(&amy, json!([])).status, 200);
+    assert_eq!(key_for("bob@other.example", "r8").status, 201);
+    // The command line sets the same policy.
+    ks.admin_ok(&[
+        "org",
+        "set",
+        "--org",
+        "St Elsewhere",
+        "--allowed-recipient-domains",
+        "st.example",
+    ]);
+    assert_eq!(key_for("bob@other.example", "r9").status, 403);
+}
+
+both_backends!(recipient_policy_is_enforced);

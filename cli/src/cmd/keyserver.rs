@@ -178,6 +178,10 @@ enum OrgCommand {
         /// domains.
         #[arg(long, value_name = "any|DOMAIN…|none", num_args = 1..)]
         guests: Option<Vec<String>>,
+        /// Which e-mail domains reports may be addressed to: any (the
+        /// default), or domains; a key for anyone else is refused.
+        #[arg(long, value_name = "any|DOMAIN…", num_args = 1..)]
+        allowed_recipient_domains: Option<Vec<String>>,
     },
     /// Single sign-on through the organisation's OpenID Provider.
     #[command(subcommand)]
@@ -520,10 +524,16 @@ pub fn run(a: Args) -> Result<()> {
             org,
             drop_max_days,
             guests,
+            allowed_recipient_domains,
         }) => {
-            if drop_max_days.is_none() && guests.is_none() {
-                bail!("nothing to set: give --drop-max-days N or --guests any|DOMAIN…|none");
+            if drop_max_days.is_none() && guests.is_none() && allowed_recipient_domains.is_none() {
+                bail!(
+                    "nothing to set: give --drop-max-days N, --guests any|DOMAIN…|none or --allowed-recipient-domains any|DOMAIN…"
+                );
             }
+            let recipients = allowed_recipient_domains
+                .map(|d| medseal_keyserver::recipients::RecipientPolicy::from_words(&d))
+                .transpose()?;
             let guests = guests
                 .map(|g| medseal_keyserver::signin::guests::GuestPolicy::from_words(&g))
                 .transpose()?;
@@ -536,6 +546,11 @@ pub fn run(a: Args) -> Result<()> {
                 let stored = policy.stored();
                 admin.set_guests(&org, policy)?;
                 eprintln!("organisation {org}: guests: {stored}");
+            }
+            if let Some(policy) = recipients {
+                let stored = policy.stored();
+                admin.set_recipient_domains(&org, policy)?;
+                eprintln!("organisation {org}: reports may be addressed to: {stored}");
             }
             Ok(())
         }

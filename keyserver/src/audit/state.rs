@@ -32,12 +32,21 @@ struct ExpectedUser {
     disabled: bool,
 }
 
+/// An organisation's sealed settings as its events left them (`None`:
+/// never set, so the default).
+#[derive(Debug, Default)]
+struct ExpectedSettings {
+    guests: Option<String>,
+    recipient_domains: Option<String>,
+}
+
 /// The state the events describe, built one event at a time.
 #[derive(Debug, Default)]
 pub struct Replay {
     keys: HashMap<String, ExpectedKey>,
     users: HashMap<String, ExpectedUser>,
     orgs: BTreeSet<String>,
+    settings: HashMap<String, ExpectedSettings>,
 }
 
 /// The list after `prefix` in a detail such as `recipients: a@x, b@y`.
@@ -75,6 +84,14 @@ impl Replay {
             }
             ("org.created", _) => {
                 self.orgs.insert(r.org.clone());
+            }
+            ("org.updated", _) => {
+                let e = self.settings.entry(r.org.clone()).or_default();
+                if let Some(g) = r.detail.strip_prefix("guests: ") {
+                    e.guests = Some(g.to_owned());
+                } else if let Some(d) = r.detail.strip_prefix("allowed recipient domains: ") {
+                    e.recipient_domains = Some(d.to_owned());
+                }
             }
             ("user.created", _) => {
                 // "{email} as {role}"
@@ -177,11 +194,27 @@ impl Replay {
                 )));
             }
         }
-        let onames: Vec<String> = orgs::table.select(orgs::name).load(conn)?;
-        if let Some(o) = onames.iter().find(|o| !self.orgs.contains(*o)) {
+        let orows: Vec<(String, String, String)> = orgs::table
+            .select((orgs::name, orgs::guests, orgs::recipient_domains))
+            .load(conn)?;
+        if let Some((o, _, _)) = orows.iter().find(|(o, _, _)| !self.orgs.contains(o)) {
             return Ok(Some(format!(
                 "organisation {o} is in the store but no event created it"
             )));
+        }
+        // The sealed settings too: a restriction put back or lifted in the
+        // database, seal and all, is not what the events say.
+        for (o, guests, recipients) in &orows {
+            let exp = self.settings.get(o);
+            let want_guests = exp.and_then(|e| e.guests.as_deref()).unwrap_or("none");
+            let want_recipients = exp
+                .and_then(|e| e.recipient_domains.as_deref())
+                .unwrap_or(crate::recipients::ANY);
+            if guests != want_guests || recipients != want_recipients {
+                return Ok(Some(format!(
+                    "the settings of organisation {o} in the store are not as the events left them"
+                )));
+            }
         }
         Ok(None)
     }

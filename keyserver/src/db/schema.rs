@@ -8,6 +8,8 @@ diesel::table! {
         drop_max_days -> Nullable<Integer>,
         guests -> Text,
         settings_mac -> Nullable<Binary>,
+        recipient_domains -> Text,
+        recipients_mac -> Nullable<Binary>,
     }
 }
 

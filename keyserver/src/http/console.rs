@@ -6,7 +6,9 @@
 
 use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpResponse, web};
-use medseal_keyserver_api::v1::{CreatedUser, ErrorBody, NewUser, UserPatch, UserView, UsersList};
+use medseal_keyserver_api::v1::{
+    CreatedUser, ErrorBody, NewUser, OrgPolicy, UserPatch, UserView, UsersList,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -292,4 +294,74 @@ pub async fn patch_user(
         "change roles",
     )
     .await
+}
+
+async fn policy_view(state: &AppState, org_id: i64) -> Result<OrgPolicy> {
+    let ring = state.keyring.get();
+    let (recipients, guests, days) = super::handlers::with_conn(state, move |c| {
+        let recipients = crate::recipients::policy_of(c, org_id, ring.state_key())?;
+        let guests = crate::signin::guests::policy_of(c, org_id, ring.state_key())?;
+        let days = crate::drops::org_max_days(c, org_id)?;
+        Ok((recipients, guests, days))
+    })
+    .await?;
+    let recipients = recipients.ok_or_else(|| {
+        Error::Integrity(
+            "the organisation's recipient policy was changed outside the key server".into(),
+        )
+    })?;
+    Ok(OrgPolicy {
+        allowed_recipient_domains: recipients.domains(),
+        guests: Some(guests.policy.stored()),
+        drop_max_days: Some(days),
+    })
+}
+
+/// The caller's organisation's settings (admins and auditors).
+#[utoipa::path(get, path = "/v1/org/policy",
+    responses((status = 200, body = OrgPolicy), (status = 403, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn get_policy(state: web::Data<AppState>, creds: Credentials) -> Result<HttpResponse> {
+    let caller = as_role(&state, creds, reads_org, "read the organisation's settings").await?;
+    let view = policy_view(&state, caller.principal.org_id).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(view))
+}
+
+/// Set the domains the caller's organisation's reports may be addressed to
+/// (admins); an empty list lifts the restriction.
+#[utoipa::path(put, path = "/v1/org/policy", request_body = OrgPolicy,
+    responses((status = 200, body = OrgPolicy), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn put_policy(
+    state: web::Data<AppState>,
+    creds: Credentials,
+    body: web::Json<OrgPolicy>,
+) -> Result<HttpResponse> {
+    let caller = as_role(
+        &state,
+        creds,
+        is_admin,
+        "change the organisation's settings",
+    )
+    .await?;
+    let body = body.into_inner();
+    if body.guests.is_some() || body.drop_max_days.is_some() {
+        return Err(Error::Invalid(
+            "only allowed_recipient_domains is set here; guests and drop_max_days are set with medseal keyserver org set".into(),
+        ));
+    }
+    let policy = crate::recipients::RecipientPolicy::from_words(&body.allowed_recipient_domains)?;
+    state
+        .audit
+        .apply(crate::recipients::set_policy(
+            caller.actor(),
+            caller.principal.org.clone(),
+            policy,
+        ))
+        .await?;
+    let view = policy_view(&state, caller.principal.org_id).await?;
+    Ok(HttpResponse::Ok().json(view))
 }

@@ -358,7 +358,7 @@ pub async fn create_key(
         key: Zeroizing::new(B64.encode(new.key.expose_secret())),
         expires_at: new.expires_at.map(rfc3339),
     };
-    state
+    let applied = state
         .audit
         .apply(ops::create_key(
             caller.actor(),
@@ -366,6 +366,10 @@ pub async fn create_key(
             new,
         ))
         .await?;
+    if let Err(e) = applied.value {
+        state.metrics.denial("recipient_policy");
+        return Err(e);
+    }
     secret_json(HttpResponse::Created(), &answer)
 }
 

@@ -118,7 +118,7 @@ impl MetricsAccess {
         signin::sso_session, handlers::current_session, handlers::delete_session, handlers::create_key,
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key, handlers::check_recipients,
         console::list_users, console::create_user, console::patch_user, console::disable_user,
-        console::enable_user, console::end_sessions,
+        console::enable_user, console::end_sessions, console::get_policy, console::put_policy,
         handlers::read_audit, drops::create_drop, drops::download_drop, handlers::healthz, handlers::readyz, handlers::metrics,
         transparency::checkpoint, transparency::proof, transparency::consistency,
         transparency::public_key,
@@ -126,7 +126,7 @@ impl MetricsAccess {
     components(schemas(
         v1::LoginRequest, v1::CodeRequest, v1::GrantExchange, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
         v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest, v1::RecipientsCheck, v1::RecipientsChecked, v1::RecipientStatus,
-        v1::UserView, v1::UsersList, v1::NewUser, v1::UserPatch, v1::CreatedUser,
+        v1::UserView, v1::UsersList, v1::NewUser, v1::UserPatch, v1::CreatedUser, v1::OrgPolicy,
         v1::ErrorBody, v1::CreatedDrop, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
     )),
     modifiers(&BearerAuth)
@@ -224,6 +224,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/recipients/check",
             web::post().to(handlers::check_recipients),
         )
+        .route("/v1/org/policy", web::get().to(console::get_policy))
+        .route("/v1/org/policy", web::put().to(console::put_policy))
         .route("/v1/users", web::get().to(console::list_users))
         .route("/v1/users", web::post().to(console::create_user))
         .route("/v1/users/{id}", web::patch().to(console::patch_user))
