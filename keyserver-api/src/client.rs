@@ -201,6 +201,21 @@ impl KeyClient {
         }
     }
 
+    /// Sends `req` with the session and decodes the JSON answer, which
+    /// must come with status `want`.
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+        session: &Session,
+        want: u16,
+    ) -> Result<T, ClientError> {
+        let (status, resp) = self.send(req, Some(&session.token))?;
+        if status != want {
+            return Err(self.error(status, &resp));
+        }
+        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
     fn get_public<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let (status, body) = self.send(self.http.get(format!("{}{path}", self.origin)), None)?;
         if status != 200 {
@@ -504,12 +519,7 @@ impl KeyClient {
         if let Some(q) = q {
             req = req.query(&[("q", q)]);
         }
-        let (status, resp) = self.send(req, Some(&session.token))?;
-        if status != 200 {
-            return Err(self.error(status, &resp));
-        }
-        let l: UsersList =
-            serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let l: UsersList = self.call(req, session, 200)?;
         Ok(l.users)
     }
 
@@ -524,16 +534,13 @@ impl KeyClient {
             email: email.to_owned(),
             role: role.to_owned(),
         };
-        let (status, resp) = self.send(
+        self.call(
             self.http
                 .post(format!("{}/v1/users", self.origin))
                 .json(&body),
-            Some(&session.token),
-        )?;
-        if status != 201 {
-            return Err(self.error(status, &resp));
-        }
-        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+            session,
+            201,
+        )
     }
 
     /// `POST /v1/users/{id}/{action}` with `action` one of `disable`,
@@ -547,15 +554,12 @@ impl KeyClient {
         if !matches!(action, "disable" | "enable" | "sessions/revoke") {
             return Err(ClientError::Protocol(format!("no user action {action:?}")));
         }
-        let (status, resp) = self.send(
+        self.call(
             self.http
                 .post(format!("{}/v1/users/{id}/{action}", self.origin)),
-            Some(&session.token),
-        )?;
-        if status != 200 {
-            return Err(self.error(status, &resp));
-        }
-        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+            session,
+            200,
+        )
     }
 
     /// Gives a user a new role (`PATCH /v1/users/{id}`; admins).
@@ -568,28 +572,22 @@ impl KeyClient {
         let body = UserPatch {
             role: role.to_owned(),
         };
-        let (status, resp) = self.send(
+        self.call(
             self.http
                 .patch(format!("{}/v1/users/{id}", self.origin))
                 .json(&body),
-            Some(&session.token),
-        )?;
-        if status != 200 {
-            return Err(self.error(status, &resp));
-        }
-        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+            session,
+            200,
+        )
     }
 
     /// The caller's organisation's settings (`GET /v1/org/policy`).
     pub fn org_policy(&self, session: &Session) -> Result<OrgPolicy, ClientError> {
-        let (status, resp) = self.send(
+        self.call(
             self.http.get(format!("{}/v1/org/policy", self.origin)),
-            Some(&session.token),
-        )?;
-        if status != 200 {
-            return Err(self.error(status, &resp));
-        }
-        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+            session,
+            200,
+        )
     }
 
     /// Sets the domains the organisation's reports may be addressed to
@@ -604,16 +602,13 @@ impl KeyClient {
             guests: None,
             drop_max_days: None,
         };
-        let (status, resp) = self.send(
+        self.call(
             self.http
                 .put(format!("{}/v1/org/policy", self.origin))
                 .json(&body),
-            Some(&session.token),
-        )?;
-        if status != 200 {
-            return Err(self.error(status, &resp));
-        }
-        serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+            session,
+            200,
+        )
     }
 
     /// Revokes `key_id`.

@@ -639,3 +639,13 @@ pub fn list_orgs(conn: &mut Conn, state_key: &[u8; 32]) -> Result<Vec<OrgSummary
     }
     Ok(out)
 }
+
+/// The id of the organisation called `name`; 404 if there is none.
+pub fn org_id(conn: &mut Conn, name: &str) -> Result<i64> {
+    orgs::table
+        .filter(orgs::name.eq(name))
+        .select(orgs::id)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("no organisation '{name}'")))
+}

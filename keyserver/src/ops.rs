@@ -533,12 +533,7 @@ pub fn add_user(
 ) -> impl Fn(&mut Tx<'_>) -> Result<i64> + Send + Sync + 'static {
     move |tx| {
         let email = accounts::normalise_email(&email)?;
-        let org_id: i64 = orgs::table
-            .filter(orgs::name.eq(&org))
-            .select(orgs::id)
-            .first(tx.conn)
-            .optional()?
-            .ok_or_else(|| Error::NotFound(format!("no organisation '{org}'")))?;
+        let org_id: i64 = crate::accounts::org_id(tx.conn, &org)?;
         insert_user(tx, &actor, org_id, &org, &email, role, &password_hash)
     }
 }

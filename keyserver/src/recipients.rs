@@ -154,12 +154,7 @@ pub fn set_policy(
     policy: RecipientPolicy,
 ) -> impl Fn(&mut Tx<'_>) -> Result<()> + Send + Sync + 'static {
     move |tx| {
-        let id: i64 = orgs::table
-            .filter(orgs::name.eq(&org))
-            .select(orgs::id)
-            .first(tx.conn)
-            .optional()?
-            .ok_or_else(|| Error::NotFound(format!("no organisation '{org}'")))?;
+        let id: i64 = crate::accounts::org_id(tx.conn, &org)?;
         let stored = policy.stored();
         let mac = seal(tx.state_key(), id, &org, &stored);
         diesel::update(orgs::table.find(id))
