@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use medseal_e2e::{Backend, KeyServer, medseal_bin, write_file};
+use medseal_e2e::{Backend, Device, KeyServer, medseal_bin, write_file};
 use serde_json::Value;
 
 const PW: &str = "a long clinician password";
@@ -200,24 +200,11 @@ fn recipients_are_checked_and_a_sent_report_is_managed_from_the_terminal() {
         ("Other", "bob@other.example", "clinician"),
     ]);
     ks.start();
-    let pw = write_file(w, "pw", format!("{PW}\n").as_bytes());
+    // Each person's device (`Device::config` is its MEDSEAL_CONFIG_DIR).
     let device = |name: &str, email: &str| {
-        let config = w.join(name);
-        let o = as_user(
-            &config,
-            &[
-                "login",
-                "--keyserver",
-                &ks.base,
-                "--email",
-                email,
-                "--password-file",
-                pw.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
-        config
+        let d = Device::new(w, name);
+        d.login(&ks, email, PW);
+        d.config
     };
     let alice = device("alice", "alice@st.example");
     let bob = device("bob", "bob@other.example");
