@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use crate::transparency::Checkpoint;
 use crate::v1::{
-    CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CreatedUser, CurrentSession, ErrorBody,
-    FetchedKey, GrantExchange, LoginRequest, NewUser, OrgPolicy, Proof, PublicKey, RecipientStatus,
-    RecipientsCheck, RecipientsChecked, RecipientsRequest, SessionResponse, UserPatch, UserView,
-    UsersList,
+    AuditStatus, CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CreatedUser,
+    CurrentSession, ErrorBody, FetchedKey, GrantExchange, KeyPatch, KeyView, KeysList,
+    LoginRequest, NewUser, OrgPolicy, Overview, Proof, PublicKey, RecipientStatus, RecipientsCheck,
+    RecipientsChecked, RecipientsRequest, SessionResponse, UserPatch, UserView, UsersList,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -606,6 +606,65 @@ impl KeyClient {
             self.http
                 .put(format!("{}/v1/org/policy", self.origin))
                 .json(&body),
+            session,
+            200,
+        )
+    }
+
+    /// A page of the caller's organisation's report keys, newest first
+    /// (`GET /v1/keys`; admins and auditors), narrowed by `query` pairs
+    /// such as `("report_id", R)`, `("creator", E)`, `("since", T)`,
+    /// `("offset", N)`, `("limit", N)`.
+    pub fn list_keys(
+        &self,
+        session: &Session,
+        query: &[(&str, &str)],
+    ) -> Result<KeysList, ClientError> {
+        self.call(
+            self.http
+                .get(format!("{}/v1/keys", self.origin))
+                .query(query),
+            session,
+            200,
+        )
+    }
+
+    /// Gives `key_id` a new expiry (RFC 3339), or none (`PATCH
+    /// /v1/keys/{key_id}`; its creator or an admin of its organisation).
+    pub fn set_key_expiry(
+        &self,
+        session: &Session,
+        key_id: &str,
+        expires_at: Option<&str>,
+    ) -> Result<KeyView, ClientError> {
+        check_key_id(key_id)?;
+        let body = KeyPatch {
+            expires_at: Some(expires_at.map(str::to_owned)),
+        };
+        self.call(
+            self.http
+                .patch(format!("{}/v1/keys/{key_id}", self.origin))
+                .json(&body),
+            session,
+            200,
+        )
+    }
+
+    /// The audit log's integrity as last checked (`GET /v1/audit/status`).
+    pub fn audit_status(&self, session: &Session) -> Result<AuditStatus, ClientError> {
+        self.call(
+            self.http.get(format!("{}/v1/audit/status", self.origin)),
+            session,
+            200,
+        )
+    }
+
+    /// Use of the service over the last `days` days (`GET /v1/overview`).
+    pub fn overview(&self, session: &Session, days: u32) -> Result<Overview, ClientError> {
+        self.call(
+            self.http
+                .get(format!("{}/v1/overview", self.origin))
+                .query(&[("days", days)]),
             session,
             200,
         )

@@ -280,6 +280,125 @@ pub struct OrgPolicy {
     pub drop_max_days: Option<u32>,
 }
 
+/// A report's data key as the organisation console lists it
+/// (`GET /v1/keys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyView {
+    /// The key id.
+    pub key_id: String,
+    /// The report it seals.
+    pub report_id: String,
+    /// Who sealed it (their address).
+    pub creator: String,
+    /// Who may open it.
+    pub recipients: Vec<String>,
+    /// When it was made (RFC 3339).
+    pub created_at: String,
+    /// When it stops being released (RFC 3339), if ever.
+    pub expires_at: Option<String>,
+    /// When it was revoked (RFC 3339), if it was.
+    pub revoked_at: Option<String>,
+    /// `live`, `revoked` or `expired`.
+    pub status: String,
+    /// How many times it was released to someone.
+    pub fetches: u64,
+    /// Whether it is as the key server sealed it; a changed key is shown
+    /// but never released.
+    pub intact: bool,
+}
+
+/// `GET /v1/keys`: a page of the organisation's keys, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeysList {
+    /// The keys on this page.
+    pub keys: Vec<KeyView>,
+    /// The `offset` of the next page, if there is one.
+    pub next_offset: Option<u32>,
+}
+
+/// `PATCH /v1/keys/{key_id}`: a new expiry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct KeyPatch {
+    /// The new expiry (RFC 3339, in the future, within ten years), or
+    /// `null` for none. Required: an empty body changes nothing.
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = true))]
+    pub expires_at: Option<Option<String>>,
+}
+
+/// A field that must be given, `null` included: `Some(None)` for `null`,
+/// `None` (by `default`) when it is missing.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The latest signed checkpoint, as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckpointView {
+    /// Events it covers.
+    pub size: u64,
+    /// Its Merkle root, hex.
+    pub root: String,
+    /// When it was signed (RFC 3339).
+    pub at: String,
+}
+
+/// `GET /v1/audit/status`: whether the log is intact, as far as checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditStatus {
+    /// Events in the log.
+    pub events: u64,
+    /// The chain, tree, checkpoints and state verified up to this event.
+    pub verified_up_to: u64,
+    /// `intact` or `broken`.
+    pub status: String,
+    /// What is wrong, when broken.
+    pub problem: Option<String>,
+    /// The latest signed checkpoint, if verified.
+    pub checkpoint: Option<CheckpointView>,
+    /// When this check ran (RFC 3339); it is run again when the log has
+    /// grown and the last check is a minute old.
+    pub checked_at: String,
+}
+
+/// One UTC day of `GET /v1/overview`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DayCounts {
+    /// The day, `YYYY-MM-DD` (UTC).
+    pub date: String,
+    /// Reports sealed (keys made).
+    pub sealed: u64,
+    /// Reports opened (keys released).
+    pub opened: u64,
+    /// Keys revoked.
+    pub revoked: u64,
+}
+
+/// `GET /v1/overview`: how the organisation uses the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Overview {
+    /// The organisation.
+    pub org: String,
+    /// One entry per day, oldest first, ending today.
+    pub days: Vec<DayCounts>,
+    /// Refused sign-ins (password, code or single sign-on) in those days.
+    pub failed_sign_ins: u64,
+    /// Accounts locked out now after failed sign-ins.
+    pub locked_accounts: u64,
+    /// Disabled accounts.
+    pub disabled_accounts: u64,
+    /// All accounts.
+    pub users: u64,
+}
+
 /// `GET /v1/audit/proof` and `/consistency`: RFC 9162 proof hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

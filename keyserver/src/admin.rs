@@ -213,7 +213,7 @@ impl Admin {
             )
             .detail(format!("export of {} events", records.len()));
         self.commit(ops::record(vec![event]))?;
-        audit::render(&records, format, filter.org.as_deref())
+        audit::render(&records, format, filter.org.as_deref(), None)
     }
 
     /// `rotate-master-key`: a new version, made current in the store (in

@@ -76,6 +76,17 @@ pub struct NewKey {
     pub expires_at: Option<i64>,
 }
 
+/// An expiry a key may be given: none, or a time in the future within ten
+/// years (a key is never made, or changed, to be dead already).
+pub fn check_expiry(expires_at: Option<i64>, now: i64) -> Result<()> {
+    match expires_at {
+        Some(t) if t <= now || t - now > MAX_LIFETIME_MS => Err(Error::Invalid(
+            "expires_at must be in the future and within ten years".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks a key request and makes the key.
 pub fn prepare(
     p: &Principal,
@@ -91,13 +102,7 @@ pub fn prepare(
     }
     check_report_id(report_id)?;
     let recipients = normalise_recipients(recipients)?;
-    if let Some(t) = expires_at
-        && (t <= now || t - now > MAX_LIFETIME_MS)
-    {
-        return Err(Error::Invalid(
-            "expires_at must be in the future and within ten years".into(),
-        ));
-    }
+    check_expiry(expires_at, now)?;
     let key = Key::generate().map_err(|e| Error::Internal(e.to_string()))?;
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;

@@ -18,6 +18,7 @@
 //! | [`signin`]   | e-mailed codes, guests, OpenID Connect single sign-on             |
 //! | [`policy`]   | who may do what with a key (pure rules)                           |
 //! | [`recipients`] | whom an organisation's reports may be addressed to (sealed setting) |
+//! | [`reports`]  | an organisation's reports and keys as its console lists them      |
 //! | [`keys`]     | new data keys, looking one up as a caller sees it, releasing it   |
 //! | [`ops`]      | every change to access-control state, committed with its event   |
 //! | [`drops`]    | share links: sealed bytes held for download, their lifetime, purge |
@@ -52,6 +53,7 @@ pub mod ops;
 pub mod passwords;
 pub mod policy;
 pub mod recipients;
+pub mod reports;
 pub mod server;
 pub mod signin;
 pub mod store;

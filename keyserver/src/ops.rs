@@ -255,6 +255,46 @@ pub fn revoke_key(
     }
 }
 
+/// Gives a key a new expiry, or none (`None`): `key.expiry_changed` with
+/// "expires T" or "expires never", and the old value. A revoked key stays
+/// revoked; an expired one may be given more time by those who manage it.
+pub fn set_expiry(
+    actor: Actor,
+    key_id: String,
+    expires_at: Option<i64>,
+) -> impl Fn(&mut Tx<'_>) -> Result<Refusable<()>> + Send + Sync + 'static {
+    move |tx| {
+        let (state, org) = match intact_key(tx, &actor, &key_id)? {
+            Ok(s) => s,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if state.revoked_at.is_some() {
+            return Err(Error::Gone("this report's key has been revoked".into()));
+        }
+        keys::check_expiry(expires_at, tx.now)?;
+        if state.expires_at == expires_at {
+            return Ok(Ok(()));
+        }
+        diesel::update(data_keys::table.filter(data_keys::key_id.eq(&key_id)))
+            .set(data_keys::expires_at.eq(expires_at))
+            .execute(tx.conn)?;
+        let state_key = *tx.state_key();
+        integrity::reseal_key(tx.conn, &state_key, &key_id)?;
+        let when = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), crate::time::rfc3339);
+        tx.record(
+            actor
+                .event(&org, Action::KeyExpiryChanged, Outcome::Success)
+                .detail(format!(
+                    "expires {} (was {})",
+                    when(expires_at),
+                    when(state.expires_at)
+                ))
+                .about(Some(key_id.clone()), Some(state.report_id.clone())),
+        );
+        Ok(Ok(()))
+    }
+}
+
 /// Records events alone, as a change (for callers that hold a change slot).
 pub fn record(events: Vec<Event>) -> impl Fn(&mut Tx<'_>) -> Result<()> + Send + Sync + 'static {
     move |tx| {

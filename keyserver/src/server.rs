@@ -142,6 +142,7 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
             Some(m) => Some(Arc::new(crate::signin::mail::Mailer::new(m)?)),
             None => None,
         },
+        audit_status: Default::default(),
     });
     Ok((state, pool_size))
 }

@@ -344,3 +344,310 @@ fn recipient_policy_is_enforced(backend: Backend) {
 }
 
 both_backends!(recipient_policy_is_enforced);
+
+fn keys_of(list: &Value) -> Vec<&Value> {
+    list["keys"].as_array().unwrap().iter().collect()
+}
+
+fn events_of(page: &Value) -> Vec<(i64, String, String)> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_i64().unwrap(),
+                e["actor"].as_str().unwrap().to_owned(),
+                e["action"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The console's reports, search and overview: an organisation's keys with
+/// their recipients and fetch counts, a key's expiry changed by those who
+/// manage it (an audited event that `audit verify` replays), the log
+/// searched by report, actor, action and outcome in pages whose CSV export
+/// is the same rows, its integrity status, and the day-by-day counts.
+/// Clinicians get 403 from all of it, and no organisation sees another's.
+fn console_reads_reports_and_the_log(backend: Backend) {
+    let mut ks = KeyServer::new(backend);
+    ks.org("St Elsewhere");
+    ks.org("Other");
+    for (org, who, role) in [
+        ("St Elsewhere", "amy@st.example", "admin"),
+        ("St Elsewhere", "audrey@st.example", "auditor"),
+        ("St Elsewhere", "alice@st.example", "clinician"),
+        ("St Elsewhere", "carl@st.example", "clinician"),
+        ("Other", "olga@other.example", "admin"),
+        ("Other", "bob@other.example", "clinician"),
+    ] {
+        ks.user(org, who, role, PW);
+    }
+    ks.start();
+    let amy = ks.login("amy@st.example", PW, "amy-desk");
+    let audrey = ks.login("audrey@st.example", PW, "audrey-desk");
+    let alice = ks.login("alice@st.example", PW, "alice-phone");
+    let carl = ks.login("carl@st.example", PW, "carl-phone");
+    let olga = ks.login("olga@other.example", PW, "olga-desk");
+    let bob = ks.login("bob@other.example", PW, "bob-laptop");
+    let mut ids = Vec::new();
+    for (i, who) in ["bob@other.example", "carl@st.example", "bob@other.example"]
+        .iter()
+        .enumerate()
+    {
+        let r = alice.post(
+            "/v1/keys",
+            &json!({"report_id": format!("rep-{i}"), "recipients": [who]}),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        ids.push(r.json["key_id"].as_str().unwrap().to_owned());
+    }
+    let other = bob.post(
+        "/v1/keys",
+        &json!({"report_id": "rep-0", "recipients": ["olga@other.example"]}),
+    );
+    assert_eq!(other.status, 201);
+    for _ in 0..3 {
+        assert_eq!(bob.get(&format!("/v1/keys/{}", ids[0])).status, 200);
+    }
+    assert_eq!(carl.get(&format!("/v1/keys/{}", ids[1])).status, 200);
+    assert_eq!(carl.get(&format!("/v1/keys/{}", ids[0])).status, 403);
+    assert_eq!(
+        alice
+            .post(&format!("/v1/keys/{}/revoke", ids[2]), &json!({}))
+            .status,
+        204
+    );
+
+    // The list: newest first, this organisation's only, with fetch counts.
+    let list = audrey.get("/v1/keys");
+    assert_eq!(list.status, 200, "{}", list.body);
+    let keys = keys_of(&list.json);
+    let listed: Vec<&str> = keys.iter().map(|k| k["key_id"].as_str().unwrap()).collect();
+    assert_eq!(listed, [&ids[2], &ids[1], &ids[0]]);
+    assert_eq!(keys[2]["fetches"], 3, "only released keys count");
+    assert_eq!(keys[2]["creator"], "alice@st.example");
+    assert_eq!(keys[2]["recipients"], json!(["bob@other.example"]));
+    assert_eq!(keys[2]["status"], "live");
+    assert_eq!(keys[2]["intact"], true);
+    assert_eq!(keys[1]["fetches"], 1);
+    assert_eq!(keys[0]["status"], "revoked");
+    assert!(keys[0]["revoked_at"].is_string());
+    assert_eq!(list.json["next_offset"], Value::Null);
+    let page = amy.get("/v1/keys?limit=2");
+    assert_eq!(keys_of(&page.json).len(), 2);
+    assert_eq!(page.json["next_offset"], 2);
+    let rest = amy.get("/v1/keys?limit=2&offset=2");
+    assert_eq!(keys_of(&rest.json)[0]["key_id"], ids[0].as_str());
+    assert_eq!(
+        keys_of(&amy.get("/v1/keys?report_id=rep-1").json).len(),
+        1,
+        "by report"
+    );
+    assert_eq!(
+        keys_of(&amy.get("/v1/keys?creator=ALICE@st.example").json).len(),
+        3
+    );
+    assert!(keys_of(&amy.get("/v1/keys?creator=bob@other.example").json).is_empty());
+    assert!(keys_of(&amy.get("/v1/keys?since=2100-01-01T00:00:00Z").json).is_empty());
+    let theirs = olga.get("/v1/keys");
+    assert_eq!(keys_of(&theirs.json).len(), 1, "Other sees its own only");
+    assert_eq!(amy.get("/v1/keys?limit=0").status, 400);
+    assert_eq!(amy.get("/v1/keys?since=yesterday").status, 400);
+    for path in ["/v1/keys", "/v1/overview", "/v1/audit/status"] {
+        assert_eq!(alice.get(path).status, 403, "{path}");
+        assert_eq!(bob.get(path).status, 403, "{path}");
+    }
+
+    // Expiry: the creator or an admin of its organisation; in the future,
+    // or none; a revoked key stays revoked.
+    let expiry = |c: &medseal_e2e::Client, k: &str, v: Value| {
+        c.patch(&format!("/v1/keys/{k}"), &json!({ "expires_at": v }))
+    };
+    let r = expiry(&amy, &ids[0], json!("2030-01-01T00:00:00Z"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json["expires_at"], "2030-01-01T00:00:00Z");
+    assert_eq!(r.json["status"], "live");
+    assert_eq!(
+        expiry(&alice, &ids[0], json!(null)).json["expires_at"],
+        Value::Null
+    );
+    assert_eq!(
+        expiry(&alice, &ids[0], json!("2000-01-01T00:00:00Z")).status,
+        400
+    );
+    assert_eq!(
+        amy.patch(&format!("/v1/keys/{}", ids[0]), &json!({}))
+            .status,
+        400
+    );
+    assert_eq!(
+        expiry(&carl, &ids[0], json!("2030-01-01T00:00:00Z")).status,
+        403
+    );
+    assert_eq!(
+        expiry(&audrey, &ids[0], json!("2030-01-01T00:00:00Z")).status,
+        403
+    );
+    assert_eq!(
+        expiry(&olga, &ids[0], json!("2030-01-01T00:00:00Z")).status,
+        403
+    );
+    assert_eq!(
+        expiry(&amy, &ids[2], json!("2030-01-01T00:00:00Z")).status,
+        410
+    );
+    let r = expiry(&amy, &ids[1], json!("2031-06-01T12:00:00Z"));
+    assert_eq!(r.status, 200);
+    assert!(ks.admin(&["audit", "verify"]).status.success());
+
+    // Both ways: the key row put back whole (seal and all) as it was
+    // before its expiry was set: every seal valid, but not what the events
+    // say; putting it right again through the server passes.
+    ks.sql(&[
+        "DROP TABLE IF EXISTS saved_key",
+        &format!(
+            "CREATE TABLE saved_key AS SELECT * FROM data_keys WHERE key_id = '{}'",
+            ids[1]
+        ),
+    ]);
+    assert_eq!(expiry(&amy, &ids[1], json!(null)).status, 200);
+    ks.sql(&[&format!(
+        "UPDATE data_keys SET expires_at = (SELECT expires_at FROM saved_key), \
+         state_mac = (SELECT state_mac FROM saved_key) WHERE key_id = '{}'",
+        ids[1]
+    )]);
+    let v = ks.admin(&["audit", "verify"]);
+    assert!(!v.status.success());
+    let why = String::from_utf8_lossy(&v.stderr);
+    assert!(why.contains("does not expire when its events say"), "{why}");
+    let status = amy.get("/v1/audit/status?fresh=true");
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.json["status"], "broken");
+    assert!(
+        status.json["problem"]
+            .as_str()
+            .unwrap()
+            .contains("does not expire"),
+        "{}",
+        status.body
+    );
+    assert_eq!(
+        expiry(&amy, &ids[1], json!("2031-06-01T12:00:00Z")).status,
+        200
+    );
+    assert_eq!(expiry(&amy, &ids[1], json!(null)).status, 200);
+    assert!(ks.admin(&["audit", "verify"]).status.success());
+    let status = audrey.get("/v1/audit/status?fresh=true");
+    assert_eq!(status.json["status"], "intact", "{}", status.body);
+    assert_eq!(status.json["verified_up_to"], status.json["events"]);
+    assert!(status.json["checkpoint"]["size"].as_u64().unwrap() > 0);
+
+    // Search: who opened rep-0, as the trail and in pages; export equals.
+    let opened = audrey.get("/v1/audit?report_id=rep-0&action=key.fetched");
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let who: Vec<(i64, String, String)> = events_of(&opened.json);
+    assert_eq!(who.len(), 3, "{}", opened.body);
+    assert!(who.iter().all(|(_, a, _)| a == "bob@other.example"));
+    assert!(who.windows(2).all(|w| w[0].0 < w[1].0), "oldest first");
+    let first = audrey.get("/v1/audit?report_id=rep-0&action=key.fetched&order=newest&limit=2");
+    let page1 = events_of(&first.json);
+    assert_eq!(
+        page1.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [who[2].0, who[1].0]
+    );
+    let next = first.json["next_before"].as_i64().expect("a next page");
+    assert_eq!(next, who[1].0);
+    let second = audrey.get(&format!(
+        "/v1/audit?report_id=rep-0&action=key.fetched&order=newest&limit=2&before={next}"
+    ));
+    assert_eq!(
+        events_of(&second.json)
+            .iter()
+            .map(|e| e.0)
+            .collect::<Vec<_>>(),
+        [who[0].0]
+    );
+    assert!(second.json.get("next_before").is_none());
+    let csv =
+        audrey.get("/v1/audit?report_id=rep-0&action=key.fetched&order=newest&limit=2&format=csv");
+    assert!(csv.body.starts_with("seq,"), "{}", csv.body);
+    let seqs: Vec<i64> = csv
+        .body
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(seqs, [who[2].0, who[1].0], "the export is the page shown");
+    // By actor and by outcome; another organisation's events never show.
+    let carls = audrey.get("/v1/audit?actor=carl@st.example&outcome=denied");
+    let denied = events_of(&carls.json);
+    // His refused fetch and his refused expiry change.
+    assert_eq!(denied.len(), 2, "{}", carls.body);
+    assert!(denied.iter().all(|e| e.2 == "key.denied"));
+    // Olga's sign-in and key are Other's business; her refused attempt on
+    // this organisation's key is this organisation's.
+    let olgas = events_of(&audrey.get("/v1/audit?actor=olga@other.example").json);
+    assert_eq!(olgas.len(), 1, "{olgas:?}");
+    assert_eq!(olgas[0].2, "key.denied");
+    assert!(
+        events_of(
+            &audrey
+                .get("/v1/audit?actor=bob@other.example&action=key.created")
+                .json
+        )
+        .is_empty()
+    );
+    let until = audrey.get("/v1/audit?until=2000-01-01T00:00:00Z");
+    assert!(events_of(&until.json).is_empty());
+    for bad in [
+        "order=sideways",
+        "outcome=maybe",
+        "limit=0",
+        "limit=1001",
+        "action=DROP%20TABLE",
+    ] {
+        assert_eq!(audrey.get(&format!("/v1/audit?{bad}")).status, 400, "{bad}");
+    }
+
+    // Overview: today's counts; refused sign-ins; a locked account.
+    assert_eq!(
+        medseal_e2e::Client::new(&ks.base, "x")
+            .post(
+                "/v1/sessions",
+                &json!({"email": "carl@st.example", "password": "not it at all", "device_id": "x"})
+            )
+            .status,
+        401
+    );
+    let o = audrey.get("/v1/overview?days=7");
+    assert_eq!(o.status, 200, "{}", o.body);
+    let days = o.json["days"].as_array().unwrap();
+    assert_eq!(days.len(), 7);
+    let today = days.last().unwrap();
+    assert_eq!(
+        (
+            today["sealed"].as_u64(),
+            today["opened"].as_u64(),
+            today["revoked"].as_u64()
+        ),
+        (Some(3), Some(4), Some(1)),
+        "{}",
+        o.body
+    );
+    assert!(o.json["failed_sign_ins"].as_u64().unwrap() >= 1);
+    assert_eq!(o.json["users"], 4);
+    assert_eq!(o.json["locked_accounts"], 0);
+    assert_eq!(
+        olga.get("/v1/overview").json["days"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["sealed"],
+        1
+    );
+    assert_eq!(amy.get("/v1/overview?days=0").status, 400);
+}
+
+both_backends!(console_reads_reports_and_the_log);

@@ -658,7 +658,7 @@ pub fn run(a: Args) -> Result<()> {
                     .as_deref()
                     .map(medseal_keyserver::time::parse_rfc3339)
                     .transpose()?,
-                limit: None,
+                ..Filter::default()
             };
             let body = Admin::open(store)?.export_audit(&filter, format)?;
             let dest = output.unwrap_or_else(|| "-".into());

@@ -51,6 +51,8 @@ pub enum Action {
     KeyRevoked,
     /// Recipients were added to a key.
     RecipientsAdded,
+    /// A key was given a new expiry (or none).
+    KeyExpiryChanged,
     /// Staff asked whether addresses could open a report before sealing
     /// (reveals whether they have accounts here, so it is recorded).
     RecipientsChecked,
@@ -106,7 +108,7 @@ pub enum Action {
 
 impl Action {
     /// The stable name stored in the log.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Action::SessionCreated => "session.created",
             Action::SessionFailed => "session.failed",
@@ -118,6 +120,7 @@ impl Action {
             Action::KeyDenied => "key.denied",
             Action::KeyRevoked => "key.revoked",
             Action::RecipientsAdded => "key.recipients_added",
+            Action::KeyExpiryChanged => "key.expiry_changed",
             Action::RecipientsChecked => "recipients.checked",
             Action::OrgCreated => "org.created",
             Action::UserCreated => "user.created",
@@ -628,18 +631,37 @@ pub struct Filter {
     pub report_id: Option<String>,
     /// Only events of this organisation.
     pub org: Option<String>,
+    /// Only events by this actor (exact).
+    pub actor: Option<String>,
+    /// Only events with this action, e.g. `key.fetched`.
+    pub action: Option<String>,
+    /// Only events with this outcome.
+    pub outcome: Option<String>,
     /// Only events at or after this time (UTC ms).
     pub since: Option<i64>,
-    /// At most this many (oldest first).
+    /// Only events before this time (UTC ms).
+    pub until: Option<i64>,
+    /// Only events before this sequence number (the next page of a
+    /// newest-first search).
+    pub before: Option<i64>,
+    /// Newest first (a console's page) rather than oldest first (a trail).
+    pub newest_first: bool,
+    /// At most this many.
     pub limit: Option<i64>,
 }
 
-/// Reads events matching `f`, oldest first.
+/// Reads events matching `f`, oldest first unless `f.newest_first`.
+///
+/// Every filter is a column the indexes of migration 000008 lead with
+/// (after the organisation), so a page is a short index walk even in a log
+/// of millions of events.
 pub fn query(conn: &mut Conn, f: &Filter) -> Result<Vec<Record>> {
-    let mut q = audit_events::table
-        .order(audit_events::seq.asc())
-        .select(Record::as_select())
-        .into_boxed();
+    let mut q = audit_events::table.select(Record::as_select()).into_boxed();
+    q = if f.newest_first {
+        q.order(audit_events::seq.desc())
+    } else {
+        q.order(audit_events::seq.asc())
+    };
     if let Some(k) = &f.key_id {
         q = q.filter(audit_events::key_id.eq(k.clone()));
     }
@@ -649,13 +671,68 @@ pub fn query(conn: &mut Conn, f: &Filter) -> Result<Vec<Record>> {
     if let Some(o) = &f.org {
         q = q.filter(audit_events::org.eq(o.clone()));
     }
+    if let Some(a) = &f.actor {
+        q = q.filter(audit_events::actor.eq(a.clone()));
+    }
+    if let Some(a) = &f.action {
+        q = q.filter(audit_events::action.eq(a.clone()));
+    }
+    if let Some(o) = &f.outcome {
+        q = q.filter(audit_events::outcome.eq(o.clone()));
+    }
     if let Some(t) = f.since {
         q = q.filter(audit_events::at.ge(t));
+    }
+    if let Some(t) = f.until {
+        q = q.filter(audit_events::at.lt(t));
+    }
+    if let Some(s) = f.before {
+        q = q.filter(audit_events::seq.lt(s));
     }
     if let Some(n) = f.limit {
         q = q.limit(n);
     }
     Ok(q.load(conn)?)
+}
+
+/// How many events of each of `actions` organisation `org` has per UTC day
+/// from `since` (ms): `(day number since the epoch, action, count)`.
+pub fn daily_counts(
+    conn: &mut Conn,
+    org: &str,
+    actions: &[&str],
+    since: i64,
+) -> Result<Vec<(i64, String, i64)>> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::{BigInt, Text};
+    // Integer division is the same on both backends; the grouping happens
+    // in the database, so a busy month is not loaded row by row. (The
+    // grouping is written as SQL because the day is an expression.)
+    let rows = audit_events::table
+        .filter(audit_events::org.eq(org))
+        .filter(audit_events::action.eq_any(actions))
+        .filter(audit_events::outcome.eq("success"))
+        .filter(audit_events::at.ge(since))
+        .group_by(sql::<(BigInt, Text)>("at / 86400000, action"))
+        .select((
+            sql::<BigInt>("at / 86400000"),
+            sql::<Text>("action"),
+            diesel::dsl::count_star(),
+        ))
+        .load::<(i64, String, i64)>(conn)?;
+    Ok(rows)
+}
+
+/// How many events of organisation `org` with one of `actions` and an
+/// outcome other than success there are from `since` (ms).
+pub fn refusals_since(conn: &mut Conn, org: &str, actions: &[&str], since: i64) -> Result<i64> {
+    Ok(audit_events::table
+        .filter(audit_events::org.eq(org))
+        .filter(audit_events::action.eq_any(actions))
+        .filter(audit_events::outcome.ne("success"))
+        .filter(audit_events::at.ge(since))
+        .count()
+        .get_result(conn)?)
 }
 
 /// An event as exported for the patient record.
@@ -765,14 +842,22 @@ impl std::str::FromStr for Format {
 /// one organisation's: JSON carries it at the top, and every CSV row has its
 /// own `org` cell either way, so no export can pass one organisation's
 /// events off as another's.
-pub fn render(records: &[Record], format: Format, org: Option<&str>) -> Result<Vec<u8>> {
+pub fn render(
+    records: &[Record],
+    format: Format,
+    org: Option<&str>,
+    next_before: Option<i64>,
+) -> Result<Vec<u8>> {
     let events: Vec<ExportedEvent> = records.iter().map(ExportedEvent::from).collect();
     match format {
         Format::Json => {
-            let body = match org {
-                Some(org) => serde_json::json!({ "org": org, "events": events }),
-                None => serde_json::json!({ "events": events }),
-            };
+            let mut body = serde_json::json!({ "events": events });
+            if let Some(org) = org {
+                body["org"] = org.into();
+            }
+            if let Some(seq) = next_before {
+                body["next_before"] = seq.into();
+            }
             serde_json::to_vec_pretty(&body).map_err(|e| Error::Internal(e.to_string()))
         }
         Format::Csv => {

@@ -23,6 +23,8 @@ use crate::error::Result;
 struct ExpectedKey {
     recipients: BTreeSet<String>,
     revoked: bool,
+    /// RFC 3339, as the events write it.
+    expires: Option<String>,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,23 @@ impl Replay {
             ("key.created", Some(k)) => {
                 let e = self.keys.entry(k.to_owned()).or_default();
                 e.recipients.extend(list_after(&r.detail, "recipients: "));
+                e.expires = r
+                    .detail
+                    .rsplit_once("; expires ")
+                    .map(|(_, t)| t.to_owned());
+            }
+            ("key.expiry_changed", Some(k)) => {
+                // "expires T (was U)" or "expires never (was U)"
+                let e = self.keys.entry(k.to_owned()).or_default();
+                let new = r
+                    .detail
+                    .strip_prefix("expires ")
+                    .and_then(|d| d.split_once(" (was "))
+                    .map(|(t, _)| t);
+                e.expires = match new {
+                    Some("never") | None => None,
+                    Some(t) => Some(t.to_owned()),
+                };
             }
             ("key.recipients_added", Some(k)) => {
                 let e = self.keys.entry(k.to_owned()).or_default();
@@ -130,9 +149,13 @@ impl Replay {
     /// Compares the replayed state with the store; the first difference, if
     /// any, in words.
     pub fn compare(&self, conn: &mut Conn) -> Result<Option<String>> {
-        let rows: Vec<(String, Option<i64>)> = data_keys::table
+        let rows: Vec<(String, Option<i64>, Option<i64>)> = data_keys::table
             .order(data_keys::key_id)
-            .select((data_keys::key_id, data_keys::revoked_at))
+            .select((
+                data_keys::key_id,
+                data_keys::revoked_at,
+                data_keys::expires_at,
+            ))
             .load(conn)?;
         let mut recipients: HashMap<String, BTreeSet<String>> = HashMap::new();
         for (k, e) in key_recipients::table
@@ -142,7 +165,7 @@ impl Replay {
             recipients.entry(k).or_default().insert(e);
         }
         let empty = BTreeSet::new();
-        for (key_id, revoked_at) in &rows {
+        for (key_id, revoked_at, expires_at) in &rows {
             let Some(exp) = self.keys.get(key_id) else {
                 return Ok(Some(format!(
                     "key {key_id} is in the store but no event created it"
@@ -155,6 +178,11 @@ impl Replay {
                     format!("key {key_id} is revoked in the store, but no event revoked it")
                 }));
             }
+            if exp.expires != expires_at.map(crate::time::rfc3339) {
+                return Ok(Some(format!(
+                    "key {key_id} in the store does not expire when its events say"
+                )));
+            }
             let have = recipients.get(key_id).unwrap_or(&empty);
             if *have != exp.recipients {
                 return Ok(Some(format!(
@@ -163,7 +191,7 @@ impl Replay {
             }
         }
         if rows.len() != self.keys.len() {
-            let stored: BTreeSet<&String> = rows.iter().map(|(k, _)| k).collect();
+            let stored: BTreeSet<&String> = rows.iter().map(|(k, _, _)| k).collect();
             if let Some(k) = self.keys.keys().find(|k| !stored.contains(k)) {
                 return Ok(Some(format!(
                     "key {k} was created, but it is not in the store"

@@ -46,7 +46,7 @@ fn staff_role(role: &str) -> Result<Role> {
 
 /// Authenticates and requires `allowed`; a refusal is recorded with what
 /// was tried.
-async fn as_role(
+pub(super) async fn as_role(
     state: &AppState,
     creds: Credentials,
     allowed: fn(&Principal) -> bool,
@@ -75,7 +75,7 @@ fn is_admin(p: &Principal) -> bool {
     p.role == Role::Admin
 }
 
-fn reads_org(p: &Principal) -> bool {
+pub(super) fn reads_org(p: &Principal) -> bool {
     crate::policy::may_read_org_audit(p)
 }
 

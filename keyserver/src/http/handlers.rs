@@ -658,10 +658,81 @@ pub struct AuditQuery {
     key_id: Option<String>,
     /// Only events about this report.
     report_id: Option<String>,
+    /// Only events by this actor (their address, exactly).
+    actor: Option<String>,
+    /// Only this action, e.g. `key.fetched`.
+    action: Option<String>,
+    /// Only `success`, `denied` or `failure`.
+    outcome: Option<String>,
     /// Only events at or after this time (RFC 3339).
     since: Option<String>,
+    /// Only events before this time (RFC 3339).
+    until: Option<String>,
+    /// `oldest` first (default: a trail) or `newest` first (a console's
+    /// pages).
+    order: Option<String>,
+    /// Only events before this sequence number: the `next_before` of the
+    /// page before.
+    before: Option<i64>,
+    /// At most this many (1–1000); the JSON then says `next_before` when
+    /// more match.
+    limit: Option<i64>,
     /// `json` (default) or `csv`.
     format: Option<String>,
+}
+
+/// The most events one page of `GET /v1/audit` may hold.
+const MAX_AUDIT_PAGE: i64 = 1000;
+
+impl AuditQuery {
+    /// The filter asked for, checked.
+    fn filter(&self) -> Result<audit::Filter> {
+        let newest_first = match self.order.as_deref() {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(_) => return Err(Error::Invalid("order must be oldest or newest".into())),
+        };
+        if let Some(o) = &self.outcome
+            && !matches!(o.as_str(), "success" | "denied" | "failure")
+        {
+            return Err(Error::Invalid(
+                "outcome must be success, denied or failure".into(),
+            ));
+        }
+        if let Some(a) = &self.action
+            && (a.is_empty()
+                || a.len() > 64
+                || !a
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'))
+        {
+            return Err(Error::Invalid(
+                "action is a name such as key.fetched".into(),
+            ));
+        }
+        if let Some(n) = self.limit
+            && !(1..=MAX_AUDIT_PAGE).contains(&n)
+        {
+            return Err(Error::Invalid(format!(
+                "limit must be 1 to {MAX_AUDIT_PAGE}"
+            )));
+        }
+        let time = |t: &Option<String>| t.as_deref().map(parse_rfc3339).transpose();
+        Ok(audit::Filter {
+            key_id: self.key_id.clone(),
+            report_id: self.report_id.clone(),
+            actor: self.actor.as_deref().map(|a| a.trim().to_owned()),
+            action: self.action.clone(),
+            outcome: self.outcome.clone(),
+            since: time(&self.since)?,
+            until: time(&self.until)?,
+            before: self.before,
+            newest_first,
+            // One more than asked, to know whether another page follows.
+            limit: self.limit.map(|n| n + 1),
+            org: None,
+        })
+    }
 }
 
 /// Audit events for the patient record: sent, fetched by whom, when, from where.
@@ -676,12 +747,7 @@ pub async fn read_audit(
 ) -> Result<HttpResponse> {
     let q = query.into_inner();
     let format: audit::Format = q.format.as_deref().unwrap_or("json").parse()?;
-    let mut filter = audit::Filter {
-        key_id: q.key_id.clone(),
-        report_id: q.report_id.clone(),
-        since: q.since.as_deref().map(parse_rfc3339).transpose()?,
-        ..Default::default()
-    };
+    let mut filter = q.filter()?;
     let asked_key = q.key_id.clone();
     let ring = state.keyring.get();
     let (caller, key) = state
@@ -710,8 +776,15 @@ pub async fn read_audit(
         }
     }
     let f = filter.clone();
-    let records = with_conn(&state, move |c| audit::query(c, &f)).await?;
-    let body = audit::render(&records, format, filter.org.as_deref())?;
+    let mut records = with_conn(&state, move |c| audit::query(c, &f)).await?;
+    let next_before = match q.limit {
+        Some(n) if records.len() as i64 > n => {
+            records.truncate(usize::try_from(n).unwrap_or(0));
+            records.last().map(|r| r.seq)
+        }
+        _ => None,
+    };
+    let body = audit::render(&records, format, filter.org.as_deref(), next_before)?;
     // The filter goes in the detail, not the key/report columns, so that a
     // report's exported trail is the report's story, not who read it.
     let ev = caller

@@ -7,6 +7,8 @@ pub mod console;
 pub mod drops;
 pub mod handlers;
 pub mod limiter;
+pub mod oversight;
+pub mod reports;
 pub mod signin;
 pub mod transparency;
 
@@ -71,6 +73,8 @@ pub struct AppState {
     pub drop_max_bytes: u64,
     /// Sends sign-in codes, when the server has mail settings.
     pub mailer: Option<Arc<crate::signin::mail::Mailer>>,
+    /// The audit log's last integrity check, for the console.
+    pub audit_status: oversight::StatusCache,
 }
 
 /// Who may read `/metrics`. The counters say how busy the server is, how
@@ -119,6 +123,7 @@ impl MetricsAccess {
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key, handlers::check_recipients,
         console::list_users, console::create_user, console::patch_user, console::disable_user,
         console::enable_user, console::end_sessions, console::get_policy, console::put_policy,
+        reports::list_keys, reports::patch_key, oversight::audit_status, oversight::overview,
         handlers::read_audit, drops::create_drop, drops::download_drop, handlers::healthz, handlers::readyz, handlers::metrics,
         transparency::checkpoint, transparency::proof, transparency::consistency,
         transparency::public_key,
@@ -127,6 +132,8 @@ impl MetricsAccess {
         v1::LoginRequest, v1::CodeRequest, v1::GrantExchange, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
         v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest, v1::RecipientsCheck, v1::RecipientsChecked, v1::RecipientStatus,
         v1::UserView, v1::UsersList, v1::NewUser, v1::UserPatch, v1::CreatedUser, v1::OrgPolicy,
+        v1::KeyView, v1::KeysList, v1::KeyPatch, v1::AuditStatus, v1::CheckpointView, v1::DayCounts,
+        v1::Overview,
         v1::ErrorBody, v1::CreatedDrop, crate::audit::ExportedEvent, v1::Proof, v1::PublicKey,
     )),
     modifiers(&BearerAuth)
@@ -220,6 +227,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(handlers::current_session),
         )
         .route("/v1/keys", web::post().to(handlers::create_key))
+        .route("/v1/keys", web::get().to(reports::list_keys))
+        .route("/v1/overview", web::get().to(oversight::overview))
         .route(
             "/v1/recipients/check",
             web::post().to(handlers::check_recipients),
@@ -242,6 +251,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::post().to(console::end_sessions),
         )
         .route("/v1/keys/{key_id}", web::get().to(handlers::fetch_key))
+        .route("/v1/keys/{key_id}", web::patch().to(reports::patch_key))
         .route(
             "/v1/keys/{key_id}/recipients",
             web::post().to(handlers::add_recipients),
@@ -258,6 +268,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(transparency::checkpoint),
         )
         .route("/v1/audit/proof", web::get().to(transparency::proof))
+        .route("/v1/audit/status", web::get().to(oversight::audit_status))
         .route(
             "/v1/audit/consistency",
             web::get().to(transparency::consistency),
