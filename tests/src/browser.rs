@@ -60,7 +60,7 @@ pub struct Browser {
     client: Option<Client>,
     /// Where the browser saves downloads.
     pub downloads: tempfile::TempDir,
-    _turn: MutexGuard<'static, ()>,
+    _turn: Option<MutexGuard<'static, ()>>,
 }
 
 /// How long a step may take before the test fails.
@@ -69,7 +69,16 @@ const WAIT: Duration = Duration::from_secs(60);
 impl Browser {
     /// A new headless Chromium with a phone-sized window.
     pub fn new() -> Browser {
-        let turn = one_at_a_time();
+        Browser::start(Some(one_at_a_time()))
+    }
+
+    /// A second browser (another person's) for the same test, open at the
+    /// same time as this one, whose turn it shares.
+    pub fn alongside(&self) -> Browser {
+        Browser::start(None)
+    }
+
+    fn start(turn: Option<MutexGuard<'static, ()>>) -> Browser {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -85,6 +94,11 @@ impl Browser {
                          "--no-first-run", "--disable-extensions",
                          "--disable-background-networking", "--disable-component-update",
                          "--disable-sync", "--metrics-recording-only", "--mute-audio"],
+                // A desktop window cannot be narrower than 500 px: the
+                // phone's screen is emulated, 390 CSS px wide.
+                "mobileEmulation": {
+                    "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 1.0 }
+                },
                 "prefs": {
                     "download.default_directory": downloads.path().display().to_string(),
                     "download.prompt_for_download": false,
@@ -187,6 +201,19 @@ impl Browser {
         self.rt.block_on(f.send_keys(value)).expect("type");
     }
 
+    /// Chooses the option reading `option` in the list labelled `label`.
+    pub fn select(&self, label: &str, option: &str) {
+        let f = self.field(label);
+        let o = self
+            .rt
+            .block_on(f.find(Locator::XPath(&format!(
+                ".//option[normalize-space()={}]",
+                xpath_literal(option)
+            ))))
+            .unwrap_or_else(|e| panic!("no option {option:?} in {label:?}: {e}"));
+        self.rt.block_on(o.click()).expect("choose an option");
+    }
+
     /// Chooses `path` in the file input labelled `label`.
     pub fn choose_file(&self, label: &str, path: &Path) {
         let f = self.field(label);
@@ -206,6 +233,28 @@ impl Browser {
             .next()
         });
         self.rt.block_on(b.click()).expect("click");
+    }
+
+    /// Clicks the button named `name` in the table row that has a cell
+    /// reading `cell` (e.g. "Disable" in a user's row).
+    pub fn click_in_row(&self, cell: &str, name: &str) {
+        let (cell, name) = (xpath_literal(cell), xpath_literal(name));
+        let b = self.until(&format!("a button {name} in the row of {cell}"), |b| {
+            b.visible(Locator::XPath(&format!(
+                "//tr[td[normalize-space()={cell}]]//button[normalize-space()={name}]"
+            )))
+            .into_iter()
+            .next()
+        });
+        self.rt.block_on(b.click()).expect("click");
+    }
+
+    /// Waits until the page's status line (`#progress`) contains `text`.
+    pub fn status_says(&self, text: &str) -> String {
+        self.until(&format!("the status to say {text:?}"), |b| {
+            let t = b.text("#progress");
+            t.contains(text).then_some(t)
+        })
     }
 
     /// The text of the first element matching `css` (empty if none).

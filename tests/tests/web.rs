@@ -32,6 +32,7 @@ fn download_app(base: &str, dir: &Path) {
     for name in [
         "index.html",
         "app.js",
+        "console.js",
         "app.css",
         "worker.js",
         "medseal_web.js",
@@ -44,7 +45,7 @@ fn download_app(base: &str, dir: &Path) {
     }
     // The HTML pins its script and style by hash (Subresource Integrity),
     // and the hashes are those of the files served beside it.
-    for name in ["app.js", "app.css"] {
+    for name in ["app.js", "console.js", "app.css"] {
         use sha2::Digest;
         let bytes = std::fs::read(dir.join(name)).unwrap();
         let sri = format!(

@@ -5,6 +5,8 @@
 // the page as text (textContent) or as a Blob URL, never as markup.
 "use strict";
 
+import { createConsole } from "./console.js";
+
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
 let file = null;
@@ -327,6 +329,37 @@ function forgetSession() {
   session = null;
   sessionStorage.removeItem("medseal-session");
   showSession();
+  orgConsole.forget();
+}
+
+const orgConsole = createConsole({
+  api,
+  problem,
+  clearProblem,
+  say: (text) => { $("progress").textContent = text; },
+  sessionEnded: () => {
+    forgetSession();
+    askSignIn("Your session has ended. Sign in again to use the console.");
+  },
+});
+
+const inConsole = () => location.hash === "#/console" || location.hash.startsWith("#/console/") || location.hash.startsWith("#/console?");
+
+// The console needs a session; without one it asks for a sign-in first.
+async function showConsole() {
+  $("main").classList.add("wide");
+  $("page-title").textContent = "Organisation console";
+  document.title = "Organisation console – medseal";
+  $("intro").hidden = true;
+  $("drop-intro").hidden = true;
+  $("open-form").hidden = true;
+  if (!session) {
+    orgConsole.hide();
+    askSignIn("Sign in with your organisation account to use the console.");
+    $("signin-title").textContent = "Sign in";
+    return;
+  }
+  await orgConsole.show(location.hash);
 }
 
 async function resumeSession() {
@@ -395,6 +428,10 @@ $("signin-form").addEventListener("submit", async (e) => {
 function signedIn() {
   useCode(false);
   signInDone();
+  if (inConsole()) {
+    showConsole();
+    return;
+  }
   if (location.hash.startsWith("#/code")) {
     history.replaceState(null, "", "#/open");
     route();
@@ -479,13 +516,15 @@ async function finishSso(params) {
   const who = me && me.ok ? await me.json().catch(() => ({})) : {};
   keepSession({ ...session, email: who.email || "" });
   $("progress").textContent = `Signed in as ${session.email}.`;
-  if (dropId) openChosen();
+  if (inConsole()) showConsole();
+  else if (dropId) openChosen();
 }
 
 $("signout").addEventListener("click", async () => {
   await api("/v1/sessions/current", { method: "DELETE" }).catch(() => null);
   forgetSession();
   clearShown();
+  if (inConsole()) route();
 });
 
 // ---- saving ---------------------------------------------------------------
@@ -504,6 +543,16 @@ function route() {
   }
   signInDone();
   useCode(false);
+  $("main").classList.remove("wide");
+  document.title = "Open a sealed report – medseal";
+  if (inConsole()) {
+    clearShown();
+    clearProblem();
+    $("progress").textContent = "";
+    showConsole();
+    return;
+  }
+  orgConsole.hide();
   const m = /^#\/drop\/(d_[0-9a-f]{32})$/.exec(location.hash);
   dropId = m ? m[1] : null;
   file = null;
@@ -548,5 +597,6 @@ $("open-form").addEventListener("submit", (e) => {
   openChosen();
 });
 window.addEventListener("hashchange", route);
-route();
-resumeSession();
+// The session is known before the first screen, so that the console does
+// not ask for a sign-in the tab already has.
+resumeSession().finally(route);
