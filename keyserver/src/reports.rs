@@ -48,7 +48,6 @@ pub struct KeySummary {
 /// more follow.
 pub fn list(
     conn: &mut Conn,
-    org: &str,
     org_id: i64,
     state_key: &[u8; 32],
     f: &KeyFilter,
@@ -89,10 +88,10 @@ pub fn list(
     {
         recipients.entry(k).or_default().push(e);
     }
-    // Fetches are counted in the key's own organisation's trail only.
+    // A release is recorded under the key's own organisation, and key ids
+    // are unique, so the key-id index alone finds them.
     let fetches: HashMap<Option<String>, i64> = audit_events::table
         .filter(audit_events::key_id.eq_any(&ids))
-        .filter(audit_events::org.eq(org))
         .filter(audit_events::action.eq("key.fetched"))
         .filter(audit_events::outcome.eq("success"))
         .group_by(audit_events::key_id)

@@ -302,8 +302,11 @@ export function createConsole({ api, problem, clearProblem, say, sessionEnded })
     fact(facts, "Status", k.intact ? k.status : `${k.status}: changed outside the key server, never released`);
     if (k.revoked_at) fact(facts, "Revoked", when(k.revoked_at));
     fact(facts, "Opened", `${k.fetches} time${k.fetches === 1 ? "" : "s"}`);
-    const live = k.status !== "revoked";
-    for (const id of ["c-revoke", "c-add-recipient", "c-expiry"]) $(id).hidden = !live;
+    // A revoked key changes no more; an expired one may be revoked or given
+    // more time, but takes no new recipients.
+    $("c-revoke").hidden = k.status === "revoked";
+    $("c-expiry").hidden = k.status === "revoked";
+    $("c-add-recipient").hidden = k.status !== "live";
     $("c-expires").value = k.expires_at ? k.expires_at.slice(0, 10) : "";
     const trail = await call(`/v1/audit?key_id=${encodeURIComponent(k.key_id)}`);
     fill("c-history", trail.events.map((e) => row([when(e.at), e.actor, e.action, e.outcome, e.detail])));
@@ -372,7 +375,7 @@ export function createConsole({ api, problem, clearProblem, say, sessionEnded })
 
   const AUDIT_FIELDS = [["c-a-report", "report_id"], ["c-a-key", "key_id"], ["c-a-actor", "actor"], ["c-a-action", "action"], ["c-a-outcome", "outcome"], ["c-a-since", "since"], ["c-a-until", "until"]];
 
-  function auditQuery(before) {
+  function auditQuery() {
     const p = new URLSearchParams({ order: "newest", limit: PAGE });
     for (const [id, name] of AUDIT_FIELDS) {
       let v = $(id).value.trim();
@@ -385,12 +388,15 @@ export function createConsole({ api, problem, clearProblem, say, sessionEnded })
       }
       p.set(name, v);
     }
-    if (before) p.set("before", before);
     return p;
   }
 
-  async function auditPage(before) {
-    const q = auditQuery(before);
+  // A page of the search on screen (`paging`: the one shown, not what the
+  // form now says), or of the form's search.
+  async function auditPage(before, paging = false) {
+    const q = paging && auditShown ? new URLSearchParams(auditShown) : auditQuery();
+    if (before) q.set("before", before);
+    else q.delete("before");
     const page = await call(`/v1/audit?${q}`);
     auditShown = q;
     fill("c-audit-table", page.events.map((e) => row([e.seq, when(e.at), e.actor, e.action, e.report_id, e.outcome, e.client_ip, e.detail])));
@@ -421,11 +427,11 @@ export function createConsole({ api, problem, clearProblem, say, sessionEnded })
   });
   $("c-audit-older").addEventListener("click", () => {
     auditPages.push(auditShown.get("before"));
-    auditPage($("c-audit-older").dataset.before).catch((err) => problem(err.message));
+    auditPage($("c-audit-older").dataset.before, true).catch((err) => problem(err.message));
   });
   $("c-audit-newer").addEventListener("click", () => {
     const before = auditPages.pop();
-    auditPage(before).catch((err) => problem(err.message));
+    auditPage(before, true).catch((err) => problem(err.message));
   });
 
   // Exactly the events on screen: the same query, page and all.

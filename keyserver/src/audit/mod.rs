@@ -644,10 +644,49 @@ pub struct Filter {
     /// Only events before this sequence number (the next page of a
     /// newest-first search).
     pub before: Option<i64>,
+    /// Only events after this sequence number (the next page of an
+    /// oldest-first search).
+    pub after: Option<i64>,
     /// Newest first (a console's page) rather than oldest first (a trail).
     pub newest_first: bool,
     /// At most this many.
     pub limit: Option<i64>,
+}
+
+impl Filter {
+    /// What was searched for, as the `audit.read` event records it (no
+    /// filter is left out: a search is itself part of the trail).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut add = |name: &str, v: Option<String>| {
+            if let Some(v) = v {
+                parts.push(format!("{name}={v}"));
+            }
+        };
+        add("key_id", self.key_id.clone());
+        add("report_id", self.report_id.clone());
+        add("actor", self.actor.clone());
+        add("action", self.action.clone());
+        add("outcome", self.outcome.clone());
+        add("since", self.since.map(rfc3339));
+        add("until", self.until.map(rfc3339));
+        add("before", self.before.map(|s| s.to_string()));
+        add("after", self.after.map(|s| s.to_string()));
+        if parts.is_empty() {
+            "everything".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Where the next page of a search starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Next {
+    /// Newest first: the events before this one.
+    Before(i64),
+    /// Oldest first: the events after this one.
+    After(i64),
 }
 
 /// Reads events matching `f`, oldest first unless `f.newest_first`.
@@ -688,6 +727,9 @@ pub fn query(conn: &mut Conn, f: &Filter) -> Result<Vec<Record>> {
     }
     if let Some(s) = f.before {
         q = q.filter(audit_events::seq.lt(s));
+    }
+    if let Some(s) = f.after {
+        q = q.filter(audit_events::seq.gt(s));
     }
     if let Some(n) = f.limit {
         q = q.limit(n);
@@ -846,7 +888,7 @@ pub fn render(
     records: &[Record],
     format: Format,
     org: Option<&str>,
-    next_before: Option<i64>,
+    next: Option<Next>,
 ) -> Result<Vec<u8>> {
     let events: Vec<ExportedEvent> = records.iter().map(ExportedEvent::from).collect();
     match format {
@@ -855,8 +897,10 @@ pub fn render(
             if let Some(org) = org {
                 body["org"] = org.into();
             }
-            if let Some(seq) = next_before {
-                body["next_before"] = seq.into();
+            match next {
+                Some(Next::Before(seq)) => body["next_before"] = seq.into(),
+                Some(Next::After(seq)) => body["next_after"] = seq.into(),
+                None => {}
             }
             serde_json::to_vec_pretty(&body).map_err(|e| Error::Internal(e.to_string()))
         }

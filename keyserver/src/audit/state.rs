@@ -23,8 +23,13 @@ use crate::error::Result;
 struct ExpectedKey {
     recipients: BTreeSet<String>,
     revoked: bool,
-    /// RFC 3339, as the events write it.
-    expires: Option<String>,
+    /// The expiry the events give it (RFC 3339 as they write it; `Some(None)`
+    /// for none), or `None` when they do not say: a `key.created` without
+    /// an expiry says nothing of it (the first releases never wrote one, and
+    /// a detail cut at its length limit may have lost it). Such a key's
+    /// expiry is checked by its seal alone until a `key.expiry_changed`
+    /// says what it is.
+    expires: Option<Option<String>>,
 }
 
 #[derive(Debug)]
@@ -79,7 +84,9 @@ impl Replay {
                 e.expires = r
                     .detail
                     .rsplit_once("; expires ")
-                    .map(|(_, t)| t.to_owned());
+                    .map(|(_, t)| t)
+                    .filter(|t| crate::time::parse_rfc3339(t).is_ok())
+                    .map(|t| Some(t.to_owned()));
             }
             ("key.expiry_changed", Some(k)) => {
                 // "expires T (was U)" or "expires never (was U)"
@@ -90,8 +97,9 @@ impl Replay {
                     .and_then(|d| d.split_once(" (was "))
                     .map(|(t, _)| t);
                 e.expires = match new {
-                    Some("never") | None => None,
-                    Some(t) => Some(t.to_owned()),
+                    Some("never") => Some(None),
+                    Some(t) => Some(Some(t.to_owned())),
+                    None => None,
                 };
             }
             ("key.recipients_added", Some(k)) => {
@@ -178,7 +186,9 @@ impl Replay {
                     format!("key {key_id} is revoked in the store, but no event revoked it")
                 }));
             }
-            if exp.expires != expires_at.map(crate::time::rfc3339) {
+            if let Some(want) = &exp.expires
+                && *want != expires_at.map(crate::time::rfc3339)
+            {
                 return Ok(Some(format!(
                     "key {key_id} in the store does not expire when its events say"
                 )));

@@ -65,7 +65,8 @@ pub(super) async fn as_role(
             )
             .await?;
         return Err(Error::Forbidden(format!(
-            "only an admin of the organisation may {tried}"
+            "your role ({}) may not {tried}",
+            caller.principal.role.as_str()
         )));
     }
     Ok(caller)

@@ -672,10 +672,13 @@ pub struct AuditQuery {
     /// pages).
     order: Option<String>,
     /// Only events before this sequence number: the `next_before` of the
-    /// page before.
+    /// page before (newest first).
     before: Option<i64>,
-    /// At most this many (1–1000); the JSON then says `next_before` when
-    /// more match.
+    /// Only events after this sequence number: the `next_after` of the
+    /// page before (oldest first).
+    after: Option<i64>,
+    /// At most this many (1–1000); the JSON then says `next_before` (newest
+    /// first) or `next_after` (oldest first) when more match.
     limit: Option<i64>,
     /// `json` (default) or `csv`.
     format: Option<String>,
@@ -721,12 +724,13 @@ impl AuditQuery {
         Ok(audit::Filter {
             key_id: self.key_id.clone(),
             report_id: self.report_id.clone(),
-            actor: self.actor.as_deref().map(|a| a.trim().to_owned()),
+            actor: self.actor.as_deref().map(|a| a.trim().to_lowercase()),
             action: self.action.clone(),
             outcome: self.outcome.clone(),
             since: time(&self.since)?,
             until: time(&self.until)?,
             before: self.before,
+            after: self.after,
             newest_first,
             // One more than asked, to know whether another page follows.
             limit: self.limit.map(|n| n + 1),
@@ -777,24 +781,25 @@ pub async fn read_audit(
     }
     let f = filter.clone();
     let mut records = with_conn(&state, move |c| audit::query(c, &f)).await?;
-    let next_before = match q.limit {
+    let next = match q.limit {
         Some(n) if records.len() as i64 > n => {
             records.truncate(usize::try_from(n).unwrap_or(0));
-            records.last().map(|r| r.seq)
+            records.last().map(|r| {
+                if filter.newest_first {
+                    audit::Next::Before(r.seq)
+                } else {
+                    audit::Next::After(r.seq)
+                }
+            })
         }
         _ => None,
     };
-    let body = audit::render(&records, format, filter.org.as_deref(), next_before)?;
+    let body = audit::render(&records, format, filter.org.as_deref(), next)?;
     // The filter goes in the detail, not the key/report columns, so that a
     // report's exported trail is the report's story, not who read it.
     let ev = caller
         .event(&p.org, Action::AuditRead, Outcome::Success)
-        .detail(format!(
-            "{} events (key_id={}, report_id={})",
-            records.len(),
-            filter.key_id.as_deref().unwrap_or("*"),
-            filter.report_id.as_deref().unwrap_or("*"),
-        ));
+        .detail(format!("{} events ({})", records.len(), filter.describe()));
     state.audit.record(ev).await?;
     let ctype = match format {
         audit::Format::Json => "application/json",

@@ -19,13 +19,34 @@ use crate::time::rfc3339;
 
 const DAY_MS: i64 = 86_400_000;
 
-/// A check is run again when the last one is this old (or when asked for
-/// with `fresh`): a full verification reads every event.
+/// A check is reused for this long; a full verification reads every event.
 const RECHECK_AFTER_MS: i64 = 60_000;
 
-/// The last integrity check, shared by every request.
+/// `fresh` asks for a new check, but gets the last one if it is younger
+/// than this: asking again and again does not keep the server verifying.
+const FRESH_AFTER_MS: i64 = 5_000;
+
+/// The last integrity check, shared by every request, and the one running.
 #[derive(Debug, Default)]
-pub struct StatusCache(tokio::sync::Mutex<Option<(i64, AuditStatus)>>);
+pub struct StatusCache {
+    last: std::sync::Mutex<Option<(i64, AuditStatus)>>,
+    running: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl StatusCache {
+    /// The last check if it began under `younger_than` ms before `now`.
+    fn last(&self, younger_than: i64, now: i64) -> Option<AuditStatus> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| now.saturating_sub(*at) < younger_than)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The last check, however old.
+    fn any(&self) -> Option<AuditStatus> {
+        self.last(i64::MAX, i64::MIN)
+    }
+}
 
 fn head_seq(c: &mut crate::db::Conn) -> Result<i64> {
     use crate::db::schema::audit_head;
@@ -37,11 +58,56 @@ fn head_seq(c: &mut crate::db::Conn) -> Result<i64> {
         .unwrap_or(0))
 }
 
+/// Verifies the whole log and keeps the answer. What is wrong is said only
+/// by where: the reason names keys, users and organisations of the whole
+/// server, and an organisation's auditor sees their own organisation only
+/// (the operator reads it with `medseal keyserver audit verify`).
+async fn check(state: web::Data<AppState>) -> Result<AuditStatus> {
+    let started = state.clock.now_ms();
+    let head = with_conn(&state, head_seq).await?;
+    let ring = state.keyring.get();
+    let v = with_conn(&state, move |c| audit::verify(c, &ring, None, true)).await?;
+    let status = AuditStatus {
+        events: u64::try_from(head.max(v.verified)).unwrap_or(0),
+        verified_up_to: u64::try_from(v.verified).unwrap_or(0),
+        status: if v.broken.is_some() {
+            "broken"
+        } else {
+            "intact"
+        }
+        .to_owned(),
+        problem: v.broken.as_ref().map(|b| {
+            let what = if b.seq > 0 {
+                format!("from event {} on, the log does not verify", b.seq)
+            } else {
+                "the stored keys, users or settings are not what the events say".to_owned()
+            };
+            format!("{what}; the server's operator sees why with medseal keyserver audit verify")
+        }),
+        checkpoint: v.checkpoint.map(|c| CheckpointView {
+            size: c.size,
+            root: c.root,
+            at: rfc3339(c.at_ms),
+        }),
+        checked_at: rfc3339(started),
+    };
+    if v.broken.is_some() {
+        state.metrics.integrity_violation();
+    }
+    *state
+        .audit_status
+        .last
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some((started, status.clone()));
+    Ok(status)
+}
+
 /// `GET /v1/audit/status` query.
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct StatusQuery {
-    /// Check now rather than answer the last check (if under a minute old).
+    /// Check now rather than answer the last check (unless that is under
+    /// five seconds old).
     fresh: Option<bool>,
 }
 
@@ -57,49 +123,47 @@ pub async fn audit_status(
     query: web::Query<StatusQuery>,
 ) -> Result<HttpResponse> {
     as_role(&state, creds, reads_org, "read the audit log's status").await?;
-    let asked_at = state.clock.now_ms();
-    // One check at a time; those who waited get its answer.
-    let mut cached = state.audit_status.0.lock().await;
     let now = state.clock.now_ms();
-    let recent = cached.as_ref().is_some_and(|(at, _)| {
-        *at >= asked_at || (query.fresh != Some(true) && now - at < RECHECK_AFTER_MS)
-    });
-    if !recent {
-        let head = with_conn(&state, head_seq).await?;
-        let ring = state.keyring.get();
-        let v = with_conn(&state, move |c| audit::verify(c, &ring, None, true)).await?;
-        let status = AuditStatus {
-            events: u64::try_from(head.max(v.verified)).unwrap_or(0),
-            verified_up_to: u64::try_from(v.verified).unwrap_or(0),
-            status: if v.broken.is_some() {
-                "broken"
-            } else {
-                "intact"
-            }
-            .to_owned(),
-            problem: v
-                .broken
-                .as_ref()
-                .map(|b| format!("at event {}: {}", b.seq, b.reason)),
-            checkpoint: v.checkpoint.map(|c| CheckpointView {
-                size: c.size,
-                root: c.root,
-                at: rfc3339(c.at_ms),
-            }),
-            checked_at: rfc3339(now),
-        };
-        if v.broken.is_some() {
-            state.metrics.integrity_violation();
-        }
-        *cached = Some((now, status));
+    let reuse = if query.fresh == Some(true) {
+        FRESH_AFTER_MS
+    } else {
+        RECHECK_AFTER_MS
+    };
+    let answer = |s: AuditStatus| {
+        Ok(HttpResponse::Ok()
+            .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .json(s))
+    };
+    if let Some(s) = state.audit_status.last(reuse, now) {
+        return answer(s);
     }
-    let status = cached
-        .as_ref()
-        .map(|(_, s)| s.clone())
-        .ok_or_else(|| Error::Internal("no audit status".into()))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .json(status))
+    // One check at a time. It runs in its own task, holding the turn to the
+    // end even if the caller goes away; while it runs, others are answered
+    // with the last check (saying when it was made), or wait for this one.
+    match state.audit_status.running.clone().try_lock_owned() {
+        Ok(turn) => {
+            let st = state.clone();
+            let task = actix_web::rt::spawn(async move {
+                let _turn = turn;
+                check(st).await
+            });
+            let status = task
+                .await
+                .map_err(|e| Error::Internal(format!("the integrity check stopped: {e}")))??;
+            answer(status)
+        }
+        Err(_) => {
+            if let Some(s) = state.audit_status.any() {
+                return answer(s);
+            }
+            drop(state.audit_status.running.lock().await);
+            let s = state
+                .audit_status
+                .any()
+                .ok_or_else(|| Error::Internal("the integrity check did not finish".into()))?;
+            answer(s)
+        }
+    }
 }
 
 /// `GET /v1/overview` query.

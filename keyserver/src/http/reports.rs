@@ -83,9 +83,9 @@ pub async fn list_keys(
         limit: i64::from(limit),
     };
     let ring = state.keyring.get();
-    let (org, org_id) = (caller.principal.org.clone(), caller.principal.org_id);
+    let org_id = caller.principal.org_id;
     let (found, more) = with_conn(&state, move |c| {
-        reports::list(c, &org, org_id, ring.state_key(), &filter)
+        reports::list(c, org_id, ring.state_key(), &filter)
     })
     .await?;
     let now = state.clock.now_ms();
@@ -145,7 +145,7 @@ pub async fn patch_key(
         ..KeyFilter::default()
     };
     let (found, _) = with_conn(&state, move |c| {
-        reports::list(c, &info.org, org_id, ring.state_key(), &filter)
+        reports::list(c, org_id, ring.state_key(), &filter)
     })
     .await?;
     let now = state.clock.now_ms();

@@ -6,9 +6,11 @@ CREATE INDEX audit_org_action ON audit_events (org, action, seq);
 CREATE INDEX audit_org_actor ON audit_events (org, actor, seq);
 CREATE INDEX audit_org_outcome ON audit_events (org, outcome, seq);
 CREATE INDEX audit_org_at ON audit_events (org, at);
--- "Who opened this report": its events by action (it serves what the
--- report-only index did, so that one goes).
-CREATE INDEX audit_report_action ON audit_events (report_id, action, seq);
+-- "Who opened this report": its events by organisation and action (it
+-- serves what the report-only index did, so that one goes). All three
+-- equalities are in one index, so the plan is right even before the
+-- database has statistics (a store just restored or bulk-loaded).
+CREATE INDEX audit_report_action ON audit_events (report_id, org, action, seq);
 DROP INDEX audit_report;
 -- The console's list of an organisation's reports, newest first.
 CREATE INDEX data_keys_org_created ON data_keys (org_id, created_at);
