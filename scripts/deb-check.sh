@@ -13,7 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo-deb >/dev/null || cargo install --locked --quiet cargo-deb@3.8.0
-cargo deb -p medseal -- --locked
+# DEB_PROFILE=dev packages the binary the test suite already built (same
+# files, modes and scripts; only the compiler's optimisation differs), which
+# saves the suite a second, optimised build of everything.
+cargo deb -p medseal --profile "${DEB_PROFILE:-release}" -- --locked
 deb=$(ls -t target/debian/medseal_*.deb | head -1)
 echo "deb-check: $deb ($(du -h "$deb" | cut -f1))"
 
