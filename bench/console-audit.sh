@@ -20,19 +20,16 @@ cargo build --release -q -p medseal --manifest-path "$root/Cargo.toml"
 cargo build --release -q -p medseal-keyserver --example console_fill --manifest-path "$root/Cargo.toml"
 bin="$root/target/release/medseal"
 fill="$root/target/release/examples/console_fill"
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+. "$root/bench/lib/postgres.sh"
 
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medseal-console-bench.XXXXXX")
-chmod 755 "$work"
 pids=()
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  pg_stop "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 printf 'a long bench password\n' > "$work/pw"
 
 run() { # NAME DATA_DIR DATABASE_URL|-
@@ -89,9 +86,5 @@ echo
 echo "| store | request | p50 ms | p99 ms | max ms | events per answer |"
 echo "|---|---|---|---|---|---|"
 run SQLite "$work/sqlite" -
-pgport=$(free_port)
-mkdir -p "$work/pg" && [ "$(id -u)" -eq 0 ] && chown postgres "$work/pg"
-as_pg "$pgbin/initdb" -D "$work/pg" -U medseal --auth=trust >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/pg" -o "-p $pgport -k /tmp -c listen_addresses=127.0.0.1" -l "$work/pg/log" start >/dev/null
-"$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U medseal medseal
-run PostgreSQL "$work/pgdata" "postgres://medseal@127.0.0.1:$pgport/medseal"
+pg_start "$work"
+run PostgreSQL "$work/pgdata" "$pg_url"

@@ -12,26 +12,20 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --release -q -p medseal --manifest-path "$root/Cargo.toml"
 bin="$root/target/release/medseal"
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+. "$root/bench/lib/postgres.sh"
 
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/medseal-scaleout.XXXXXX")
-chmod 755 "$work"
 pids=()
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  pg_stop "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-pgport=$(free_port)
-mkdir -p "$work/pg" && [ "$(id -u)" -eq 0 ] && chown postgres "$work/pg"
-as_pg "$pgbin/initdb" -D "$work/pg" -U medseal --auth=trust >/dev/null
-as_pg "$pgbin/pg_ctl" -D "$work/pg" -o "-p $pgport -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" -l "$work/pg/log" start >/dev/null
-"$pgbin/createdb" -h 127.0.0.1 -p "$pgport" -U medseal medseal
-url="postgres://medseal@127.0.0.1:$pgport/medseal"
+pg_start "$work" max_connections=300
+pgport=$pg_port
+url=$pg_url
 
 store_a=(--data-dir "$work/a" --database-url "$url")
 "$bin" keyserver org add Bench --init "${store_a[@]}" 2>/dev/null

@@ -25,23 +25,36 @@ fn users_of(list: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
-fn console_manages_users(backend: Backend) {
-    let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::new(dir.path());
-    let smtp_pw = private_file(&dir.path().join("smtp.pass"), "mail secret\n");
-    let smtp = Smtp::start("starttls", &cert, "keyserver", &smtp_pw);
-    let mut ks = KeyServer::new(backend);
+/// St Elsewhere (admin Amy, auditor Audrey, clinician Alice and the
+/// `clinicians` given) and Other (admin Olga, clinician Bob); not started.
+fn two_organisations(backend: Backend, clinicians: &[&str]) -> KeyServer {
+    let ks = KeyServer::new(backend);
     ks.org("St Elsewhere");
     ks.org("Other");
+    let extra = clinicians
+        .iter()
+        .map(|who| ("St Elsewhere", *who, "clinician"));
     for (org, who, role) in [
         ("St Elsewhere", "amy@st.example", "admin"),
         ("St Elsewhere", "audrey@st.example", "auditor"),
         ("St Elsewhere", "alice@st.example", "clinician"),
         ("Other", "olga@other.example", "admin"),
         ("Other", "bob@other.example", "clinician"),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra)
+    {
         ks.user(org, who, role, PW);
     }
+    ks
+}
+
+fn console_manages_users(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new(dir.path());
+    let smtp_pw = private_file(&dir.path().join("smtp.pass"), "mail secret\n");
+    let smtp = Smtp::start("starttls", &cert, "keyserver", &smtp_pw);
+    let mut ks = two_organisations(backend, &[]);
     let flags = smtp.keyserver_flags(&cert, &smtp_pw);
     ks.start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let amy = ks.login("amy@st.example", PW, "amy-desk");
@@ -371,19 +384,7 @@ fn events_of(page: &Value) -> Vec<(i64, String, String)> {
 /// is the same rows, its integrity status, and the day-by-day counts.
 /// Clinicians get 403 from all of it, and no organisation sees another's.
 fn console_reads_reports_and_the_log(backend: Backend) {
-    let mut ks = KeyServer::new(backend);
-    ks.org("St Elsewhere");
-    ks.org("Other");
-    for (org, who, role) in [
-        ("St Elsewhere", "amy@st.example", "admin"),
-        ("St Elsewhere", "audrey@st.example", "auditor"),
-        ("St Elsewhere", "alice@st.example", "clinician"),
-        ("St Elsewhere", "carl@st.example", "clinician"),
-        ("Other", "olga@other.example", "admin"),
-        ("Other", "bob@other.example", "clinician"),
-    ] {
-        ks.user(org, who, role, PW);
-    }
+    let mut ks = two_organisations(backend, &["carl@st.example"]);
     ks.start();
     let amy = ks.login("amy@st.example", PW, "amy-desk");
     let audrey = ks.login("audrey@st.example", PW, "audrey-desk");
