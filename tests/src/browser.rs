@@ -214,6 +214,25 @@ impl Browser {
         self.rt.block_on(o.click()).expect("choose an option");
     }
 
+    /// Chooses the option reading `option` in the list whose accessible
+    /// name (`aria-label`) is `name`, as in a table row.
+    pub fn select_named(&self, name: &str, option: &str) {
+        let lit = xpath_literal(name);
+        let list = self.until(&format!("a list named {name:?}"), |b| {
+            b.visible(Locator::XPath(&format!("//select[@aria-label={lit}]")))
+                .into_iter()
+                .next()
+        });
+        let o = self
+            .rt
+            .block_on(list.find(Locator::XPath(&format!(
+                ".//option[normalize-space()={}]",
+                xpath_literal(option)
+            ))))
+            .unwrap_or_else(|e| panic!("no option {option:?} in {name:?}: {e}"));
+        self.rt.block_on(o.click()).expect("choose an option");
+    }
+
     /// Chooses `path` in the file input labelled `label`.
     pub fn choose_file(&self, label: &str, path: &Path) {
         let f = self.field(label);

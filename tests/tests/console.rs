@@ -148,6 +148,17 @@ fn admins_manage_and_auditors_read_in_the_browser_console() {
             .then_some(())
     });
     shot(&amy, "console-users-390px.png");
+    // A role is changed only with "Change role"; the user's sessions end.
+    amy.select_named("Role of alice@st.example", "auditor");
+    amy.click_in_row("alice@st.example", "Change role");
+    amy.status_says("alice@st.example is now an auditor");
+    assert_eq!(
+        api.get("/v1/users?q=alice@").json["users"][0]["role"],
+        "auditor"
+    );
+    amy.select_named("Role of alice@st.example", "clinician");
+    amy.click_in_row("alice@st.example", "Change role");
+    amy.status_says("alice@st.example is now a clinician");
     let nina = amy.alongside();
     nina.goto(&format!("{}/app/#/console", ks.base));
     nina.shown("#signin-form");

@@ -169,16 +169,24 @@ export function createConsole({ api, problem, clearProblem, say, sessionEnded })
 
   // ---- users --------------------------------------------------------------
 
+  // Choosing a role changes nothing until "Change role" (a role change
+  // ends the user's sessions, so it is never a side effect of scrolling
+  // through a list with the keyboard).
   function roleControl(u) {
     if (me.role !== "admin" || u.email === me.email || u.role === "guest") return document.createTextNode(u.role);
+    const box = el("div", null, { class: "row-actions" });
     const s = el("select", null, { "aria-label": `Role of ${u.email}` });
     for (const r of ["clinician", "auditor", "admin", "service"]) {
       const o = el("option", r, { value: r });
       if (r === u.role) o.selected = true;
       s.append(o);
     }
-    s.addEventListener("change", () => act(() => call(`/v1/users/${u.id}`, { method: "PATCH", json: { role: s.value } }), `${u.email} is now ${s.value === "admin" ? "an" : "a"} ${s.value}; their sessions have ended.`));
-    return s;
+    const apply = el("button", "Change role", { type: "button", class: "button secondary small" });
+    apply.hidden = true;
+    s.addEventListener("change", () => { apply.hidden = s.value === u.role; });
+    apply.addEventListener("click", () => act(() => call(`/v1/users/${u.id}`, { method: "PATCH", json: { role: s.value } }), `${u.email} is now ${s.value === "admin" || s.value === "auditor" ? "an" : "a"} ${s.value}; their sessions have ended.`));
+    box.append(s, apply);
+    return box;
   }
 
   function userActions(u) {
