@@ -227,6 +227,21 @@ pub fn add_recipients(
     }
 }
 
+/// Ends a change to a key's row the one way every such change ends: the
+/// write, the key's new seal, and its event, in the same transaction.
+fn change_key(
+    tx: &mut Tx<'_>,
+    key_id: &str,
+    event: Event,
+    write: impl FnOnce(&mut crate::db::Conn) -> diesel::QueryResult<usize>,
+) -> Result<()> {
+    write(tx.conn)?;
+    let state_key = *tx.state_key();
+    integrity::reseal_key(tx.conn, &state_key, key_id)?;
+    tx.record(event);
+    Ok(())
+}
+
 /// Revokes a key (idempotent: revoking a revoked key changes nothing and
 /// records nothing new).
 pub fn revoke_key(
@@ -241,16 +256,15 @@ pub fn revoke_key(
         if state.revoked_at.is_some() {
             return Ok(Ok(()));
         }
-        diesel::update(data_keys::table.filter(data_keys::key_id.eq(&key_id)))
-            .set(data_keys::revoked_at.eq(Some(tx.now)))
-            .execute(tx.conn)?;
-        let state_key = *tx.state_key();
-        integrity::reseal_key(tx.conn, &state_key, &key_id)?;
-        tx.record(
-            actor
-                .event(&org, Action::KeyRevoked, Outcome::Success)
-                .about(Some(key_id.clone()), Some(state.report_id.clone())),
-        );
+        let now = tx.now;
+        let event = actor
+            .event(&org, Action::KeyRevoked, Outcome::Success)
+            .about(Some(key_id.clone()), Some(state.report_id.clone()));
+        change_key(tx, &key_id, event, |c| {
+            diesel::update(data_keys::table.filter(data_keys::key_id.eq(&key_id)))
+                .set(data_keys::revoked_at.eq(Some(now)))
+                .execute(c)
+        })?;
         Ok(Ok(()))
     }
 }
@@ -275,22 +289,20 @@ pub fn set_expiry(
         if state.expires_at == expires_at {
             return Ok(Ok(()));
         }
-        diesel::update(data_keys::table.filter(data_keys::key_id.eq(&key_id)))
-            .set(data_keys::expires_at.eq(expires_at))
-            .execute(tx.conn)?;
-        let state_key = *tx.state_key();
-        integrity::reseal_key(tx.conn, &state_key, &key_id)?;
         let when = |t: Option<i64>| t.map_or_else(|| "never".to_owned(), crate::time::rfc3339);
-        tx.record(
-            actor
-                .event(&org, Action::KeyExpiryChanged, Outcome::Success)
-                .detail(format!(
-                    "expires {} (was {})",
-                    when(expires_at),
-                    when(state.expires_at)
-                ))
-                .about(Some(key_id.clone()), Some(state.report_id.clone())),
-        );
+        let event = actor
+            .event(&org, Action::KeyExpiryChanged, Outcome::Success)
+            .detail(format!(
+                "expires {} (was {})",
+                when(expires_at),
+                when(state.expires_at)
+            ))
+            .about(Some(key_id.clone()), Some(state.report_id.clone()));
+        change_key(tx, &key_id, event, |c| {
+            diesel::update(data_keys::table.filter(data_keys::key_id.eq(&key_id)))
+                .set(data_keys::expires_at.eq(expires_at))
+                .execute(c)
+        })?;
         Ok(Ok(()))
     }
 }
