@@ -2,7 +2,6 @@
 //! (admins and auditors of the organisation), and change a key's expiry
 //! (its creator or an admin of its organisation, like revoking it).
 
-use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpResponse, web};
 use medseal_keyserver_api::v1::{ErrorBody, KeyPatch, KeyView, KeysList};
 use serde::Deserialize;
@@ -90,12 +89,10 @@ pub async fn list_keys(
     .await?;
     let now = state.clock.now_ms();
     let keys = found.into_iter().map(|k| view(k, now)).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .json(KeysList {
-            keys,
-            next_offset: more.then(|| offset.saturating_add(limit)),
-        }))
+    Ok(HttpResponse::Ok().json(KeysList {
+        keys,
+        next_offset: more.then(|| offset.saturating_add(limit)),
+    }))
 }
 
 /// Give a key a new expiry, or none (its creator or an admin of its
@@ -153,7 +150,5 @@ pub async fn patch_key(
         .into_iter()
         .next()
         .ok_or_else(|| Error::NotFound("no such key".into()))?;
-    Ok(HttpResponse::Ok()
-        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .json(view(key, now)))
+    Ok(HttpResponse::Ok().json(view(key, now)))
 }
