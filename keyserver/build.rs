@@ -49,6 +49,8 @@ fn build() -> Result<(), String> {
         "web/Cargo.toml",
         "report-format/src",
         "report-format/Cargo.toml",
+        "capture-lib/src",
+        "capture-lib/Cargo.toml",
         "Cargo.toml",
         "Cargo.lock",
         "rust-toolchain.toml",
@@ -127,10 +129,27 @@ fn build() -> Result<(), String> {
     let html = std::fs::read_to_string(statics.join("index.html"))
         .map_err(|e| format!("index.html: {e}"))?;
     let html = with_sri(&html, &app)?;
-    std::fs::write(app.join("index.html"), html).map_err(|e| e.to_string())?;
+    std::fs::write(app.join("index.html"), &html).map_err(|e| e.to_string())?;
     names.push("index.html".into());
     names.sort();
     names.dedup();
+    // The service worker's version: a digest of every other file, so that
+    // a browser installs it again (and drops the files it kept) exactly
+    // when the app changed.
+    let mut digest = sha2::Sha256::new();
+    for name in names.iter().filter(|n| n.as_str() != "sw.js") {
+        let bytes = std::fs::read(app.join(name)).map_err(|e| format!("{name}: {e}"))?;
+        digest.update(name.as_bytes());
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(&bytes);
+    }
+    let version = hex_of(&digest.finalize()[..8]);
+    let sw = app.join("sw.js");
+    if sw.exists() {
+        let text = std::fs::read_to_string(&sw).map_err(|e| format!("sw.js: {e}"))?;
+        std::fs::write(&sw, text.replace("{{app-version}}", &version))
+            .map_err(|e| format!("sw.js: {e}"))?;
+    }
     let mut list = String::from(
         "/// The web app's files: name, content type, bytes.\npub static ASSETS: &[(&str, &str, &[u8])] = &[\n",
     );
@@ -144,6 +163,10 @@ fn build() -> Result<(), String> {
     list.push_str("];\n");
     std::fs::write(out.join("assets.rs"), list).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn env(name: &str) -> Result<String, String> {
@@ -175,6 +198,9 @@ fn content_type(name: &str) -> Result<&'static str, String> {
         Some("js") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
         Some("wasm") => "application/wasm",
+        Some("webmanifest") => "application/manifest+json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
         _ => return Err(format!("no content type for {name}")),
     })
 }

@@ -39,10 +39,3 @@ pub fn device_id_at(path: &std::path::Path, prefix: &str) -> std::io::Result<Str
         Err(e) => Err(e.source),
     }
 }
-
-/// A fresh report id: `r_` and 32 hex digits.
-pub fn new_report_id() -> Result<String, ClientError> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| ClientError::Protocol(format!("no randomness: {e}")))?;
-    Ok(format!("r_{}", hex::encode(b)))
-}

@@ -352,15 +352,35 @@ pub fn sniff_av(head: &[u8]) -> Option<&'static str> {
             _ => "video/mp4",
         });
     }
+    // What browsers' MediaRecorder makes: WebM (Chromium; audio or video,
+    // like MP4, so named as video until the caller says which) and Ogg
+    // (Firefox's audio).
+    if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        return Some("video/webm");
+    }
+    if head.starts_with(b"OggS") {
+        return Some("audio/ogg");
+    }
     None
 }
 
 /// Duration in seconds of a WAV, MP4/M4A or MOV file, read from its
 /// headers (`None` if they do not say, e.g. an MP3 without a header).
+#[cfg(feature = "native")]
 pub fn av_duration(path: &std::path::Path) -> Option<f64> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
+    let f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
+    duration_in(f, len)
+}
+
+/// [`av_duration`] of a recording in memory. A browser's WebM or Ogg
+/// recording says nothing (its recorder writes no duration): `None`.
+pub fn av_duration_of(bytes: &[u8]) -> Option<f64> {
+    duration_in(Cursor::new(bytes), bytes.len() as u64)
+}
+
+fn duration_in<R: Read + std::io::Seek>(mut f: R, len: u64) -> Option<f64> {
+    use std::io::SeekFrom;
     let mut head = [0u8; 44];
     f.read_exact(&mut head).ok()?;
     if &head[0..4] == b"RIFF" && &head[8..12] == b"WAVE" {

@@ -19,13 +19,15 @@
 //! are embedded as RGB pixels. Text uses the PDF base fonts, so characters
 //! outside Latin-1 are shown as `?` (the manifest keeps the exact text).
 
-use std::io::{BufWriter, Cursor};
+use std::collections::BTreeMap;
+use std::io::Cursor;
 
 use image::ImageDecoder;
 use medseal_format::manifest::{ConsentMethod, Manifest, MediaEntry, MediaKind};
 use printpdf::{
-    BuiltinFont, ColorBits, ColorSpace, Image, ImageFilter, ImageTransform, ImageXObject,
-    IndirectFontRef, Mm, PdfDocument, Px,
+    BuiltinFont, DictItem, ExternalStream, ExternalXObject, Mm, Op as PdfOp, PdfDocument,
+    PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Px, RawImage, RawImageData, RawImageFormat,
+    TextItem, XObjectId, XObjectTransform,
 };
 
 use crate::identifiers;
@@ -280,43 +282,65 @@ fn describe(entry: &MediaEntry, n: usize) -> String {
     }
 }
 
-fn photo_xobject(photo: &Photo) -> Result<ImageXObject, PdfError> {
+/// Adds the photo to `doc` as an image XObject, for `Op::UseXobject`.
+///
+/// A JPEG goes in as it is: its sanitised bytes become the content of an
+/// image stream with `/Filter /DCTDecode`, so the PDF viewer decodes the
+/// JPEG itself and nothing here touches a pixel (a 12-megapixel photo costs
+/// a header read, not a decode and re-encode). printpdf 0.12 has no image
+/// type for an already-encoded stream (its `RawImage` is pixels), so this
+/// is an [`ExternalXObject`]: printpdf writes the dictionary and content
+/// given, marked not to be compressed again. Only the JPEG's header is
+/// read, for its colour model: greyscale, or else RGB.
+///
+/// A PNG is decoded to RGB pixels (any alpha dropped) and given to printpdf
+/// as a [`RawImage`], which it writes Flate-compressed.
+fn add_photo(doc: &mut PdfDocument, photo: &Photo) -> Result<XObjectId, PdfError> {
     let err = |e: image::ImageError| PdfError(e.to_string());
     match photo.format {
         PhotoFormat::Jpeg => {
             let dec =
                 image::codecs::jpeg::JpegDecoder::new(Cursor::new(&photo.bytes)).map_err(err)?;
             let color_space = match dec.color_type() {
-                image::ColorType::L8 | image::ColorType::L16 => ColorSpace::Greyscale,
-                _ => ColorSpace::Rgb,
+                image::ColorType::L8 | image::ColorType::L16 => "DeviceGray",
+                _ => "DeviceRGB",
             };
-            Ok(ImageXObject {
-                width: Px(photo.width as usize),
-                height: Px(photo.height as usize),
-                color_space,
-                bits_per_component: ColorBits::Bit8,
-                interpolate: true,
-                image_data: photo.bytes.clone(),
-                image_filter: Some(ImageFilter::DCT),
-                smask: None,
-                clipping_bbox: None,
-            })
+            let name = |n: &str| DictItem::Name(n.as_bytes().to_vec());
+            let dict = BTreeMap::from([
+                ("Type".to_owned(), name("XObject")),
+                ("Subtype".to_owned(), name("Image")),
+                ("Width".to_owned(), DictItem::Int(i64::from(photo.width))),
+                ("Height".to_owned(), DictItem::Int(i64::from(photo.height))),
+                ("ColorSpace".to_owned(), name(color_space)),
+                ("BitsPerComponent".to_owned(), DictItem::Int(8)),
+                ("Filter".to_owned(), name("DCTDecode")),
+                ("Interpolate".to_owned(), DictItem::Bool(true)),
+            ]);
+            Ok(doc.add_xobject(&ExternalXObject {
+                stream: ExternalStream {
+                    dict,
+                    content: photo.bytes.clone(),
+                    // Already compressed: Flate on top would only cost time.
+                    compress: false,
+                },
+                // The size printpdf scales the unit-square image to, at the
+                // placement's DPI.
+                width: Some(Px(photo.width as usize)),
+                height: Some(Px(photo.height as usize)),
+                dpi: None,
+            }))
         }
         PhotoFormat::Png => {
             let rgb = image::load_from_memory(&photo.bytes)
                 .map_err(err)?
                 .to_rgb8();
-            Ok(ImageXObject {
-                width: Px(rgb.width() as usize),
-                height: Px(rgb.height() as usize),
-                color_space: ColorSpace::Rgb,
-                bits_per_component: ColorBits::Bit8,
-                interpolate: true,
-                image_data: rgb.into_raw(),
-                image_filter: None,
-                smask: None,
-                clipping_bbox: None,
-            })
+            Ok(doc.add_image(&RawImage {
+                width: rgb.width() as usize,
+                height: rgb.height() as usize,
+                pixels: RawImageData::U8(rgb.into_raw()),
+                data_format: RawImageFormat::RGB8,
+                tag: Vec::new(),
+            }))
         }
     }
 }
@@ -454,22 +478,43 @@ pub fn render(
     utc_offset_seconds: i32,
 ) -> Result<Vec<u8>, PdfError> {
     let layout = layout(manifest, photos, utc_offset_seconds);
-    let (doc, page, layer) = PdfDocument::new(
-        format!("Clinical report {}", manifest.report_id),
-        Mm(PAGE_W),
-        Mm(PAGE_H),
-        "text",
-    );
-    let font = |f| doc.add_builtin_font(f).map_err(|e| PdfError(e.to_string()));
-    let fonts: [IndirectFontRef; 3] = [
-        font(BuiltinFont::Helvetica)?,
-        font(BuiltinFont::HelveticaBold)?,
-        font(BuiltinFont::Courier)?,
-    ];
-    let pick = |f: Font| match f {
-        Font::Regular => &fonts[0],
-        Font::Bold => &fonts[1],
-        Font::Mono => &fonts[2],
+    let mut doc = PdfDocument::new(&format!("Clinical report {}", manifest.report_id));
+    // The document's dates are when the report was made, not when this PDF
+    // was drawn (printpdf's default is 1970-01-01, never the clock). On wasm
+    // printpdf writes 1970-01-01 whatever is set here: its date formatting
+    // is stubbed out on that target.
+    if let Some(created) = pdf_date(&manifest.created_at) {
+        let info = &mut doc.metadata.info;
+        info.creation_date = created;
+        info.modification_date = created;
+        info.metadata_date = created;
+    }
+    let pick = |f: Font| {
+        PdfFontHandle::Builtin(match f {
+            Font::Regular => BuiltinFont::Helvetica,
+            Font::Bold => BuiltinFont::HelveticaBold,
+            Font::Mono => BuiltinFont::Courier,
+        })
+    };
+    // One text object per line, placed from the page's bottom left corner.
+    // printpdf writes built-in font text as WinAnsi, which agrees with
+    // Latin-1 for everything `latin1` lets through (it turns the C1
+    // controls, where the two differ, into `?`).
+    let text = |ops: &mut Vec<PdfOp>, s: String, size: f32, font: Font, y: f32| {
+        ops.extend([
+            PdfOp::StartTextSection,
+            PdfOp::SetFont {
+                font: pick(font),
+                size: Pt(size),
+            },
+            PdfOp::SetTextCursor {
+                pos: Point::new(Mm(MARGIN), Mm(y)),
+            },
+            PdfOp::ShowText {
+                items: vec![TextItem::Text(s)],
+            },
+            PdfOp::EndTextSection,
+        ]);
     };
     let patient = manifest
         .patient
@@ -488,56 +533,68 @@ pub fn render(
         format!("{}   |   ", shorten(&manifest.organisation, 80))
     };
     let total = layout.pages.len();
-    for (n, ops) in layout.pages.iter().enumerate() {
-        let layer = if n == 0 {
-            doc.get_page(page).get_layer(layer)
-        } else {
-            let (p, l) = doc.add_page(Mm(PAGE_W), Mm(PAGE_H), "text");
-            doc.get_page(p).get_layer(l)
-        };
-        layer.use_text(
-            header.clone(),
-            8.0,
-            Mm(MARGIN),
-            Mm(PAGE_H - 10.0),
-            pick(Font::Regular),
-        );
-        layer.use_text(
+    let mut pages = Vec::with_capacity(total);
+    for (n, page) in layout.pages.iter().enumerate() {
+        let mut ops = Vec::new();
+        text(&mut ops, header.clone(), 8.0, Font::Regular, PAGE_H - 10.0);
+        text(
+            &mut ops,
             latin1(&format!(
                 "{org}Confidential   |   Page {} of {total}",
                 n + 1
             )),
             8.0,
-            Mm(MARGIN),
-            Mm(9.0),
-            pick(Font::Regular),
+            Font::Regular,
+            9.0,
         );
-        for op in ops {
+        for op in page {
             match op {
-                Op::Text { s, size, font, y } => {
-                    layer.use_text(latin1(s), *size, Mm(MARGIN), Mm(*y), pick(*font));
-                }
+                Op::Text { s, size, font, y } => text(&mut ops, latin1(s), *size, *font, *y),
                 Op::Photo { index, y, dpi } => {
                     let photo = photos
                         .get(*index)
                         .map(|p| p.1)
                         .ok_or_else(|| PdfError("a photo went missing".into()))?;
-                    Image::from(photo_xobject(photo)?).add_to_layer(
-                        layer.clone(),
-                        ImageTransform {
-                            translate_x: Some(Mm(MARGIN)),
-                            translate_y: Some(Mm(*y)),
+                    let id = add_photo(&mut doc, photo)?;
+                    ops.push(PdfOp::UseXobject {
+                        id,
+                        transform: XObjectTransform {
+                            translate_x: Some(Mm(MARGIN).into()),
+                            translate_y: Some(Mm(*y).into()),
                             dpi: Some(*dpi),
                             ..Default::default()
                         },
-                    );
+                    });
                 }
             }
         }
+        pages.push(PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), ops));
     }
-    let mut out = BufWriter::new(Vec::new());
-    doc.save(&mut out).map_err(|e| PdfError(e.to_string()))?;
-    out.into_inner().map_err(|e| PdfError(e.to_string()))
+    doc.with_pages(pages);
+    // printpdf reports problems as warnings and still writes a file; any
+    // error among them means the PDF may be missing content, so it fails.
+    let mut warnings = Vec::new();
+    let opts = PdfSaveOptions {
+        // No image re-encoding: photos go in as they are (see `add_photo`).
+        image_optimization: None,
+        ..Default::default()
+    };
+    let bytes = doc.save(&opts, &mut warnings);
+    if let Some(w) = warnings
+        .iter()
+        .find(|w| w.severity == printpdf::PdfParseErrorSeverity::Error)
+    {
+        return Err(PdfError(w.msg.clone()));
+    }
+    Ok(bytes)
+}
+
+/// An RFC 3339 time as printpdf's document date, in UTC (printpdf writes
+/// the fields with a `+00'00'` zone). `None` if it does not parse.
+fn pdf_date(rfc3339: &str) -> Option<printpdf::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(rfc3339, &Rfc3339).ok()?;
+    printpdf::OffsetDateTime::from_unix_timestamp(t.unix_timestamp()).ok()
 }
 
 #[cfg(test)]
@@ -627,19 +684,62 @@ mod tests {
                 .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Pages:", "5"]),
             "{info}"
         );
+        let coloured = photo_pixels_on_page_2(&path);
+        assert!(
+            coloured > 200,
+            "the photo is not visible on its page ({coloured} pixels)"
+        );
+    }
+
+    /// How many pixels of page 2, rendered by poppler, have the test
+    /// photos' colour (blue 60..120, some red).
+    fn photo_pixels_on_page_2(pdf: &std::path::Path) -> usize {
+        let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("p");
         let ok = std::process::Command::new("pdftoppm")
             .args(["-png", "-r", "40", "-f", "2", "-l", "2", "-singlefile"])
-            .arg(&path)
+            .arg(pdf)
             .arg(&png)
             .status()
             .unwrap();
         assert!(ok.success());
         let page = image::open(png.with_extension("png")).unwrap().to_rgb8();
-        let coloured = page
-            .pixels()
+        page.pixels()
             .filter(|p| p[2] > 60 && p[2] < 120 && p[0] > 30)
-            .count();
+            .count()
+    }
+
+    #[test]
+    fn png_photo_is_drawn_from_its_pixels() {
+        use image::ImageEncoder;
+        let img = image::RgbaImage::from_pixel(40, 20, image::Rgba([200, 40, 90, 255]));
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&img, 40, 20, image::ExtendedColorType::Rgba8)
+            .unwrap();
+        let photo = sanitise_photo(png).unwrap();
+        assert_eq!(photo.format, PhotoFormat::Png);
+        let entry = MediaEntry {
+            path: "media/photo-1.png".into(),
+            kind: MediaKind::Photo,
+            mime_type: "image/png".into(),
+            size: photo.bytes.len() as u64,
+            sha256: "cd".repeat(32),
+            captured_at: None,
+            width: Some(40),
+            height: Some(20),
+            duration_seconds: None,
+        };
+        let m = manifest(vec![entry.clone()]);
+        let pdf = render(&m, &[(&entry, &photo)], 0).unwrap();
+        assert!(
+            !pdf.windows(10).any(|w| w == b"/DCTDecode"),
+            "a PNG is not made into a JPEG"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.pdf");
+        std::fs::write(&path, &pdf).unwrap();
+        let coloured = photo_pixels_on_page_2(&path);
         assert!(
             coloured > 200,
             "the photo is not visible on its page ({coloured} pixels)"

@@ -1,18 +1,25 @@
 //! Building a report: media taken in, manifest and PDF made, and the whole
 //! bundle streamed straight into the sealer.
 //!
-//! Photos are sanitised in memory (a 12-megapixel JPEG is a few MB); audio
-//! and video are hashed from disk, then streamed again into the bundle, so
-//! a 2 GB video never sits in memory. The bundle goes to the sealer through
-//! an in-process pipe: no plaintext report is ever written to disk.
+//! Photos are sanitised in memory (a 12-megapixel JPEG is a few MB). On the
+//! command line audio and video are hashed from disk, then streamed again
+//! into the bundle, so a 2 GB video never sits in memory; in the browser
+//! they come as bytes, as the recorder made them. The bundle goes to the
+//! sealer through an in-process pipe (or, where there are no threads, into
+//! a sealer that is written to): no plaintext report is ever written to
+//! disk or kept in the browser.
 
+#[cfg(feature = "native")]
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
+#[cfg(feature = "native")]
+use std::io::{BufReader, Read};
+#[cfg(feature = "native")]
 use std::path::PathBuf;
 
 use medseal_format::bundle::{BundleError, BundleWriter, REPORT_PDF_PATH};
 use medseal_format::manifest::*;
-use medseal_format::{SealKey, SealOptions, SealSummary};
+use medseal_format::{SealKey, SealOptions, SealSummary, SealWriter};
 use sha2::{Digest, Sha256};
 
 use crate::media::{self, MediaError, Photo};
@@ -50,13 +57,101 @@ pub enum ReportError {
     Io(#[from] std::io::Error),
 }
 
+/// Where a media file's bytes are.
+#[derive(Clone)]
+pub enum MediaSource {
+    /// A file on disk, read when the report is built (and, for audio and
+    /// video, again when it is sealed).
+    #[cfg(feature = "native")]
+    Path(PathBuf),
+    /// Bytes in memory under a name for messages (a browser's capture or
+    /// chosen file), dropped as soon as they are taken in.
+    Memory {
+        /// What to call it in an error, e.g. the file's name.
+        name: String,
+        /// The bytes as captured.
+        bytes: Vec<u8>,
+    },
+}
+
+impl MediaSource {
+    /// The name errors call it by.
+    pub fn name(&self) -> String {
+        match self {
+            #[cfg(feature = "native")]
+            MediaSource::Path(p) => p.display().to_string(),
+            MediaSource::Memory { name, .. } => name.clone(),
+        }
+    }
+
+    /// Its first bytes (up to 16), to tell what it is.
+    fn head(&self) -> Result<Vec<u8>, MediaError> {
+        match self {
+            #[cfg(feature = "native")]
+            MediaSource::Path(p) => {
+                let mut head = [0u8; 16];
+                let n = File::open(p).and_then(|mut f| f.read(&mut head))?;
+                Ok(head[..n].to_vec())
+            }
+            MediaSource::Memory { bytes, .. } => Ok(bytes[..bytes.len().min(16)].to_vec()),
+        }
+    }
+
+    /// All of it, for a photo (bounded, as a photo is held in memory).
+    fn into_photo_bytes(self) -> Result<Vec<u8>, MediaError> {
+        match self {
+            #[cfg(feature = "native")]
+            MediaSource::Path(p) => Ok(File::open(p)
+                .and_then(|f| medseal_format::read_bounded(f, media::MAX_PHOTO_BYTES))?),
+            MediaSource::Memory { bytes, .. } => {
+                if bytes.len() as u64 > media::MAX_PHOTO_BYTES {
+                    return Err(MediaError::Invalid(format!(
+                        "a photo may be at most {} MiB",
+                        media::MAX_PHOTO_BYTES >> 20
+                    )));
+                }
+                Ok(bytes)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MediaSource {
+    // Never the bytes: they are the patient's.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MediaSource({})", self.name())
+    }
+}
+
 /// One media file to take in.
 #[derive(Debug, Clone)]
 pub struct MediaInput {
     /// What it is.
     pub kind: MediaKind,
     /// Where it is.
-    pub path: PathBuf,
+    pub source: MediaSource,
+}
+
+impl MediaInput {
+    /// A file on disk.
+    #[cfg(feature = "native")]
+    pub fn file(kind: MediaKind, path: impl Into<PathBuf>) -> Self {
+        MediaInput {
+            kind,
+            source: MediaSource::Path(path.into()),
+        }
+    }
+
+    /// Bytes in memory.
+    pub fn memory(kind: MediaKind, name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        MediaInput {
+            kind,
+            source: MediaSource::Memory {
+                name: name.into(),
+                bytes,
+            },
+        }
+    }
 }
 
 /// What the capturer says about the report.
@@ -72,11 +167,11 @@ pub struct ReportSpec {
     pub organisation: String,
     /// The patient.
     pub patient: Patient,
-    /// The consent, with `evidence` naming a file on disk (it becomes a
-    /// bundle path when taken in).
+    /// The consent (its `evidence` becomes the evidence's bundle path when
+    /// it is taken in).
     pub consent: Consent,
-    /// Consent evidence file, if any.
-    pub consent_evidence: Option<PathBuf>,
+    /// Consent evidence (a signed form's image or a recording), if any.
+    pub consent_evidence: Option<MediaSource>,
     /// Body site.
     pub body_site: Option<String>,
     /// Notes.
@@ -92,7 +187,10 @@ enum Content {
     /// A sanitised photo, by its index in `Report::photos` (held once).
     Photo(usize),
     /// A file streamed from disk.
+    #[cfg(feature = "native")]
     Disk(PathBuf),
+    /// A recording held as it came.
+    Memory(Vec<u8>),
 }
 
 /// A report ready to be sealed.
@@ -104,9 +202,9 @@ pub struct Report {
     contents: Vec<Content>,
 }
 
-fn media_err(path: &std::path::Path) -> impl Fn(MediaError) -> ReportError + '_ {
+fn media_err(name: String) -> impl Fn(MediaError) -> ReportError {
     move |source| ReportError::Media {
-        path: path.display().to_string(),
+        path: name.clone(),
         source,
     }
 }
@@ -116,6 +214,8 @@ fn av_ext(mime: &str) -> &'static str {
         "audio/wav" => "wav",
         "audio/mpeg" => "mp3",
         "audio/mp4" => "m4a",
+        "audio/webm" | "video/webm" => "webm",
+        "audio/ogg" => "ogg",
         "video/quicktime" => "mov",
         _ => "mp4",
     }
@@ -139,21 +239,20 @@ impl Report {
         // (manifest entry, photo) pairs that get a page in the PDF.
         let mut pages: Vec<(usize, usize)> = Vec::new();
         let mut counters = [0usize; 4];
-        let mut inputs = spec.media.clone();
-        if let Some(e) = &spec.consent_evidence {
+        let mut inputs = std::mem::take(&mut spec.media);
+        if let Some(source) = spec.consent_evidence.take() {
             inputs.push(MediaInput {
                 kind: MediaKind::ConsentEvidence,
-                path: e.clone(),
+                source,
             });
         }
         let mut consent = spec.consent.clone();
-        for input in &inputs {
-            let err = media_err(&input.path);
-            let mut head = [0u8; 16];
-            let n = File::open(&input.path)
-                .and_then(|mut f| f.read(&mut head))
-                .map_err(|e| err(MediaError::Io(e)))?;
-            let head = &head[..n];
+        // Taken by value: a photo's bytes as captured are dropped as soon as
+        // its sanitised copy exists, so the two never add up for long.
+        for input in inputs {
+            let err = media_err(input.source.name());
+            let head = input.source.head().map_err(&err)?;
+            let head = &head[..];
             let is_photo = media::sniff_photo(head).is_ok();
             let treat_as_photo = match input.kind {
                 MediaKind::Photo => true,
@@ -174,9 +273,7 @@ impl Report {
                 MediaKind::ConsentEvidence => "consent-evidence".to_owned(),
             };
             if treat_as_photo {
-                let bytes = File::open(&input.path)
-                    .and_then(|f| medseal_format::read_bounded(f, media::MAX_PHOTO_BYTES))
-                    .map_err(|e| err(MediaError::Io(e)))?;
+                let bytes = input.source.into_photo_bytes().map_err(&err)?;
                 let photo = media::sanitise_photo(bytes).map_err(&err)?;
                 let path = format!("media/{stem}.{}", photo.format.ext());
                 entries.push(MediaEntry {
@@ -198,23 +295,39 @@ impl Report {
             } else {
                 let mime = media::sniff_av(head).ok_or_else(|| {
                     err(MediaError::Unsupported(match input.kind {
-                        MediaKind::Video => "not an MP4 or MOV video".into(),
-                        _ => "not a WAV, MP3 or M4A recording".into(),
+                        MediaKind::Video => "not an MP4, MOV or WebM video".into(),
+                        _ => "not a WAV, MP3, M4A, WebM or Ogg recording".into(),
                     }))
                 })?;
                 let expect_video = input.kind == MediaKind::Video;
-                if mime.starts_with("video/") != expect_video && mime != "video/mp4" {
+                // MP4 and WebM hold audio or video; the others say which.
+                let either = ["video/mp4", "video/webm"].contains(&mime);
+                if mime.starts_with("video/") != expect_video && !either {
                     return Err(err(MediaError::Invalid(format!(
                         "this is {mime}, not {}",
                         if expect_video { "a video" } else { "audio" }
                     ))));
                 }
-                let file = File::open(&input.path).map_err(|e| err(MediaError::Io(e)))?;
-                let (sha256, size) = media::hash_stream(BufReader::new(file)).map_err(&err)?;
-                let mime = if !expect_video && mime == "video/mp4" {
-                    "audio/mp4"
-                } else {
-                    mime
+                let mime = match (expect_video, mime) {
+                    (false, "video/mp4") => "audio/mp4",
+                    (false, "video/webm") => "audio/webm",
+                    _ => mime,
+                };
+                let (sha256, size, duration_seconds, content) = match input.source {
+                    #[cfg(feature = "native")]
+                    MediaSource::Path(p) => {
+                        let file = File::open(&p).map_err(|e| err(MediaError::Io(e)))?;
+                        let (sha256, size) =
+                            media::hash_stream(BufReader::new(file)).map_err(&err)?;
+                        let duration = media::av_duration(&p);
+                        (sha256, size, duration, Content::Disk(p))
+                    }
+                    MediaSource::Memory { bytes, .. } => (
+                        hex::encode(Sha256::digest(&bytes)),
+                        bytes.len() as u64,
+                        media::av_duration_of(&bytes),
+                        Content::Memory(bytes),
+                    ),
                 };
                 entries.push(MediaEntry {
                     path: format!("media/{stem}.{}", av_ext(mime)),
@@ -225,9 +338,9 @@ impl Report {
                     captured_at: None,
                     width: None,
                     height: None,
-                    duration_seconds: media::av_duration(&input.path),
+                    duration_seconds,
                 });
-                contents.push(Content::Disk(input.path.clone()));
+                contents.push(content);
             }
             if input.kind == MediaKind::ConsentEvidence {
                 consent.evidence = entries.last().map(|e| e.path.clone());
@@ -269,6 +382,8 @@ impl Report {
                     let b = &self.photos[*i].bytes;
                     w.add(&entry.path, b.len() as u64, &b[..])?
                 }
+                Content::Memory(b) => w.add(&entry.path, b.len() as u64, &b[..])?,
+                #[cfg(feature = "native")]
                 Content::Disk(p) => {
                     let f = File::open(p)?;
                     // The file must not have changed since it was hashed.
@@ -291,7 +406,10 @@ impl Report {
         Ok(w.finish()?)
     }
 
-    /// Seals the bundle into `out`, streaming through an in-process pipe.
+    /// Seals the bundle into `out`, streaming through an in-process pipe:
+    /// the bundle is written on one thread while the sealer encrypts on
+    /// every core.
+    #[cfg(feature = "native")]
     pub fn seal<W: Write>(
         &self,
         key: SealKey<'_>,
@@ -312,4 +430,25 @@ impl Report {
             Ok(sealed?)
         })
     }
+
+    /// Seals the bundle into `out` on the calling thread, the bundle writer
+    /// writing straight into the sealer: for a browser, which has one
+    /// thread. Makes the same file as [`Report::seal`].
+    pub fn seal_on_this_thread<W: Write>(
+        &self,
+        key: SealKey<'_>,
+        out: W,
+        opts: &SealOptions,
+    ) -> Result<(W, SealSummary), ReportError> {
+        let sealer = SealWriter::new(key, out, opts)?;
+        Ok(self.write_bundle(sealer)?.finish()?)
+    }
+}
+
+/// A fresh report id: `r_` and 32 hex digits.
+pub fn new_report_id() -> Result<String, ReportError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b)
+        .map_err(|e| ReportError::Io(std::io::Error::other(format!("no randomness: {e}"))))?;
+    Ok(format!("r_{}", hex::encode(b)))
 }

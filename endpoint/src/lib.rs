@@ -15,6 +15,8 @@
 //! - `server`: the settings and `serve`, which wires the parts together.
 //! - `intake`: `POST /v1/reports`, streaming the upload to disk.
 //! - `status`: `GET /v1/reports/{id}`.
+//! - `cors`: those two calls opened to the web app's origin
+//!   (`--allow-origin`), and to no other.
 //! - `account`: the service account's key-server session, and opening
 //!   reports with the keys it fetches.
 //! - `worker`: the delivery thread that drives the outbox.
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod cors;
 mod error;
 mod intake;
 mod server;

@@ -82,6 +82,10 @@ pub struct EndpointConfig {
     pub accept_orgs: Vec<String>,
     /// What each sender may have waiting here.
     pub sender_quota: SenderQuota,
+    /// Origins whose pages (the key server's web app) may send reports
+    /// here from a browser, as given to `--allow-origin`; empty: no
+    /// cross-origin request is answered as one.
+    pub allow_origins: Vec<String>,
 }
 
 /// Uploads under way, per sender: `(reports, bytes so far)`.
@@ -257,6 +261,7 @@ pub fn serve(mut cfg: EndpointConfig) -> Result<(), Error> {
             "give at least one --forward destination".into(),
         ));
     }
+    let allow_origins = crate::cors::AllowedOrigins::parse(&cfg.allow_origins)?;
     for name in &cfg.forward {
         cfg.destinations
             .build(name)
@@ -309,8 +314,12 @@ pub fn serve(mut cfg: EndpointConfig) -> Result<(), Error> {
         .name("deliveries".into())
         .spawn(move || worker::run(delivering, lock, destinations, for_worker, woken))
         .map_err(|e| Error::Startup(format!("cannot start the delivery thread: {e}")))?;
+    let cors_note = match allow_origins.list() {
+        [] => String::new(),
+        list => format!("; answering browsers of {}", list.join(", ")),
+    };
     let banner = format!(
-        "medseal endpoint listening on http://{}{}; opening reports of {} as {}; accepting senders of {}; forwarding to {}; data in {}",
+        "medseal endpoint listening on http://{}{}; opening reports of {} as {}; accepting senders of {}{cors_note}; forwarding to {}; data in {}",
         cfg.listen,
         if cfg.listen.ip().is_loopback() {
             " (loopback)"
@@ -328,10 +337,13 @@ pub fn serve(mut cfg: EndpointConfig) -> Result<(), Error> {
         n => n,
     };
     let data = web::Data::new(shared);
+    let origins = web::Data::new(allow_origins);
     actix_web::rt::System::new().block_on(async move {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(origins.clone())
+                .wrap(actix_web::middleware::from_fn(crate::cors::cors))
                 .app_data(web::PathConfig::default().error_handler(|_, _| Error::NotFound.into()))
                 .route(REPORTS_PATH, web::post().to(intake::post_report))
                 .route(

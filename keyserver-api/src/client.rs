@@ -11,8 +11,9 @@ use crate::transparency::Checkpoint;
 use crate::v1::{
     AuditStatus, CodeRequest, CreateKeyRequest, CreatedDrop, CreatedKey, CreatedUser,
     CurrentSession, ErrorBody, FetchedKey, GrantExchange, KeyPatch, KeyView, KeysList,
-    LoginRequest, NewUser, OrgPolicy, Overview, Proof, PublicKey, RecipientStatus, RecipientsCheck,
-    RecipientsChecked, RecipientsRequest, SessionResponse, UserPatch, UserView, UsersList,
+    LoginRequest, NewUser, OrgInfo, OrgPolicy, Overview, Proof, PublicKey, RecipientStatus,
+    RecipientsCheck, RecipientsChecked, RecipientsRequest, SendTicket, SessionResponse, UserPatch,
+    UserView, UsersList,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -371,6 +372,27 @@ impl KeyClient {
             return Err(self.error(status, &resp));
         }
         serde_json::from_slice(&resp).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// A send ticket for `session` (`POST /v1/sessions/ticket`): what a
+    /// browser hands a receiving endpoint instead of its session token.
+    pub fn send_ticket(&self, session: &Session) -> Result<SendTicket, ClientError> {
+        self.call(
+            self.http
+                .post(format!("{}/v1/sessions/ticket", self.origin)),
+            session,
+            201,
+        )
+    }
+
+    /// The caller's organisation and its public settings (`GET /v1/org`),
+    /// among them the receiving endpoint reports are sent to.
+    pub fn org_info(&self, session: &Session) -> Result<OrgInfo, ClientError> {
+        self.call(
+            self.http.get(format!("{}/v1/org", self.origin)),
+            session,
+            200,
+        )
     }
 
     /// Creates a data key for `report_id` addressed to `recipients`.

@@ -112,6 +112,55 @@ pub struct CurrentSession {
     pub device_id: String,
 }
 
+/// `POST /v1/sessions/ticket`: a send ticket, the credential the web app
+/// hands a receiving endpoint in place of its session token (which lives in
+/// a cookie no script can read). The endpoint shows it, with the sender's
+/// device id, to `GET /v1/sessions/current` — the one call that accepts
+/// it, answering as for the session itself; every other call answers 401.
+/// It works only from the session's device, for 10 minutes at most and
+/// never past the session's end, and stops working the moment the session
+/// ends, is revoked or its user is disabled.
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SendTicket {
+    /// The ticket (`mstk_…`): the `token` field of an upload to a
+    /// receiving endpoint, or `Authorization: Bearer` on its status call.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub ticket: Zeroizing<String>,
+    /// When it stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Leaves the ticket out: a credential is never written to a log.
+impl std::fmt::Debug for SendTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendTicket")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `GET /v1/org`: the caller's organisation and its public settings, for
+/// any member (guests excluded). The web app's capture page reads
+/// `endpoint_url` to know where to send reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrgInfo {
+    /// The organisation's name.
+    pub name: String,
+    /// Its receiving endpoint's base URL (`https://…`, without a trailing
+    /// `/`; reports go to `{endpoint_url}/v1/reports`), or `null` when none
+    /// is set (`medseal keyserver org set --endpoint-url`).
+    pub endpoint_url: Option<String>,
+    /// Who may sign in as a guest: `none`, `any` or comma-separated
+    /// domains.
+    pub guests: String,
+    /// The longest a share link may live, in days.
+    pub drop_max_days: u32,
+    /// The e-mail domains reports may be addressed to; empty: any address.
+    pub allowed_recipient_domains: Vec<String>,
+}
+
 /// `POST /v1/keys`: a data key for a report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

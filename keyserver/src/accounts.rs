@@ -204,6 +204,9 @@ pub struct Principal {
     pub device_id: String,
     /// SHA-256 of the session token.
     pub token_hash: Vec<u8>,
+    /// When the session ends however it is used (UTC ms): nothing derived
+    /// from it (a send ticket) may outlive it.
+    pub session_expires_at: i64,
 }
 
 /// A new session's token, shown to the client once.
@@ -439,14 +442,28 @@ pub fn authenticate(
     state_key: &[u8; 32],
     now: i64,
 ) -> Result<Authenticated> {
-    const INVALID: &str = "invalid or expired session";
     if token.len() > 256 {
-        return Err(Error::Unauthorized(INVALID));
+        return Err(Error::Unauthorized(INVALID_SESSION));
     }
-    let hash = token_hash(token);
+    authenticate_hash(conn, &token_hash(token), device_id, policy, state_key, now)
+}
+
+const INVALID_SESSION: &str = "invalid or expired session";
+
+/// [`authenticate`] for the session whose token hashes to `hash`: what a
+/// send ticket ([`crate::http::ticket`]) names, since it carries the hash
+/// and never the token.
+pub fn authenticate_hash(
+    conn: &mut Conn,
+    hash: &[u8],
+    device_id: &str,
+    policy: &SessionPolicy,
+    state_key: &[u8; 32],
+    now: i64,
+) -> Result<Authenticated> {
     let row: Option<SessionRow> = sessions::table
         .inner_join(users::table.inner_join(orgs::table))
-        .filter(sessions::token_hash.eq(&hash))
+        .filter(sessions::token_hash.eq(hash))
         .select((
             sessions::token_hash,
             sessions::user_id,
@@ -462,7 +479,7 @@ pub fn authenticate(
     let Some((stored_hash, user_id, bound_device, created_at, last_seen, expires_at, mac, urow)) =
         row
     else {
-        return Err(Error::Unauthorized(INVALID));
+        return Err(Error::Unauthorized(INVALID_SESSION));
     };
     let user = user_record(urow, state_key);
     let session_mac = crate::integrity::SessionState {
@@ -493,7 +510,7 @@ pub fn authenticate(
     let idle = now.saturating_sub(last_seen);
     let from_the_future = last_seen > now.saturating_add(CLOCK_SKEW_MS);
     if user.disabled || now >= expires_at || idle >= policy.idle_timeout_ms || from_the_future {
-        return Err(Error::Unauthorized(INVALID));
+        return Err(Error::Unauthorized(INVALID_SESSION));
     }
     let principal = Principal {
         user_id,
@@ -502,7 +519,8 @@ pub fn authenticate(
         org: user.org,
         role: user.role.parse()?,
         device_id: bound_device.clone(),
-        token_hash: hash.clone(),
+        token_hash: hash.to_vec(),
+        session_expires_at: expires_at,
     };
     let same_device: bool =
         subtle::ConstantTimeEq::ct_eq(bound_device.as_bytes(), device_id.as_bytes()).into();
@@ -511,7 +529,7 @@ pub fn authenticate(
     }
     if idle >= LAST_SEEN_GRANULARITY_MS {
         // Bookkeeping for the idle timeout, not access-control state.
-        diesel::update(sessions::table.find(&hash))
+        diesel::update(sessions::table.find(hash))
             .set(sessions::last_seen.eq(now))
             .execute(conn)?;
     }
@@ -610,6 +628,9 @@ pub struct OrgSummary {
     pub guests: String,
     /// Whether it signs its staff in through an OpenID Provider.
     pub single_sign_on: bool,
+    /// Its receiving endpoint (where the web app's capture page sends
+    /// reports), if one is set and intact.
+    pub endpoint_url: Option<String>,
 }
 
 /// Every organisation, by name.
@@ -630,11 +651,13 @@ pub fn list_orgs(conn: &mut Conn, state_key: &[u8; 32]) -> Result<Vec<OrgSummary
             .count()
             .get_result(conn)?;
         let guests = crate::signin::guests::policy_of(conn, id, state_key)?;
+        let endpoint_url = crate::org_endpoint::endpoint_of(conn, id, state_key)?;
         out.push(OrgSummary {
             name,
             users: usize::try_from(users).unwrap_or(0),
             guests: guests.policy.stored(),
             single_sign_on: sso > 0,
+            endpoint_url,
         });
     }
     Ok(out)

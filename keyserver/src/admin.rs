@@ -101,6 +101,16 @@ impl Admin {
         ))
     }
 
+    /// `org set --endpoint-url URL|none`: where the web app's capture page
+    /// sends reports (`None` clears it).
+    pub fn set_endpoint_url(&mut self, org: &str, url: Option<String>) -> Result<()> {
+        self.commit(crate::org_endpoint::set_endpoint(
+            self.actor.clone(),
+            org.to_owned(),
+            url,
+        ))
+    }
+
     /// `org sso set`.
     pub fn set_sso(&mut self, org: &str, settings: crate::signin::sso::SsoSettings) -> Result<()> {
         self.commit(crate::signin::sso::set(

@@ -96,6 +96,15 @@ struct OrgRow {
     recipient_domains: String,
     #[serde(default, with = "opt_hex_bytes")]
     recipients_mac: Option<Vec<u8>>,
+    /// Absent in backups made before receiving endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint_url: Option<String>,
+    #[serde(
+        default,
+        with = "opt_hex_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    endpoint_mac: Option<Vec<u8>>,
 }
 
 fn no_guests() -> String {

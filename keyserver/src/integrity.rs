@@ -16,6 +16,7 @@
 //! session: "medseal session v1"    ‖ f(token_hash) ‖ i64(user_id) ‖ f(device_id)
 //!          ‖ i64(created_at) ‖ i64(expires_at)
 //! org:     "medseal org settings v1" ‖ i64(id) ‖ f(name) ‖ f(guests)
+//! endpoint: "medseal org endpoint v1" ‖ i64(id) ‖ f(name) ‖ f(endpoint_url)   (NULL: no seal)
 //! sso:     "medseal sso config v1" ‖ i64(org_id) ‖ f(issuer) ‖ f(client_id)
 //!          ‖ f(sealed client secret) ‖ f(email_claim) ‖ f(allowed_domain or "") ‖ f(provision)
 //! flow:    "medseal sso flow v1"   ‖ f(state_hash) ‖ i64(org_id) ‖ f(nonce) ‖ f(pkce_verifier)

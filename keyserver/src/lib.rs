@@ -18,6 +18,7 @@
 //! | [`signin`]   | e-mailed codes, guests, OpenID Connect single sign-on             |
 //! | [`policy`]   | who may do what with a key (pure rules)                           |
 //! | [`recipients`] | whom an organisation's reports may be addressed to (sealed setting) |
+//! | [`org_endpoint`] | the organisation's receiving endpoint for the web app's capture (sealed setting) |
 //! | [`reports`]  | an organisation's reports and keys as its console lists them      |
 //! | [`keys`]     | new data keys, looking one up as a caller sees it, releasing it   |
 //! | [`ops`]      | every change to access-control state, committed with its event   |
@@ -50,6 +51,7 @@ pub mod keyring;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
+pub mod org_endpoint;
 pub mod passwords;
 pub mod policy;
 pub mod recipients;

@@ -74,6 +74,7 @@ mod tests {
             role,
             device_id: "d".into(),
             token_hash: vec![],
+            session_expires_at: 0,
         }
     }
 

@@ -143,6 +143,7 @@ pub fn app_state(cfg: &ServeConfig) -> Result<(web::Data<AppState>, u32)> {
             None => None,
         },
         audit_status: Default::default(),
+        csp: Default::default(),
     });
     Ok((state, pool_size))
 }

@@ -69,5 +69,6 @@ pub use keys::{
 };
 pub use positional::{At, ReadAt, WriteAt, seal_at};
 pub use stream::{
-    OpenOptions, OpenSummary, Opener, SealKey, SealOptions, SealSummary, seal, seal_with_rng,
+    OpenOptions, OpenSummary, Opener, SealKey, SealOptions, SealSummary, SealWriter, seal,
+    seal_with_rng,
 };

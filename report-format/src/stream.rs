@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::sync::{Mutex, mpsc};
 
-use rand_core::TryCryptoRng;
+use rand_core::{TryCryptoRng, TryRng};
 
 use crate::chunk::{ChunkCodec, IV_LEN, max_frame_len};
 use crate::error::{Error, Result};
@@ -167,6 +167,101 @@ pub fn seal_with_rng<R: Read, W: Write, G: TryCryptoRng + ?Sized>(
         sealed_len,
         chunks,
     })
+}
+
+/// Sealing as a [`Write`]: for a producer that pushes its bytes (a bundle
+/// writer) where no second thread can run the pulling [`seal`] beside it —
+/// WebAssembly in a browser has one. The output is byte for byte what
+/// [`seal`] makes of the same input with the same randomness: a full chunk
+/// is never the last (an input that fills its last chunk exactly ends with
+/// an empty final chunk, as [`seal`] ends it), so each chunk is sealed as
+/// soon as it is full and one frame buffer is all the memory it needs.
+///
+/// Nothing is complete until [`SealWriter::finish`]: a writer dropped
+/// before it leaves a file without its final chunk, which every opener
+/// refuses as truncated.
+pub struct SealWriter<W: Write> {
+    codec: ChunkCodec,
+    out: W,
+    frame: Vec<u8>,
+    filled: usize,
+    chunk_size: usize,
+    index: u64,
+    plaintext_len: u64,
+    sealed_len: u64,
+}
+
+impl<W: Write> SealWriter<W> {
+    /// Writes the header of a new file to `out` and returns the writer for
+    /// its plaintext; salts and IVs come from the operating system.
+    pub fn new(key: SealKey<'_>, mut out: W, opts: &SealOptions) -> Result<Self> {
+        let (header, codec) = prepare_seal(key, opts, &mut getrandom::SysRng)?;
+        out.write_all(header.as_bytes())?;
+        let chunk_size = header.chunk_size();
+        Ok(SealWriter {
+            codec,
+            out,
+            frame: vec![0u8; max_frame_len(chunk_size)],
+            filled: 0,
+            chunk_size,
+            index: 0,
+            plaintext_len: 0,
+            sealed_len: header.as_bytes().len() as u64,
+        })
+    }
+
+    fn seal_chunk(&mut self, last: bool) -> Result<()> {
+        getrandom::SysRng
+            .try_fill_bytes(&mut self.frame[..IV_LEN])
+            .map_err(|_| Error::Random)?;
+        let range = self
+            .codec
+            .seal(self.index, last, &mut self.frame, self.filled)?;
+        self.out.write_all(&self.frame[range.clone()])?;
+        self.sealed_len += range.len() as u64;
+        self.plaintext_len += self.filled as u64;
+        self.index += 1;
+        self.filled = 0;
+        Ok(())
+    }
+
+    /// The output as it is, without its final chunk: what a producer that
+    /// gives up leaves behind, which no opener accepts.
+    pub fn into_unfinished(self) -> W {
+        self.out
+    }
+
+    /// Seals what is left as the final chunk, flushes, and returns the
+    /// output with what was written.
+    pub fn finish(mut self) -> Result<(W, SealSummary)> {
+        self.seal_chunk(true)?;
+        self.out.flush()?;
+        let summary = SealSummary {
+            plaintext_len: self.plaintext_len,
+            sealed_len: self.sealed_len,
+            chunks: self.index,
+        };
+        Ok((self.out, summary))
+    }
+}
+
+impl<W: Write> Write for SealWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = self.chunk_size - self.filled;
+        let n = buf.len().min(room);
+        let at = IV_LEN + self.filled;
+        self.frame[at..at + n].copy_from_slice(&buf[..n]);
+        self.filled += n;
+        if self.filled == self.chunk_size {
+            self.seal_chunk(false).map_err(std::io::Error::other)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Only whole chunks can be written; `finish` writes the rest.
+        self.out.flush()
+    }
 }
 
 /// Builds the header for a new file and the codec for its chunks, drawing

@@ -409,3 +409,51 @@ proptest! {
         prop_assert_eq!(open_with(&sealed, Secret::Key(&key()), threads).unwrap(), plain);
     }
 }
+
+/// The pushing sealer (the browser's) makes files of the same shape as the
+/// pulling one, for every size around chunk boundaries and however the
+/// producer splits its writes, and they open to the same plaintext.
+#[test]
+fn the_pushing_sealer_agrees_with_the_pulling_one() {
+    use std::io::Write;
+    let opts = SealOptions {
+        chunk_log2: LOG2,
+        threads: None,
+    };
+    let k = key();
+    for n in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 17] {
+        let plain = data(n);
+        for piece in [1, 7, CHUNK, 3 * CHUNK + 5] {
+            let mut w = medseal_format::SealWriter::new(
+                SealKey::StaticKey {
+                    key: &k,
+                    key_id: "org",
+                },
+                Vec::new(),
+                &opts,
+            )
+            .unwrap();
+            for part in plain.chunks(piece) {
+                w.write_all(part).unwrap();
+            }
+            let (pushed, summary) = w.finish().unwrap();
+            let pulled = seal_static(&plain, &k);
+            assert_eq!(pushed.len(), pulled.len(), "size {n}, writes of {piece}");
+            assert_eq!(summary.sealed_len, pushed.len() as u64);
+            assert_eq!(summary.plaintext_len, n as u64);
+            assert_eq!(open(&pushed).unwrap(), plain, "size {n}, writes of {piece}");
+        }
+    }
+    // Dropped before `finish`: no final chunk, refused as truncated.
+    let mut w = medseal_format::SealWriter::new(
+        SealKey::StaticKey {
+            key: &k,
+            key_id: "org",
+        },
+        Vec::new(),
+        &opts,
+    )
+    .unwrap();
+    w.write_all(&data(2 * CHUNK + 3)).unwrap();
+    assert!(open(&w.into_unfinished()).is_err());
+}

@@ -69,31 +69,48 @@ const WAIT: Duration = Duration::from_secs(60);
 impl Browser {
     /// A new headless Chromium with a phone-sized window.
     pub fn new() -> Browser {
-        Browser::start(Some(one_at_a_time()))
+        Browser::start(Some(one_at_a_time()), &[])
+    }
+
+    /// A new one with Chromium's `flags` besides the usual ones (fake media
+    /// devices, for capture).
+    pub fn with_flags(flags: &[&str]) -> Browser {
+        Browser::start(Some(one_at_a_time()), flags)
     }
 
     /// A second browser (another person's) for the same test, open at the
     /// same time as this one, whose turn it shares.
     pub fn alongside(&self) -> Browser {
-        Browser::start(None)
+        Browser::start(None, &[])
     }
 
-    fn start(turn: Option<MutexGuard<'static, ()>>) -> Browser {
+    fn start(turn: Option<MutexGuard<'static, ()>>, flags: &[&str]) -> Browser {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
         let downloads = tempfile::tempdir().expect("temp dir");
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=390,844",
+            "--no-first-run",
+            "--disable-extensions",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--metrics-recording-only",
+            "--mute-audio",
+        ];
+        args.extend_from_slice(flags);
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
             json!({
                 "binary": chromium(),
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=390,844",
-                         "--no-first-run", "--disable-extensions",
-                         "--disable-background-networking", "--disable-component-update",
-                         "--disable-sync", "--metrics-recording-only", "--mute-audio"],
+                "args": args,
                 // A desktop window cannot be narrower than 500 px: the
                 // phone's screen is emulated, 390 CSS px wide.
                 "mobileEmulation": {
@@ -129,6 +146,35 @@ impl Browser {
     /// Loads `url`.
     pub fn goto(&self, url: &str) {
         self.rt.block_on(self.c().goto(url)).expect("navigate");
+    }
+
+    /// Panics unless the page fits a phone's 390-px screen: nothing makes
+    /// it scroll sideways (`what` names the screen in the message).
+    pub fn assert_fits_phone(&self, what: &str) {
+        let fits = self.js(
+            "const w = window.innerWidth;
+             const wide = Array.from(document.querySelectorAll('body *'))
+               .filter((e) => e.getBoundingClientRect().right > w + 1)
+               .map((e) => e.tagName + '#' + e.id + '.' + e.className);
+             return [document.documentElement.scrollWidth, w, wide.slice(0, 8)];",
+            vec![],
+        );
+        assert_eq!(fits[1], 390, "a phone's width");
+        assert!(
+            fits[0].as_i64() <= fits[1].as_i64(),
+            "{what}: the page is wider than the phone's screen ({fits})"
+        );
+    }
+
+    /// Runs a DevTools protocol command in the page (e.g. cutting its
+    /// network with `Network.emulateNetworkConditions`); answers its result.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.rt
+            .block_on(
+                self.c()
+                    .issue_cmd(Cdp(json!({ "cmd": cmd, "params": params }))),
+            )
+            .unwrap_or_else(|e| panic!("DevTools {cmd}: {e}"))
     }
 
     /// Runs `script` (a function body; `arguments` are `args`) in the page.
@@ -233,6 +279,19 @@ impl Browser {
         self.rt.block_on(o.click()).expect("choose an option");
     }
 
+    /// Ticks the check box or radio button whose label reads `label`.
+    pub fn check(&self, label: &str) {
+        let l = self.until(&format!("a choice labelled {label:?}"), |b| {
+            b.visible(Locator::XPath(&format!(
+                "//label[normalize-space()={}]",
+                xpath_literal(label)
+            )))
+            .into_iter()
+            .next()
+        });
+        self.tap(&l);
+    }
+
     /// Chooses `path` in the file input labelled `label`.
     pub fn choose_file(&self, label: &str, path: &Path) {
         let f = self.field(label);
@@ -251,7 +310,11 @@ impl Browser {
             .into_iter()
             .next()
         });
-        self.rt.block_on(b.click()).expect("click");
+        self.tap(&b);
+    }
+
+    fn tap(&self, e: &Element) {
+        self.rt.block_on(e.clone().click()).expect("click");
     }
 
     /// Clicks the button named `name` in the table row that has a cell
@@ -265,7 +328,7 @@ impl Browser {
             .into_iter()
             .next()
         });
-        self.rt.block_on(b.click()).expect("click");
+        self.tap(&b);
     }
 
     /// Waits until the page's status line (`#progress`) contains `text`.
@@ -356,5 +419,26 @@ fn xpath_literal(s: &str) -> String {
         format!("'{s}'")
     } else {
         format!("\"{s}\"")
+    }
+}
+
+/// A DevTools command through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.0.to_string()))
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod browser;
 pub mod fakes;
+pub mod reports;
 pub mod services;
 pub mod wire;
 

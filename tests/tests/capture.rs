@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use medseal_e2e::reports::exiftool;
 use medseal_e2e::{medseal_bin, wav};
 use serde_json::Value;
 
@@ -95,19 +96,7 @@ fn capture_open_extract_and_check_everything() {
     // Manifest: valid against the published schema, and says what happened.
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(opened.join("manifest.json")).unwrap()).unwrap();
-    let schema: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/manifest.schema.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&manifest)
-        .map(|e| e.to_string())
-        .collect();
+    let errors = medseal_e2e::reports::schema_errors(&manifest);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(manifest["patient"]["identifiers"][0]["value"], "9434765919");
     assert_eq!(manifest["patient"]["minimised"], false);
@@ -259,6 +248,7 @@ fn no_consent_record_no_report() {
     std::fs::write(d.join("p.jpg"), medseal_capture::fixtures::phone_jpeg(1)).unwrap();
     std::fs::write(d.join("key"), [3u8; 32]).unwrap();
     for (args, says) in [
+        (vec![], "needs its consent record"),
         (vec!["--consent", "unable"], "--no-consent-reason"),
         (vec!["--consent", "verbal-witnessed"], "witness"),
         (vec!["--consent", "written"], "evidence"),
@@ -505,14 +495,4 @@ fn capture_never_replaces_a_report_unasked() {
     args.push("--force");
     run_ok(d, &args);
     assert_ne!(std::fs::read(d.join("r.mseal")).unwrap(), first);
-}
-
-/// Every tag exiftool finds, as `Group:Tag=Value` lines.
-fn exiftool(path: &Path) -> String {
-    let out = Command::new("exiftool")
-        .args(["-a", "-G1", "-s", "-e"])
-        .arg(path)
-        .output()
-        .expect("exiftool (libimage-exiftool-perl) is needed: scripts/test-all.sh installs it");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

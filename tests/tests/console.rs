@@ -30,19 +30,7 @@ const PW: &str = "a long clinician password";
 /// Saves a screenshot, after checking that the screen fits a phone: nothing
 /// makes the page scroll sideways.
 fn shot(b: &Browser, name: &str) {
-    let fits = b.js(
-        "const w = window.innerWidth;
-         const wide = Array.from(document.querySelectorAll('body *'))
-           .filter((e) => e.getBoundingClientRect().right > w + 1)
-           .map((e) => e.tagName + '#' + e.id + '.' + e.className);
-         return [document.documentElement.scrollWidth, w, wide.slice(0, 8)];",
-        vec![],
-    );
-    assert_eq!(fits[1], 390, "a phone's width");
-    assert!(
-        fits[0].as_i64() <= fits[1].as_i64(),
-        "{name}: the page is wider than the phone's screen ({fits})"
-    );
+    b.assert_fits_phone(name);
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     b.screenshot(&path);
     if std::env::var("MEDSEAL_DOC_SCREENSHOTS").is_ok_and(|v| v == "1") {

@@ -217,3 +217,57 @@ impl Plan {
 pub fn looks_like_report(first: &[u8]) -> bool {
     medseal_format::bundle::looks_like_report(first)
 }
+
+/// A report being captured (see `capture`): `new Capture(formJson,
+/// reportId, createdAt, utcOffsetSeconds)`, then `add(kind, name, bytes)`
+/// for each file, `build()` (the manifest as JSON, or a refusal), and
+/// `seal(origin, keyId, keyBase64, write)` with the key server's key.
+#[wasm_bindgen(js_name = Capture)]
+pub struct JsCapture(crate::capture::Capture);
+
+#[wasm_bindgen(js_class = Capture)]
+impl JsCapture {
+    /// A new capture of the form's answers.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        form_json: &str,
+        report_id: &str,
+        created_at: &str,
+        utc_offset_seconds: i32,
+    ) -> Result<JsCapture, JsValue> {
+        crate::capture::Capture::new(form_json, report_id, created_at, utc_offset_seconds)
+            .map(JsCapture)
+            .map_err(js_error)
+    }
+
+    /// Hands over one file; its bytes are copied in and the page may drop
+    /// its own copy.
+    pub fn add(&mut self, kind: &str, name: &str, bytes: Vec<u8>) -> Result<(), JsValue> {
+        self.0.add(kind, name, bytes).map_err(js_error)
+    }
+
+    /// Builds the report; answers its manifest as JSON.
+    pub fn build(&mut self) -> Result<String, JsValue> {
+        self.0.build().map_err(js_error)
+    }
+
+    /// Seals it, handing the sealed file to `write` a frame at a time.
+    pub fn seal(
+        &mut self,
+        origin: &str,
+        key_id: &str,
+        key_base64: &str,
+        write: js_sys::Function,
+    ) -> Result<f64, JsValue> {
+        self.0
+            .seal(origin, key_id, key_base64, JsWriter(write))
+            .map(|n| n as f64)
+            .map_err(js_error)
+    }
+}
+
+/// A fresh report id, as `medseal capture` makes them.
+#[wasm_bindgen(js_name = newReportId)]
+pub fn new_report_id() -> Result<String, JsValue> {
+    crate::capture::new_report_id().map_err(js_error)
+}

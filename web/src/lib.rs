@@ -13,12 +13,15 @@
 //! - [`viewer`]: what the worker does, over `Read` and `Write`, so that it is
 //!   tested natively like any Rust code: describe a header, open a file with
 //!   a key or a password, all or nothing.
+//! - [`capture`]: building and sealing a report in the browser with
+//!   `medseal-capture`, the code of `medseal capture`.
 //! - `bindings` (wasm32 only): the same, exported with `wasm-bindgen`, with
 //!   JavaScript callbacks as the reader and the writer.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod viewer;
 
 #[cfg(target_arch = "wasm32")]

@@ -6,6 +6,7 @@
 "use strict";
 
 import { createConsole } from "./console.js";
+import { createCapture } from "./capture.js";
 
 const $ = (id) => document.getElementById(id);
 const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
@@ -343,6 +344,38 @@ const orgConsole = createConsole({
   },
 });
 
+const capture = createCapture({
+  api,
+  problem,
+  clearProblem,
+  say: (text) => { $("progress").textContent = text; },
+  session: () => session,
+  sessionEnded: () => {
+    forgetSession();
+    askSignIn("Your session has ended. Sign in again; the reports waiting on this phone are kept.");
+    $("signin-title").textContent = "Sign in";
+  },
+});
+
+const inCapture = () => location.hash === "#/capture" || location.hash.startsWith("#/capture?");
+
+// Capture needs a session (for the key and for sending); without one it
+// asks for a sign-in first.
+async function showCapture() {
+  $("page-title").textContent = "Capture a report";
+  document.title = "Capture a report – medseal";
+  $("intro").hidden = true;
+  $("drop-intro").hidden = true;
+  $("open-form").hidden = true;
+  if (!session) {
+    capture.hide();
+    askSignIn("Sign in to capture a report.");
+    $("signin-title").textContent = "Sign in";
+    return;
+  }
+  await capture.show();
+}
+
 const inConsole = () => location.hash === "#/console" || location.hash.startsWith("#/console/") || location.hash.startsWith("#/console?");
 
 // The console needs a session; without one it asks for a sign-in first.
@@ -372,7 +405,9 @@ async function resumeSession() {
   if (!saved || saved.device !== deviceId()) return;
   session = saved;
   const r = await api("/v1/sessions/current").catch(() => null);
-  if (r && r.ok) showSession();
+  // No answer at all: no connection. The session is kept, so that a
+  // clinician can go on capturing; the key server decides when it is back.
+  if (!r || r.ok) showSession();
   else forgetSession();
 }
 
@@ -430,6 +465,10 @@ function signedIn() {
   signInDone();
   if (inConsole()) {
     showConsole();
+    return;
+  }
+  if (inCapture()) {
+    showCapture();
     return;
   }
   if (location.hash.startsWith("#/code")) {
@@ -517,14 +556,18 @@ async function finishSso(params) {
   keepSession({ ...session, email: who.email || "" });
   $("progress").textContent = `Signed in as ${session.email}.`;
   if (inConsole()) showConsole();
+  else if (inCapture()) showCapture();
   else if (dropId) openChosen();
 }
 
 $("signout").addEventListener("click", async () => {
+  // The keys kept for sealing with no connection go first, while the
+  // session can still revoke them.
+  await capture.forget().catch(() => {});
   await api("/v1/sessions/current", { method: "DELETE" }).catch(() => null);
   forgetSession();
   clearShown();
-  if (inConsole()) route();
+  if (inConsole() || inCapture()) route();
 });
 
 // ---- saving ---------------------------------------------------------------
@@ -546,6 +589,7 @@ function route() {
   $("main").classList.remove("wide");
   document.title = "Open a sealed report – medseal";
   if (inConsole()) {
+    capture.hide();
     clearShown();
     clearProblem();
     $("progress").textContent = "";
@@ -553,6 +597,14 @@ function route() {
     return;
   }
   orgConsole.hide();
+  if (inCapture()) {
+    clearShown();
+    clearProblem();
+    $("progress").textContent = "";
+    showCapture();
+    return;
+  }
+  capture.hide();
   const m = /^#\/drop\/(d_[0-9a-f]{32})$/.exec(location.hash);
   dropId = m ? m[1] : null;
   file = null;
@@ -600,3 +652,6 @@ window.addEventListener("hashchange", route);
 // The session is known before the first screen, so that the console does
 // not ask for a sign-in the tab already has.
 resumeSession().finally(route);
+// Installed, the app starts and captures with no connection: its own files
+// are kept by the service worker (never a report or an API answer).
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("sw.js", { scope: "./" }).catch(() => {});

@@ -3,12 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use medseal_capture::keyclient::new_report_id;
-use medseal_capture::report::{MediaInput, Report, ReportSpec};
+use medseal_capture::form::CaptureForm;
+use medseal_capture::report::{MediaInput, MediaSource, Report, new_report_id};
 use medseal_format::SealOptions;
-use medseal_format::manifest::{
-    Consent, ConsentGiver, ConsentMethod, ConsentScope, Identifier, MediaKind, Patient, Person,
-};
+use medseal_format::manifest::{ConsentGiver, ConsentMethod, ConsentScope, MediaKind};
 
 use crate::files::{InputPath, Output, check_one_stdin};
 use crate::keysource::KeyArgs;
@@ -28,9 +26,10 @@ pub struct Args {
     /// report is marked minimised).
     #[arg(long, value_name = "URI", default_value = PSEUDONYM)]
     patient_id_system: String,
-    /// How consent was obtained: written, verbal-recorded, verbal-witnessed, unable.
+    /// How consent was obtained: written, verbal-recorded, verbal-witnessed,
+    /// unable. A report without it is refused.
     #[arg(long, value_name = "KIND", value_parser = parse_method)]
-    consent: ConsentMethod,
+    consent: Option<ConsentMethod>,
     /// Who consented: patient or guardian.
     #[arg(long, value_name = "WHO", value_parser = parse_giver, default_value = "patient")]
     consent_by: ConsentGiver,
@@ -111,22 +110,13 @@ pub fn run(a: Args) -> Result<()> {
     }
     // Refused before any work, and again when the file is put in place.
     let out = Output::create_fresh(&a.output, &InputPath::Stdin, a.force)?;
-    let unable = a.consent == ConsentMethod::Unable;
-    if unable && a.no_consent_reason.is_none() {
-        bail!(
-            "--consent unable needs --no-consent-reason: the lawful basis for capturing without consent"
-        );
-    }
     let mut media: Vec<MediaInput> = Vec::new();
     for (kind, paths) in [
         (MediaKind::Photo, &a.photo),
         (MediaKind::Audio, &a.audio),
         (MediaKind::Video, &a.video),
     ] {
-        media.extend(paths.iter().map(|p| MediaInput {
-            kind,
-            path: p.clone(),
-        }));
+        media.extend(paths.iter().map(|p| MediaInput::file(kind, p)));
     }
     // The capturer is the logged-in clinician when sealing for a key
     // server, and the organisation theirs unless named.
@@ -153,52 +143,31 @@ pub fn run(a: Args) -> Result<()> {
         .or_else(|| login.clone())
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
-    let now = now_rfc3339();
     let report_id = new_report_id()?;
-    let spec = ReportSpec {
-        report_id: report_id.clone(),
-        created_at: now.clone(),
-        capturer: Person {
-            name: capturer,
-            email: login,
-        },
-        organisation: a
-            .organisation
-            .clone()
-            .or(session_org)
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-        patient: Patient {
-            identifiers: vec![Identifier {
-                system: a.patient_id_system.clone(),
-                value: a.patient_id.clone(),
-            }],
-            minimised: a.patient_id_system == PSEUDONYM,
-        },
-        consent: Consent {
-            method: a.consent,
-            given_by: if unable {
-                ConsentGiver::Nobody
-            } else {
-                a.consent_by
-            },
-            scope: if unable {
-                Vec::new()
-            } else {
-                a.consent_scope.clone()
-            },
-            recorded_at: now,
-            evidence: None,
-            witness: a.witness.clone(),
-            unable_reason: a.no_consent_reason.clone(),
-        },
-        consent_evidence: a.consent_evidence.clone(),
+    // The same form, and the same refusals, as the web app's.
+    let form = CaptureForm {
+        patient_id: a.patient_id.clone(),
+        patient_id_system: Some(a.patient_id_system.clone()),
+        consent: a.consent,
+        consent_by: Some(a.consent_by),
+        consent_scope: a.consent_scope.clone(),
+        witness: a.witness.clone(),
+        no_consent_reason: a.no_consent_reason.clone(),
         body_site: a.body_site.clone(),
-        notes: a.note.clone(),
-        media,
-        utc_offset_seconds: super::LOCAL_UTC_OFFSET.get().copied().unwrap_or(0),
+        note: a.note.clone(),
+        capturer,
+        capturer_email: login,
+        organisation: a.organisation.clone().or(session_org).unwrap_or_default(),
     };
+    let spec = form
+        .into_spec(
+            report_id.clone(),
+            now_rfc3339(),
+            media,
+            a.consent_evidence.clone().map(MediaSource::Path),
+            super::LOCAL_UTC_OFFSET.get().copied().unwrap_or(0),
+        )
+        .context("cannot build the report")?;
     // Build (and refuse) before asking the key server for a key.
     let report = Report::build(spec).context("cannot build the report")?;
     let material = a.key.resolve(&report_id)?;

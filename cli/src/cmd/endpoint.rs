@@ -69,6 +69,12 @@ struct Serve {
     /// Bytes one sender's reports may hold here at once.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_SENDER_QUOTA_BYTES)]
     sender_quota_bytes: u64,
+    /// An origin (https://host[:port]; http:// only on loopback) whose
+    /// pages may send reports here from a browser: the key server's web
+    /// app. Repeat for several. Without it, no cross-origin request is
+    /// answered as one.
+    #[arg(long = "allow-origin", value_name = "URL")]
+    allow_origins: Vec<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -96,6 +102,7 @@ fn run_serve(s: Serve) -> Result<()> {
             reports: s.sender_quota_reports,
             bytes: s.sender_quota_bytes,
         },
+        allow_origins: s.allow_origins,
     })?;
     Ok(())
 }

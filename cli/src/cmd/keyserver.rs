@@ -182,11 +182,18 @@ enum OrgCommand {
         /// default), or domains; a key for anyone else is refused.
         #[arg(long, value_name = "any|DOMAIN…", num_args = 1..)]
         allowed_recipient_domains: Option<Vec<String>>,
+        /// The receiving endpoint (`medseal endpoint serve`) the web app's
+        /// capture page sends reports to: an https:// URL (http:// only on
+        /// a loopback host), or none to clear it. Its origin is added to
+        /// the app's Content-Security-Policy.
+        #[arg(long, value_name = "URL|none")]
+        endpoint_url: Option<String>,
     },
     /// Single sign-on through the organisation's OpenID Provider.
     #[command(subcommand)]
     Sso(SsoCommand),
-    /// List the organisations: users, guests, single sign-on.
+    /// List the organisations: users, guests, single sign-on, receiving
+    /// endpoint.
     List {
         /// table or json.
         #[arg(long, value_name = "FORMAT", default_value = "table", value_parser = ["table", "json"])]
@@ -486,9 +493,15 @@ fn list_orgs(store: Store, format: &str) -> Result<()> {
         return Ok(());
     }
     let mut rows = vec![
-        ["ORGANISATION", "USERS", "GUESTS", "SINGLE SIGN-ON"]
-            .map(str::to_owned)
-            .to_vec(),
+        [
+            "ORGANISATION",
+            "USERS",
+            "GUESTS",
+            "SINGLE SIGN-ON",
+            "ENDPOINT",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
     ];
     for o in &orgs {
         rows.push(vec![
@@ -496,6 +509,7 @@ fn list_orgs(store: Store, format: &str) -> Result<()> {
             o.users.to_string(),
             o.guests.clone(),
             if o.single_sign_on { "yes" } else { "no" }.to_owned(),
+            o.endpoint_url.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     print_table(&rows);
@@ -525,12 +539,29 @@ pub fn run(a: Args) -> Result<()> {
             drop_max_days,
             guests,
             allowed_recipient_domains,
+            endpoint_url,
         }) => {
-            if drop_max_days.is_none() && guests.is_none() && allowed_recipient_domains.is_none() {
+            if drop_max_days.is_none()
+                && guests.is_none()
+                && allowed_recipient_domains.is_none()
+                && endpoint_url.is_none()
+            {
                 bail!(
-                    "nothing to set: give --drop-max-days N, --guests any|DOMAIN…|none or --allowed-recipient-domains any|DOMAIN…"
+                    "nothing to set: give --drop-max-days N, --guests any|DOMAIN…|none, --allowed-recipient-domains any|DOMAIN… or --endpoint-url URL|none"
                 );
             }
+            // Checked before anything is changed: one bad value sets nothing.
+            let endpoint_url = endpoint_url
+                .map(|u| {
+                    if u.trim()
+                        .eq_ignore_ascii_case(medseal_keyserver::org_endpoint::NONE)
+                    {
+                        Ok(None)
+                    } else {
+                        medseal_keyserver::org_endpoint::normalise(&u).map(Some)
+                    }
+                })
+                .transpose()?;
             let recipients = allowed_recipient_domains
                 .map(|d| medseal_keyserver::recipients::RecipientPolicy::from_words(&d))
                 .transpose()?;
@@ -551,6 +582,11 @@ pub fn run(a: Args) -> Result<()> {
                 let stored = policy.stored();
                 admin.set_recipient_domains(&org, policy)?;
                 eprintln!("organisation {org}: reports may be addressed to: {stored}");
+            }
+            if let Some(url) = endpoint_url {
+                let shown = url.clone().unwrap_or_else(|| "none".into());
+                admin.set_endpoint_url(&org, url)?;
+                eprintln!("organisation {org}: receiving endpoint: {shown}");
             }
             Ok(())
         }

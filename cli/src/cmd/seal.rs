@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use medseal_format::SealOptions;
 
 use crate::files::{InputPath, Output, check_one_stdin, output_name};
-use medseal_capture::keyclient::new_report_id;
+use medseal_capture::report::new_report_id;
 
 use crate::keysource::KeyArgs;
 use crate::progress;

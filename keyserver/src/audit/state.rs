@@ -45,6 +45,8 @@ struct ExpectedUser {
 struct ExpectedSettings {
     guests: Option<String>,
     recipient_domains: Option<String>,
+    /// The receiving endpoint URL, or `none` (as the event writes it).
+    endpoint_url: Option<String>,
 }
 
 /// The state the events describe, built one event at a time.
@@ -118,6 +120,8 @@ impl Replay {
                     e.guests = Some(g.to_owned());
                 } else if let Some(d) = r.detail.strip_prefix("allowed recipient domains: ") {
                     e.recipient_domains = Some(d.to_owned());
+                } else if let Some(u) = r.detail.strip_prefix(crate::org_endpoint::EVENT_PREFIX) {
+                    e.endpoint_url = Some(u.to_owned());
                 }
             }
             ("user.created", _) => {
@@ -232,23 +236,34 @@ impl Replay {
                 )));
             }
         }
-        let orows: Vec<(String, String, String)> = orgs::table
-            .select((orgs::name, orgs::guests, orgs::recipient_domains))
+        let orows: Vec<(String, String, String, Option<String>)> = orgs::table
+            .select((
+                orgs::name,
+                orgs::guests,
+                orgs::recipient_domains,
+                orgs::endpoint_url,
+            ))
             .load(conn)?;
-        if let Some((o, _, _)) = orows.iter().find(|(o, _, _)| !self.orgs.contains(o)) {
+        if let Some((o, ..)) = orows.iter().find(|(o, ..)| !self.orgs.contains(o)) {
             return Ok(Some(format!(
                 "organisation {o} is in the store but no event created it"
             )));
         }
         // The sealed settings too: a restriction put back or lifted in the
         // database, seal and all, is not what the events say.
-        for (o, guests, recipients) in &orows {
+        for (o, guests, recipients, endpoint) in &orows {
             let exp = self.settings.get(o);
             let want_guests = exp.and_then(|e| e.guests.as_deref()).unwrap_or("none");
             let want_recipients = exp
                 .and_then(|e| e.recipient_domains.as_deref())
                 .unwrap_or(crate::recipients::ANY);
-            if guests != want_guests || recipients != want_recipients {
+            let want_endpoint = exp
+                .and_then(|e| e.endpoint_url.as_deref())
+                .filter(|u| *u != crate::org_endpoint::NONE);
+            if guests != want_guests
+                || recipients != want_recipients
+                || endpoint.as_deref() != want_endpoint
+            {
                 return Ok(Some(format!(
                     "the settings of organisation {o} in the store are not as the events left them"
                 )));

@@ -10,6 +10,8 @@ diesel::table! {
         settings_mac -> Nullable<Binary>,
         recipient_domains -> Text,
         recipients_mac -> Nullable<Binary>,
+        endpoint_url -> Nullable<Text>,
+        endpoint_mac -> Nullable<Binary>,
     }
 }
 

@@ -121,6 +121,18 @@ pub struct Credentials {
     device_id: String,
     ip: Option<String>,
     user_agent: Option<String>,
+    /// The token came in the web app's cookie (tickets never do).
+    from_cookie: bool,
+}
+
+/// What a route takes as proof of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// The session's own token (bearer or cookie): every route but one.
+    Session,
+    /// The token, or a send ticket for it ([`super::ticket`]): only
+    /// `GET /v1/sessions/current`.
+    SessionOrTicket,
 }
 
 impl FromRequest for Credentials {
@@ -134,6 +146,7 @@ impl FromRequest for Credentials {
             // A bearer token (the command line, the endpoint), else the web
             // app's session cookie with its CSRF header.
             let mut user_agent = None;
+            let mut from_cookie = false;
             let token = match bearer(req) {
                 Ok(t) => t,
                 Err(no_bearer) => {
@@ -143,6 +156,7 @@ impl FromRequest for Credentials {
                         .and_then(|r| super::browser::cookie_token(req, r.state_key()))
                     {
                         Some(Ok(t)) => {
+                            from_cookie = true;
                             user_agent = req
                                 .headers()
                                 .get(actix_web::http::header::USER_AGENT)
@@ -160,6 +174,7 @@ impl FromRequest for Credentials {
                 device_id: device(req)?,
                 ip: client_ip(req, hops),
                 user_agent,
+                from_cookie,
             })
         })())
     }
@@ -169,9 +184,33 @@ impl AppState {
     /// Authenticates `creds` and, in the same blocking call, runs `f` with
     /// the principal. Errors of authentication come out as the outer error;
     /// `f`'s own result is returned for the handler to audit.
+    ///
+    /// A send ticket is refused here (401): it proves a session to one
+    /// call only ([`AppState::authorized_or_ticket`]).
     pub async fn authorized<T: Send + 'static>(
         &self,
         creds: Credentials,
+        f: impl FnOnce(&mut crate::db::Conn, &Principal) -> Result<T, Error> + Send + 'static,
+    ) -> Result<(Caller, Result<T, Error>), Error> {
+        self.authorize(creds, Accept::Session, f).await
+    }
+
+    /// Like [`AppState::authorized`], but also taking a send ticket
+    /// ([`super::ticket`]) in place of the token: for `GET
+    /// /v1/sessions/current` alone, which is how a receiving endpoint
+    /// checks a sender of the web app.
+    pub async fn authorized_or_ticket<T: Send + 'static>(
+        &self,
+        creds: Credentials,
+        f: impl FnOnce(&mut crate::db::Conn, &Principal) -> Result<T, Error> + Send + 'static,
+    ) -> Result<(Caller, Result<T, Error>), Error> {
+        self.authorize(creds, Accept::SessionOrTicket, f).await
+    }
+
+    async fn authorize<T: Send + 'static>(
+        &self,
+        creds: Credentials,
+        accept: Accept,
         f: impl FnOnce(&mut crate::db::Conn, &Principal) -> Result<T, Error> + Send + 'static,
     ) -> Result<(Caller, Result<T, Error>), Error> {
         let Credentials {
@@ -179,16 +218,39 @@ impl AppState {
             device_id,
             ip,
             user_agent,
+            from_cookie,
         } = creds;
+        let ring = self.keyring.get();
+        let now = self.clock.now_ms();
+        // A ticket proves a session to one call, and comes only as a
+        // bearer token: checked (and refused) before the database is asked.
+        let ticket_for = if super::ticket::is_ticket(&token) {
+            if accept != Accept::SessionOrTicket || from_cookie {
+                return Err(Error::Unauthorized(
+                    "a send ticket is accepted only by GET /v1/sessions/current",
+                ));
+            }
+            Some(super::ticket::verify(
+                ring.state_key(),
+                &token,
+                &device_id,
+                now,
+            )?)
+        } else {
+            None
+        };
         let pool = self.pool.clone();
         let policy = self.sessions.clone();
         let dev = device_id.clone();
-        let ring = self.keyring.get();
-        let now = self.clock.now_ms();
         let work = move || -> Result<_, Error> {
             let mut conn = pool.get()?;
-            let authed =
-                accounts::authenticate(&mut conn, &token, &dev, &policy, ring.state_key(), now)?;
+            let key = ring.state_key();
+            let authed = match &ticket_for {
+                Some(hash) => {
+                    accounts::authenticate_hash(&mut conn, hash, &dev, &policy, key, now)?
+                }
+                None => accounts::authenticate(&mut conn, &token, &dev, &policy, key, now)?,
+            };
             let out = match &authed {
                 Authenticated::Ok(p) => Some(f(&mut conn, p)),
                 _ => None,

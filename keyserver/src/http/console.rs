@@ -7,7 +7,7 @@
 use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 use actix_web::{HttpResponse, web};
 use medseal_keyserver_api::v1::{
-    CreatedUser, ErrorBody, NewUser, OrgPolicy, UserPatch, UserView, UsersList,
+    CreatedUser, ErrorBody, NewUser, OrgInfo, OrgPolicy, UserPatch, UserView, UsersList,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -328,6 +328,37 @@ pub async fn get_policy(state: web::Data<AppState>, creds: Credentials) -> Resul
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .json(view))
+}
+
+fn is_member(p: &Principal) -> bool {
+    p.role != Role::Guest
+}
+
+/// The caller's organisation and its public settings (any member; a guest,
+/// who belongs to another organisation, gets 403): where the web app's
+/// capture page sends reports, and the settings `GET /v1/org/policy` shows.
+#[utoipa::path(get, path = "/v1/org",
+    responses((status = 200, body = OrgInfo), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn get_org(state: web::Data<AppState>, creds: Credentials) -> Result<HttpResponse> {
+    let caller = as_role(&state, creds, is_member, "read the organisation's settings").await?;
+    let org_id = caller.principal.org_id;
+    let policy = policy_view(&state, org_id).await?;
+    let ring = state.keyring.get();
+    let endpoint_url = super::handlers::with_conn(&state, move |c| {
+        crate::org_endpoint::endpoint_of(c, org_id, ring.state_key())
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(OrgInfo {
+            name: caller.principal.org,
+            endpoint_url,
+            guests: policy.guests.unwrap_or_else(|| "none".into()),
+            drop_max_days: policy.drop_max_days.unwrap_or(crate::drops::MAX_DAYS),
+            allowed_recipient_domains: policy.allowed_recipient_domains,
+        }))
 }
 
 /// Set the domains the caller's organisation's reports may be addressed to

@@ -21,7 +21,8 @@ use crate::policy;
 use crate::time::{parse_rfc3339, rfc3339};
 use medseal_keyserver_api::v1::{
     CreateKeyRequest, CreatedKey, CurrentSession, ErrorBody, FetchedKey, LoginRequest,
-    RecipientStatus, RecipientsCheck, RecipientsChecked, RecipientsRequest, SessionResponse,
+    RecipientStatus, RecipientsCheck, RecipientsChecked, RecipientsRequest, SendTicket,
+    SessionResponse,
 };
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -271,7 +272,9 @@ pub async fn create_session(
 
 /// Who is calling: lets a receiving endpoint check that a report's sender
 /// holds a live session here, without being able to do more than ask. Not
-/// audited: it reads nothing but the caller's own session.
+/// audited: it reads nothing but the caller's own session. The one call
+/// that also takes a send ticket (`POST /v1/sessions/ticket`) as the
+/// bearer token, answering as for its session.
 #[utoipa::path(get, path = "/v1/sessions/current",
     responses((status = 200, body = CurrentSession), (status = 401, body = ErrorBody)),
     params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
@@ -279,7 +282,7 @@ pub async fn current_session(
     state: web::Data<AppState>,
     creds: Credentials,
 ) -> Result<HttpResponse> {
-    let (caller, _) = state.authorized(creds, |_, _| Ok(())).await?;
+    let (caller, _) = state.authorized_or_ticket(creds, |_, _| Ok(())).await?;
     let p = caller.principal;
     Ok(HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
@@ -289,6 +292,31 @@ pub async fn current_session(
             role: p.role.as_str().to_owned(),
             device_id: p.device_id,
         }))
+}
+
+/// A send ticket for the calling session: the web app hands it to the
+/// organisation's receiving endpoint, which cannot be given the session
+/// token (an HttpOnly cookie). Stateless (see [`super::ticket`]) and not
+/// audited: it grants nothing the session does not have — it only lets
+/// `GET /v1/sessions/current`, itself unaudited, say whose session it is —
+/// and an event per report sent would put a durable write on every send.
+#[utoipa::path(post, path = "/v1/sessions/ticket",
+    responses((status = 201, body = SendTicket), (status = 401, body = ErrorBody)),
+    params(("X-Device-Id" = String, Header)), security(("bearer" = [])))]
+pub async fn create_ticket(state: web::Data<AppState>, creds: Credentials) -> Result<HttpResponse> {
+    let (caller, authorised) = state.authorized(creds, |_, _| Ok(())).await?;
+    authorised?;
+    let p = &caller.principal;
+    let expires_at = super::ticket::expiry(state.clock.now_ms(), p.session_expires_at);
+    let ring = state.keyring.get();
+    let ticket = super::ticket::issue(ring.state_key(), &p.token_hash, &p.device_id, expires_at)?;
+    secret_json(
+        HttpResponse::Created(),
+        &SendTicket {
+            ticket,
+            expires_at: rfc3339(expires_at),
+        },
+    )
 }
 
 /// Log out: end the calling session.

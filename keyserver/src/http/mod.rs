@@ -10,6 +10,7 @@ pub mod limiter;
 pub mod oversight;
 pub mod reports;
 pub mod signin;
+pub mod ticket;
 pub mod transparency;
 
 use std::net::SocketAddr;
@@ -75,6 +76,8 @@ pub struct AppState {
     pub mailer: Option<Arc<crate::signin::mail::Mailer>>,
     /// The audit log's last integrity check, for the console.
     pub audit_status: oversight::StatusCache,
+    /// The web app's CSP, with the receiving endpoints it may post to.
+    pub csp: app::CspCache,
 }
 
 /// Who may read `/metrics`. The counters say how busy the server is, how
@@ -119,17 +122,19 @@ impl MetricsAccess {
     info(title = "medseal key server", description = "Per-report data keys, policy and audit."),
     paths(
         handlers::create_session, signin::request_code, signin::sso_start, signin::sso_callback,
-        signin::sso_session, handlers::current_session, handlers::delete_session, handlers::create_key,
+        signin::sso_session, handlers::current_session, handlers::create_ticket, handlers::delete_session,
+        handlers::create_key,
         handlers::fetch_key, handlers::add_recipients, handlers::revoke_key, handlers::check_recipients,
         console::list_users, console::create_user, console::patch_user, console::disable_user,
-        console::enable_user, console::end_sessions, console::get_policy, console::put_policy,
+        console::enable_user, console::end_sessions, console::get_org, console::get_policy, console::put_policy,
         reports::list_keys, reports::patch_key, oversight::audit_status, oversight::overview,
         handlers::read_audit, drops::create_drop, drops::download_drop, handlers::healthz, handlers::readyz, handlers::metrics,
         transparency::checkpoint, transparency::proof, transparency::consistency,
         transparency::public_key,
     ),
     components(schemas(
-        v1::LoginRequest, v1::CodeRequest, v1::GrantExchange, v1::SessionResponse, v1::CurrentSession, v1::CreateKeyRequest,
+        v1::LoginRequest, v1::CodeRequest, v1::GrantExchange, v1::SessionResponse, v1::CurrentSession,
+        v1::SendTicket, v1::OrgInfo, v1::CreateKeyRequest,
         v1::CreatedKey, v1::FetchedKey, v1::RecipientsRequest, v1::RecipientsCheck, v1::RecipientsChecked, v1::RecipientStatus,
         v1::UserView, v1::UsersList, v1::NewUser, v1::UserPatch, v1::CreatedUser, v1::OrgPolicy,
         v1::KeyView, v1::KeysList, v1::KeyPatch, v1::AuditStatus, v1::CheckpointView, v1::DayCounts,
@@ -226,6 +231,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/sessions/current",
             web::get().to(handlers::current_session),
         )
+        .route(
+            "/v1/sessions/ticket",
+            web::post().to(handlers::create_ticket),
+        )
         .route("/v1/keys", web::post().to(handlers::create_key))
         .route("/v1/keys", web::get().to(reports::list_keys))
         .route("/v1/overview", web::get().to(oversight::overview))
@@ -233,6 +242,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/recipients/check",
             web::post().to(handlers::check_recipients),
         )
+        .route("/v1/org", web::get().to(console::get_org))
         .route("/v1/org/policy", web::get().to(console::get_policy))
         .route("/v1/org/policy", web::put().to(console::put_policy))
         .route("/v1/users", web::get().to(console::list_users))

@@ -1,0 +1,2 @@
+ALTER TABLE orgs DROP COLUMN endpoint_mac;
+ALTER TABLE orgs DROP COLUMN endpoint_url;
