@@ -225,9 +225,15 @@ fn bob_opens_a_captured_report_in_the_browser_and_only_the_key_crosses_the_wire(
     login(&alice, &proxy.base, "alice@st.example");
     let report = capture(&alice, &proxy.base, "bob@st.example", root.path());
     let sealed = std::fs::read(&report).unwrap();
-    let before = proxy.recorded();
-
+    // The app loads, and its service worker keeps the app's files, before
+    // the report is chosen: what is counted is what opening it sends.
     let b = Browser::new();
+    b.goto(&format!("{}/app/#/open", proxy.base));
+    b.js_async(
+        "const done = arguments[0]; navigator.serviceWorker.ready.then(() => done(true));",
+        vec![],
+    );
+    let before = proxy.recorded();
     open_in_browser(&b, &proxy.base, &report, Some("bob@st.example"));
     b.shown("#report");
     // The app is cross-origin isolated, so the viewer's two workers share

@@ -25,7 +25,7 @@ async function build(m) {
   for (const f of m.files) {
     capture.add(f.kind, f.name, new Uint8Array(await f.blob.arrayBuffer()));
   }
-  return { manifest: capture.build() };
+  return { manifest: capture.build(), wasmBytes: self.wasmMemoryBytes() };
 }
 
 function seal(m) {
@@ -42,7 +42,7 @@ function seal(m) {
   blobs.push(new Blob(pending));
   capture.free();
   capture = null;
-  return { blob: new Blob(blobs, { type: "application/octet-stream" }), size };
+  return { blob: new Blob(blobs, { type: "application/octet-stream" }), size, wasmBytes: self.wasmMemoryBytes() };
 }
 
 self.onmessage = async (e) => {

@@ -389,6 +389,9 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       say("Sealing…");
       const sealed = await askWorker(worker, { op: "seal", origin: key.origin, keyId: key.key_id, key: key.key });
       if (sealed.error) throw new Refused(sealed.error.message);
+      // The worker's WebAssembly memory at its largest, for
+      // bench/browser-capture.sh (the worker ends with this report).
+      self.captureWasmPeak = Math.max(self.captureWasmPeak || 0, built.wasmBytes || 0, sealed.wasmBytes || 0);
       // Used once: the key leaves this phone with the report it sealed.
       await remove("keys", key.report_id).catch(() => {});
       const manifest = JSON.parse(built.manifest);
