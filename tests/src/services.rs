@@ -5,13 +5,15 @@
 //! `orthanc-dicomweb`).
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
 
-use crate::{free_port, write_file};
+use crate::{KeyServer, free_port, medseal_bin, write_file};
 
 /// A certificate for 127.0.0.1 / localhost, self-signed, that clients are
 /// told to trust.
@@ -551,4 +553,175 @@ impl Drop for OpenIdProvider {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The password of the service account `endpoint@st.example` that
+/// [`Endpoint`] signs in as.
+pub const ENDPOINT_PASSWORD: &str = "endpoint-password-1";
+
+/// A running `medseal endpoint serve`, signed in as the organisation's
+/// service account `endpoint@st.example` ([`ENDPOINT_PASSWORD`]).
+pub struct Endpoint {
+    /// Its address.
+    pub base: String,
+    /// Its data directory (outbox, device id).
+    pub data: PathBuf,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Endpoint {
+    /// Starts the endpoint for `ks`, forwarding to `forward` (with `extra`
+    /// flags), and waits until it answers.
+    pub fn start(
+        ks: &KeyServer,
+        dir: &Path,
+        config: &Path,
+        forward: &[&str],
+        extra: &[&str],
+    ) -> Endpoint {
+        Endpoint::start_on(free_port(), ks, dir, config, forward, extra)
+    }
+
+    /// [`Endpoint::start`] on `port` (for an address known before it runs,
+    /// e.g. set as the organisation's endpoint before the key server starts).
+    pub fn start_on(
+        port: u16,
+        ks: &KeyServer,
+        dir: &Path,
+        config: &Path,
+        forward: &[&str],
+        extra: &[&str],
+    ) -> Endpoint {
+        let creds = write_file(
+            dir,
+            "endpoint.credentials",
+            format!("email = \"endpoint@st.example\"\npassword = \"{ENDPOINT_PASSWORD}\"\n")
+                .as_bytes(),
+        );
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let data = dir.join("endpoint-data");
+        let log = dir.join("endpoint.log");
+        let mut cmd = Command::new(medseal_bin());
+        cmd.args([
+            "endpoint",
+            "serve",
+            "--keyserver",
+            &ks.base,
+            "--credentials",
+            creds.to_str().unwrap_or_default(),
+            "--config",
+            config.to_str().unwrap_or_default(),
+            "--data-dir",
+            data.to_str().unwrap_or_default(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]);
+        for f in forward {
+            cmd.args(["--forward", f]);
+        }
+        cmd.args(extra);
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start the endpoint");
+        let e = Endpoint {
+            base: format!("http://127.0.0.1:{port}"),
+            data,
+            log,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reqwest::blocking::get(format!("{}/healthz", e.base)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the endpoint did not start: {}",
+                e.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        e
+    }
+
+    /// Kills it (SIGKILL, no chance to tidy up) and waits for it to go.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill the endpoint");
+        self.child.wait().expect("wait for the endpoint");
+    }
+
+    /// What it logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The status of receipt `id`, asked with the session `who` (token,
+    /// device id): only a receipt's sender sees it.
+    pub fn status(&self, id: &str, who: &(String, String)) -> (u16, Value) {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}/v1/reports/{id}", self.base))
+            .bearer_auth(&who.0)
+            .header("X-Device-Id", &who.1)
+            .send()
+            .expect("GET");
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Polls the status of `id` until `done` holds (bounded).
+    pub fn wait_for(
+        &self,
+        id: &str,
+        who: &(String, String),
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, v) = self.status(id, who);
+            assert_eq!(code, 200, "{v}");
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {v}\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Hands `report` over with the session `(token, device)`; it must be
+    /// accepted (202). Answers the receipt id.
+    pub fn hand_over(&self, token: &str, device: &str, report: Vec<u8>) -> String {
+        let (code, body) = self.post(report_form(token, device, report));
+        assert_eq!(code, 202, "{body}");
+        body["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Posts a multipart form as it is.
+    pub fn post(&self, form: Form) -> (u16, Value) {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/reports", self.base))
+            .multipart(form)
+            .send()
+            .expect("POST");
+        let code = r.status().as_u16();
+        (code, r.json().unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn report_form(token: &str, device: &str, report: Vec<u8>) -> Form {
+    Form::new()
+        .text("token", token.to_owned())
+        .text("device_id", device.to_owned())
+        .part("report", Part::bytes(report).file_name("report-x.mseal"))
 }

@@ -20,94 +20,19 @@
 //!   files, and it starts with the key server gone; signing out deletes
 //!   the keys kept on the phone.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use medseal_e2e::browser::Browser;
 use medseal_e2e::reports::{exiftool, schema_errors};
-use medseal_e2e::{Backend, Device, KeyServer, free_port, medseal_bin, write_file};
+use medseal_e2e::services::Endpoint;
+use medseal_e2e::{Backend, Device, KeyServer, free_port, write_file};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 const PW: &str = "a long clinician password";
 const ORG: &str = "St Elsewhere";
-
-/// A running `medseal endpoint serve` that forwards what it receives,
-/// sealed, to the folder `inbox`.
-struct Endpoint {
-    base: String,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Endpoint {
-    fn start(ks: &KeyServer, dir: &Path, inbox: &Path, port: u16) -> Endpoint {
-        let creds = write_file(
-            dir,
-            "endpoint.credentials",
-            b"email = \"endpoint@st.example\"\npassword = \"endpoint-password-1\"\n",
-        );
-        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let config = write_file(
-            dir,
-            "endpoint.toml",
-            format!(
-                "[outbox]\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 1\n\n\
-                 [destinations.inbox]\ntype = \"folder\"\npath = \"{}\"\npayload = \"sealed\"\n",
-                inbox.display()
-            )
-            .as_bytes(),
-        );
-        let log = dir.join("endpoint.log");
-        let child = Command::new(medseal_bin())
-            .args([
-                "endpoint",
-                "serve",
-                "--keyserver",
-                &ks.base,
-                "--credentials",
-            ])
-            .arg(&creds)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("endpoint-data"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--forward", "inbox", "--allow-origin", &ks.base])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start the endpoint");
-        let e = Endpoint {
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::blocking::get(format!("{}/healthz", e.base)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the endpoint did not start: {}",
-                e.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        e
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The `n`th sealed report forwarded to `inbox` (bounded wait).
 fn arrived(inbox: &Path, n: usize, endpoint: &Endpoint) -> PathBuf {
@@ -288,7 +213,18 @@ fn a_clinician_captures_on_a_phone_and_the_report_arrives_sealed_and_clean() {
     ks.start();
     let inbox = dir.join("inbox");
     std::fs::create_dir(&inbox).unwrap();
-    let endpoint = Endpoint::start(&ks, dir, &inbox, port);
+    let config = write_file(
+        dir,
+        "endpoint.toml",
+        format!(
+            "[outbox]\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 1\n\n\
+             [destinations.inbox]\ntype = \"folder\"\npath = \"{}\"\npayload = \"sealed\"\n",
+            inbox.display()
+        )
+        .as_bytes(),
+    );
+    let allow = ["--allow-origin", ks.base.as_str()];
+    let endpoint = Endpoint::start_on(port, &ks, dir, &config, &["inbox"], &allow);
     let alice = Device::new(dir, "alice");
     alice.login(&ks, "alice@st.example", PW);
 

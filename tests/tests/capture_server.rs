@@ -13,13 +13,13 @@
 //!   posted with a ticket as its token (202), answering CORS for that
 //!   origin only.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use medseal_e2e::{Backend, Client, Device, KeyServer, both_backends, free_port, medseal_bin};
+use medseal_e2e::services::{ENDPOINT_PASSWORD, Endpoint};
+use medseal_e2e::{Backend, Client, Device, KeyServer, both_backends, free_port};
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::{Value, json};
 
@@ -36,11 +36,11 @@ fn two_organisations(backend: Backend) -> KeyServer {
     for (org, who, role) in [
         (ST, "amy@st.example", "admin"),
         (ST, "alice@st.example", "clinician"),
-        (ST, "endpoint@st.example", "service"),
         ("Other", "bob@other.example", "clinician"),
     ] {
         ks.user(org, who, role, PW);
     }
+    ks.user(ST, "endpoint@st.example", "service", ENDPOINT_PASSWORD);
     ks
 }
 
@@ -126,7 +126,7 @@ fn org_endpoints_are_shown_to_members_and_sealed(backend: Backend) {
             "allowed_recipient_domains": [],
         })
     );
-    let service = ks.login("endpoint@st.example", PW, "gw-1");
+    let service = ks.login("endpoint@st.example", ENDPOINT_PASSWORD, "gw-1");
     assert_eq!(service.get("/v1/org").json["name"], ST);
     let bob = ks.login("bob@other.example", PW, "bob-phone");
     let r = bob.get("/v1/org");
@@ -388,89 +388,6 @@ both_backends!(
     tickets_prove_a_session_to_one_call_only,
 );
 
-/// A running `medseal endpoint serve` on `port`.
-struct Endpoint {
-    base: String,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Endpoint {
-    fn start(ks: &KeyServer, dir: &Path, port: u16, allow_origin: &str) -> Endpoint {
-        use std::os::unix::fs::PermissionsExt;
-        let creds = dir.join("endpoint.credentials");
-        std::fs::write(
-            &creds,
-            format!("email = \"endpoint@st.example\"\npassword = \"{PW}\"\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let inbox = dir.join("inbox");
-        std::fs::create_dir_all(&inbox).unwrap();
-        let config = dir.join("endpoint.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[outbox]\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 1\n\n\
-                 [destinations.inbox]\ntype = \"folder\"\npath = \"{}\"\npayload = \"plain\"\n",
-                inbox.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("endpoint.log");
-        let child = Command::new(medseal_bin())
-            .args([
-                "endpoint",
-                "serve",
-                "--keyserver",
-                &ks.base,
-                "--credentials",
-            ])
-            .arg(&creds)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("endpoint-data"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--forward",
-                "inbox",
-            ])
-            .args(["--allow-origin", allow_origin])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start the endpoint");
-        let e = Endpoint {
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::blocking::get(format!("{}/healthz", e.base)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the endpoint did not start: {}",
-                e.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        e
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A two-photo report captured on `device`, sealed with a key from `ks`.
 fn capture(device: &Device, ks: &KeyServer, dir: &Path) -> Vec<u8> {
     for (name, seed) in [("p1.jpg", 1), ("p2.jpg", 6)] {
@@ -521,7 +438,27 @@ fn a_browser_sends_a_report_to_the_endpoint_with_a_ticket() {
     ks.admin_ok(&["org", "set", "--org", ST, "--endpoint-url", &endpoint_url]);
     ks.start();
     let app_origin = ks.base.clone();
-    let endpoint = Endpoint::start(&ks, dir, port, &format!("{app_origin}/"));
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let config = dir.join("endpoint.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[outbox]\nbackoff_initial_seconds = 0.2\nbackoff_max_seconds = 1\n\n\
+             [destinations.inbox]\ntype = \"folder\"\npath = \"{}\"\npayload = \"plain\"\n",
+            inbox.display()
+        ),
+    )
+    .unwrap();
+    let allow = format!("{app_origin}/");
+    let endpoint = Endpoint::start_on(
+        port,
+        &ks,
+        dir,
+        &config,
+        &["inbox"],
+        &["--allow-origin", &allow],
+    );
     let http = reqwest::blocking::Client::new();
 
     // What the capture page does: where to send, then a ticket.

@@ -10,10 +10,9 @@
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use medseal_e2e::services::{Fhir, Orthanc};
+use medseal_e2e::services::{Endpoint, Fhir, Orthanc, report_form as form};
 use medseal_e2e::{Backend, Device, KeyServer, free_port, key_id_of, medseal_bin, write_file};
 use reqwest::blocking::multipart::{Form, Part};
 use serde_json::Value;
@@ -24,143 +23,6 @@ const ORG: &str = "St Elsewhere";
 
 fn private(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-}
-
-/// A running `medseal endpoint serve`.
-struct Endpoint {
-    base: String,
-    data: PathBuf,
-    log: PathBuf,
-    child: Child,
-}
-
-impl Endpoint {
-    /// Starts the endpoint for `ks`, forwarding to `forward` (with `extra`
-    /// flags), and waits until it answers.
-    fn start(
-        ks: &KeyServer,
-        dir: &Path,
-        config: &Path,
-        forward: &[&str],
-        extra: &[&str],
-    ) -> Endpoint {
-        let creds = write_file(
-            dir,
-            "endpoint.credentials",
-            b"email = \"endpoint@st.example\"\npassword = \"endpoint-password-1\"\n",
-        );
-        private(&creds);
-        let port = free_port();
-        let data = dir.join("endpoint-data");
-        let log = dir.join("endpoint.log");
-        let mut cmd = Command::new(medseal_bin());
-        cmd.args([
-            "endpoint",
-            "serve",
-            "--keyserver",
-            &ks.base,
-            "--credentials",
-            creds.to_str().unwrap_or_default(),
-            "--config",
-            config.to_str().unwrap_or_default(),
-            "--data-dir",
-            data.to_str().unwrap_or_default(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]);
-        for f in forward {
-            cmd.args(["--forward", f]);
-        }
-        cmd.args(extra);
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start the endpoint");
-        let e = Endpoint {
-            base: format!("http://127.0.0.1:{port}"),
-            data,
-            log,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reqwest::blocking::get(format!("{}/healthz", e.base)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the endpoint did not start: {}",
-                e.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        e
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The status of receipt `id`, asked with the session `who` (token,
-    /// device id): only a receipt's sender sees it.
-    fn status(&self, id: &str, who: &(String, String)) -> (u16, Value) {
-        let r = reqwest::blocking::Client::new()
-            .get(format!("{}/v1/reports/{id}", self.base))
-            .bearer_auth(&who.0)
-            .header("X-Device-Id", &who.1)
-            .send()
-            .expect("GET");
-        let code = r.status().as_u16();
-        (code, r.json().unwrap_or(Value::Null))
-    }
-
-    /// Polls the status of `id` until `done` holds (bounded).
-    fn wait_for(
-        &self,
-        id: &str,
-        who: &(String, String),
-        what: &str,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (code, v) = self.status(id, who);
-            assert_eq!(code, 200, "{v}");
-            if done(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: {v}\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Hands `report` over with the session `(token, device)`; it must be
-    /// accepted (202). Answers the receipt id.
-    fn hand_over(&self, token: &str, device: &str, report: Vec<u8>) -> String {
-        let (code, body) = self.post(form(token, device, report));
-        assert_eq!(code, 202, "{body}");
-        body["id"].as_str().expect("id").to_owned()
-    }
-
-    /// Posts a multipart form as it is.
-    fn post(&self, form: Form) -> (u16, Value) {
-        let r = reqwest::blocking::Client::new()
-            .post(format!("{}/v1/reports", self.base))
-            .multipart(form)
-            .send()
-            .expect("POST");
-        let code = r.status().as_u16();
-        (code, r.json().unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Every byte under `dir`, file by file.
@@ -196,13 +58,6 @@ fn session_of(device: &Device, origin: &str) -> (String, String) {
         .to_owned();
     let device_id = std::fs::read_to_string(device.config.join("device-id")).expect("device id");
     (token, device_id.trim().to_owned())
-}
-
-fn form(token: &str, device: &str, report: Vec<u8>) -> Form {
-    Form::new()
-        .text("token", token.to_owned())
-        .text("device_id", device.to_owned())
-        .part("report", Part::bytes(report).file_name("report-x.mseal"))
 }
 
 /// Captures a two-photo report for the patient on `device`, sealed with a
@@ -809,8 +664,7 @@ fn a_report_answered_202_survives_the_endpoint_being_killed() {
     let another = capture(&alice, &ks, dir, "report-k2.mseal");
     let id = endpoint.hand_over(&token, &device, std::fs::read(&report).expect("read"));
     // SIGKILL the moment the 202 is in: no chance to flush anything.
-    endpoint.child.kill().expect("kill");
-    endpoint.child.wait().expect("wait");
+    endpoint.kill();
 
     let endpoint = Endpoint::start(&ks, dir, &config, &["inbox"], &quota);
     let (code, v) = endpoint.status(&id, &alice_session);
