@@ -351,6 +351,9 @@ const capture = createCapture({
   say: (text) => { $("progress").textContent = text; },
   session: () => session,
   sessionEnded: () => {
+    // As at a sign-out: the keys kept on the phone and the form (another
+    // clinician may be next) go; sealed reports waiting here stay.
+    capture.forget().catch(() => {});
     forgetSession();
     askSignIn("Your session has ended. Sign in again; the reports waiting on this phone are kept.");
     $("signin-title").textContent = "Sign in";

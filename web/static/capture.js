@@ -82,6 +82,8 @@ function askWorker(w, message, transfer = []) {
   return new Promise((resolve) => {
     const channel = new MessageChannel();
     channel.port1.onmessage = (e) => resolve(e.data);
+    // A worker that cannot start (or dies) answers nothing: say so.
+    w.onerror = () => resolve({ error: { class: "environment", message: "The report could not be built on this device: reload the page and try again." } });
     w.postMessage(message, [channel.port2, ...transfer]);
   });
 }
@@ -111,6 +113,8 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   // -- the form's shape follows the consent method --
   function consentChanged() {
     const m = $("cap-consent").value;
+    // Evidence belongs to the method it was taken for.
+    if (evidence && !((m === "written" && evidence.kind === "photo") || (m === "verbal-recorded" && evidence.kind === "audio"))) setEvidence(null);
     $("cap-witness-field").hidden = m !== "verbal-witnessed";
     $("cap-form-field").hidden = m !== "written";
     $("cap-verbal-field").hidden = m !== "verbal-recorded";
@@ -152,9 +156,9 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     showMedia();
   }
 
-  function setEvidence(blob, name) {
+  function setEvidence(blob, name, kind) {
     if (evidence) URL.revokeObjectURL(evidence.url);
-    evidence = blob ? { blob, name, url: URL.createObjectURL(blob) } : null;
+    evidence = blob ? { blob, name, kind, url: URL.createObjectURL(blob) } : null;
     const box = $("cap-consent-recording");
     box.replaceChildren();
     if (evidence && $("cap-consent").value === "verbal-recorded") {
@@ -168,7 +172,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   });
   $("cap-form-photo").addEventListener("change", (e) => {
     const f = e.target.files[0];
-    if (f) setEvidence(f, f.name || "consent-form.jpg");
+    if (f) setEvidence(f, f.name || "consent-form.jpg", "photo");
   });
 
   // -- the camera, in the page (getUserMedia) --
@@ -208,7 +212,18 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   });
 
   // -- recordings (MediaRecorder) --
+  let starting = false;
   async function startRecording(forConsent) {
+    if (starting || recorder) return;
+    starting = true;
+    try {
+      await beginRecording(forConsent);
+    } finally {
+      starting = false;
+    }
+  }
+
+  async function beginRecording(forConsent) {
     clearProblem();
     let stream;
     try {
@@ -243,7 +258,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
         const ext = type.includes("mp4") ? "m4a" : type.includes("ogg") ? "ogg" : "webm";
         const blob = new Blob(r.chunks, { type });
         if (r.forConsent) {
-          setEvidence(blob, `consent.${ext}`);
+          setEvidence(blob, `consent.${ext}`, "audio");
           $("cap-record-consent").textContent = "Record consent again";
           say("Consent recorded.");
         } else {
@@ -261,8 +276,12 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   $("cap-record-consent").addEventListener("click", () => (recorder ? stopRecording() : startRecording(true)));
 
   // -- what the form says --
+  // Only what the chosen consent method shows is sent: a reason typed
+  // under "cannot consent" does not travel with witnessed consent.
   function form() {
+    const method = $("cap-consent").value;
     const system = $("cap-system").value === "other" ? $("cap-system-other").value.trim() : $("cap-system").value;
+    if ($("cap-system").value === "other" && !system) throw new Refused("Enter the identifier system, or choose another identifier type.");
     const scope = Array.from(document.querySelectorAll("#cap-scope-field input:checked"), (i) => i.value);
     const s = session();
     return {
@@ -271,8 +290,8 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       consent: $("cap-consent").value || null,
       consent_by: $("cap-given").value,
       consent_scope: scope,
-      witness: $("cap-witness").value,
-      no_consent_reason: $("cap-reason").value,
+      witness: method === "verbal-witnessed" ? $("cap-witness").value : "",
+      no_consent_reason: method === "unable" ? $("cap-reason").value : "",
       body_site: $("cap-site").value,
       note: $("cap-notes").value,
       capturer: s.email,
@@ -346,11 +365,11 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   $("capture-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     if (busy) return;
-    clearProblem();
-    if (recorder) await stopRecording();
     busy = true;
+    clearProblem();
     $("cap-seal").disabled = true;
     try {
+      if (recorder) await stopRecording();
       await seal();
     } catch (err) {
       problem(err.message);
@@ -367,6 +386,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     const held = (await all("keys").catch(() => [])).filter((k) => k.user === email && k.origin === location.origin);
     let key = held[0] || null;
     const reportId = key ? key.report_id : newReportId();
+    const answers = form();
     const files = media.map((m) => ({ kind: m.kind, name: m.name, blob: m.blob }));
     if (evidence) files.push({ kind: "consent-evidence", name: evidence.name, blob: evidence.blob });
     const worker = new Worker(new URL("capture-worker.js", import.meta.url), { type: "module" });
@@ -374,7 +394,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       say("Building the report…");
       const built = await askWorker(worker, {
         op: "build",
-        form: form(),
+        form: answers,
         reportId,
         createdAt: nowRfc3339(),
         offset: -new Date().getTimezoneOffset() * 60,
@@ -386,16 +406,16 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
         say("Asking the key server for the report's key…");
         key = await createKey(reportId, [email]);
       }
+      // A key taken in advance seals one report: it leaves the store
+      // before it is used, so that no second report can take it.
+      if (held[0] === key) await remove("keys", key.report_id);
       say("Sealing…");
       const sealed = await askWorker(worker, { op: "seal", origin: key.origin, keyId: key.key_id, key: key.key });
       if (sealed.error) throw new Refused(sealed.error.message);
       // The worker's WebAssembly memory at its largest, for
       // bench/browser-capture.sh (the worker ends with this report).
       self.captureWasmPeak = Math.max(self.captureWasmPeak || 0, built.wasmBytes || 0, sealed.wasmBytes || 0);
-      // Used once: the key leaves this phone with the report it sealed.
-      await remove("keys", key.report_id).catch(() => {});
       const manifest = JSON.parse(built.manifest);
-      clearForm();
       const item = {
         report_id: reportId,
         user: email,
@@ -407,8 +427,20 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
         size: sealed.size,
         sealed: then === "save" ? null : sealed.blob,
       };
+      // Kept before the form is cleared: if the phone cannot keep it, it
+      // is offered as a file instead of being lost.
+      if (then !== "save" || to.length) {
+        try {
+          await put("queue", item);
+        } catch {
+          clearForm();
+          showDone({ ...item, then: "save" });
+          saveFile(reportId, sealed.blob);
+          throw new Refused(`This phone cannot keep report ${reportId} to send later (its storage is full or not allowed). It has been saved as a file instead.`);
+        }
+      }
+      clearForm();
       if (then === "save") saveFile(reportId, sealed.blob);
-      if (then !== "save" || to.length) await put("queue", item);
       showDone(item);
       await flush();
       reserve().catch(() => {});
@@ -457,7 +489,24 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     const email = me();
     const items = (await all("queue").catch(() => [])).sort((a, b) => a.made - b.made);
     const mine = items.filter((i) => i.user === email);
-    const rows = mine.map((i) => el("li", `Report ${i.report_id}: ${i.photos} photos, ${sizeText(i.size || 0)}, sealed ${new Date(i.made).toLocaleString()}, to ${i.then === "link" ? "share as a link" : i.then === "send" ? "send" : "add its recipients"}`));
+    const rows = mine.map((i) => {
+      const li = el("li", `Report ${i.report_id}: ${i.photos} photos, ${sizeText(i.size || 0)}, sealed ${new Date(i.made).toLocaleString()}, to ${i.then === "link" ? "share as a link" : i.then === "send" ? "send" : "add its recipients"}`);
+      if (i.failed) {
+        li.append(el("span", `Not sent: ${i.failed}`, { class: "hint" }));
+        if (i.sealed) {
+          const a = el("a", `Save ${i.report_id}.mseal`, { download: `${i.report_id}.mseal` });
+          a.href = URL.createObjectURL(i.sealed);
+          li.append(a, " ");
+        }
+        const del = el("button", `Delete report ${i.report_id}`, { type: "button", class: "button secondary small" });
+        del.addEventListener("click", async () => {
+          await remove("queue", i.report_id).catch(() => {});
+          showQueue();
+        });
+        li.append(del);
+      }
+      return li;
+    });
     const others = items.length - mine.length;
     if (others) rows.push(el("li", `${others} more from another clinician, sent when they sign in on this phone.`));
     for (const r of results) {
@@ -495,16 +544,28 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       const items = (await all("queue")).filter((i) => i.user === email).sort((a, b) => a.made - b.made);
       lastTry = "";
       for (const item of items) {
+        if (item.failed) continue; // refused: waits for the clinician
         if (!navigator.onLine) {
           lastTry = "Not sent yet: this phone has no connection. It goes when the connection returns.";
           break;
         }
-        const done = await deliver(item);
+        let done;
+        try {
+          done = await deliver(item);
+        } catch (err) {
+          if (!(err instanceof Refused)) throw err;
+          // Refused for good (not a lost connection): kept aside, not
+          // tried again, so that it holds up nothing behind it.
+          item.failed = err.message;
+          await put("queue", item);
+          problem(err.message);
+          continue;
+        }
         if (!done) break;
         await remove("queue", item.report_id);
       }
-    } catch (err) {
-      if (err instanceof Refused) problem(err.message);
+    } catch {
+      lastTry = "Not sent yet: the reports waiting here could not be read. Reload the page.";
     } finally {
       flushing = false;
       await showQueue();
@@ -617,6 +678,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     // waiting here stay, for their clinician's next sign-in.
     async forget() {
       const email = me();
+      if (recorder) await stopRecording().catch(() => {});
       const keys = (await all("keys").catch(() => [])).filter((k) => k.user === email);
       for (const k of keys) {
         await api(`/v1/keys/${encodeURIComponent(k.key_id)}/revoke`, { method: "POST" }).catch(() => null);
@@ -624,6 +686,13 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       }
       clearForm();
       org = null;
+      results = [];
+      lastTry = "";
+      $("cap-done").hidden = true;
+      $("capture-form").hidden = false;
+      $("cap-done-link").replaceChildren();
+      $("cap-queue-list").replaceChildren();
+      $("cap-queue").hidden = true;
     },
   };
 }
