@@ -52,7 +52,8 @@ for (let run = 0; run < runs; run++) {
   await sampler;
   if (await problem()) throw new Error(`the app said: ${await problem()}`);
   const wasm = await evaluate("self.captureWasmPeak || 0");
-  results.push({ seconds: ms / 1000, peak_js: peakJs, wasm, peak_bytes: peakJs + wasm });
+  const stages = await evaluate("self.captureStages || null");
+  results.push({ seconds: ms / 1000, peak_js: peakJs, wasm, peak_bytes: peakJs + wasm, stages });
 }
 const best = results.reduce((a, b) => (a.seconds <= b.seconds ? a : b));
 console.log(JSON.stringify({ best_seconds: best.seconds, peak_bytes: Math.max(...results.map((r) => r.peak_bytes)), runs: results }));

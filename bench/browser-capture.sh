@@ -72,5 +72,9 @@ print("|---|---|---|")
 print(f"| `medseal capture` (CLI) | {cli:.2f} s | – |")
 print(f"| web app in headless Chromium (wasm) | {b['best_seconds']:.2f} s | {b['peak_bytes']/2**20:.0f} MiB JS heap (page and workers) + capture worker's wasm memory |")
 print()
+best = min(b['runs'], key=lambda r: r['seconds'])
+st = best.get('stages')
+if st:
+    print(f"Browser stages (best run): build {st['build']/1000:.2f} s, seal {st['seal']/1000:.2f} s (worker start, key and keeping: the rest).")
 print(f"Browser time = {b['best_seconds']/cli:.2f} x the CLI's (goal <= 4); memory peak {b['peak_bytes']/2**20:.0f} MiB (goal < 256 MiB).")
 PY

@@ -4,20 +4,20 @@
 //! Photos are sanitised in memory (a 12-megapixel JPEG is a few MB). On the
 //! command line audio and video are hashed from disk, then streamed again
 //! into the bundle, so a 2 GB video never sits in memory; in the browser
-//! they come as bytes, as the recorder made them. The bundle goes to the
-//! sealer through an in-process pipe (or, where there are no threads, into
-//! a sealer that is written to): no plaintext report is ever written to
-//! disk or kept in the browser.
+//! they come as bytes, as the recorder made them. The sealer reads the
+//! bundle as it goes ([`Report::bundle`]; in the browser, a chunk at a
+//! time for WebCrypto to seal, [`Report::into_bundle`]): no plaintext
+//! report is ever written to disk or kept in the browser.
 
 #[cfg(feature = "native")]
 use std::fs::File;
-use std::io::Write;
 #[cfg(feature = "native")]
-use std::io::{BufReader, Read};
+use std::io::BufReader;
+use std::io::{Read, Write};
 #[cfg(feature = "native")]
 use std::path::PathBuf;
 
-use medseal_format::bundle::{BundleError, BundleWriter, REPORT_PDF_PATH};
+use medseal_format::bundle::{BundleError, BundleReader, REPORT_PDF_PATH};
 use medseal_format::manifest::*;
 use medseal_format::{SealKey, SealOptions, SealSummary, SealWriter};
 use sha2::{Digest, Sha256};
@@ -186,9 +186,9 @@ pub struct ReportSpec {
 enum Content {
     /// A sanitised photo, by its index in `Report::photos` (held once).
     Photo(usize),
-    /// A file streamed from disk.
+    /// A file streamed from disk, and its size when it was hashed.
     #[cfg(feature = "native")]
-    Disk(PathBuf),
+    Disk(PathBuf, u64),
     /// A recording held as it came.
     Memory(Vec<u8>),
 }
@@ -320,7 +320,7 @@ impl Report {
                         let (sha256, size) =
                             media::hash_stream(BufReader::new(file)).map_err(&err)?;
                         let duration = media::av_duration(&p);
-                        (sha256, size, duration, Content::Disk(p))
+                        (sha256, size, duration, Content::Disk(p, size))
                     }
                     MediaSource::Memory { bytes, .. } => (
                         hex::encode(Sha256::digest(&bytes)),
@@ -372,43 +372,61 @@ impl Report {
         })
     }
 
-    /// Writes the bundle (manifest, PDF, media) to `out`.
-    pub fn write_bundle<W: Write>(&self, out: W) -> Result<W, ReportError> {
-        let mut w = BundleWriter::new(out, &self.manifest)?;
-        w.add(REPORT_PDF_PATH, self.pdf.len() as u64, &self.pdf[..])?;
-        for (entry, content) in self.manifest.media.iter().zip(&self.contents) {
-            match content {
+    /// The bundle (manifest, PDF, media) as a reader, its length known
+    /// before it is read: what every sealer of this report reads.
+    pub fn bundle(&self) -> Result<BundleReader<'_>, ReportError> {
+        let media = self.contents.iter().map(|content| {
+            let source: (u64, Box<dyn Read + '_>) = match content {
                 Content::Photo(i) => {
-                    let b = &self.photos[*i].bytes;
-                    w.add(&entry.path, b.len() as u64, &b[..])?
+                    let bytes = &self.photos[*i].bytes;
+                    (bytes.len() as u64, Box::new(&bytes[..]))
                 }
-                Content::Memory(b) => w.add(&entry.path, b.len() as u64, &b[..])?,
+                Content::Memory(bytes) => (bytes.len() as u64, Box::new(&bytes[..])),
                 #[cfg(feature = "native")]
-                Content::Disk(p) => {
-                    let f = File::open(p)?;
-                    // The file must not have changed since it was hashed.
-                    if f.metadata()?.len() != entry.size {
-                        return Err(ReportError::Media {
-                            path: p.display().to_string(),
-                            source: MediaError::Invalid(
-                                "the file changed while the report was built".into(),
-                            ),
-                        });
-                    }
-                    w.add(
-                        &entry.path,
-                        entry.size,
-                        BufReader::with_capacity(1 << 20, f),
-                    )?
-                }
-            }
-        }
-        Ok(w.finish()?)
+                Content::Disk(p, size) => (*size, Box::new(open_unchanged(p, *size)?)),
+            };
+            Ok(source)
+        });
+        let pdf: Box<dyn Read + '_> = Box::new(&self.pdf[..]);
+        assemble(&self.manifest, (self.pdf.len() as u64, pdf), media)
     }
 
-    /// Seals the bundle into `out`, streaming through an in-process pipe:
-    /// the bundle is written on one thread while the sealer encrypts on
-    /// every core.
+    /// The bundle as [`Report::bundle`] reads it, owning the report: each
+    /// file's memory is freed as soon as it has been read, so a sealer that
+    /// pulls the bundle a chunk at a time never holds the report twice.
+    pub fn into_bundle(self) -> Result<BundleReader<'static>, ReportError> {
+        let Report {
+            manifest,
+            pdf,
+            mut photos,
+            contents,
+        } = self;
+        let media = contents.into_iter().map(|content| {
+            let source: (u64, Box<dyn Read>) = match content {
+                Content::Photo(i) => {
+                    let bytes = std::mem::take(&mut photos[i].bytes);
+                    (bytes.len() as u64, Box::new(std::io::Cursor::new(bytes)))
+                }
+                Content::Memory(bytes) => {
+                    (bytes.len() as u64, Box::new(std::io::Cursor::new(bytes)))
+                }
+                #[cfg(feature = "native")]
+                Content::Disk(p, size) => (size, Box::new(open_unchanged(&p, size)?)),
+            };
+            Ok(source)
+        });
+        let pdf_len = pdf.len() as u64;
+        let pdf: Box<dyn Read> = Box::new(std::io::Cursor::new(pdf));
+        assemble(&manifest, (pdf_len, pdf), media)
+    }
+
+    /// Writes the bundle to `out`.
+    pub fn write_bundle<W: Write>(&self, mut out: W) -> Result<W, ReportError> {
+        std::io::copy(&mut self.bundle()?, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals the bundle into `out`, encrypting on every core.
     #[cfg(feature = "native")]
     pub fn seal<W: Write>(
         &self,
@@ -416,33 +434,53 @@ impl Report {
         out: W,
         opts: &SealOptions,
     ) -> Result<SealSummary, ReportError> {
-        let (reader, writer) = std::io::pipe()?;
-        std::thread::scope(|scope| {
-            let producer = scope.spawn(move || self.write_bundle(writer).map(drop));
-            let sealed = medseal_format::seal(key, reader, out, opts);
-            let produced = producer.join().unwrap_or_else(|_| {
-                Err(ReportError::Io(std::io::Error::other(
-                    "bundle writer failed",
-                )))
-            });
-            // A writer error explains a truncated stream better than the sealer's.
-            produced?;
-            Ok(sealed?)
-        })
+        Ok(medseal_format::seal(key, self.bundle()?, out, opts)?)
     }
 
-    /// Seals the bundle into `out` on the calling thread, the bundle writer
-    /// writing straight into the sealer: for a browser, which has one
-    /// thread. Makes the same file as [`Report::seal`].
+    /// Seals the bundle into `out` on the calling thread: for a browser
+    /// with no engine to do the bulk work (see
+    /// [`medseal_format::offload::SealOffload`] for one that has). Makes the
+    /// same file as [`Report::seal`].
     pub fn seal_on_this_thread<W: Write>(
         &self,
         key: SealKey<'_>,
         out: W,
         opts: &SealOptions,
     ) -> Result<(W, SealSummary), ReportError> {
-        let sealer = SealWriter::new(key, out, opts)?;
-        Ok(self.write_bundle(sealer)?.finish()?)
+        let mut sealer = SealWriter::new(key, out, opts)?;
+        std::io::copy(&mut self.bundle()?, &mut sealer)?;
+        Ok(sealer.finish()?)
     }
+}
+
+/// The bundle of `manifest`: its PDF, then each media file in manifest
+/// order, each given as its length and its reader.
+fn assemble<'a>(
+    manifest: &Manifest,
+    pdf: (u64, Box<dyn Read + 'a>),
+    media: impl Iterator<Item = Result<(u64, Box<dyn Read + 'a>), ReportError>>,
+) -> Result<BundleReader<'a>, ReportError> {
+    let mut b = BundleReader::new(manifest)?;
+    b.add(REPORT_PDF_PATH, pdf.0, pdf.1)?;
+    for (entry, source) in manifest.media.iter().zip(media) {
+        let (size, data) = source?;
+        b.add(&entry.path, size, data)?;
+    }
+    Ok(b.finish())
+}
+
+/// A media file streamed from disk, which must not have changed since it
+/// was hashed.
+#[cfg(feature = "native")]
+fn open_unchanged(p: &std::path::Path, size: u64) -> Result<BufReader<File>, ReportError> {
+    let f = File::open(p)?;
+    if f.metadata()?.len() != size {
+        return Err(ReportError::Media {
+            path: p.display().to_string(),
+            source: MediaError::Invalid("the file changed while the report was built".into()),
+        });
+    }
+    Ok(BufReader::with_capacity(1 << 20, f))
 }
 
 /// A fresh report id: `r_` and 32 hex digits.

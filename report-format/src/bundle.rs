@@ -65,7 +65,44 @@ pub fn looks_like_report(first: &[u8]) -> bool {
     named && &block[257..262] == b"ustar"
 }
 
-/// Writes a bundle. The manifest goes first.
+/// A file entry's tar header: a plain file, mode 0600, owner 0, time 0.
+fn entry_header(path: &str, size: u64) -> Result<tar::Header, BundleError> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)
+        .map_err(|e| BundleError::Malformed(e.to_string()))?;
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
+/// The manifest as a bundle holds it, checked first.
+fn manifest_json(manifest: &Manifest) -> Result<Vec<u8>, BundleError> {
+    manifest.validate()?;
+    serde_json::to_vec_pretty(manifest).map_err(|e| BundleError::Malformed(e.to_string()))
+}
+
+/// The layout's rules for a new entry: an allowed path, not seen before.
+fn admit(seen: &mut HashSet<String>, path: &str) -> Result<(), BundleError> {
+    if !allowed_path(path) || !seen.insert(path.to_owned()) {
+        return Err(BundleError::Forbidden(path.to_owned()));
+    }
+    Ok(())
+}
+
+/// Tar's block, and its end: two zero blocks.
+const BLOCK: u64 = 512;
+const TRAILER: [u8; 1024] = [0; 1024];
+
+fn padding(size: u64) -> usize {
+    ((BLOCK - size % BLOCK) % BLOCK) as usize
+}
+
+/// Writes a bundle, pushed by the caller. The manifest goes first.
 pub struct BundleWriter<W: Write> {
     tar: tar::Builder<W>,
     seen: HashSet<String>,
@@ -74,9 +111,7 @@ pub struct BundleWriter<W: Write> {
 impl<W: Write> BundleWriter<W> {
     /// Starts a bundle with its manifest (which must validate).
     pub fn new(out: W, manifest: &Manifest) -> Result<Self, BundleError> {
-        manifest.validate()?;
-        let json = serde_json::to_vec_pretty(manifest)
-            .map_err(|e| BundleError::Malformed(e.to_string()))?;
+        let json = manifest_json(manifest)?;
         let mut w = BundleWriter {
             tar: tar::Builder::new(out),
             seen: HashSet::new(),
@@ -87,26 +122,112 @@ impl<W: Write> BundleWriter<W> {
 
     /// Adds one file of `size` bytes read from `data`.
     pub fn add(&mut self, path: &str, size: u64, data: impl Read) -> Result<(), BundleError> {
-        if !allowed_path(path) || !self.seen.insert(path.to_owned()) {
-            return Err(BundleError::Forbidden(path.to_owned()));
-        }
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path)
-            .map_err(|e| BundleError::Malformed(e.to_string()))?;
-        h.set_size(size);
-        h.set_mode(0o600);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_cksum();
-        self.tar.append(&h, data.take(size))?;
+        admit(&mut self.seen, path)?;
+        let h = entry_header(path, size)?;
+        self.tar.append(&h, Exact::new(data, size))?;
         Ok(())
     }
 
     /// Ends the stream and returns the writer.
     pub fn finish(self) -> Result<W, BundleError> {
         Ok(self.tar.into_inner()?)
+    }
+}
+
+/// The same bundle as [`BundleWriter`] writes, byte for byte, pulled by the
+/// reader instead: for a sealer that asks for its plaintext a chunk at a
+/// time (one that waits for another engine between chunks, as a browser's
+/// does), and whose length is known before the first byte is read.
+pub struct BundleReader<'a> {
+    parts: std::collections::VecDeque<Box<dyn Read + 'a>>,
+    seen: HashSet<String>,
+    len: u64,
+}
+
+impl<'a> BundleReader<'a> {
+    /// Starts a bundle with its manifest (which must validate).
+    pub fn new(manifest: &Manifest) -> Result<Self, BundleError> {
+        let json = manifest_json(manifest)?;
+        let mut r = BundleReader {
+            parts: Default::default(),
+            seen: HashSet::new(),
+            len: 0,
+        };
+        let n = json.len() as u64;
+        r.add(MANIFEST_PATH, n, io::Cursor::new(json))?;
+        Ok(r)
+    }
+
+    /// Adds one file of `size` bytes, to be read from `data` when its turn
+    /// comes; `data` holding fewer bytes is an error then.
+    pub fn add(&mut self, path: &str, size: u64, data: impl Read + 'a) -> Result<(), BundleError> {
+        admit(&mut self.seen, path)?;
+        let h = entry_header(path, size)?;
+        let pad = padding(size);
+        self.parts
+            .push_back(Box::new(io::Cursor::new(*h.as_bytes())));
+        self.parts.push_back(Box::new(Exact::new(data, size)));
+        self.parts.push_back(Box::new(&TRAILER[..pad]));
+        self.len += BLOCK + size + pad as u64;
+        Ok(())
+    }
+
+    /// Ends the bundle: what is read after the last file.
+    pub fn finish(mut self) -> Self {
+        self.parts.push_back(Box::new(&TRAILER[..]));
+        self.len += TRAILER.len() as u64;
+        self
+    }
+
+    /// The bundle's length in bytes (once finished, the whole of it).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing has been added, not even a manifest (never, once
+    /// made by [`BundleReader::new`]).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Read for BundleReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(part) = self.parts.front_mut() {
+            let n = part.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.parts.pop_front();
+        }
+        Ok(0)
+    }
+}
+
+/// A file's contents, exactly `size` bytes of them: fewer is an error
+/// (the entry's header already promised `size`), more are not read.
+struct Exact<R> {
+    inner: io::Take<R>,
+}
+
+impl<R: Read> Exact<R> {
+    fn new(inner: R, size: u64) -> Self {
+        Exact {
+            inner: inner.take(size),
+        }
+    }
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.inner.limit() > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "a file of the report ended before its recorded size",
+            ));
+        }
+        Ok(n)
     }
 }
 
@@ -305,6 +426,56 @@ mod tests {
         assert_eq!(back, m);
         assert_eq!(got.len(), 2);
         assert_eq!(got[1], ("media/photo-1.jpg".to_owned(), 10, vec![7u8; 10]));
+    }
+
+    #[test]
+    fn pulled_and_pushed_bundles_are_the_same_bytes() {
+        let m = sample();
+        for sizes in [&[0u64, 0][..], &[1, 511], &[512, 513], &[1023, 1024, 5000]] {
+            let files: Vec<(String, Vec<u8>)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let path = if i == 0 {
+                        "report.pdf".to_owned()
+                    } else {
+                        format!("media/photo-{i}.jpg")
+                    };
+                    (path, (0..n).map(|b| (b % 253) as u8).collect())
+                })
+                .collect();
+            let mut w = BundleWriter::new(Vec::new(), &m).unwrap();
+            let mut r = BundleReader::new(&m).unwrap();
+            for (p, d) in &files {
+                w.add(p, d.len() as u64, &d[..]).unwrap();
+                r.add(p, d.len() as u64, &d[..]).unwrap();
+            }
+            let pushed = w.finish().unwrap();
+            let r = r.finish();
+            assert_eq!(r.len(), pushed.len() as u64, "{sizes:?}");
+            let mut pulled = Vec::new();
+            // A small buffer crosses every part boundary.
+            let mut r = io::BufReader::with_capacity(7, r);
+            io::copy(&mut r, &mut pulled).unwrap();
+            assert_eq!(pulled, pushed, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_size_is_an_error_not_a_broken_bundle() {
+        let mut r = BundleReader::new(&sample()).unwrap();
+        r.add("report.pdf", 10, &b"%PDF"[..]).unwrap();
+        let mut out = Vec::new();
+        let e = io::copy(&mut r.finish(), &mut out).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let mut w = BundleWriter::new(Vec::new(), &sample()).unwrap();
+        assert!(w.add("report.pdf", 10, &b"%PDF"[..]).is_err());
+        let mut r = BundleReader::new(&sample()).unwrap();
+        assert!(matches!(
+            r.add("../evil", 1, &b"x"[..]),
+            Err(BundleError::Forbidden(_))
+        ));
+        assert!(r.add("manifest.json", 1, &b"x"[..]).is_err());
     }
 
     fn raw_tar(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {

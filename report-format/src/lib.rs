@@ -15,6 +15,7 @@
 //! | [`chunk`]  | one frame: encrypt-then-MAC, verify-then-decrypt                   |
 //! | [`stream`] | the parallel pipeline over `Read`/`Write`: [`seal`], [`Opener`]    |
 //! | [`positional`] | the same over files: each worker reads and writes its own chunks |
+//! | [`offload`] | opening and sealing with another engine (WebCrypto) doing the bulk work, every decision here |
 //! | [`error`]  | typed errors, grouped by what the user should do about them       |
 //! | [`manifest`] | the report manifest, its consent rules and its JSON Schema      |
 //! | [`bundle`] | the plaintext layout: a tar of manifest, PDF and media, read safely |

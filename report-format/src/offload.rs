@@ -1,7 +1,9 @@
-//! Opening with the bulk cryptography done by another engine — the
-//! browser's WebCrypto, whose AES and SHA-256 run natively where this
+//! Opening and sealing with the bulk cryptography done by another engine —
+//! the browser's WebCrypto, whose AES and SHA-256 run natively where this
 //! crate compiled to WebAssembly runs in software, ten times slower — while
 //! every decision stays here.
+//!
+//! ## Opening: [`Offload`]
 //!
 //! This module owns what makes opening safe: the header is read and
 //! authenticated and the file keys derived here ([`Offload::new`]); frame
@@ -18,13 +20,34 @@
 //! so that the error says "truncated" or "tampered" exactly as it would
 //! there.
 //!
-//! The engine needs the encryption and chunk-MAC keys ([`Offload::keys`]):
-//! it should import them as non-extractable keys and wipe its copy.
+//! ## Sealing: [`SealOffload`]
+//!
+//! The header, its salts and the file keys are made here
+//! ([`SealOffload::new`]); the plaintext is cut into chunks here, which
+//! decides which frame is the last ([`SealOffload::next_frame`]); each
+//! frame's IV is drawn here from the operating system's generator, and the
+//! bytes its tag covers before the IV are given with it. The engine computes
+//! `AES-256-CBC(enc key, IV, plaintext)` — PKCS#7-padded for the last frame,
+//! unpadded for the others (an engine that always pads, as WebCrypto does,
+//! drops the final block of a full chunk's ciphertext, which is the padding
+//! block alone) — then `HMAC-SHA256(chunk key, prefix ‖ IV ‖ ciphertext)`,
+//! and writes `IV ‖ ciphertext ‖ tag` after the header and the frames
+//! before it, in order. The lengths it produced are checked here
+//! ([`SealFrame::check`]). What the engine writes is the format of
+//! `docs/format.md` byte for byte, as [`crate::seal`] writes it.
+//!
+//! Either way the engine needs the encryption and chunk-MAC keys
+//! (`keys()`): it should import them as non-extractable keys and wipe its
+//! copy.
 
-use crate::chunk::{ChunkCodec, FRAME_OVERHEAD, TAG_LEN, max_frame_len};
+use crate::chunk::{
+    ChunkCodec, FRAME_OVERHEAD, IV_LEN, TAG_LEN, last_ciphertext_len, max_frame_len,
+};
 use crate::error::{Error, Result};
-use crate::header::Header;
+use crate::header::{Header, read_full};
 use crate::keys::{KEY_LEN, Secret};
+use crate::stream::{SealKey, SealOptions, SealSummary, prepare_seal};
+use rand_core::TryRng as _;
 use std::io::Read;
 use zeroize::Zeroizing;
 
@@ -112,11 +135,7 @@ impl Offload {
     /// ciphertext: the header MAC, the index and the `last` flag.
     pub fn mac_prefix(&self, index: u64) -> Result<Vec<u8>> {
         let span = self.frame(index)?;
-        let mut p = Vec::with_capacity(32 + 8 + 1);
-        p.extend_from_slice(&self.header_mac);
-        p.extend_from_slice(&index.to_be_bytes());
-        p.push(u8::from(span.last));
-        Ok(p)
+        Ok(tag_prefix(&self.header_mac, index, span.last))
     }
 
     /// Compares the tag the engine computed for frame `index` with the one
@@ -159,6 +178,142 @@ impl Offload {
             Ok(())
         } else {
             Err(Error::MalformedPadding(format!("chunk {index}")))
+        }
+    }
+
+    /// The encryption key and the chunk-MAC key, for the engine to import.
+    pub fn keys(&self) -> (Zeroizing<[u8; KEY_LEN]>, Zeroizing<[u8; KEY_LEN]>) {
+        self.codec.raw_keys()
+    }
+}
+
+/// The bytes a frame's tag covers before its IV: the header MAC, the index
+/// and the `last` flag.
+fn tag_prefix(header_mac: &[u8; 32], index: u64, last: bool) -> Vec<u8> {
+    let mut p = Vec::with_capacity(32 + 8 + 1);
+    p.extend_from_slice(header_mac);
+    p.extend_from_slice(&index.to_be_bytes());
+    p.push(u8::from(last));
+    p
+}
+
+/// A file being sealed by another engine under this module's control,
+/// its plaintext read from `R`.
+pub struct SealOffload<R> {
+    input: R,
+    header: Vec<u8>,
+    header_mac: [u8; 32],
+    codec: ChunkCodec,
+    chunk_size: usize,
+    next: u64,
+    done: bool,
+    plaintext_len: u64,
+    sealed_len: u64,
+}
+
+/// One frame for the engine to seal.
+pub struct SealFrame {
+    /// Its index in the file.
+    pub index: u64,
+    /// Whether it is the last frame (its plaintext is padded).
+    pub last: bool,
+    /// Its IV, fresh from the operating system's generator.
+    pub iv: [u8; IV_LEN],
+    /// What its tag covers before the IV.
+    pub mac_prefix: Vec<u8>,
+    /// Its plaintext: a whole chunk, or for the last frame what is left
+    /// (possibly nothing). Wiped when dropped; the engine may take it.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    ciphertext_len: usize,
+}
+
+impl SealFrame {
+    /// The ciphertext length this frame must have: its plaintext's for a
+    /// full chunk, rounded up past the padding for the last.
+    pub fn ciphertext_len(&self) -> usize {
+        self.ciphertext_len
+    }
+
+    /// Checks the lengths of the ciphertext and tag the engine made.
+    pub fn check(&self, ciphertext_len: usize, tag_len: usize) -> Result<()> {
+        if ciphertext_len == self.ciphertext_len() && tag_len == TAG_LEN {
+            Ok(())
+        } else {
+            Err(Error::InvalidParameter(format!(
+                "the engine sealed chunk {} as {ciphertext_len} + {tag_len} bytes, not {} + {TAG_LEN}",
+                self.index,
+                self.ciphertext_len()
+            )))
+        }
+    }
+}
+
+impl<R: Read> SealOffload<R> {
+    /// Makes the header and keys of a new file whose plaintext `input`
+    /// holds; salts come from the operating system.
+    pub fn new(key: SealKey<'_>, input: R, opts: &SealOptions) -> Result<Self> {
+        let (header, codec) = prepare_seal(key, opts, &mut getrandom::SysRng)?;
+        let bytes = header.as_bytes().to_vec();
+        Ok(SealOffload {
+            input,
+            sealed_len: bytes.len() as u64,
+            header: bytes,
+            header_mac: *header.mac(),
+            codec,
+            chunk_size: header.chunk_size(),
+            next: 0,
+            done: false,
+            plaintext_len: 0,
+        })
+    }
+
+    /// The header: the file's first bytes.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// The chunk size: the plaintext of every frame but the last.
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// The next frame to seal, or `None` once the last one was given. A
+    /// full chunk is never the last: an input that fills its last chunk
+    /// exactly ends with an empty final frame, as [`crate::seal`] ends it.
+    pub fn next_frame(&mut self) -> Result<Option<SealFrame>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut plaintext = Zeroizing::new(vec![0u8; self.chunk_size]);
+        let n = read_full(&mut self.input, &mut plaintext)?;
+        plaintext.truncate(n);
+        let last = n < self.chunk_size;
+        let mut iv = [0u8; IV_LEN];
+        getrandom::SysRng
+            .try_fill_bytes(&mut iv)
+            .map_err(|_| Error::Random)?;
+        let frame = SealFrame {
+            index: self.next,
+            last,
+            iv,
+            mac_prefix: tag_prefix(&self.header_mac, self.next, last),
+            plaintext,
+            ciphertext_len: if last { last_ciphertext_len(n) } else { n },
+        };
+        self.next += 1;
+        self.done = last;
+        self.plaintext_len += n as u64;
+        self.sealed_len += (FRAME_OVERHEAD + frame.ciphertext_len()) as u64;
+        Ok(Some(frame))
+    }
+
+    /// What the file holds once every frame given was written: the
+    /// plaintext read, the sealed length, the frames.
+    pub fn summary(&self) -> SealSummary {
+        SealSummary {
+            plaintext_len: self.plaintext_len,
+            sealed_len: self.sealed_len,
+            chunks: self.next,
         }
     }
 
@@ -236,6 +391,81 @@ mod tests {
             let plain: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
             let s = sealed(&key, &plain, 12);
             assert_eq!(open_as_engine(&s, &key).unwrap(), plain, "{n} bytes");
+        }
+    }
+
+    /// A stand-in sealing engine as WebCrypto is one: AES-CBC that always
+    /// pads (the padding block dropped for a full chunk), HMAC over
+    /// prefix ‖ IV ‖ ciphertext, frames written in order after the header.
+    fn seal_as_engine(plain: &[u8], key: &Key, chunk_log2: u8) -> (Vec<u8>, SealSummary) {
+        use cbc::cipher::BlockModeEncrypt;
+        let opts = SealOptions {
+            chunk_log2,
+            ..SealOptions::default()
+        };
+        let mut plan = SealOffload::new(
+            SealKey::KeyServer {
+                key,
+                origin: "https://keys.example",
+                key_id: "k_1",
+            },
+            plain,
+            &opts,
+        )
+        .unwrap();
+        let (enc, mac) = plan.keys();
+        let mut out = plan.header().to_vec();
+        while let Some(f) = plan.next_frame().unwrap() {
+            let n = f.plaintext.len();
+            let mut ct = f.plaintext.to_vec();
+            ct.resize(n / 16 * 16 + 16, 0);
+            cbc::Encryptor::<Aes256>::new(&(*enc).into(), &f.iv.into())
+                .encrypt_padded::<Pkcs7>(&mut ct, n)
+                .unwrap();
+            if !f.last {
+                ct.truncate(ct.len() - 16);
+            }
+            let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&mac[..]).unwrap();
+            m.update(&f.mac_prefix);
+            m.update(&f.iv);
+            m.update(&ct);
+            let tag = m.finalize().into_bytes();
+            // The engine may take the plaintext; the lengths are still known.
+            let mut f = f;
+            drop(std::mem::take(&mut f.plaintext));
+            f.check(ct.len(), tag.len()).unwrap();
+            assert!(f.check(ct.len() + 16, tag.len()).is_err());
+            assert!(f.check(ct.len(), 31).is_err());
+            out.extend_from_slice(&f.iv);
+            out.extend_from_slice(&ct);
+            out.extend_from_slice(&tag);
+        }
+        assert!(
+            plan.next_frame().unwrap().is_none(),
+            "nothing after the last frame"
+        );
+        (out, plan.summary())
+    }
+
+    #[test]
+    fn what_an_engine_seals_under_the_plan_is_the_native_format() {
+        let key = Key::generate().unwrap();
+        for n in [0usize, 1, 4095, 4096, 4097, 3 * 4096 - 1, 3 * 4096, 50_000] {
+            let plain: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            let (s, summary) = seal_as_engine(&plain, &key, 12);
+            // The native opener reads it, and the native sealer makes a file
+            // of the same length from the same plaintext.
+            let mut back = Vec::new();
+            let opened = crate::Opener::new(&s[..])
+                .unwrap()
+                .open(Secret::Key(&key), &mut back, &crate::OpenOptions::default())
+                .unwrap();
+            assert_eq!(back, plain, "{n} bytes");
+            let native = sealed(&key, &plain, 12);
+            assert_eq!(s.len(), native.len(), "{n} bytes");
+            assert_eq!(summary.sealed_len, s.len() as u64);
+            assert_eq!(summary.plaintext_len, n as u64);
+            assert_eq!(summary.chunks, opened.chunks);
         }
     }
 

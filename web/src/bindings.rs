@@ -8,6 +8,8 @@ use std::io::{self, Read, Write};
 
 use wasm_bindgen::prelude::*;
 
+use medseal_format::bundle::BundleReader;
+
 use crate::viewer::{self, Contents, Unlock, ViewError};
 
 struct JsReader(js_sys::Function);
@@ -203,12 +205,18 @@ impl Plan {
     #[wasm_bindgen(js_name = exportKeys)]
     pub fn export_keys(&self) -> js_sys::Uint8Array {
         let (enc, mac) = self.0.keys();
-        // Copied straight into a JavaScript array; this side's copy is wiped.
-        let mut both = zeroize::Zeroizing::new([0u8; 64]);
-        both[..32].copy_from_slice(&enc[..]);
-        both[32..].copy_from_slice(&mac[..]);
-        js_sys::Uint8Array::from(&both[..])
+        keys_for_engine(&enc, &mac)
     }
+}
+
+/// The encryption key then the chunk-MAC key, copied straight into one
+/// JavaScript array (which the caller wipes); this side's copies are wiped
+/// when the caller drops them.
+fn keys_for_engine(enc: &[u8; 32], mac: &[u8; 32]) -> js_sys::Uint8Array {
+    let both = js_sys::Uint8Array::new_with_length(64);
+    both.subarray(0, 32).copy_from(enc);
+    both.subarray(32, 64).copy_from(mac);
+    both
 }
 
 /// Whether `first` (the first 512 bytes of an opened file) starts a report
@@ -221,7 +229,9 @@ pub fn looks_like_report(first: &[u8]) -> bool {
 /// A report being captured (see `capture`): `new Capture(formJson,
 /// reportId, createdAt, utcOffsetSeconds)`, then `add(kind, name, bytes)`
 /// for each file, `build()` (the manifest as JSON, or a refusal), and
-/// `seal(origin, keyId, keyBase64, write)` with the key server's key.
+/// `sealPlan(origin, keyId, keyBase64)` with the key server's key, for
+/// WebCrypto to seal under its control — or, where the page has no
+/// WebCrypto, `seal(origin, keyId, keyBase64, write)` in WebAssembly.
 #[wasm_bindgen(js_name = Capture)]
 pub struct JsCapture(crate::capture::Capture);
 
@@ -251,6 +261,21 @@ impl JsCapture {
         self.0.build().map_err(js_error)
     }
 
+    /// Hands the report over to be sealed by WebCrypto under the returned
+    /// plan's control; the capture keeps nothing.
+    #[wasm_bindgen(js_name = sealPlan)]
+    pub fn seal_plan(
+        &mut self,
+        origin: &str,
+        key_id: &str,
+        key_base64: &str,
+    ) -> Result<SealPlan, JsValue> {
+        self.0
+            .seal_offload(origin, key_id, key_base64)
+            .map(SealPlan)
+            .map_err(js_error)
+    }
+
     /// Seals it, handing the sealed file to `write` a frame at a time.
     pub fn seal(
         &mut self,
@@ -263,6 +288,84 @@ impl JsCapture {
             .seal(origin, key_id, key_base64, JsWriter(write))
             .map(|n| n as f64)
             .map_err(js_error)
+    }
+}
+
+/// A report being sealed with WebCrypto doing the bulk work (see
+/// `medseal_format::offload`): the worker writes `header()`, then for each
+/// frame `next()` gives — its plaintext cut, its IV drawn and its `last`
+/// flag decided here — encrypts, computes the tag over `macPrefix ‖ IV ‖
+/// ciphertext`, has the lengths checked (`check`) and writes
+/// `IV ‖ ciphertext ‖ tag`, in order.
+#[wasm_bindgen]
+pub struct SealPlan(medseal_format::offload::SealOffload<BundleReader<'static>>);
+
+#[wasm_bindgen]
+impl SealPlan {
+    /// The sealed file's first bytes.
+    pub fn header(&self) -> Vec<u8> {
+        self.0.header().to_vec()
+    }
+
+    /// The encryption key then the chunk-MAC key (64 bytes) for WebCrypto
+    /// to import as non-extractable keys; the caller wipes the array.
+    #[wasm_bindgen(js_name = exportKeys)]
+    pub fn export_keys(&self) -> js_sys::Uint8Array {
+        let (enc, mac) = self.0.keys();
+        keys_for_engine(&enc, &mac)
+    }
+
+    /// The next frame to seal, or `undefined` after the last.
+    pub fn next(&mut self) -> Result<Option<SealFrame>, JsValue> {
+        self.0
+            .next_frame()
+            .map(|f| f.map(SealFrame))
+            .map_err(format_error)
+    }
+
+    /// The sealed file's length once every frame given is written.
+    #[wasm_bindgen(js_name = sealedLength)]
+    pub fn sealed_length(&self) -> f64 {
+        self.0.summary().sealed_len as f64
+    }
+}
+
+/// One frame of a [`SealPlan`].
+#[wasm_bindgen]
+pub struct SealFrame(medseal_format::offload::SealFrame);
+
+#[wasm_bindgen]
+impl SealFrame {
+    /// Whether it is the last frame: its ciphertext keeps WebCrypto's
+    /// padding; every other frame's drops its final block.
+    #[wasm_bindgen(getter)]
+    pub fn last(&self) -> bool {
+        self.0.last
+    }
+
+    /// Its IV.
+    pub fn iv(&self) -> Vec<u8> {
+        self.0.iv.to_vec()
+    }
+
+    /// What its tag covers before the IV.
+    #[wasm_bindgen(js_name = macPrefix)]
+    pub fn mac_prefix(&self) -> Vec<u8> {
+        self.0.mac_prefix.clone()
+    }
+
+    /// Its plaintext, handed over once (this side's copy is wiped).
+    #[wasm_bindgen(js_name = takePlaintext)]
+    pub fn take_plaintext(&mut self) -> js_sys::Uint8Array {
+        let plain = std::mem::take(&mut self.0.plaintext);
+        js_sys::Uint8Array::from(&plain[..])
+    }
+
+    /// Checks the lengths of the ciphertext and tag WebCrypto made.
+    pub fn check(&self, ciphertext_len: f64, tag_len: f64) -> Result<(), JsValue> {
+        self.0
+            .check(ciphertext_len as usize, tag_len as usize)
+            .map_err(format_error)
     }
 }
 

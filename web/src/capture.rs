@@ -14,7 +14,9 @@ use std::io::Write;
 
 use medseal_capture::form::CaptureForm;
 use medseal_capture::report::{MediaInput, MediaSource, Report};
+use medseal_format::bundle::BundleReader;
 use medseal_format::manifest::MediaKind;
+use medseal_format::offload::SealOffload;
 use medseal_format::{Key, SealKey, SealOptions};
 use zeroize::Zeroizing;
 
@@ -139,11 +141,7 @@ impl Capture {
         key_base64: &str,
         out: W,
     ) -> Result<u64, ViewError> {
-        let report = self
-            .report
-            .take()
-            .ok_or_else(|| refused("build the report before sealing it"))?;
-        let key = decode_key(key_base64)?;
+        let (report, key) = self.take_for_sealing(key_base64)?;
         let key = SealKey::KeyServer {
             origin,
             key_id,
@@ -151,11 +149,45 @@ impl Capture {
         };
         let (_, summary) = report
             .seal_on_this_thread(key, out, &SealOptions::default())
-            .map_err(|e| ViewError {
-                class: "seal",
-                message: e.to_string(),
-            })?;
+            .map_err(sealing_failed)?;
         Ok(summary.sealed_len)
+    }
+
+    /// Hands the built report to another engine to seal (WebCrypto, under
+    /// [`medseal_format::offload::SealOffload`]'s control), with the key
+    /// server's key for it. The report goes with it: a capture seals once,
+    /// and each file's memory is freed as the engine reads past it.
+    pub fn seal_offload(
+        &mut self,
+        origin: &str,
+        key_id: &str,
+        key_base64: &str,
+    ) -> Result<SealOffload<BundleReader<'static>>, ViewError> {
+        let (report, key) = self.take_for_sealing(key_base64)?;
+        let key = SealKey::KeyServer {
+            origin,
+            key_id,
+            key: &key,
+        };
+        let bundle = report.into_bundle().map_err(sealing_failed)?;
+        SealOffload::new(key, bundle, &SealOptions::default()).map_err(sealing_failed)
+    }
+
+    /// The built report and the key to seal it with; the capture keeps
+    /// neither, sealed or not.
+    fn take_for_sealing(&mut self, key_base64: &str) -> Result<(Report, Key), ViewError> {
+        let report = self
+            .report
+            .take()
+            .ok_or_else(|| refused("build the report before sealing it"))?;
+        Ok((report, decode_key(key_base64)?))
+    }
+}
+
+fn sealing_failed(e: impl std::fmt::Display) -> ViewError {
+    ViewError {
+        class: "seal",
+        message: e.to_string(),
     }
 }
 

@@ -389,6 +389,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     const answers = form();
     const files = media.map((m) => ({ kind: m.kind, name: m.name, blob: m.blob }));
     if (evidence) files.push({ kind: "consent-evidence", name: evidence.name, blob: evidence.blob });
+    const t0 = performance.now();
     const worker = new Worker(new URL("capture-worker.js", import.meta.url), { type: "module" });
     try {
       say("Building the report…");
@@ -415,6 +416,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       // The worker's WebAssembly memory at its largest, for
       // bench/browser-capture.sh (the worker ends with this report).
       self.captureWasmPeak = Math.max(self.captureWasmPeak || 0, built.wasmBytes || 0, sealed.wasmBytes || 0);
+      self.captureStages = { build: built.ms, seal: sealed.ms, total: performance.now() - t0 };
       const manifest = JSON.parse(built.manifest);
       const item = {
         report_id: reportId,
