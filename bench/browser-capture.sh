@@ -75,6 +75,6 @@ print()
 best = min(b['runs'], key=lambda r: r['seconds'])
 st = best.get('stages')
 if st:
-    print(f"Browser stages (best run): build {st['build']/1000:.2f} s, seal {st['seal']/1000:.2f} s (worker start, key and keeping: the rest).")
+    print(f"Browser stages (best run): files handed to the worker {st['intake']/1000:.2f} s, report built {(st['build']-st['intake'])/1000:.2f} s, sealed {st['seal']/1000:.2f} s; the rest {(b['best_seconds']*1000-st['build']-st['seal'])/1000:.2f} s (key, keeping, page).")
 print(f"Browser time = {b['best_seconds']/cli:.2f} x the CLI's (goal <= 4); memory peak {b['peak_bytes']/2**20:.0f} MiB (goal < 256 MiB).")
 PY

@@ -3,8 +3,10 @@
 //!
 //! 1. `medseal-web` compiled to `wasm32-unknown-unknown` (release), in its
 //!    own target directory beside this build's, shared by every profile so
-//!    that it is built once;
-//! 2. its JavaScript bindings made by `wasm-bindgen` (the library the
+//!    that it is built once — twice over: the viewer's module
+//!    (`medseal_web`, without the `capture` feature) and the capture
+//!    worker's (`medseal_capture`), sharing every dependency's build;
+//! 2. their JavaScript bindings made by `wasm-bindgen` (the library the
 //!    `wasm-bindgen` command is built from, pinned to the same version as
 //!    the `wasm-bindgen` crate in Cargo.lock), without names or debug info;
 //! 3. `web/static/` copied beside them, with each `{{sri:FILE}}` in the HTML
@@ -63,49 +65,30 @@ fn build() -> Result<(), String> {
         .nth(4)
         .ok_or("cannot find the target directory")?
         .join("web");
-    let cargo = env("CARGO")?;
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
-        .args(["build", "--release", "--locked", "-p", "medseal-web"])
-        .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
-        .arg(&target_dir);
-    // The outer build's settings are for the host, not for wasm32.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (var, _) in std::env::vars_os() {
-        let var = var.to_string_lossy();
-        if var.starts_with("CARGO_PROFILE_") || var.starts_with("CARGO_TARGET_") {
-            cmd.env_remove(var.as_ref());
-        }
-    }
-    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() {
-        return Err("compiling medseal-web for wasm32-unknown-unknown failed (is the target installed? rustup target add wasm32-unknown-unknown)".into());
-    }
-    let wasm = target_dir.join("wasm32-unknown-unknown/release/medseal_web.wasm");
     let app = out.join("app");
     let _ = std::fs::remove_dir_all(&app);
     std::fs::create_dir_all(&app).map_err(|e| format!("{}: {e}", app.display()))?;
-    wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(&wasm)
-        .web(true)
-        .map_err(|e| e.to_string())?
-        .typescript(false)
-        .keep_debug(false)
-        .remove_name_section(true)
-        .remove_producers_section(true)
-        .generate(&app)
-        .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    // The viewer's module, small (every recipient downloads it), then the
+    // capture worker's, which carries the PDF writer and the image code.
+    for (features, name) in [
+        (["--no-default-features"].as_slice(), "medseal_web"),
+        (["--features", "capture"].as_slice(), "medseal_capture"),
+    ] {
+        let wasm = compile_web(&root, &target_dir, features)?;
+        let kept = target_dir.join(format!("{name}.wasm"));
+        std::fs::copy(&wasm, &kept).map_err(|e| format!("{}: {e}", kept.display()))?;
+        wasm_bindgen_cli_support::Bindgen::new()
+            .input_path(&kept)
+            .out_name(name)
+            .web(true)
+            .map_err(|e| e.to_string())?
+            .typescript(false)
+            .keep_debug(false)
+            .remove_name_section(true)
+            .remove_producers_section(true)
+            .generate(&app)
+            .map_err(|e| format!("wasm-bindgen: {e}"))?;
+    }
     let statics = root.join("web/static");
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(&statics).map_err(|e| format!("{}: {e}", statics.display()))? {
@@ -203,4 +186,39 @@ fn content_type(name: &str) -> Result<&'static str, String> {
         Some("png") => "image/png",
         _ => return Err(format!("no content type for {name}")),
     })
+}
+
+/// Compiles `medseal-web` for wasm32 with `features`; answers the module.
+fn compile_web(root: &Path, target_dir: &Path, features: &[&str]) -> Result<PathBuf, String> {
+    let cargo = env("CARGO")?;
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--release", "--locked", "-p", "medseal-web"])
+        .args(features)
+        .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
+        .arg(target_dir);
+    // The outer build's settings are for the host, not for wasm32.
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTC_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (var, _) in std::env::vars_os() {
+        let var = var.to_string_lossy();
+        if var.starts_with("CARGO_PROFILE_") || var.starts_with("CARGO_TARGET_") {
+            cmd.env_remove(var.as_ref());
+        }
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err("compiling medseal-web for wasm32-unknown-unknown failed (is the target installed? rustup target add wasm32-unknown-unknown)".into());
+    }
+    Ok(target_dir.join("wasm32-unknown-unknown/release/medseal_web.wasm"))
 }

@@ -17,7 +17,7 @@ export async function openPage(port, url) {
   const send = (method, params = {}, sessionId) => {
     const id = nextId++;
     ws.send(JSON.stringify({ id, method, params, sessionId }));
-    return new Promise((ok, fail) => pending.set(id, { ok, fail }));
+    return new Promise((ok, fail) => pending.set(id, { ok, fail, sessionId }));
   };
   ws.onmessage = (m) => {
     const msg = JSON.parse(m.data);
@@ -32,7 +32,15 @@ export async function openPage(port, url) {
       workers.add(s);
       send("Target.setAutoAttach", { autoAttach: true, waitForDebuggerOnStart: false, flatten: true }, s).catch(() => {});
     } else if (msg.method === "Target.detachedFromTarget") {
-      workers.delete(msg.params.sessionId);
+      // A worker that ended answers nothing more: what was asked of it fails.
+      const gone = msg.params.sessionId;
+      workers.delete(gone);
+      for (const [id, p] of pending) {
+        if (p.sessionId === gone) {
+          pending.delete(id);
+          p.fail(new Error("the target has gone"));
+        }
+      }
     }
   };
 
@@ -73,7 +81,11 @@ export async function openPage(port, url) {
   // a worker's tasks, even while it is busy.
   async function heap(session) {
     try {
-      const h = await send("Runtime.getHeapUsage", {}, session);
+      // A worker ending as it is asked may not say so: wait a second at most.
+      const h = await Promise.race([
+        send("Runtime.getHeapUsage", {}, session),
+        new Promise((_, fail) => setTimeout(() => fail(new Error("no answer")), 1000)),
+      ]);
       return { js: h.usedSize || 0, buffers: h.backingStorageSize || 0 };
     } catch {
       return { js: 0, buffers: 0 };

@@ -454,6 +454,7 @@ fn a_clinician_captures_on_a_phone_and_the_report_arrives_sealed_and_clean() {
         .filter_map(Value::as_str)
         .collect();
     assert!(kept.contains(&"/app/medseal_web_bg.wasm"), "{kept:?}");
+    assert!(kept.contains(&"/app/medseal_capture_bg.wasm"), "{kept:?}");
     assert!(kept.iter().all(|u| u.starts_with("/app/")), "{kept:?}");
 
     // With the key server gone, the installed app still starts (a real

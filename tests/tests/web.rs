@@ -105,7 +105,20 @@ fn the_app_is_served_with_strict_headers() {
     assert_eq!(h["x-content-type-options"], "nosniff");
     let wasm = get(&format!("{}/app/medseal_web_bg.wasm", ks.base));
     assert_eq!(wasm.headers()["content-type"], "application/wasm");
-    assert_eq!(&wasm.bytes().unwrap()[..4], b"\0asm");
+    let viewer = wasm.bytes().unwrap();
+    assert_eq!(&viewer[..4], b"\0asm");
+    // The capture worker's module is separate: the viewer every recipient
+    // downloads does not carry the PDF writer and the image code.
+    let capture = get(&format!("{}/app/medseal_capture_bg.wasm", ks.base));
+    assert_eq!(capture.headers()["content-type"], "application/wasm");
+    let capture = capture.bytes().unwrap();
+    assert_eq!(&capture[..4], b"\0asm");
+    assert!(
+        viewer.len() * 2 < capture.len(),
+        "viewer {} bytes, capture {} bytes",
+        viewer.len(),
+        capture.len()
+    );
     let missing = get(&format!("{}/app/nope.js", ks.base));
     assert_eq!(missing.status(), 404);
     // API answers are never cached.

@@ -201,14 +201,6 @@ fn decode_key(b64: &str) -> Result<Key, ViewError> {
     Key::from_slice(&raw).map_err(|_| refused("the key server's key is not 32 bytes"))
 }
 
-/// A fresh report id (`r_` and 32 hex digits), as the command line makes.
-pub fn new_report_id() -> Result<String, ViewError> {
-    medseal_capture::report::new_report_id().map_err(|e| ViewError {
-        class: "environment",
-        message: e.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,9 @@
 // answers the manifest or the refusal. `seal`: the key server's key for
 // the report; answers the sealed file as a Blob (`blob`), sealed by
 // WebCrypto under the Rust code's control where the page has it.
-import init, { Capture } from "./medseal_web.js";
+import init, { Capture } from "./medseal_capture.js";
 
-const ready = init({ module_or_path: new URL("medseal_web_bg.wasm", import.meta.url) }).then((wasm) => {
+const ready = init({ module_or_path: new URL("medseal_capture_bg.wasm", import.meta.url) }).then((wasm) => {
   // How much memory the WebAssembly holds, for bench/browser-capture.sh.
   self.wasmMemoryBytes = () => wasm.memory.buffer.byteLength;
 });
@@ -23,11 +23,17 @@ const failed = (e) => ({
 async function build(m) {
   const t0 = performance.now();
   capture = new Capture(JSON.stringify(m.form), m.reportId, m.createdAt, m.offset);
-  for (const f of m.files) {
-    capture.add(f.kind, f.name, new Uint8Array(await f.blob.arrayBuffer()));
+  // Each file is read while the one before it is handed over: at most two
+  // are in this worker's heap at once.
+  let next = m.files.length ? m.files[0].blob.arrayBuffer() : null;
+  for (let i = 0; i < m.files.length; i++) {
+    const bytes = new Uint8Array(await next);
+    next = i + 1 < m.files.length ? m.files[i + 1].blob.arrayBuffer() : null;
+    capture.add(m.files[i].kind, m.files[i].name, bytes);
   }
+  const t1 = performance.now();
   const manifest = capture.build();
-  return { manifest, ms: performance.now() - t0, wasmBytes: self.wasmMemoryBytes() };
+  return { manifest, ms: performance.now() - t0, intakeMs: t1 - t0, wasmBytes: self.wasmMemoryBytes() };
 }
 
 const subtle = self.crypto && self.crypto.subtle;

@@ -390,7 +390,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     const files = media.map((m) => ({ kind: m.kind, name: m.name, blob: m.blob }));
     if (evidence) files.push({ kind: "consent-evidence", name: evidence.name, blob: evidence.blob });
     const t0 = performance.now();
-    const worker = new Worker(new URL("capture-worker.js", import.meta.url), { type: "module" });
+    const worker = takeWorker();
     try {
       say("Building the report…");
       const built = await askWorker(worker, {
@@ -416,7 +416,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       // The worker's WebAssembly memory at its largest, for
       // bench/browser-capture.sh (the worker ends with this report).
       self.captureWasmPeak = Math.max(self.captureWasmPeak || 0, built.wasmBytes || 0, sealed.wasmBytes || 0);
-      self.captureStages = { build: built.ms, seal: sealed.ms, total: performance.now() - t0 };
+      self.captureStages = { build: built.ms, intake: built.intakeMs, seal: sealed.ms, total: performance.now() - t0 };
       const manifest = JSON.parse(built.manifest);
       const item = {
         report_id: reportId,
@@ -448,7 +448,38 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       reserve().catch(() => {});
     } finally {
       worker.terminate();
+      warmWorker();
     }
+  }
+
+  // The capture worker is started before it is needed, its WebAssembly
+  // compiled and ready, so that "Seal report" does not wait for it. Each
+  // report ends its worker (and the memory that held the photos); the
+  // next one is started then.
+  let spare = null;
+  function startWorker() {
+    const w = new Worker(new URL("capture-worker.js", import.meta.url), { type: "module" });
+    w.onerror = () => {
+      w.failed = true;
+    };
+    return w;
+  }
+  function warmWorker() {
+    if (!spare && !$("capture").hidden) spare = startWorker();
+  }
+  function takeWorker() {
+    let w = spare;
+    spare = null;
+    // One that could not start is tried afresh (askWorker then says why).
+    if (!w || w.failed) {
+      if (w) w.terminate();
+      w = startWorker();
+    }
+    return w;
+  }
+  function dropWorker() {
+    if (spare) spare.terminate();
+    spare = null;
   }
 
   function saveFile(reportId, blob) {
@@ -665,6 +696,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   return {
     async show() {
       $("capture").hidden = false;
+      warmWorker();
       consentChanged();
       await learnOrg();
       await showQueue();
@@ -674,6 +706,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     hide() {
       $("capture").hidden = true;
       closeCamera();
+      dropWorker();
     },
     // Signing out: the keys taken in advance leave this phone, and are
     // revoked at the key server when it can be reached. Sealed reports
@@ -687,6 +720,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
         await remove("keys", k.report_id).catch(() => {});
       }
       clearForm();
+      dropWorker();
       org = null;
       results = [];
       lastTry = "";

@@ -14,6 +14,7 @@ const CACHE = `medseal-app-${VERSION}`;
 const FILES = [
   "./", "index.html", "app.css", "app.js", "console.js", "capture.js", "capture-worker.js",
   "worker.js", "reader.js", "bundle.js", "ring.js", "medseal_web.js", "medseal_web_bg.wasm",
+  "medseal_capture.js", "medseal_capture_bg.wasm",
   "manifest.webmanifest", "icon.svg", "icon-192.png", "icon-512.png",
 ];
 const scope = new URL(self.registration.scope);

@@ -1,0 +1,151 @@
+//! The capture exported to JavaScript (the `capture` feature: a WebAssembly
+//! module of its own, `medseal_capture_bg.wasm`, loaded only by the capture
+//! worker, so that the viewer's stays small).
+
+use medseal_format::bundle::BundleReader;
+use wasm_bindgen::prelude::*;
+
+use crate::bindings::{JsWriter, format_error, js_error, keys_for_engine};
+
+/// A report being captured (see `capture`): `new Capture(formJson,
+/// reportId, createdAt, utcOffsetSeconds)`, then `add(kind, name, bytes)`
+/// for each file, `build()` (the manifest as JSON, or a refusal), and
+/// `sealPlan(origin, keyId, keyBase64)` with the key server's key, for
+/// WebCrypto to seal under its control — or, where the page has no
+/// WebCrypto, `seal(origin, keyId, keyBase64, write)` in WebAssembly.
+#[wasm_bindgen(js_name = Capture)]
+pub struct JsCapture(crate::capture::Capture);
+
+#[wasm_bindgen(js_class = Capture)]
+impl JsCapture {
+    /// A new capture of the form's answers.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        form_json: &str,
+        report_id: &str,
+        created_at: &str,
+        utc_offset_seconds: i32,
+    ) -> Result<JsCapture, JsValue> {
+        crate::capture::Capture::new(form_json, report_id, created_at, utc_offset_seconds)
+            .map(JsCapture)
+            .map_err(js_error)
+    }
+
+    /// Hands over one file; its bytes are copied in and the page may drop
+    /// its own copy.
+    pub fn add(&mut self, kind: &str, name: &str, bytes: Vec<u8>) -> Result<(), JsValue> {
+        self.0.add(kind, name, bytes).map_err(js_error)
+    }
+
+    /// Builds the report; answers its manifest as JSON.
+    pub fn build(&mut self) -> Result<String, JsValue> {
+        self.0.build().map_err(js_error)
+    }
+
+    /// Hands the report over to be sealed by WebCrypto under the returned
+    /// plan's control; the capture keeps nothing.
+    #[wasm_bindgen(js_name = sealPlan)]
+    pub fn seal_plan(
+        &mut self,
+        origin: &str,
+        key_id: &str,
+        key_base64: &str,
+    ) -> Result<SealPlan, JsValue> {
+        self.0
+            .seal_offload(origin, key_id, key_base64)
+            .map(SealPlan)
+            .map_err(js_error)
+    }
+
+    /// Seals it, handing the sealed file to `write` a frame at a time.
+    pub fn seal(
+        &mut self,
+        origin: &str,
+        key_id: &str,
+        key_base64: &str,
+        write: js_sys::Function,
+    ) -> Result<f64, JsValue> {
+        self.0
+            .seal(origin, key_id, key_base64, JsWriter(write))
+            .map(|n| n as f64)
+            .map_err(js_error)
+    }
+}
+
+/// A report being sealed with WebCrypto doing the bulk work (see
+/// `medseal_format::offload`): the worker writes `header()`, then for each
+/// frame `next()` gives — its plaintext cut, its IV drawn and its `last`
+/// flag decided here — encrypts, computes the tag over `macPrefix ‖ IV ‖
+/// ciphertext`, has the lengths checked (`check`) and writes
+/// `IV ‖ ciphertext ‖ tag`, in order.
+#[wasm_bindgen]
+pub struct SealPlan(medseal_format::offload::SealOffload<BundleReader<'static>>);
+
+#[wasm_bindgen]
+impl SealPlan {
+    /// The sealed file's first bytes.
+    pub fn header(&self) -> Vec<u8> {
+        self.0.header().to_vec()
+    }
+
+    /// The encryption key then the chunk-MAC key (64 bytes) for WebCrypto
+    /// to import as non-extractable keys; the caller wipes the array.
+    #[wasm_bindgen(js_name = exportKeys)]
+    pub fn export_keys(&self) -> js_sys::Uint8Array {
+        let (enc, mac) = self.0.keys();
+        keys_for_engine(&enc, &mac)
+    }
+
+    /// The next frame to seal, or `undefined` after the last.
+    pub fn next(&mut self) -> Result<Option<SealFrame>, JsValue> {
+        self.0
+            .next_frame()
+            .map(|f| f.map(SealFrame))
+            .map_err(format_error)
+    }
+
+    /// The sealed file's length once every frame given is written.
+    #[wasm_bindgen(js_name = sealedLength)]
+    pub fn sealed_length(&self) -> f64 {
+        self.0.summary().sealed_len as f64
+    }
+}
+
+/// One frame of a [`SealPlan`].
+#[wasm_bindgen]
+pub struct SealFrame(medseal_format::offload::SealFrame);
+
+#[wasm_bindgen]
+impl SealFrame {
+    /// Whether it is the last frame: its ciphertext keeps WebCrypto's
+    /// padding; every other frame's drops its final block.
+    #[wasm_bindgen(getter)]
+    pub fn last(&self) -> bool {
+        self.0.last
+    }
+
+    /// Its IV.
+    pub fn iv(&self) -> Vec<u8> {
+        self.0.iv.to_vec()
+    }
+
+    /// What its tag covers before the IV.
+    #[wasm_bindgen(js_name = macPrefix)]
+    pub fn mac_prefix(&self) -> Vec<u8> {
+        self.0.mac_prefix.clone()
+    }
+
+    /// Its plaintext, handed over once (this side's copy is wiped).
+    #[wasm_bindgen(js_name = takePlaintext)]
+    pub fn take_plaintext(&mut self) -> js_sys::Uint8Array {
+        let plain = std::mem::take(&mut self.0.plaintext);
+        js_sys::Uint8Array::from(&plain[..])
+    }
+
+    /// Checks the lengths of the ciphertext and tag WebCrypto made.
+    pub fn check(&self, ciphertext_len: f64, tag_len: f64) -> Result<(), JsValue> {
+        self.0
+            .check(ciphertext_len as usize, tag_len as usize)
+            .map_err(format_error)
+    }
+}
