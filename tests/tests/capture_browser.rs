@@ -271,7 +271,8 @@ fn a_clinician_captures_on_a_phone_and_the_report_arrives_sealed_and_clean() {
 
     // With consent, a camera photo and a voice note: sealed and sent.
     fill_form(&b);
-    b.choose_file("Add photos", &p2);
+    // The input that opens the phone's camera takes a photo as a file.
+    b.choose_file("Take a photo", &p2);
     b.click("Use the camera");
     b.until("the camera's picture", |b| {
         (b.js(

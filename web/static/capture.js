@@ -166,10 +166,14 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     }
   }
 
-  $("cap-photos").addEventListener("change", (e) => {
-    for (const f of e.target.files) addMedia("photo", f, f.name || `photo-${++photoCount}.jpg`);
-    e.target.value = "";
-  });
+  // Taken with the camera (the `capture` attribute) or chosen from the
+  // phone: some phones offer only the camera to an input that asks for it.
+  for (const id of ["cap-take", "cap-photos"]) {
+    $(id).addEventListener("change", (e) => {
+      for (const f of e.target.files) addMedia("photo", f, f.name || `photo-${++photoCount}.jpg`);
+      e.target.value = "";
+    });
+  }
   $("cap-form-photo").addEventListener("change", (e) => {
     const f = e.target.files[0];
     if (f) setEvidence(f, f.name || "consent-form.jpg", "photo");
@@ -181,7 +185,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     try {
       camera = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment", width: { ideal: 4032 }, height: { ideal: 3024 } }, audio: false });
     } catch {
-      return problem("The camera cannot be used: allow this page to use it, or add photos with \"Add photos\".");
+      return problem("The camera cannot be used: allow this page to use it, or use \"Take a photo\" or \"Add photos\".");
     }
     $("cap-video").srcObject = camera;
     $("cap-viewfinder").hidden = false;
@@ -496,6 +500,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     setEvidence(null);
     showMedia();
     $("capture-form").reset();
+    $("cap-system-other-field").hidden = true;
     consentChanged();
   }
 
