@@ -207,6 +207,8 @@ pub struct SealOffload<R> {
     chunk_size: usize,
     next: u64,
     done: bool,
+    broken: bool,
+    audited: u8,
     plaintext_len: u64,
     sealed_len: u64,
 }
@@ -221,13 +223,32 @@ pub struct SealFrame {
     pub iv: [u8; IV_LEN],
     /// What its tag covers before the IV.
     pub mac_prefix: Vec<u8>,
-    /// Its plaintext: a whole chunk, or for the last frame what is left
-    /// (possibly nothing). Wiped when dropped; the engine may take it.
-    pub plaintext: Zeroizing<Vec<u8>>,
+    plaintext: Zeroizing<Vec<u8>>,
     ciphertext_len: usize,
 }
 
 impl SealFrame {
+    /// Whether the sealer opens this frame itself once the engine has
+    /// sealed it ([`SealOffload::accept`]): the first and the last, so that
+    /// an engine that uses a wrong key, IV, prefix or padding is caught
+    /// before the report leaves the form, at the cost of a chunk or two of
+    /// software cryptography.
+    pub fn audited(&self) -> bool {
+        self.index == 0 || self.last
+    }
+
+    /// Its plaintext for the engine: a whole chunk, or for the last frame
+    /// what is left (possibly nothing). Handed over once; a frame that is
+    /// [`audited`](SealFrame::audited) keeps a copy to check against,
+    /// wiped when the frame is dropped.
+    pub fn take_plaintext(&mut self) -> Zeroizing<Vec<u8>> {
+        if self.audited() {
+            self.plaintext.clone()
+        } else {
+            std::mem::take(&mut self.plaintext)
+        }
+    }
+
     /// The ciphertext length this frame must have: its plaintext's for a
     /// full chunk, rounded up past the padding for the last.
     pub fn ciphertext_len(&self) -> usize {
@@ -263,6 +284,8 @@ impl<R: Read> SealOffload<R> {
             chunk_size: header.chunk_size(),
             next: 0,
             done: false,
+            broken: false,
+            audited: 0,
             plaintext_len: 0,
         })
     }
@@ -281,17 +304,31 @@ impl<R: Read> SealOffload<R> {
     /// full chunk is never the last: an input that fills its last chunk
     /// exactly ends with an empty final frame, as [`crate::seal`] ends it.
     pub fn next_frame(&mut self) -> Result<Option<SealFrame>> {
+        if self.broken {
+            return Err(Error::InvalidParameter(
+                "the sealed file was left unfinished".into(),
+            ));
+        }
         if self.done {
             return Ok(None);
         }
+        // A failure ends the file here, unfinished: the plaintext read so
+        // far is gone, and a file sealed on without it would be short.
         let mut plaintext = Zeroizing::new(vec![0u8; self.chunk_size]);
-        let n = read_full(&mut self.input, &mut plaintext)?;
+        let n = match read_full(&mut self.input, &mut plaintext) {
+            Ok(n) => n,
+            Err(e) => {
+                self.broken = true;
+                return Err(e.into());
+            }
+        };
         plaintext.truncate(n);
         let last = n < self.chunk_size;
         let mut iv = [0u8; IV_LEN];
-        getrandom::SysRng
-            .try_fill_bytes(&mut iv)
-            .map_err(|_| Error::Random)?;
+        if getrandom::SysRng.try_fill_bytes(&mut iv).is_err() {
+            self.broken = true;
+            return Err(Error::Random);
+        }
         let frame = SealFrame {
             index: self.next,
             last,
@@ -307,14 +344,56 @@ impl<R: Read> SealOffload<R> {
         Ok(Some(frame))
     }
 
-    /// What the file holds once every frame given was written: the
-    /// plaintext read, the sealed length, the frames.
-    pub fn summary(&self) -> SealSummary {
-        SealSummary {
+    /// Accepts what the engine made of `frame`: the lengths of its
+    /// ciphertext and tag, and for an [`audited`](SealFrame::audited) frame
+    /// the frame itself (`IV ‖ ciphertext ‖ tag`, `whole`), which is opened
+    /// here with the file's keys and must give back the frame's plaintext.
+    pub fn accept(
+        &mut self,
+        frame: &SealFrame,
+        ciphertext_len: usize,
+        tag_len: usize,
+        whole: Option<&[u8]>,
+    ) -> Result<()> {
+        frame.check(ciphertext_len, tag_len)?;
+        if !frame.audited() {
+            return Ok(());
+        }
+        let wrong = || {
+            Error::InvalidParameter(format!(
+                "the engine's seal of chunk {} does not open to its plaintext",
+                frame.index
+            ))
+        };
+        let mut copy = Zeroizing::new(whole.ok_or_else(wrong)?.to_vec());
+        if copy.len() != FRAME_OVERHEAD + frame.ciphertext_len || copy[..IV_LEN] != frame.iv {
+            return Err(wrong());
+        }
+        let plain = self
+            .codec
+            .open(frame.index, frame.last, &mut copy)
+            .map_err(|_| wrong())?;
+        if copy[plain] != frame.plaintext[..] {
+            return Err(wrong());
+        }
+        self.audited += 1;
+        Ok(())
+    }
+
+    /// What the file holds, once the last frame was given and the frames
+    /// audited accepted: the plaintext read, the sealed length, the frames.
+    pub fn finish(&self) -> Result<SealSummary> {
+        let audits = if self.next == 1 { 1 } else { 2 };
+        if !self.done || self.broken || self.audited != audits {
+            return Err(Error::InvalidParameter(
+                "the sealed file is not complete: a frame was not sealed or not checked".into(),
+            ));
+        }
+        Ok(SealSummary {
             plaintext_len: self.plaintext_len,
             sealed_len: self.sealed_len,
             chunks: self.next,
-        }
+        })
     }
 
     /// The encryption key and the chunk-MAC key, for the engine to import.
@@ -415,9 +494,11 @@ mod tests {
         .unwrap();
         let (enc, mac) = plan.keys();
         let mut out = plan.header().to_vec();
-        while let Some(f) = plan.next_frame().unwrap() {
-            let n = f.plaintext.len();
-            let mut ct = f.plaintext.to_vec();
+        assert!(plan.finish().is_err(), "nothing sealed yet");
+        while let Some(mut f) = plan.next_frame().unwrap() {
+            let plain = f.take_plaintext();
+            let n = plain.len();
+            let mut ct = plain.to_vec();
             ct.resize(n / 16 * 16 + 16, 0);
             cbc::Encryptor::<Aes256>::new(&(*enc).into(), &f.iv.into())
                 .encrypt_padded::<Pkcs7>(&mut ct, n)
@@ -430,21 +511,27 @@ mod tests {
             m.update(&f.iv);
             m.update(&ct);
             let tag = m.finalize().into_bytes();
-            // The engine may take the plaintext; the lengths are still known.
-            let mut f = f;
-            drop(std::mem::take(&mut f.plaintext));
-            f.check(ct.len(), tag.len()).unwrap();
             assert!(f.check(ct.len() + 16, tag.len()).is_err());
             assert!(f.check(ct.len(), 31).is_err());
-            out.extend_from_slice(&f.iv);
-            out.extend_from_slice(&ct);
-            out.extend_from_slice(&tag);
+            let mut whole = f.iv.to_vec();
+            whole.extend_from_slice(&ct);
+            whole.extend_from_slice(&tag);
+            if f.audited() {
+                // A frame whose bytes are wrong, or that is not given, is
+                // not accepted.
+                assert!(plan.accept(&f, ct.len(), tag.len(), None).is_err());
+                let mut bad = whole.clone();
+                bad[20] ^= 1;
+                assert!(plan.accept(&f, ct.len(), tag.len(), Some(&bad)).is_err());
+            }
+            plan.accept(&f, ct.len(), tag.len(), Some(&whole)).unwrap();
+            out.extend_from_slice(&whole);
         }
         assert!(
             plan.next_frame().unwrap().is_none(),
             "nothing after the last frame"
         );
-        (out, plan.summary())
+        (out, plan.finish().unwrap())
     }
 
     #[test]

@@ -59,7 +59,36 @@ fn arrived(inbox: &Path, n: usize, endpoint: &Endpoint) -> PathBuf {
 /// A phone photo: the fixture JPEG, then a GPS position, a serial number
 /// and a camera maker and model written by exiftool, as a phone does.
 fn gps_photo(dir: &Path, name: &str, seed: u16) -> PathBuf {
-    let p = write_file(dir, name, &medseal_capture::fixtures::phone_jpeg(seed));
+    tag_like_a_phone(write_file(
+        dir,
+        name,
+        &medseal_capture::fixtures::phone_jpeg(seed),
+    ))
+}
+
+/// A photo of a few megabytes (noise does not compress), so that the
+/// report it goes in spans several of the sealed file's 1 MiB chunks and the
+/// browser seals full chunks as well as the last one.
+fn large_gps_photo(dir: &Path, name: &str) -> PathBuf {
+    let mut state = 0x2545_f491_u32;
+    let img = image::RgbImage::from_fn(1600, 1200, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let [a, b, c, _] = state.to_le_bytes();
+        image::Rgb([a, b, c])
+    });
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+        .encode_image(&img)
+        .unwrap();
+    assert!(jpeg.len() > 2 << 20, "{} bytes", jpeg.len());
+    tag_like_a_phone(write_file(dir, name, &jpeg))
+}
+
+/// Writes a GPS position, a serial number and a camera maker and model
+/// into the photo at `p`, as a phone does.
+fn tag_like_a_phone(p: PathBuf) -> PathBuf {
     let ok = Command::new("exiftool")
         .args([
             "-overwrite_original",
@@ -229,7 +258,7 @@ fn a_clinician_captures_on_a_phone_and_the_report_arrives_sealed_and_clean() {
     alice.login(&ks, "alice@st.example", PW);
 
     let p1 = gps_photo(dir, "IMG_0001.jpg", 1);
-    let p2 = gps_photo(dir, "IMG_0002.jpg", 2);
+    let p2 = large_gps_photo(dir, "IMG_0002.jpg");
     let video = camera_video(dir);
     let b = Browser::with_flags(&[
         "--use-fake-device-for-media-stream",

@@ -76,8 +76,10 @@ impl JsCapture {
 /// `medseal_format::offload`): the worker writes `header()`, then for each
 /// frame `next()` gives — its plaintext cut, its IV drawn and its `last`
 /// flag decided here — encrypts, computes the tag over `macPrefix ‖ IV ‖
-/// ciphertext`, has the lengths checked (`check`) and writes
-/// `IV ‖ ciphertext ‖ tag`, in order.
+/// ciphertext`, has the result accepted (`accept`: the lengths, and the
+/// first and last frames opened here) and writes `IV ‖ ciphertext ‖ tag`,
+/// in order; `finish()` then answers the sealed length, or refuses a file
+/// a frame of which was not sealed or not checked.
 #[wasm_bindgen]
 pub struct SealPlan(medseal_format::offload::SealOffload<BundleReader<'static>>);
 
@@ -104,10 +106,37 @@ impl SealPlan {
             .map_err(format_error)
     }
 
-    /// The sealed file's length once every frame given is written.
-    #[wasm_bindgen(js_name = sealedLength)]
-    pub fn sealed_length(&self) -> f64 {
-        self.0.summary().sealed_len as f64
+    /// Accepts what WebCrypto made of `frame`: `body` is `IV ‖ ciphertext`,
+    /// `tag` the tag. Only an audited frame's bytes are copied in and
+    /// opened; of the others, only the lengths are read.
+    pub fn accept(
+        &mut self,
+        frame: &SealFrame,
+        body: &js_sys::Uint8Array,
+        tag: &js_sys::Uint8Array,
+    ) -> Result<(), JsValue> {
+        let ct_len = (body.length() as usize).saturating_sub(16);
+        let whole = frame.0.audited().then(|| {
+            let mut v = body.to_vec();
+            v.extend(tag.to_vec());
+            zeroize::Zeroizing::new(v)
+        });
+        self.0
+            .accept(
+                &frame.0,
+                ct_len,
+                tag.length() as usize,
+                whole.as_deref().map(|v| &v[..]),
+            )
+            .map_err(format_error)
+    }
+
+    /// The sealed file's length, once every frame was sealed and accepted.
+    pub fn finish(&self) -> Result<f64, JsValue> {
+        self.0
+            .finish()
+            .map(|s| s.sealed_len as f64)
+            .map_err(format_error)
     }
 }
 
@@ -135,17 +164,10 @@ impl SealFrame {
         self.0.mac_prefix.clone()
     }
 
-    /// Its plaintext, handed over once (this side's copy is wiped).
+    /// Its plaintext, handed over once (this side keeps a copy only to
+    /// check the first and last frames against, wiped with the frame).
     #[wasm_bindgen(js_name = takePlaintext)]
     pub fn take_plaintext(&mut self) -> js_sys::Uint8Array {
-        let plain = std::mem::take(&mut self.0.plaintext);
-        js_sys::Uint8Array::from(&plain[..])
-    }
-
-    /// Checks the lengths of the ciphertext and tag WebCrypto made.
-    pub fn check(&self, ciphertext_len: f64, tag_len: f64) -> Result<(), JsValue> {
-        self.0
-            .check(ciphertext_len as usize, tag_len as usize)
-            .map_err(format_error)
+        js_sys::Uint8Array::from(&self.0.take_plaintext()[..])
     }
 }
