@@ -77,7 +77,7 @@ impl JsCapture {
 /// frame `next()` gives — its plaintext cut, its IV drawn and its `last`
 /// flag decided here — encrypts, computes the tag over `macPrefix ‖ IV ‖
 /// ciphertext`, has the result accepted (`accept`: the lengths, and the
-/// first and last frames opened here) and writes `IV ‖ ciphertext ‖ tag`,
+/// last frame opened here) and writes `IV ‖ ciphertext ‖ tag`,
 /// in order; `finish()` then answers the sealed length, or refuses a file
 /// a frame of which was not sealed or not checked.
 #[wasm_bindgen]
@@ -165,7 +165,7 @@ impl SealFrame {
     }
 
     /// Its plaintext, handed over once (this side keeps a copy only to
-    /// check the first and last frames against, wiped with the frame).
+    /// check the last frame against, wiped with the frame).
     #[wasm_bindgen(js_name = takePlaintext)]
     pub fn take_plaintext(&mut self) -> js_sys::Uint8Array {
         js_sys::Uint8Array::from(&self.0.take_plaintext()[..])
