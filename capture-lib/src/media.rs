@@ -7,7 +7,11 @@
 //! re-encoded only when orientation requires it; otherwise metadata segments
 //! are dropped and the compressed image data is kept bit for bit. The ICC
 //! colour profile is kept: it describes colour, not the patient or the
-//! device, and clinical colour (skin, wounds) depends on it.
+//! device, and clinical colour (skin, wounds) depends on it. So is a JPEG's
+//! Adobe marker (twelve bytes: a version, two flags and a colour transform):
+//! it says how the samples are stored (RGB or YCbCr; CMYK inverted, as
+//! Photoshop and most CMYK writers store it), and without it a decoder
+//! shows such a photo in the wrong colours.
 //!
 //! **HEIC/HEIF** photos (an iPhone's default) are decoded by libheif (with
 //! the `heic` feature, on by default) with the file's rotation and mirroring
@@ -83,6 +87,25 @@ pub struct Photo {
     /// When it was taken, from EXIF `DateTimeOriginal` before the EXIF was
     /// removed (`YYYY-MM-DDTHH:MM:SS`, camera local time, no zone).
     pub captured_at: Option<String>,
+    /// How its samples are read, for the PDF, which embeds a JPEG as it is
+    /// and must name its colour space (a PNG is drawn from RGB pixels).
+    pub samples: Samples,
+}
+
+/// The colour model of a photo's samples as embedded in the PDF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Samples {
+    /// One component.
+    Grey,
+    /// Three components (YCbCr or RGB: the JPEG decoder converts).
+    Rgb,
+    /// Four components. `inverted`: an Adobe marker is present, the
+    /// convention (Photoshop's, and what PDF readers follow) that the
+    /// samples are stored as 255 minus the ink.
+    Cmyk {
+        /// Whether the samples are stored inverted.
+        inverted: bool,
+    },
 }
 
 /// Whether these first bytes are a HEIF container (HEIC photo).
@@ -233,7 +256,13 @@ const PNG_KEEP: &[&[u8; 4]] = &[
     b"pHYs",
 ];
 
-fn strip_jpeg(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+/// The Adobe marker's identifier (APP14), which only says how samples are
+/// stored.
+const ADOBE: &[u8] = b"Adobe";
+
+/// Drops every metadata segment; answers the bytes left and how their
+/// samples are read.
+fn strip_jpeg(bytes: Vec<u8>) -> Result<(Vec<u8>, Samples), MediaError> {
     let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(Bytes::from(bytes))
         .map_err(|e| MediaError::Invalid(format!("damaged JPEG: {e}")))?;
     jpeg.segments_mut().retain(|s| {
@@ -242,12 +271,38 @@ fn strip_jpeg(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
         let is_comment = m == 0xFE;
         let jfif = m == 0xE0 && s.contents().starts_with(b"JFIF\0");
         let icc = m == 0xE2 && s.contents().starts_with(b"ICC_PROFILE\0");
-        // Keep non-APP segments (the image itself), JFIF and the colour profile.
-        !is_comment && (!is_app || jfif || icc)
+        let adobe = m == 0xEE && s.contents().starts_with(ADOBE) && s.contents().len() == 12;
+        // Keep non-APP segments (the image itself), JFIF, the colour
+        // profile and the Adobe marker.
+        !is_comment && (!is_app || jfif || icc || adobe)
     });
+    let samples = jpeg_samples(jpeg.segments())?;
     let mut out = Vec::new();
     jpeg.encoder().write_to(&mut out)?;
-    Ok(out)
+    Ok((out, samples))
+}
+
+/// How a JPEG's samples are read: the component count in its frame header
+/// (SOF0–SOF15, which are every marker from 0xC0 to 0xCF but DHT, JPG and
+/// DAC), and for four, whether an Adobe marker is present.
+fn jpeg_samples(segments: &[img_parts::jpeg::JpegSegment]) -> Result<Samples, MediaError> {
+    let components = segments
+        .iter()
+        .find(|s| (0xC0..=0xCF).contains(&s.marker()) && ![0xC4, 0xC8, 0xCC].contains(&s.marker()))
+        .and_then(|s| s.contents().get(5).copied())
+        .ok_or_else(|| MediaError::Invalid("damaged JPEG: no frame header".into()))?;
+    match components {
+        1 => Ok(Samples::Grey),
+        3 => Ok(Samples::Rgb),
+        4 => Ok(Samples::Cmyk {
+            inverted: segments
+                .iter()
+                .any(|s| s.marker() == 0xEE && s.contents().starts_with(ADOBE)),
+        }),
+        n => Err(MediaError::Unsupported(format!(
+            "a JPEG of {n} colour components is not supported (only grey, colour and CMYK)"
+        ))),
+    }
 }
 
 fn strip_png(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
@@ -308,20 +363,17 @@ pub fn sanitise_photo(bytes: Vec<u8>) -> Result<Photo, MediaError> {
         return Ok(photo);
     }
     let (orientation, captured_at) = exif_facts(&bytes);
-    let (clean, reencoded) = if orientation == 1 {
-        let clean = match format {
-            PhotoFormat::Jpeg => strip_jpeg(bytes)?,
-            PhotoFormat::Png => strip_png(bytes)?,
-        };
-        (clean, false)
+    let reencoded = orientation != 1;
+    // Re-encoded from the original when turned, then stripped of what the
+    // encoder kept.
+    let source = if reencoded {
+        reorient(&bytes, format, orientation)?
     } else {
-        // Re-encode from the original, then strip what the encoder kept.
-        let re = reorient(&bytes, format, orientation)?;
-        let clean = match format {
-            PhotoFormat::Jpeg => strip_jpeg(re)?,
-            PhotoFormat::Png => strip_png(re)?,
-        };
-        (clean, true)
+        bytes
+    };
+    let (clean, samples) = match format {
+        PhotoFormat::Jpeg => strip_jpeg(source)?,
+        PhotoFormat::Png => (strip_png(source)?, Samples::Rgb),
     };
     let (width, height) = image::ImageReader::new(Cursor::new(&clean))
         .with_guessed_format()?
@@ -334,6 +386,7 @@ pub fn sanitise_photo(bytes: Vec<u8>) -> Result<Photo, MediaError> {
         height,
         reencoded,
         captured_at,
+        samples,
     })
 }
 
@@ -530,6 +583,35 @@ pub(crate) mod tests {
         assert!(sanitise_photo(b"GIF89a".to_vec()).is_err());
         assert!(sanitise_photo(vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 4]).is_err());
         assert!(sanitise_photo(Vec::new()).is_err());
+    }
+
+    /// A 32 x 16 CMYK JPEG of red ink (no cyan, full magenta and yellow,
+    /// no black) with an Adobe marker, samples stored inverted.
+    pub(crate) const CMYK_RED: &[u8] = include_bytes!("../testdata/cmyk-adobe.jpg");
+
+    #[test]
+    fn the_colour_model_is_read_and_the_adobe_marker_kept() {
+        let photo = sanitise_photo(CMYK_RED.to_vec()).unwrap();
+        assert_eq!(photo.samples, Samples::Cmyk { inverted: true });
+        assert!(!photo.reencoded);
+        // Without the marker a decoder would read the ink the wrong way round.
+        assert!(photo.bytes.windows(5).any(|w| w == b"Adobe"));
+        assert_eq!((photo.width, photo.height), (32, 16));
+
+        assert_eq!(sanitise_photo(phone_jpeg(1)).unwrap().samples, Samples::Rgb);
+        let grey = image::GrayImage::from_pixel(8, 8, image::Luma([90]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .write_image(&grey, 8, 8, image::ExtendedColorType::L8)
+            .unwrap();
+        assert_eq!(sanitise_photo(jpeg).unwrap().samples, Samples::Grey);
+
+        // A frame header that names two components is refused, not guessed.
+        let mut two = CMYK_RED.to_vec();
+        let sof = two.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        two[sof + 9] = 2;
+        let err = sanitise_photo(two).unwrap_err().to_string();
+        assert!(err.contains("2 colour components"), "{err}");
     }
 
     #[test]

@@ -20,9 +20,7 @@
 //! outside Latin-1 are shown as `?` (the manifest keeps the exact text).
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 
-use image::ImageDecoder;
 use medseal_format::manifest::{ConsentMethod, Manifest, MediaEntry, MediaKind};
 use printpdf::{
     BuiltinFont, DictItem, ExternalStream, ExternalXObject, Mm, Op as PdfOp, PdfDocument,
@@ -31,7 +29,7 @@ use printpdf::{
 };
 
 use crate::identifiers;
-use crate::media::{Photo, PhotoFormat};
+use crate::media::{Photo, PhotoFormat, Samples};
 
 /// What can go wrong making the PDF.
 #[derive(Debug, thiserror::Error)]
@@ -290,8 +288,10 @@ fn describe(entry: &MediaEntry, n: usize) -> String {
 /// a header read, not a decode and re-encode). printpdf 0.12 has no image
 /// type for an already-encoded stream (its `RawImage` is pixels), so this
 /// is an [`ExternalXObject`]: printpdf writes the dictionary and content
-/// given, marked not to be compressed again. Only the JPEG's header is
-/// read, for its colour model: greyscale, or else RGB.
+/// given, marked not to be compressed again. Its colour space is the one
+/// intake read from the frame header ([`Samples`]); CMYK stored inverted
+/// (an Adobe marker) is read through `/Decode [1 0 1 0 1 0 1 0]`, as PDF
+/// readers and writers agree.
 ///
 /// A PNG is decoded to RGB pixels (any alpha dropped) and given to printpdf
 /// as a [`RawImage`], which it writes Flate-compressed.
@@ -299,14 +299,13 @@ fn add_photo(doc: &mut PdfDocument, photo: &Photo) -> Result<XObjectId, PdfError
     let err = |e: image::ImageError| PdfError(e.to_string());
     match photo.format {
         PhotoFormat::Jpeg => {
-            let dec =
-                image::codecs::jpeg::JpegDecoder::new(Cursor::new(&photo.bytes)).map_err(err)?;
-            let color_space = match dec.color_type() {
-                image::ColorType::L8 | image::ColorType::L16 => "DeviceGray",
-                _ => "DeviceRGB",
+            let color_space = match photo.samples {
+                Samples::Grey => "DeviceGray",
+                Samples::Rgb => "DeviceRGB",
+                Samples::Cmyk { .. } => "DeviceCMYK",
             };
             let name = |n: &str| DictItem::Name(n.as_bytes().to_vec());
-            let dict = BTreeMap::from([
+            let mut dict = BTreeMap::from([
                 ("Type".to_owned(), name("XObject")),
                 ("Subtype".to_owned(), name("Image")),
                 ("Width".to_owned(), DictItem::Int(i64::from(photo.width))),
@@ -316,6 +315,10 @@ fn add_photo(doc: &mut PdfDocument, photo: &Photo) -> Result<XObjectId, PdfError
                 ("Filter".to_owned(), name("DCTDecode")),
                 ("Interpolate".to_owned(), DictItem::Bool(true)),
             ]);
+            if photo.samples == (Samples::Cmyk { inverted: true }) {
+                let decode = [1, 0, 1, 0, 1, 0, 1, 0].map(DictItem::Int).to_vec();
+                dict.insert("Decode".to_owned(), DictItem::Array(decode));
+            }
             Ok(doc.add_xobject(&ExternalXObject {
                 stream: ExternalStream {
                     dict,
@@ -694,6 +697,14 @@ mod tests {
     /// How many pixels of page 2, rendered by poppler, have the test
     /// photos' colour (blue 60..120, some red).
     fn photo_pixels_on_page_2(pdf: &std::path::Path) -> usize {
+        page_2(pdf)
+            .pixels()
+            .filter(|p| p[2] > 60 && p[2] < 120 && p[0] > 30)
+            .count()
+    }
+
+    /// Page 2 (the first photo's), rendered by poppler at 40 dpi.
+    fn page_2(pdf: &std::path::Path) -> image::RgbImage {
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("p");
         let ok = std::process::Command::new("pdftoppm")
@@ -703,10 +714,42 @@ mod tests {
             .status()
             .unwrap();
         assert!(ok.success());
-        let page = image::open(png.with_extension("png")).unwrap().to_rgb8();
-        page.pixels()
-            .filter(|p| p[2] > 60 && p[2] < 120 && p[0] > 30)
-            .count()
+        image::open(png.with_extension("png")).unwrap().to_rgb8()
+    }
+
+    #[test]
+    fn a_cmyk_photo_is_shown_in_its_colours() {
+        let photo = sanitise_photo(crate::media::tests::CMYK_RED.to_vec()).unwrap();
+        let entry = MediaEntry {
+            path: "media/photo-1.jpg".into(),
+            kind: MediaKind::Photo,
+            mime_type: "image/jpeg".into(),
+            size: photo.bytes.len() as u64,
+            sha256: "ef".repeat(32),
+            captured_at: None,
+            width: Some(photo.width),
+            height: Some(photo.height),
+            duration_seconds: None,
+        };
+        let m = manifest(vec![entry.clone()]);
+        let pdf = render(&m, &[(&entry, &photo)], 0).unwrap();
+        assert!(pdf.windows(11).any(|w| w == b"/DeviceCMYK"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.pdf");
+        std::fs::write(&path, &pdf).unwrap();
+        // Red ink shows red: read as RGB it would not decode, and read
+        // without the inversion it would show black.
+        let page = page_2(&path);
+        let red = page
+            .pixels()
+            .filter(|p| p[0] > 180 && p[1] < 90 && p[2] < 90)
+            .count();
+        let black = page
+            .pixels()
+            .filter(|p| p.0.iter().all(|&c| c < 60))
+            .count();
+        assert!(red > 200, "the photo is not shown red ({red} pixels)");
+        assert!(black < red / 10, "{black} black pixels against {red} red");
     }
 
     #[test]

@@ -19,7 +19,11 @@
 const $ = (id) => document.getElementById(id);
 const DB = "medseal-capture";
 const RESERVE = 2; // keys kept in advance per clinician
+// Reports waiting are tried again after 20 s, then after twice as long
+// each time the receiver still cannot take them, up to 10 minutes (a lost
+// connection costs no attempt: it waits for the browser's "online").
 const RETRY_MS = 20000;
+const RETRY_MAX_MS = 10 * 60 * 1000;
 
 // ---- IndexedDB ----------------------------------------------------------------
 
@@ -107,6 +111,8 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   let flushing = false;
   let results = []; // what was sent or shared while this page was open
   let lastTry = ""; // why the queue is still waiting
+  let retryIn = RETRY_MS; // the wait before the next try, while one fails
+  let nextTry = 0; // when the timer tries again (ms since the epoch)
 
   const me = () => session() && session().email;
 
@@ -581,6 +587,8 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       const email = me();
       const items = (await all("queue")).filter((i) => i.user === email).sort((a, b) => a.made - b.made);
       lastTry = "";
+      let tried = false;
+      let waiting = false;
       for (const item of items) {
         if (item.failed) continue; // refused: waits for the clinician
         if (!navigator.onLine) {
@@ -589,6 +597,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
         }
         let done;
         try {
+          tried = true;
           done = await deliver(item);
         } catch (err) {
           if (!(err instanceof Refused)) throw err;
@@ -599,8 +608,20 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
           problem(err.message);
           continue;
         }
-        if (!done) break;
+        if (!done) {
+          waiting = true;
+          break;
+        }
         await remove("queue", item.report_id);
+      }
+      if (waiting && session()) {
+        nextTry = Date.now() + retryIn;
+        retryIn = Math.min(retryIn * 2, RETRY_MAX_MS);
+        const why = lastTry || `Not sent yet (${new Date().toLocaleTimeString()}): the receiver could not take it now.`;
+        lastTry = `${why} Next try at ${new Date(nextTry).toLocaleTimeString()}, or when you press "Send now".`;
+      } else if (tried) {
+        retryIn = RETRY_MS;
+        nextTry = 0;
       }
     } catch {
       lastTry = "Not sent yet: the reports waiting here could not be read. Reload the page.";
@@ -650,7 +671,10 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
           $("cap-done-text").textContent = `Report ${item.report_id} was sent to ${to.origin}.`;
           return true;
         }
-        if (r.status >= 500 || r.status === 429) return false;
+        if (r.status >= 500 || r.status === 429) {
+          lastTry = `Not sent yet (${new Date().toLocaleTimeString()}): the receiving endpoint answered ${r.status}.`;
+          return false;
+        }
         throw new Refused(`The receiving endpoint refused report ${item.report_id}: ${answer.message || r.status}`);
       }
       if (item.then === "link") {
@@ -670,13 +694,16 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
           say("The link is ready.");
           return true;
         }
-        if (r.status >= 500 || r.status === 429) return false;
+        if (r.status >= 500 || r.status === 429) {
+          lastTry = `Not sent yet (${new Date().toLocaleTimeString()}): the key server answered ${r.status}.`;
+          return false;
+        }
         throw new Refused(`The key server did not share report ${item.report_id}: ${answer.message || r.status}`);
       }
       return true; // saved: the recipients were all it waited for
     } catch (err) {
       if (err instanceof Refused) throw err;
-      lastTry = `Not sent yet (${new Date().toLocaleTimeString()}): ${err && err.message ? err.message.replace(/\.$/, "") : "no connection"}. It is tried again when the connection returns.`;
+      lastTry = `Not sent yet (${new Date().toLocaleTimeString()}): ${err && err.message ? err.message.replace(/\.$/, "") : "no connection"}.`;
       return false; // no connection: it waits
     }
   }
@@ -685,7 +712,10 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     clearProblem();
     flush();
   });
-  window.addEventListener("online", () => flush());
+  window.addEventListener("online", () => {
+    retryIn = RETRY_MS;
+    flush();
+  });
   // A page loaded before the endpoint was set may not post there: the
   // browser refuses it (the key server's Content-Security-Policy), which
   // would otherwise look like a lost connection.
@@ -695,8 +725,8 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     }
   });
   setInterval(() => {
-    if (navigator.onLine && session()) flush();
-  }, RETRY_MS);
+    if (navigator.onLine && session() && Date.now() >= nextTry) flush();
+  }, RETRY_MS / 4);
 
   return {
     async show() {
@@ -729,6 +759,8 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       org = null;
       results = [];
       lastTry = "";
+      retryIn = RETRY_MS;
+      nextTry = 0;
       $("cap-done").hidden = true;
       $("capture-form").hidden = false;
       $("cap-done-link").replaceChildren();
