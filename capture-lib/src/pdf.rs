@@ -717,13 +717,12 @@ mod tests {
         image::open(png.with_extension("png")).unwrap().to_rgb8()
     }
 
-    #[test]
-    fn a_cmyk_photo_is_shown_in_its_colours() {
-        let photo = sanitise_photo(crate::media::tests::CMYK_RED.to_vec()).unwrap();
+    /// The report of one photo: its PDF's bytes, and the PDF in a file.
+    fn one_photo_report(photo: &Photo) -> (Vec<u8>, tempfile::TempDir, std::path::PathBuf) {
         let entry = MediaEntry {
-            path: "media/photo-1.jpg".into(),
+            path: format!("media/photo-1.{}", photo.format.ext()),
             kind: MediaKind::Photo,
-            mime_type: "image/jpeg".into(),
+            mime_type: photo.format.mime().into(),
             size: photo.bytes.len() as u64,
             sha256: "ef".repeat(32),
             captured_at: None,
@@ -732,11 +731,18 @@ mod tests {
             duration_seconds: None,
         };
         let m = manifest(vec![entry.clone()]);
-        let pdf = render(&m, &[(&entry, &photo)], 0).unwrap();
-        assert!(pdf.windows(11).any(|w| w == b"/DeviceCMYK"));
+        let pdf = render(&m, &[(&entry, photo)], 0).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.pdf");
         std::fs::write(&path, &pdf).unwrap();
+        (pdf, dir, path)
+    }
+
+    #[test]
+    fn a_cmyk_photo_is_shown_in_its_colours() {
+        let photo = sanitise_photo(crate::media::tests::CMYK_RED.to_vec()).unwrap();
+        let (pdf, _dir, path) = one_photo_report(&photo);
+        assert!(pdf.windows(11).any(|w| w == b"/DeviceCMYK"));
         // Red ink shows red: read as RGB it would not decode, and read
         // without the inversion it would show black.
         let page = page_2(&path);
@@ -762,26 +768,11 @@ mod tests {
             .unwrap();
         let photo = sanitise_photo(png).unwrap();
         assert_eq!(photo.format, PhotoFormat::Png);
-        let entry = MediaEntry {
-            path: "media/photo-1.png".into(),
-            kind: MediaKind::Photo,
-            mime_type: "image/png".into(),
-            size: photo.bytes.len() as u64,
-            sha256: "cd".repeat(32),
-            captured_at: None,
-            width: Some(40),
-            height: Some(20),
-            duration_seconds: None,
-        };
-        let m = manifest(vec![entry.clone()]);
-        let pdf = render(&m, &[(&entry, &photo)], 0).unwrap();
+        let (pdf, _dir, path) = one_photo_report(&photo);
         assert!(
             !pdf.windows(10).any(|w| w == b"/DCTDecode"),
             "a PNG is not made into a JPEG"
         );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.pdf");
-        std::fs::write(&path, &pdf).unwrap();
         let coloured = photo_pixels_on_page_2(&path);
         assert!(
             coloured > 200,
