@@ -12,7 +12,9 @@
 //! 3. `web/static/` copied beside them, with each `{{sri:FILE}}` in the HTML
 //!    replaced by that file's Subresource Integrity hash (SHA-384);
 //! 4. `assets.rs` in `OUT_DIR`, listing every file with its content type,
-//!    included into the binary.
+//!    its entity tag (a digest of its bytes, for conditional requests) and,
+//!    where it saves bytes, a gzip copy made once here (the capture
+//!    worker's module shrinks to about a third), included into the binary.
 //!
 //! The wasm32 target comes with the toolchain (`rust-toolchain.toml`).
 //! `MEDSEAL_WEB_APP=off` builds a server without the app (`/app/` is 404).
@@ -40,7 +42,7 @@ fn build() -> Result<(), String> {
     if std::env::var("MEDSEAL_WEB_APP").is_ok_and(|v| v == "off") {
         std::fs::write(
             out.join("assets.rs"),
-            "/// Left out of this build (MEDSEAL_WEB_APP=off).\npub static ASSETS: &[(&str, &str, &[u8])] = &[];\n",
+            "/// Left out of this build (MEDSEAL_WEB_APP=off).\npub static ASSETS: &[Asset] = &[];\n",
         )
         .map_err(|e| e.to_string())?;
         return Ok(());
@@ -133,19 +135,48 @@ fn build() -> Result<(), String> {
         std::fs::write(&sw, text.replace("{{app-version}}", &version))
             .map_err(|e| format!("sw.js: {e}"))?;
     }
-    let mut list = String::from(
-        "/// The web app's files: name, content type, bytes.\npub static ASSETS: &[(&str, &str, &[u8])] = &[\n",
-    );
+    let gz = out.join("gz");
+    let _ = std::fs::remove_dir_all(&gz);
+    std::fs::create_dir_all(&gz).map_err(|e| format!("{}: {e}", gz.display()))?;
+    let mut list = String::from("pub static ASSETS: &[Asset] = &[\n");
     for name in &names {
+        let path = app.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{name}: {e}"))?;
+        let tag = hex_of(&sha2::Sha256::digest(&bytes)[..16]);
+        let body = |at: &Path, etag: String| {
+            format!(
+                "Body {{ bytes: include_bytes!({:?}), etag: {:?} }}",
+                at.display().to_string(),
+                format!("\"{etag}\"")
+            )
+        };
+        let gzip = match gzipped(&bytes)? {
+            Some(small) => {
+                let at = gz.join(format!("{name}.gz"));
+                std::fs::write(&at, small).map_err(|e| format!("{}: {e}", at.display()))?;
+                format!("Some({})", body(&at, format!("{tag}-gz")))
+            }
+            None => "None".into(),
+        };
         list.push_str(&format!(
-            "    ({name:?}, {:?}, include_bytes!({:?})),\n",
+            "    Asset {{ name: {name:?}, content_type: {:?}, plain: {}, gzip: {gzip} }},\n",
             content_type(name)?,
-            app.join(name).display().to_string()
+            body(&path, tag.clone())
         ));
     }
     list.push_str("];\n");
     std::fs::write(out.join("assets.rs"), list).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// `bytes` gzipped, when that saves at least a tenth (text and WebAssembly
+/// do; PNG is compressed already).
+fn gzipped(bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).map_err(|e| e.to_string())?;
+    let small = enc.finish().map_err(|e| e.to_string())?;
+    Ok((small.len() < bytes.len() / 10 * 9).then_some(small))
 }
 
 fn hex_of(bytes: &[u8]) -> String {

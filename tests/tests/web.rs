@@ -15,13 +15,21 @@ use serde_json::Value;
 const PW: &str = "a long clinician password";
 
 fn get(url: &str) -> reqwest::blocking::Response {
-    reqwest::blocking::Client::builder()
+    get_with(url, &[])
+}
+
+/// A GET with these request headers (reqwest here neither asks for nor
+/// decodes compression by itself).
+fn get_with(url: &str, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
+    let mut req = reqwest::blocking::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
-        .get(url)
-        .send()
-        .unwrap()
+        .get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().unwrap()
 }
 
 /// Downloads the app's files from the server into `dir`, checking each.
@@ -121,6 +129,52 @@ fn the_app_is_served_with_strict_headers() {
     );
     let missing = get(&format!("{}/app/nope.js", ks.base));
     assert_eq!(missing.status(), 404);
+
+    // Sent gzipped to a browser that takes it: the same bytes, a third of
+    // the size, under their own entity tag.
+    let url = format!("{}/app/medseal_capture_bg.wasm", ks.base);
+    let plain = get(&url);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_tag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(plain.headers()["vary"], "Accept-Encoding");
+    let zipped = get_with(&url, &[("accept-encoding", "br, gzip, deflate")]);
+    assert_eq!(zipped.status(), 200);
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["content-type"], "application/wasm");
+    let zip_tag = zipped.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(zip_tag, plain_tag);
+    let small = zipped.bytes().unwrap();
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&small[..]), &mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, capture, "gzip decodes to the file");
+    assert!(
+        small.len() * 2 < capture.len(),
+        "{} bytes gzipped",
+        small.len()
+    );
+    let refused = get_with(&url, &[("accept-encoding", "gzip;q=0, identity")]);
+    assert!(refused.headers().get("content-encoding").is_none());
+    assert_eq!(refused.bytes().unwrap(), capture);
+
+    // What the browser holds is revalidated, not sent again.
+    for (tag, coding) in [(&plain_tag, "identity"), (&zip_tag, "gzip")] {
+        let again = get_with(
+            &url,
+            &[("if-none-match", tag.as_str()), ("accept-encoding", coding)],
+        );
+        assert_eq!(again.status(), 304, "{coding}");
+        assert_eq!(&again.headers()["etag"], tag.as_str());
+        assert!(again.bytes().unwrap().is_empty());
+    }
+    // A tag of the other encoding, or of another build, is not this file.
+    let stale = get_with(&url, &[("if-none-match", zip_tag.as_str())]);
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.bytes().unwrap(), capture);
+    let listed = format!("\"0123\", W/{plain_tag}");
+    assert_eq!(get_with(&url, &[("if-none-match", &listed)]).status(), 304);
+    let index_tag = get(&format!("{}/app/", ks.base)).headers()["etag"].clone();
+    assert_ne!(index_tag.to_str().unwrap(), plain_tag);
     // API answers are never cached.
     let api = get(&format!("{}/v1/audit/checkpoint", ks.base));
     assert_eq!(api.headers()["cache-control"], "no-store");

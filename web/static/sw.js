@@ -5,8 +5,10 @@
 //
 // The app's files are fetched from the network first, so a new version is
 // used as soon as it is served; the kept copy answers only when the
-// network cannot. The version below changes with every build of the app,
-// which makes the browser install this worker again and drop the old copy.
+// network cannot. The fetch revalidates the browser's HTTP cache (each
+// file has an entity tag): an unchanged file costs a 304, not a download.
+// The version below changes with every build of the app, which makes the
+// browser install this worker again and drop the old copy.
 "use strict";
 
 const VERSION = "{{app-version}}";
@@ -40,7 +42,7 @@ self.addEventListener("fetch", (e) => {
   const url = new URL(e.request.url);
   if (e.request.method !== "GET" || url.origin !== scope.origin || !KEPT.has(url.pathname)) return;
   e.respondWith(
-    fetch(e.request, { cache: "no-store" })
+    fetch(e.request, { cache: "no-cache" })
       .then((r) => {
         if (r.ok && r.type === "basic") {
           const copy = r.clone();

@@ -5,18 +5,45 @@
 //! but the organisations' receiving endpoints, which the capture page posts
 //! reports to; WebAssembly compilation allowed and nothing else
 //! `eval`-like), no framing, no referrer, no caching that outlives a
-//! release.
+//! release. Each file has an entity tag, so that a browser (and the app's
+//! service worker, which asks the network first) revalidates what it holds
+//! for a 304 instead of downloading it again, and the files that compress
+//! are sent gzipped, compressed once at build time, to a browser that
+//! accepts it.
 
 use std::collections::BTreeSet;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 use super::AppState;
 
+/// One of the app's files, as `build.rs` made it.
+pub struct Asset {
+    /// Its name under `/app/`.
+    pub name: &'static str,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// The file as it is.
+    pub plain: Body,
+    /// The file gzipped, where that is smaller by a tenth or more.
+    pub gzip: Option<Body>,
+}
+
+/// One representation of a file: its bytes and their entity tag (quoted;
+/// a digest of the file, with `-gz` for the gzipped bytes, since a strong
+/// tag names the bytes sent).
+pub struct Body {
+    /// What is sent.
+    pub bytes: &'static [u8],
+    /// Its entity tag.
+    pub etag: &'static str,
+}
+
 mod assets {
+    use super::{Asset, Body};
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 }
 
@@ -105,25 +132,69 @@ impl CspCache {
 }
 
 /// One of the app's files, by name.
-pub fn asset(name: &str) -> Option<(&'static str, &'static [u8])> {
-    assets::ASSETS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, t, b)| (*t, *b))
+pub fn asset(name: &str) -> Option<&'static Asset> {
+    assets::ASSETS.iter().find(|a| a.name == name)
 }
 
 /// Every file's name (for tests and the bundle-size benchmark).
 pub fn names() -> impl Iterator<Item = &'static str> {
-    assets::ASSETS.iter().map(|(n, _, _)| *n)
+    assets::ASSETS.iter().map(|a| a.name)
 }
 
-async fn serve(state: &AppState, name: &str) -> HttpResponse {
-    let Some((ctype, body)) = asset(name) else {
+/// Whether `If-None-Match` names `etag` (or is `*`): the browser holds
+/// these bytes already. Entity tags are compared weakly (RFC 9110 13.1.2),
+/// as a `W/` prefix only says the holder may have changed the encoding.
+fn holds(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+/// Whether `Accept-Encoding` takes gzip (not refused with `q=0`).
+fn takes_gzip(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT_ENCODING)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+async fn serve(state: &AppState, req: &HttpRequest, name: &str) -> HttpResponse {
+    let Some(asset) = asset(name) else {
         return crate::error::Error::NotFound("no such file in the app".into()).error_response();
     };
     let csp = state.csp.header(state).await;
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(ctype)))
+    let gzip = asset.gzip.as_ref().filter(|_| takes_gzip(req));
+    let body = gzip.unwrap_or(&asset.plain);
+    let held = holds(req, body.etag);
+    let mut res = if held {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    if gzip.is_some() && !held {
+        res.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("gzip")));
+    }
+    if asset.gzip.is_some() {
+        res.insert_header((header::VARY, HeaderValue::from_static("Accept-Encoding")));
+    }
+    res.insert_header((header::ETAG, HeaderValue::from_static(body.etag)))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(asset.content_type),
+        ))
         .insert_header((header::CONTENT_SECURITY_POLICY, csp))
         .insert_header((header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .insert_header(("Cross-Origin-Opener-Policy", "same-origin"))
@@ -138,8 +209,12 @@ async fn serve(state: &AppState, name: &str) -> HttpResponse {
         ))
         // Revalidated every time: a new release is picked up at once, and
         // the HTML's integrity hashes always match the files served with it.
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-        .body(body)
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")));
+    if held {
+        res.finish()
+    } else {
+        res.body(body.bytes)
+    }
 }
 
 /// `GET /app`: to `/app/`, so that relative URLs resolve inside the app.
@@ -150,18 +225,91 @@ pub async fn root() -> HttpResponse {
 }
 
 /// `GET /app/`.
-pub async fn index(state: web::Data<AppState>) -> HttpResponse {
-    serve(&state, "index.html").await
+pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    serve(&state, &req, "index.html").await
 }
 
 /// `GET /app/{file}`.
-pub async fn file(state: web::Data<AppState>, name: web::Path<String>) -> HttpResponse {
-    serve(&state, &name).await
+pub async fn file(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> HttpResponse {
+    serve(&state, &req, &name).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> HttpRequest {
+        let mut r = actix_web::test::TestRequest::default();
+        for (k, v) in headers {
+            r = r.append_header((*k, *v));
+        }
+        r.to_http_request()
+    }
+
+    #[test]
+    fn gzip_only_where_accepted() {
+        for (accept, yes) in [
+            ("gzip", true),
+            ("br, GZIP;q=0.5", true),
+            ("*", true),
+            ("gzip;q=0", false),
+            ("gzip; q=0.0, identity", false),
+            ("br, deflate", false),
+            ("x-gzip-not", false),
+        ] {
+            assert_eq!(
+                takes_gzip(&request(&[("accept-encoding", accept)])),
+                yes,
+                "{accept}"
+            );
+        }
+        assert!(!takes_gzip(&request(&[])));
+    }
+
+    #[test]
+    fn if_none_match_names_the_tag_sent() {
+        let tag = "\"ab12\"";
+        for (given, yes) in [
+            ("\"ab12\"", true),
+            ("W/\"ab12\"", true),
+            ("\"x\", \"ab12\"", true),
+            ("*", true),
+            ("\"ab12-gz\"", false),
+            ("ab12", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                holds(&request(&[("if-none-match", given)]), tag),
+                yes,
+                "{given}"
+            );
+        }
+        // Spread over two headers.
+        assert!(holds(
+            &request(&[("if-none-match", "\"x\""), ("if-none-match", tag)]),
+            tag
+        ));
+        assert!(!holds(&request(&[]), tag));
+    }
+
+    #[test]
+    fn every_file_has_a_tag_and_gzip_only_where_smaller() {
+        for name in names() {
+            let a = asset(name).unwrap();
+            assert!(
+                a.plain.etag.starts_with('"') && a.plain.etag.len() == 34,
+                "{name}"
+            );
+            if let Some(gz) = &a.gzip {
+                assert!(gz.bytes.len() < a.plain.bytes.len(), "{name}");
+                assert_ne!(gz.etag, a.plain.etag, "{name}");
+            }
+        }
+    }
 
     #[test]
     fn endpoint_origins_join_connect_src_and_nothing_else() {
