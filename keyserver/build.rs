@@ -70,6 +70,15 @@ fn build() -> Result<(), String> {
     let app = out.join("app");
     let _ = std::fs::remove_dir_all(&app);
     std::fs::create_dir_all(&app).map_err(|e| format!("{}: {e}", app.display()))?;
+    // The wasm build's directory is shared by every profile's build of this
+    // crate, and the two modules are built in turn into the same file name:
+    // a second build (`cargo build` beside `cargo test`) waits here, so
+    // that neither copies the other's module.
+    std::fs::create_dir_all(&target_dir).map_err(|e| format!("{}: {e}", target_dir.display()))?;
+    let lock = target_dir.join("build.lock");
+    let lock = std::fs::File::create(&lock).map_err(|e| format!("{}: {e}", lock.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock the web build: {e}"))?;
     // The viewer's module, small (every recipient downloads it), then the
     // capture worker's, which carries the PDF writer and the image code.
     for (features, name) in [
@@ -91,6 +100,7 @@ fn build() -> Result<(), String> {
             .generate(&app)
             .map_err(|e| format!("wasm-bindgen: {e}"))?;
     }
+    drop(lock);
     let statics = root.join("web/static");
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(&statics).map_err(|e| format!("{}: {e}", statics.display()))? {
