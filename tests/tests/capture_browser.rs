@@ -125,6 +125,36 @@ fn camera_video(dir: &Path) -> PathBuf {
     write_file(dir, "camera.y4m", &v)
 }
 
+/// A sound file for the fake microphone: two seconds of a 440 Hz tone
+/// (WAV, 16-bit mono, 48 kHz).
+fn microphone_sound(dir: &Path) -> PathBuf {
+    let rate = 48_000u32;
+    let samples: Vec<u8> = (0..rate * 2)
+        .flat_map(|i| {
+            {
+                let t = f64::from(i) / f64::from(rate);
+                ((t * 440.0 * std::f64::consts::TAU).sin() * 12_000.0) as i16
+            }
+            .to_le_bytes()
+        })
+        .collect();
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + samples.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes()); // PCM header length
+    w.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    w.extend_from_slice(&1u16.to_le_bytes()); // mono
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate * 2).to_le_bytes()); // bytes per second
+    w.extend_from_slice(&2u16.to_le_bytes()); // bytes per frame
+    w.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+    w.extend_from_slice(&samples);
+    write_file(dir, "voice.wav", &w)
+}
+
 fn sign_in(b: &Browser, email: &str) {
     b.shown("#signin-form");
     b.fill("Email", email);
@@ -260,10 +290,12 @@ fn a_clinician_captures_on_a_phone_and_the_report_arrives_sealed_and_clean() {
     let p1 = gps_photo(dir, "IMG_0001.jpg", 1);
     let p2 = large_gps_photo(dir, "IMG_0002.jpg");
     let video = camera_video(dir);
+    let sound = microphone_sound(dir);
     let b = Browser::with_flags(&[
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",
         &format!("--use-file-for-fake-video-capture={}", video.display()),
+        &format!("--use-file-for-fake-audio-capture={}", sound.display()),
         "--autoplay-policy=no-user-gesture-required",
     ]);
     b.goto(&format!("{}/app/#/capture", ks.base));
@@ -353,6 +385,11 @@ fn a_clinician_captures_on_a_phone_and_the_report_arrives_sealed_and_clean() {
         ]
     );
     assert_eq!(media[2]["width"], 640, "the camera's frame, whole");
+    // The voice note is the microphone's recording, kept as recorded (a
+    // WebM file, EBML header first).
+    let voice = std::fs::read(opened.join(media[3]["path"].as_str().unwrap())).unwrap();
+    assert_eq!(voice[..4], [0x1A, 0x45, 0xDF, 0xA3], "a WebM recording");
+    assert!(voice.len() > 1000, "{} bytes of recording", voice.len());
     for e in media {
         let bytes = std::fs::read(opened.join(e["path"].as_str().unwrap())).unwrap();
         assert_eq!(hex::encode(Sha256::digest(&bytes)), e["sha256"], "{e}");
