@@ -74,6 +74,19 @@ impl ChunkCodec {
         )
     }
 
+    /// The plaintext block that the ciphertext block `block` carries after
+    /// `prev` (the IV, or the ciphertext block before it): one AES
+    /// decryption. For checking another engine's sealing by sample
+    /// ([`crate::offload::SealOffload::accept`]); never to open a file,
+    /// since it reads no tag.
+    pub(crate) fn cbc_block(&self, prev: &[u8; BLOCK], block: &[u8; BLOCK]) -> [u8; BLOCK] {
+        let mut out = *block;
+        // One whole block without padding cannot fail to decrypt.
+        let _ = cbc::Decryptor::<Aes256>::new(&self.keys.enc.into(), &(*prev).into())
+            .decrypt_padded::<NoPadding>(&mut out);
+        out
+    }
+
     fn tag(&self, index: u64, last: bool, iv_and_ct: &[u8]) -> HmacSha256 {
         let mut mac = self.mac_prefix.clone();
         mac.update(&index.to_be_bytes());

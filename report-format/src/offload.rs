@@ -32,9 +32,17 @@
 //! drops the final block of a full chunk's ciphertext, which is the padding
 //! block alone) — then `HMAC-SHA256(chunk key, prefix ‖ IV ‖ ciphertext)`,
 //! and writes `IV ‖ ciphertext ‖ tag` after the header and the frames
-//! before it, in order. The lengths it produced are checked here
-//! ([`SealFrame::check`]). What the engine writes is the format of
-//! `docs/format.md` byte for byte, as [`crate::seal`] writes it.
+//! before it, in order. What it made of each frame is checked here before
+//! the file counts as sealed ([`SealOffload::accept`]): its lengths; its IV;
+//! its first and final ciphertext blocks, each decrypted here (one AES
+//! block apiece) and compared with the frame's own plaintext, which catches
+//! a wrong key, IV or cut, plaintext written in the clear, and frames
+//! mixed up; and the last frame — the one whose padding, flag and tag
+//! differ — opened whole, tag first, as the opener will. Only the other
+//! frames' tags are the engine's word alone (checking them would cost
+//! hashing the file again in software). [`SealOffload::finish`] refuses a
+//! file a frame of which was not accepted. What the engine writes is the
+//! format of `docs/format.md` byte for byte, as [`crate::seal`] writes it.
 //!
 //! Either way the engine needs the encryption and chunk-MAC keys
 //! (`keys()`): it should import them as non-extractable keys and wipe its
@@ -208,10 +216,16 @@ pub struct SealOffload<R> {
     next: u64,
     done: bool,
     broken: bool,
-    audited: u8,
+    /// Frames accepted; each once ([`SealFrame::accepted`]).
+    accepted: u64,
+    /// Whether the last frame was accepted, opened whole.
+    last_opened: bool,
     plaintext_len: u64,
     sealed_len: u64,
 }
+
+/// The length of a sample [`SealFrame::ends`] names: two AES blocks.
+const END: usize = 32;
 
 /// One frame for the engine to seal.
 pub struct SealFrame {
@@ -224,20 +238,64 @@ pub struct SealFrame {
     /// What its tag covers before the IV.
     pub mac_prefix: Vec<u8>,
     plaintext: Zeroizing<Vec<u8>>,
+    /// The plaintext's first and final blocks, kept to check the engine's
+    /// ciphertext against once the plaintext was handed over.
+    plain_ends: Zeroizing<[u8; 32]>,
     ciphertext_len: usize,
+    accepted: bool,
 }
 
 impl SealFrame {
-    /// Whether the sealer opens this frame itself once the engine has
-    /// sealed it ([`SealOffload::accept`]): the last one, so that an engine
-    /// that uses a wrong key, IV, prefix or padding is caught before the
-    /// report leaves the form, at the cost of at most a chunk of software
-    /// cryptography. The engine seals every frame the same way; what only
-    /// the others have (a ciphertext cut to the plaintext's length) is
-    /// checked by its length, and a CBC ciphertext cut at a block boundary
-    /// is exactly the unpadded one.
+    /// Whether the sealer opens this frame whole once the engine has
+    /// sealed it ([`SealOffload::accept`]): the last one, whose padding,
+    /// flag and tag differ from the others', at the cost of at most a chunk
+    /// of software cryptography. Of every other frame it reads the samples
+    /// [`ends`](SealFrame::ends) names.
     pub fn audited(&self) -> bool {
         self.last
+    }
+
+    /// Where, in what the engine made of a frame that is not
+    /// [`audited`](SealFrame::audited) (`IV ‖ ciphertext`), the two samples
+    /// [`SealOffload::accept`] reads lie: its first 32 bytes (the IV and
+    /// the first ciphertext block) and its final 32 (the last two blocks, or
+    /// the IV and the only block). Of an audited frame it reads all of
+    /// `IV ‖ ciphertext ‖ tag`.
+    pub fn ends(&self) -> [std::ops::Range<usize>; 2] {
+        let len = IV_LEN + self.ciphertext_len;
+        [0..END, len.saturating_sub(END)..len]
+    }
+
+    /// What [`SealOffload::accept`] reads of the engine's output for this
+    /// frame, gathered from `IV ‖ ciphertext` and the tag.
+    pub fn seen(&self, iv_and_ct: &[u8], tag: &[u8]) -> Zeroizing<Vec<u8>> {
+        self.gather(iv_and_ct.len(), |r| iv_and_ct[r].to_vec(), tag)
+    }
+
+    /// [`seen`](SealFrame::seen) from an `IV ‖ ciphertext` of `len` bytes
+    /// that `read` copies a range of (ranges are clipped to `len`), for an
+    /// engine whose output lives elsewhere (a browser's memory): only what
+    /// is checked is copied.
+    pub fn gather(
+        &self,
+        len: usize,
+        mut read: impl FnMut(std::ops::Range<usize>) -> Vec<u8>,
+        tag: &[u8],
+    ) -> Zeroizing<Vec<u8>> {
+        let ranges = if self.audited() {
+            [0..len, 0..0]
+        } else {
+            self.ends()
+        };
+        let mut v = Zeroizing::new(Vec::new());
+        for r in ranges {
+            let part = Zeroizing::new(read(r.start.min(len)..r.end.min(len)));
+            v.extend_from_slice(&part);
+        }
+        if self.audited() {
+            v.extend_from_slice(tag);
+        }
+        v
     }
 
     /// Its plaintext for the engine: a whole chunk, or for the last frame
@@ -260,7 +318,7 @@ impl SealFrame {
 
     /// Checks the lengths of the ciphertext and tag the engine made.
     pub fn check(&self, ciphertext_len: usize, tag_len: usize) -> Result<()> {
-        if ciphertext_len == self.ciphertext_len() && tag_len == TAG_LEN {
+        if ciphertext_len == self.ciphertext_len && tag_len == TAG_LEN {
             Ok(())
         } else {
             Err(Error::InvalidParameter(format!(
@@ -288,7 +346,8 @@ impl<R: Read> SealOffload<R> {
             next: 0,
             done: false,
             broken: false,
-            audited: 0,
+            accepted: 0,
+            last_opened: false,
             plaintext_len: 0,
         })
     }
@@ -327,6 +386,12 @@ impl<R: Read> SealOffload<R> {
         };
         plaintext.truncate(n);
         let last = n < self.chunk_size;
+        let mut plain_ends = Zeroizing::new([0u8; 32]);
+        if !last {
+            // A full chunk is at least 4096 bytes (MIN_CHUNK_LOG2).
+            plain_ends[..16].copy_from_slice(&plaintext[..16]);
+            plain_ends[16..].copy_from_slice(&plaintext[n - 16..]);
+        }
         let mut iv = [0u8; IV_LEN];
         if getrandom::SysRng.try_fill_bytes(&mut iv).is_err() {
             self.broken = true;
@@ -338,7 +403,9 @@ impl<R: Read> SealOffload<R> {
             iv,
             mac_prefix: tag_prefix(&self.header_mac, self.next, last),
             plaintext,
+            plain_ends,
             ciphertext_len: if last { last_ciphertext_len(n) } else { n },
+            accepted: false,
         };
         self.next += 1;
         self.done = last;
@@ -347,28 +414,72 @@ impl<R: Read> SealOffload<R> {
         Ok(Some(frame))
     }
 
-    /// Accepts what the engine made of `frame`: the lengths of its
-    /// ciphertext and tag, and for an [`audited`](SealFrame::audited) frame
-    /// the frame itself (`IV ‖ ciphertext ‖ tag`, `whole`), which is opened
-    /// here with the file's keys and must give back the frame's plaintext.
+    /// Accepts what the engine made of `frame`, in any order but each
+    /// frame once: the lengths of its ciphertext and tag, and `seen` —
+    /// what [`SealFrame::seen`] gathers: for an
+    /// [`audited`](SealFrame::audited) frame the whole of `IV ‖ ciphertext ‖
+    /// tag`, opened here with the file's keys, which must give back the
+    /// frame's plaintext; for any other, the samples
+    /// [`ends`](SealFrame::ends) names, whose IV must be the frame's and
+    /// whose first and final blocks must decrypt to its plaintext's. A frame
+    /// refused leaves the file unfinished for good.
     pub fn accept(
         &mut self,
+        frame: &mut SealFrame,
+        ciphertext_len: usize,
+        tag_len: usize,
+        seen: &[u8],
+    ) -> Result<()> {
+        if frame.accepted || frame.mac_prefix.get(..32) != Some(&self.header_mac[..]) {
+            return Err(Error::InvalidParameter(format!(
+                "chunk {} is not one this file is waiting for",
+                frame.index
+            )));
+        }
+        if let Err(e) = self.check_frame(frame, ciphertext_len, tag_len, seen) {
+            self.broken = true;
+            return Err(e);
+        }
+        frame.accepted = true;
+        self.accepted += 1;
+        self.last_opened |= frame.last;
+        Ok(())
+    }
+
+    fn check_frame(
+        &self,
         frame: &SealFrame,
         ciphertext_len: usize,
         tag_len: usize,
-        whole: Option<&[u8]>,
+        seen: &[u8],
     ) -> Result<()> {
         frame.check(ciphertext_len, tag_len)?;
-        if !frame.audited() {
-            return Ok(());
-        }
         let wrong = || {
             Error::InvalidParameter(format!(
                 "the engine's seal of chunk {} does not open to its plaintext",
                 frame.index
             ))
         };
-        let mut copy = Zeroizing::new(whole.ok_or_else(wrong)?.to_vec());
+        if !frame.audited() {
+            let (Some(head), Some(tail)) = (
+                seen.get(..END).and_then(|h| <&[u8; END]>::try_from(h).ok()),
+                seen.get(END..).and_then(|t| <&[u8; END]>::try_from(t).ok()),
+            ) else {
+                return Err(wrong());
+            };
+            let block = |b: &[u8; END], at: usize| -> [u8; 16] {
+                let mut out = [0u8; 16];
+                out.copy_from_slice(&b[at..at + 16]);
+                out
+            };
+            let first = self.codec.cbc_block(&block(head, 0), &block(head, 16));
+            let final_ = self.codec.cbc_block(&block(tail, 0), &block(tail, 16));
+            let ok = head[..IV_LEN] == frame.iv
+                && first[..] == frame.plain_ends[..16]
+                && final_[..] == frame.plain_ends[16..];
+            return if ok { Ok(()) } else { Err(wrong()) };
+        }
+        let mut copy = Zeroizing::new(seen.to_vec());
         if copy.len() != FRAME_OVERHEAD + frame.ciphertext_len || copy[..IV_LEN] != frame.iv {
             return Err(wrong());
         }
@@ -379,14 +490,13 @@ impl<R: Read> SealOffload<R> {
         if copy[plain] != frame.plaintext[..] {
             return Err(wrong());
         }
-        self.audited += 1;
         Ok(())
     }
 
-    /// What the file holds, once the last frame was given and the frames
-    /// audited accepted: the plaintext read, the sealed length, the frames.
+    /// What the file holds, once the last frame was given and every frame
+    /// accepted: the plaintext read, the sealed length, the frames.
     pub fn finish(&self) -> Result<SealSummary> {
-        if !self.done || self.broken || self.audited != 1 {
+        if !self.done || self.broken || self.accepted != self.next || !self.last_opened {
             return Err(Error::InvalidParameter(
                 "the sealed file is not complete: a frame was not sealed or not checked".into(),
             ));
@@ -479,12 +589,34 @@ mod tests {
     /// pads (the padding block dropped for a full chunk), HMAC over
     /// prefix ‖ IV ‖ ciphertext, frames written in order after the header.
     fn seal_as_engine(plain: &[u8], key: &Key, chunk_log2: u8) -> (Vec<u8>, SealSummary) {
-        use cbc::cipher::BlockModeEncrypt;
+        let mut plan = plan_for(plain, key, chunk_log2);
+        let mut out = plan.header().to_vec();
+        assert!(plan.finish().is_err(), "nothing sealed yet");
+        while let Some(mut f) = plan.next_frame().unwrap() {
+            let (body, tag) = engine_seal(&plan, &mut f, |_| {});
+            assert!(f.check(body.len(), tag.len()).is_err());
+            assert!(f.check(body.len() - 16, 31).is_err());
+            let seen = f.seen(&body, &tag);
+            plan.accept(&mut f, body.len() - 16, tag.len(), &seen)
+                .unwrap();
+            // Each frame once.
+            assert!(plan.accept(&mut f, body.len() - 16, 32, &seen).is_err());
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&tag);
+        }
+        assert!(
+            plan.next_frame().unwrap().is_none(),
+            "nothing after the last frame"
+        );
+        (out, plan.finish().unwrap())
+    }
+
+    fn plan_for<'a>(plain: &'a [u8], key: &'a Key, chunk_log2: u8) -> SealOffload<&'a [u8]> {
         let opts = SealOptions {
             chunk_log2,
             ..SealOptions::default()
         };
-        let mut plan = SealOffload::new(
+        SealOffload::new(
             SealKey::KeyServer {
                 key,
                 origin: "https://keys.example",
@@ -493,47 +625,128 @@ mod tests {
             plain,
             &opts,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// Seals `f` as WebCrypto does (always padded, the padding block cut
+    /// from a full chunk), with `spoil` applied to `IV ‖ ciphertext` before
+    /// the tag is computed over it: `IV ‖ ciphertext` and the tag.
+    fn engine_seal(
+        plan: &SealOffload<&[u8]>,
+        f: &mut SealFrame,
+        spoil: impl FnOnce(&mut Vec<u8>),
+    ) -> (Vec<u8>, Vec<u8>) {
+        use cbc::cipher::BlockModeEncrypt;
         let (enc, mac) = plan.keys();
-        let mut out = plan.header().to_vec();
-        assert!(plan.finish().is_err(), "nothing sealed yet");
-        while let Some(mut f) = plan.next_frame().unwrap() {
-            let plain = f.take_plaintext();
-            let n = plain.len();
-            let mut ct = plain.to_vec();
-            ct.resize(n / 16 * 16 + 16, 0);
-            cbc::Encryptor::<Aes256>::new(&(*enc).into(), &f.iv.into())
-                .encrypt_padded::<Pkcs7>(&mut ct, n)
-                .unwrap();
-            if !f.last {
-                ct.truncate(ct.len() - 16);
-            }
-            let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&mac[..]).unwrap();
-            m.update(&f.mac_prefix);
-            m.update(&f.iv);
-            m.update(&ct);
-            let tag = m.finalize().into_bytes();
-            assert!(f.check(ct.len() + 16, tag.len()).is_err());
-            assert!(f.check(ct.len(), 31).is_err());
-            let mut whole = f.iv.to_vec();
-            whole.extend_from_slice(&ct);
-            whole.extend_from_slice(&tag);
-            if f.audited() {
-                // A frame whose bytes are wrong, or that is not given, is
-                // not accepted.
-                assert!(plan.accept(&f, ct.len(), tag.len(), None).is_err());
-                let mut bad = whole.clone();
-                bad[20] ^= 1;
-                assert!(plan.accept(&f, ct.len(), tag.len(), Some(&bad)).is_err());
-            }
-            plan.accept(&f, ct.len(), tag.len(), Some(&whole)).unwrap();
-            out.extend_from_slice(&whole);
+        let plain = f.take_plaintext();
+        let n = plain.len();
+        let mut ct = plain.to_vec();
+        ct.resize(n / 16 * 16 + 16, 0);
+        cbc::Encryptor::<Aes256>::new(&(*enc).into(), &f.iv.into())
+            .encrypt_padded::<Pkcs7>(&mut ct, n)
+            .unwrap();
+        if !f.last {
+            ct.truncate(ct.len() - 16);
         }
+        let mut body = f.iv.to_vec();
+        body.extend_from_slice(&ct);
+        spoil(&mut body);
+        let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&mac[..]).unwrap();
+        m.update(&f.mac_prefix);
+        m.update(&body);
+        (body, m.finalize().into_bytes().to_vec())
+    }
+
+    #[test]
+    fn an_engine_that_seals_a_frame_wrongly_is_caught_and_the_file_unfinished() {
+        let key = Key::generate().unwrap();
+        let plain: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i % 253) as u8).collect();
+        type Spoil = fn(&mut Vec<u8>, &[u8]);
+        let spoils: [(&str, Spoil); 6] = [
+            ("first block cut instead of the padding", |b, _| {
+                b.drain(16..32);
+                b.extend_from_slice(&[0u8; 16]);
+            }),
+            ("plaintext in the clear", |b, p| b[16..].copy_from_slice(p)),
+            ("another IV written", |b, _| b[3] ^= 1),
+            ("a bit of the first block", |b, _| b[17] ^= 1),
+            ("a bit of the final block", |b, _| {
+                let n = b.len();
+                b[n - 1] ^= 0x80
+            }),
+            ("a middle block only", |b, _| b[2000] ^= 1),
+        ];
+        for (what, spoil) in spoils {
+            let mut plan = plan_for(&plain, &key, 12);
+            let mut first = plan.next_frame().unwrap().unwrap();
+            let copy = first.plaintext.to_vec();
+            let (body, tag) = engine_seal(&plan, &mut first, |b| spoil(b, &copy));
+            let seen = first.seen(&body, &tag);
+            let caught = plan.accept(&mut first, body.len() - 16, tag.len(), &seen);
+            if what == "a middle block only" {
+                // Not sampled: its tag covers it, and the opener refuses
+                // the file (what a sample cannot see costs a software
+                // pass over the file).
+                assert!(caught.is_ok(), "{what}");
+                continue;
+            }
+            assert!(caught.is_err(), "{what}");
+            assert!(plan.next_frame().is_err(), "{what}: unfinished for good");
+            assert!(plan.finish().is_err(), "{what}");
+        }
+
+        // Frames swapped between two files, or not all accepted: refused.
+        let mut plan = plan_for(&plain, &key, 12);
+        let mut other = plan_for(&plain, &key, 12);
+        let mut theirs = other.next_frame().unwrap().unwrap();
+        let (body, tag) = engine_seal(&other, &mut theirs, |_| {});
+        let seen = theirs.seen(&body, &tag);
         assert!(
-            plan.next_frame().unwrap().is_none(),
-            "nothing after the last frame"
+            plan.accept(&mut theirs, body.len() - 16, 32, &seen)
+                .is_err()
         );
-        (out, plan.finish().unwrap())
+        let mut plan = plan_for(&plain, &key, 12);
+        let mut frames = Vec::new();
+        while let Some(f) = plan.next_frame().unwrap() {
+            frames.push(f);
+        }
+        let mut sealed: Vec<_> = frames
+            .iter_mut()
+            .map(|f| engine_seal(&plan, f, |_| {}))
+            .collect();
+        // Frames 1 and 2 swapped: each is checked against its own plaintext.
+        sealed.swap(1, 2);
+        for (i, (f, (body, tag))) in frames.iter_mut().zip(&sealed).enumerate() {
+            let seen = f.seen(body, tag);
+            let r = plan.accept(f, body.len() - 16, tag.len(), &seen);
+            if i == 1 {
+                assert!(r.is_err(), "a frame in another's place");
+                break;
+            }
+            r.unwrap();
+        }
+        assert!(plan.finish().is_err());
+        // In any order, but every one: the last alone is not enough.
+        let mut plan = plan_for(&plain, &key, 12);
+        let mut frames = Vec::new();
+        while let Some(f) = plan.next_frame().unwrap() {
+            frames.push(f);
+        }
+        let mut sealed: Vec<_> = frames
+            .iter_mut()
+            .map(|f| engine_seal(&plan, f, |_| {}))
+            .collect();
+        for i in [3usize, 1, 0] {
+            let seen = frames[i].seen(&sealed[i].0, &sealed[i].1);
+            let n = sealed[i].0.len() - 16;
+            plan.accept(&mut frames[i], n, 32, &seen).unwrap();
+        }
+        assert!(plan.finish().is_err(), "frame 2 not accepted");
+        let (body, tag) = std::mem::take(&mut sealed[2]);
+        let seen = frames[2].seen(&body, &tag);
+        plan.accept(&mut frames[2], body.len() - 16, 32, &seen)
+            .unwrap();
+        assert_eq!(plan.finish().unwrap().chunks, 4);
     }
 
     #[test]

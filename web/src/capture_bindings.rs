@@ -76,10 +76,11 @@ impl JsCapture {
 /// `medseal_format::offload`): the worker writes `header()`, then for each
 /// frame `next()` gives — its plaintext cut, its IV drawn and its `last`
 /// flag decided here — encrypts, computes the tag over `macPrefix ‖ IV ‖
-/// ciphertext`, has the result accepted (`accept`: the lengths, and the
-/// last frame opened here) and writes `IV ‖ ciphertext ‖ tag`,
-/// in order; `finish()` then answers the sealed length, or refuses a file
-/// a frame of which was not sealed or not checked.
+/// ciphertext`, has the result accepted (`accept`: the lengths, the IV, the
+/// first and final blocks decrypted here, and the last frame opened here
+/// whole) and writes `IV ‖ ciphertext ‖ tag`, in order; `finish()` then
+/// answers the sealed length, or refuses a file a frame of which was not
+/// sealed or not accepted.
 #[wasm_bindgen]
 pub struct SealPlan(medseal_format::offload::SealOffload<BundleReader<'static>>);
 
@@ -107,27 +108,23 @@ impl SealPlan {
     }
 
     /// Accepts what WebCrypto made of `frame`: `body` is `IV ‖ ciphertext`,
-    /// `tag` the tag. Only an audited frame's bytes are copied in and
-    /// opened; of the others, only the lengths are read.
+    /// `tag` the tag. Of a frame that is not audited only the 64 bytes its
+    /// `ends` name are copied in; an audited frame is copied whole.
     pub fn accept(
         &mut self,
-        frame: &SealFrame,
+        frame: &mut SealFrame,
         body: &js_sys::Uint8Array,
         tag: &js_sys::Uint8Array,
     ) -> Result<(), JsValue> {
-        let ct_len = (body.length() as usize).saturating_sub(16);
-        let whole = frame.0.audited().then(|| {
-            let mut v = body.to_vec();
-            v.extend(tag.to_vec());
-            zeroize::Zeroizing::new(v)
-        });
+        let len = body.length() as usize;
+        let ct_len = len.saturating_sub(16);
+        let seen = frame.0.gather(
+            len,
+            |r| body.subarray(r.start as u32, r.end as u32).to_vec(),
+            &tag.to_vec(),
+        );
         self.0
-            .accept(
-                &frame.0,
-                ct_len,
-                tag.length() as usize,
-                whole.as_deref().map(|v| &v[..]),
-            )
+            .accept(&mut frame.0, ct_len, tag.length() as usize, &seen)
             .map_err(format_error)
     }
 

@@ -65,8 +65,8 @@ function gatherer() {
 // several times the speed of the same work in WebAssembly) under the Rust
 // code's control (medseal-web's SealPlan): the plaintext is cut into
 // chunks, each IV drawn and each tag's prefix given there, and what
-// WebCrypto produced checked there (the lengths of every frame; the last
-// frame opened again with the file's keys).
+// WebCrypto produced checked there (every frame's lengths, IV, and first
+// and final blocks; the last frame opened whole with the file's keys).
 async function sealWithWebCrypto(m) {
   const plan = capture.sealPlan(m.origin, m.keyId, m.key);
   capture.free();
