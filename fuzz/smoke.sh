@@ -2,6 +2,7 @@
 # Short, bounded fuzzing: every target for SECONDS seconds (default 20).
 #   header, open   the sealed-file parsers
 #   http_body      the key server's request bodies, through the real app
+#   photo          photo intake (JPEG and PNG metadata stripping)
 # Seeds kept in seeds/TARGET start each run; what the fuzzer finds goes to
 # corpus/TARGET (not committed).
 #
@@ -29,7 +30,7 @@ export ASAN_OPTIONS=detect_leaks=0
 # WebAssembly build would need the wasm32 target for this toolchain too.
 export MEDSEAL_WEB_APP=off
 cargo "${toolchain[@]}" fuzz build >/dev/null 2>&1 || cargo "${toolchain[@]}" fuzz build
-for target in header open http_body; do
+for target in header open http_body photo; do
   echo "fuzz: $target for ${secs}s"
   mkdir -p "corpus/$target"
   dirs=("corpus/$target")

@@ -42,7 +42,7 @@ fn build() -> Result<(), String> {
     if std::env::var("MEDSEAL_WEB_APP").is_ok_and(|v| v == "off") {
         std::fs::write(
             out.join("assets.rs"),
-            "/// Left out of this build (MEDSEAL_WEB_APP=off).\npub static ASSETS: &[Asset] = &[];\n",
+            "use super::Asset;\n/// Left out of this build (MEDSEAL_WEB_APP=off).\npub static ASSETS: &[Asset] = &[];\n",
         )
         .map_err(|e| e.to_string())?;
         return Ok(());
@@ -148,7 +148,7 @@ fn build() -> Result<(), String> {
     let gz = out.join("gz");
     let _ = std::fs::remove_dir_all(&gz);
     std::fs::create_dir_all(&gz).map_err(|e| format!("{}: {e}", gz.display()))?;
-    let mut list = String::from("pub static ASSETS: &[Asset] = &[\n");
+    let mut list = String::from("use super::{Asset, Body};\npub static ASSETS: &[Asset] = &[\n");
     for name in &names {
         let path = app.join(name);
         let bytes = std::fs::read(&path).map_err(|e| format!("{name}: {e}"))?;

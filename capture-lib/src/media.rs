@@ -8,10 +8,14 @@
 //! are dropped and the compressed image data is kept bit for bit. The ICC
 //! colour profile is kept: it describes colour, not the patient or the
 //! device, and clinical colour (skin, wounds) depends on it. So is a JPEG's
-//! Adobe marker (twelve bytes: a version, two flags and a colour transform):
-//! it says how the samples are stored (RGB or YCbCr; CMYK inverted, as
-//! Photoshop and most CMYK writers store it), and without it a decoder
-//! shows such a photo in the wrong colours.
+//! Adobe marker, rewritten to its canonical twelve bytes with only its
+//! colour transform kept: it says how the samples are stored (RGB or
+//! YCbCr; CMYK inverted, as Photoshop and most CMYK writers store it), and
+//! without it a decoder shows such a photo in the wrong colours. A JPEG
+//! ends at its first end-of-image marker: what phones append after it (a
+//! second picture with its own EXIF, a depth map, a "motion photo" video)
+//! is dropped, as is every segment that is not part of the picture, before
+//! or between the scans of a progressive JPEG.
 //!
 //! **HEIC/HEIF** photos (an iPhone's default) are decoded by libheif (with
 //! the `heic` feature, on by default) with the file's rotation and mirroring
@@ -260,22 +264,125 @@ const PNG_KEEP: &[&[u8; 4]] = &[
 /// stored.
 const ADOBE: &[u8] = b"Adobe";
 
+/// The Adobe marker with nothing kept but its colour transform (its last
+/// byte): version 100, no flags.
+fn canonical_adobe(contents: &[u8]) -> Option<Bytes> {
+    let transform = *contents.get(11)?;
+    let mut c = b"Adobe\x00\x64\x00\x00\x00\x00".to_vec();
+    c.push(transform);
+    Some(Bytes::from(c))
+}
+
+/// Whether a segment is part of the picture: frame and scan headers,
+/// Huffman, arithmetic and quantisation tables, restart interval, line
+/// count, hierarchical progression. Anything else (application data,
+/// comments, reserved and extension markers) may carry what it likes and
+/// is dropped.
+fn is_image_segment(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF | 0xDA..=0xDF) && marker != 0xC8
+}
+
+/// Whether a marker is followed by a two-byte length and that many bytes
+/// less two (all but SOI, EOI, RST0–7 and TEM).
+fn has_length(marker: u8) -> bool {
+    !matches!(marker, 0x01 | 0xD0..=0xD9)
+}
+
+/// The entropy-coded data of a JPEG from after its first scan header to
+/// the end of the file, as img-parts leaves it: the first scan, then any
+/// further tables and scans (a progressive JPEG), the end-of-image marker
+/// and whatever follows it. Answers the same up to and including the end
+/// of image, with only picture segments ([`is_image_segment`]) between
+/// scans and nothing after; a file that stops before its end-of-image marker is
+/// given one.
+fn clean_scans(data: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let damaged = || MediaError::Invalid("damaged JPEG: a segment runs past the end".into());
+    let mut out = Vec::with_capacity(data.len());
+    let mut at = 0;
+    while let Some(ff) = memchr(0xFF, &data[at..]).map(|i| at + i) {
+        // Fill bytes (0xFF repeated) may precede a marker.
+        let mut m = ff + 1;
+        while data.get(m) == Some(&0xFF) {
+            m += 1;
+        }
+        let Some(&marker) = data.get(m) else {
+            // A marker cut off at the end of the file: not kept.
+            out.extend_from_slice(&data[at..ff]);
+            at = data.len();
+            break;
+        };
+        if marker == 0x00 || (0xD0..=0xD7).contains(&marker) {
+            // A stuffed 0xFF or a restart marker: still the scan's data.
+            out.extend_from_slice(&data[at..=m]);
+            at = m + 1;
+            continue;
+        }
+        out.extend_from_slice(&data[at..ff]);
+        if marker == 0xD9 {
+            out.extend_from_slice(&[0xFF, 0xD9]);
+            return Ok(out);
+        }
+        if !has_length(marker) {
+            out.extend_from_slice(&[0xFF, marker]);
+            at = m + 1;
+            continue;
+        }
+        let len = data
+            .get(m + 1..m + 3)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+            .filter(|&l| l >= 2)
+            .ok_or_else(damaged)?;
+        let end = m + 1 + len;
+        let segment = data.get(m + 1..end).ok_or_else(damaged)?;
+        if is_image_segment(marker) {
+            out.extend_from_slice(&[0xFF, marker]);
+            out.extend_from_slice(segment);
+        }
+        at = end;
+    }
+    out.extend_from_slice(&data[at..]);
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    Ok(out)
+}
+
+/// The first index of `byte` in `hay`.
+fn memchr(byte: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == byte)
+}
+
 /// Drops every metadata segment; answers the bytes left and how their
 /// samples are read.
 fn strip_jpeg(bytes: Vec<u8>) -> Result<(Vec<u8>, Samples), MediaError> {
-    let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(Bytes::from(bytes))
+    use img_parts::jpeg::JpegSegment;
+    let all = Bytes::from(bytes);
+    let mut jpeg = img_parts::jpeg::Jpeg::from_bytes(all.clone())
         .map_err(|e| MediaError::Invalid(format!("damaged JPEG: {e}")))?;
-    jpeg.segments_mut().retain(|s| {
+    let segments = std::mem::take(jpeg.segments_mut());
+    for s in segments {
         let m = s.marker();
-        let is_app = (0xE0..=0xEF).contains(&m);
-        let is_comment = m == 0xFE;
-        let jfif = m == 0xE0 && s.contents().starts_with(b"JFIF\0");
-        let icc = m == 0xE2 && s.contents().starts_with(b"ICC_PROFILE\0");
-        let adobe = m == 0xEE && s.contents().starts_with(ADOBE) && s.contents().len() == 12;
-        // Keep non-APP segments (the image itself), JFIF, the colour
-        // profile and the Adobe marker.
-        !is_comment && (!is_app || jfif || icc || adobe)
-    });
+        let c = s.contents();
+        let kept = if m == 0xEE && c.starts_with(ADOBE) {
+            canonical_adobe(c).map(|c| JpegSegment::new_with_contents(m, c))
+        } else if s.has_entropy() {
+            // The first scan's data is the rest of the file.
+            let rest = s.len_with_entropy() - s.len();
+            let scans = clean_scans(&all[all.len() - rest..])?;
+            Some(JpegSegment::new_with_entropy(
+                m,
+                c.clone(),
+                Bytes::from(scans),
+            ))
+        } else if is_image_segment(m)
+            || (m == 0xE0 && c.starts_with(b"JFIF\0"))
+            || (m == 0xE2 && c.starts_with(b"ICC_PROFILE\0"))
+        {
+            // The picture, JFIF and the colour profile.
+            Some(s)
+        } else {
+            None
+        };
+        jpeg.segments_mut().extend(kept);
+    }
     let samples = jpeg_samples(jpeg.segments())?;
     let mut out = Vec::new();
     jpeg.encoder().write_to(&mut out)?;
@@ -286,11 +393,24 @@ fn strip_jpeg(bytes: Vec<u8>) -> Result<(Vec<u8>, Samples), MediaError> {
 /// (SOF0–SOF15, which are every marker from 0xC0 to 0xCF but DHT, JPG and
 /// DAC), and for four, whether an Adobe marker is present.
 fn jpeg_samples(segments: &[img_parts::jpeg::JpegSegment]) -> Result<Samples, MediaError> {
-    let components = segments
+    let frame = segments
         .iter()
         .find(|s| (0xC0..=0xCF).contains(&s.marker()) && ![0xC4, 0xC8, 0xCC].contains(&s.marker()))
-        .and_then(|s| s.contents().get(5).copied())
         .ok_or_else(|| MediaError::Invalid("damaged JPEG: no frame header".into()))?;
+    let (Some(&precision), Some(&components)) = (frame.contents().first(), frame.contents().get(5))
+    else {
+        return Err(MediaError::Invalid(
+            "damaged JPEG: a short frame header".into(),
+        ));
+    };
+    // Baseline, extended and progressive Huffman coding of 8-bit samples:
+    // what cameras write, and what a PDF reader's DCTDecode reads.
+    if !matches!(frame.marker(), 0xC0..=0xC2) || precision != 8 {
+        return Err(MediaError::Unsupported(format!(
+            "a JPEG coded as SOF{} with {precision}-bit samples is not supported (only baseline or progressive 8-bit)",
+            frame.marker() - 0xC0
+        )));
+    }
     match components {
         1 => Ok(Samples::Grey),
         3 => Ok(Samples::Rgb),
@@ -536,6 +656,111 @@ pub(crate) mod tests {
         assert_eq!(a, b);
     }
 
+    /// `jpeg` with `extra` put just before its end-of-image marker.
+    fn before_eoi(jpeg: &[u8], extra: &[u8]) -> Vec<u8> {
+        let end = jpeg.len() - 2;
+        assert_eq!(jpeg[end..], [0xFF, 0xD9]);
+        [&jpeg[..end], extra, &jpeg[end..]].concat()
+    }
+
+    /// A segment: marker, length, contents.
+    fn segment(marker: u8, contents: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(contents.len() + 2).unwrap().to_be_bytes();
+        [&[0xFF, marker][..], &len, contents].concat()
+    }
+
+    #[test]
+    fn what_follows_the_image_or_hides_between_scans_is_removed() {
+        let photo = phone_jpeg(1);
+        let pixels = image::load_from_memory(&photo).unwrap().to_rgb8();
+        // Metadata after the first scan (where a progressive JPEG has its
+        // next tables and scans), a restart marker and stuffed bytes in
+        // the scan, and after the end of the image a second picture with
+        // its own EXIF and a "motion photo" video, as phones append them.
+        let mut with = before_eoi(
+            &photo,
+            &[
+                segment(0xE1, b"Exif\0\0GPS 51.5N SECRET-SERIAL"),
+                segment(0xFE, b"J. Doe's ward"),
+                segment(0xC4, &[0x00; 17]),
+            ]
+            .concat(),
+        );
+        with.extend_from_slice(&phone_jpeg(1));
+        with.extend_from_slice(b"\0\0\0\x18ftypmp42 MotionPhoto_Data GPS");
+        let clean = sanitise_photo(with).unwrap();
+        for needle in [
+            &b"SECRET-SERIAL"[..],
+            b"J. Doe",
+            b"Exif",
+            b"ftyp",
+            b"MotionPhoto",
+        ] {
+            assert!(
+                !clean.bytes.windows(needle.len()).any(|w| w == needle),
+                "{}",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        assert_eq!(
+            clean
+                .bytes
+                .windows(2)
+                .filter(|w| w == &[0xFF, 0xD8])
+                .count(),
+            1
+        );
+        assert!(clean.bytes.ends_with(&[0xFF, 0xD9]));
+        // A table between scans is image data, and stays.
+        assert!(
+            clean
+                .bytes
+                .windows(5)
+                .any(|w| w == [0xFF, 0xC4, 0x00, 0x13, 0x00])
+        );
+        // A file cut before its end-of-image marker is given one.
+        let cut = sanitise_photo(photo[..photo.len() - 2].to_vec()).unwrap();
+        assert!(cut.bytes.ends_with(&[0xFF, 0xD9]));
+        assert_eq!(
+            image::load_from_memory(&cut.bytes).unwrap().to_rgb8(),
+            pixels
+        );
+        // A segment whose length runs past the end is refused.
+        let short = before_eoi(&photo, &[0xFF, 0xE1, 0x40, 0x00, b'E']);
+        let short = &short[..short.len() - 2];
+        let err = sanitise_photo(short.to_vec()).unwrap_err().to_string();
+        assert!(err.contains("damaged JPEG"), "{err}");
+    }
+
+    #[test]
+    fn the_adobe_marker_keeps_its_transform_alone() {
+        // Version, flags and any bytes past the twelve are not kept.
+        let mut adobe = b"Adobe\x00\x65\x12\x34\x56\x78\x00EXTRA".to_vec();
+        let at = CMYK_RED.windows(5).position(|w| w == b"Adobe").unwrap() - 4;
+        let end = at + 4 + 12;
+        let long = [&CMYK_RED[..at], &segment(0xEE, &adobe), &CMYK_RED[end..]].concat();
+        let clean = sanitise_photo(long).unwrap();
+        assert_eq!(clean.samples, Samples::Cmyk { inverted: true });
+        let kept = clean.bytes.windows(5).position(|w| w == b"Adobe").unwrap();
+        assert_eq!(clean.bytes[kept - 4..kept - 2], [0xFF, 0xEE]);
+        assert_eq!(clean.bytes[kept - 2..kept], [0, 14]);
+        assert_eq!(
+            clean.bytes[kept..kept + 12],
+            *b"Adobe\x00\x64\x00\x00\x00\x00\x00"
+        );
+        assert!(!clean.bytes.windows(5).any(|w| w == b"EXTRA"));
+        // One too short to hold a transform is dropped.
+        adobe.truncate(8);
+        let short = [&CMYK_RED[..at], &segment(0xEE, &adobe), &CMYK_RED[end..]].concat();
+        assert!(
+            !sanitise_photo(short)
+                .unwrap()
+                .bytes
+                .windows(5)
+                .any(|w| w == b"Adobe")
+        );
+    }
+
     #[test]
     fn orientation_is_applied_then_dropped() {
         let clean = sanitise_photo(phone_jpeg(6)).unwrap();
@@ -606,12 +831,19 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(sanitise_photo(jpeg).unwrap().samples, Samples::Grey);
 
-        // A frame header that names two components is refused, not guessed.
-        let mut two = CMYK_RED.to_vec();
-        let sof = two.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-        two[sof + 9] = 2;
-        let err = sanitise_photo(two).unwrap_err().to_string();
-        assert!(err.contains("2 colour components"), "{err}");
+        // A frame header that names two components is refused, not guessed;
+        // so are codings a PDF reader cannot show (lossless, 12-bit).
+        let sof = CMYK_RED.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        for (at, value, said) in [
+            (9, 2, "2 colour components"),
+            (1, 0xC3, "SOF3"),
+            (4, 12, "12-bit"),
+        ] {
+            let mut odd = CMYK_RED.to_vec();
+            odd[sof + at] = value;
+            let err = sanitise_photo(odd).unwrap_err().to_string();
+            assert!(err.contains(said), "{err}");
+        }
     }
 
     #[test]

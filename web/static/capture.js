@@ -112,7 +112,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   let results = []; // what was sent or shared while this page was open
   let lastTry = ""; // why the queue is still waiting
   let retryIn = RETRY_MS; // the wait before the next try, while one fails
-  let nextTry = 0; // when the timer tries again (ms since the epoch)
+  let nextTry = null; // when the timer tries again (performance.now()), if something waits
 
   const me = () => session() && session().email;
 
@@ -579,8 +579,8 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
   }
 
   // Sends what waits, oldest first; stops at the first failure, which is
-  // kept to try again.
-  async function flush() {
+  // kept to try again. Only the timer's own tries lengthen the wait.
+  async function flush(byTimer = false) {
     if (flushing || !session()) return showQueue();
     flushing = true;
     try {
@@ -615,13 +615,13 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
         await remove("queue", item.report_id);
       }
       if (waiting && session()) {
-        nextTry = Date.now() + retryIn;
-        retryIn = Math.min(retryIn * 2, RETRY_MAX_MS);
+        if (byTimer) retryIn = Math.min(retryIn * 2, RETRY_MAX_MS);
+        nextTry = performance.now() + retryIn;
         const why = lastTry || `Not sent yet (${new Date().toLocaleTimeString()}): the receiver could not take it now.`;
-        lastTry = `${why} Next try at ${new Date(nextTry).toLocaleTimeString()}, or when you press "Send now".`;
+        lastTry = `${why} Next try at ${new Date(Date.now() + retryIn).toLocaleTimeString()}, or when you press "Send now".`;
       } else if (tried) {
         retryIn = RETRY_MS;
-        nextTry = 0;
+        nextTry = null;
       }
     } catch {
       lastTry = "Not sent yet: the reports waiting here could not be read. Reload the page.";
@@ -725,7 +725,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
     }
   });
   setInterval(() => {
-    if (navigator.onLine && session() && Date.now() >= nextTry) flush();
+    if (nextTry !== null && navigator.onLine && session() && performance.now() >= nextTry) flush(true);
   }, RETRY_MS / 4);
 
   return {
@@ -760,7 +760,7 @@ export function createCapture({ api, problem, clearProblem, say, session, sessio
       results = [];
       lastTry = "";
       retryIn = RETRY_MS;
-      nextTry = 0;
+      nextTry = null;
       $("cap-done").hidden = true;
       $("capture-form").hidden = false;
       $("cap-done-link").replaceChildren();

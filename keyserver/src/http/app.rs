@@ -43,7 +43,7 @@ pub struct Body {
 }
 
 mod assets {
-    use super::{Asset, Body};
+    // The generated list names the types it uses.
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 }
 
@@ -153,22 +153,30 @@ fn holds(req: &HttpRequest, etag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
-/// Whether `Accept-Encoding` takes gzip (not refused with `q=0`).
+/// Whether `Accept-Encoding` takes gzip: gzip's own weight if it is
+/// listed, else `*`'s, and not zero (RFC 9110 12.5.3: `*` stands only for
+/// codings not listed). `x-gzip` is gzip.
 fn takes_gzip(req: &HttpRequest) -> bool {
-    req.headers()
+    let (mut gzip, mut any) = (None, None);
+    for coding in req
+        .headers()
         .get_all(header::ACCEPT_ENCODING)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or_default();
-            let refused = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
-        })
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let weight = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(Some(1.0), |(_, v)| v.trim().parse::<f32>().ok());
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            gzip = weight;
+        } else if name == "*" {
+            any = weight;
+        }
+    }
+    gzip.or(any).is_some_and(|q| q > 0.0)
 }
 
 async fn serve(state: &AppState, req: &HttpRequest, name: &str) -> HttpResponse {
@@ -260,6 +268,11 @@ mod tests {
             ("gzip; q=0.0, identity", false),
             ("br, deflate", false),
             ("x-gzip-not", false),
+            ("gzip;q=0, *", false),
+            ("gzip;Q=0", false),
+            ("x-gzip", true),
+            ("*;q=0, gzip", true),
+            ("deflate, *;q=0.1", true),
         ] {
             assert_eq!(
                 takes_gzip(&request(&[("accept-encoding", accept)])),
