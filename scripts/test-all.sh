@@ -9,7 +9,7 @@
 #      all started by the tests themselves on loopback),
 #   4. builds the Debian package and checks it unpacked (dpkg -x) and, as
 #      root, installed (dpkg -i): scripts/deb-check.sh;
-#   5. fuzzes the sealed-file parsers, photo intake and the key server's request bodies for
+#   5. fuzzes the sealed-file parsers and the key server's request bodies for
 #      a short, bounded time.
 # Usage: scripts/test-all.sh        (FUZZ_SECONDS=N to change step 5; 0 skips
 #        it; DEB_CHECK=0 skips step 4)
