@@ -657,6 +657,27 @@ mod tests {
         (body, m.finalize().into_bytes().to_vec())
     }
 
+    /// What the engine made of one frame: `IV ‖ ciphertext`, and the tag.
+    type Made = (Vec<u8>, Vec<u8>);
+
+    /// A plan whose frames were all given out and sealed by the engine,
+    /// none accepted yet.
+    fn all_sealed<'a>(
+        plain: &'a [u8],
+        key: &'a Key,
+    ) -> (SealOffload<&'a [u8]>, Vec<SealFrame>, Vec<Made>) {
+        let mut plan = plan_for(plain, key, 12);
+        let mut frames = Vec::new();
+        while let Some(f) = plan.next_frame().unwrap() {
+            frames.push(f);
+        }
+        let sealed = frames
+            .iter_mut()
+            .map(|f| engine_seal(&plan, f, |_| {}))
+            .collect();
+        (plan, frames, sealed)
+    }
+
     #[test]
     fn an_engine_that_seals_a_frame_wrongly_is_caught_and_the_file_unfinished() {
         let key = Key::generate().unwrap();
@@ -705,15 +726,7 @@ mod tests {
             plan.accept(&mut theirs, body.len() - 16, 32, &seen)
                 .is_err()
         );
-        let mut plan = plan_for(&plain, &key, 12);
-        let mut frames = Vec::new();
-        while let Some(f) = plan.next_frame().unwrap() {
-            frames.push(f);
-        }
-        let mut sealed: Vec<_> = frames
-            .iter_mut()
-            .map(|f| engine_seal(&plan, f, |_| {}))
-            .collect();
+        let (mut plan, mut frames, mut sealed) = all_sealed(&plain, &key);
         // Frames 1 and 2 swapped: each is checked against its own plaintext.
         sealed.swap(1, 2);
         for (i, (f, (body, tag))) in frames.iter_mut().zip(&sealed).enumerate() {
@@ -727,15 +740,7 @@ mod tests {
         }
         assert!(plan.finish().is_err());
         // In any order, but every one: the last alone is not enough.
-        let mut plan = plan_for(&plain, &key, 12);
-        let mut frames = Vec::new();
-        while let Some(f) = plan.next_frame().unwrap() {
-            frames.push(f);
-        }
-        let mut sealed: Vec<_> = frames
-            .iter_mut()
-            .map(|f| engine_seal(&plan, f, |_| {}))
-            .collect();
+        let (mut plan, mut frames, mut sealed) = all_sealed(&plain, &key);
         for i in [3usize, 1, 0] {
             let seen = frames[i].seen(&sealed[i].0, &sealed[i].1);
             let n = sealed[i].0.len() - 16;
