@@ -299,7 +299,7 @@ fn clean_scans(data: &[u8]) -> Result<Vec<u8>, MediaError> {
     let damaged = || MediaError::Invalid("damaged JPEG: a segment runs past the end".into());
     let mut out = Vec::with_capacity(data.len());
     let mut at = 0;
-    while let Some(ff) = memchr(0xFF, &data[at..]).map(|i| at + i) {
+    while let Some(ff) = data[at..].iter().position(|&b| b == 0xFF).map(|i| at + i) {
         // Fill bytes (0xFF repeated) may precede a marker.
         let mut m = ff + 1;
         while data.get(m) == Some(&0xFF) {
@@ -343,11 +343,6 @@ fn clean_scans(data: &[u8]) -> Result<Vec<u8>, MediaError> {
     out.extend_from_slice(&data[at..]);
     out.extend_from_slice(&[0xFF, 0xD9]);
     Ok(out)
-}
-
-/// The first index of `byte` in `hay`.
-fn memchr(byte: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == byte)
 }
 
 /// Drops every metadata segment; answers the bytes left and how their

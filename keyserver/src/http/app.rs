@@ -145,11 +145,7 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 /// these bytes already. Entity tags are compared weakly (RFC 9110 13.1.2),
 /// as a `W/` prefix only says the holder may have changed the encoding.
 fn holds(req: &HttpRequest, etag: &str) -> bool {
-    req.headers()
-        .get_all(header::IF_NONE_MATCH)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    super::caller::header_list(req, header::IF_NONE_MATCH)
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
@@ -158,12 +154,7 @@ fn holds(req: &HttpRequest, etag: &str) -> bool {
 /// codings not listed). `x-gzip` is gzip.
 fn takes_gzip(req: &HttpRequest) -> bool {
     let (mut gzip, mut any) = (None, None);
-    for coding in req
-        .headers()
-        .get_all(header::ACCEPT_ENCODING)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-    {
+    for coding in super::caller::header_list(req, header::ACCEPT_ENCODING) {
         let mut parts = coding.split(';').map(str::trim);
         let name = parts.next().unwrap_or_default();
         let weight = parts

@@ -12,6 +12,19 @@ use crate::ops;
 /// The header carrying the device id a session is bound to.
 pub const DEVICE_HEADER: &str = "X-Device-Id";
 
+/// The items of a comma-separated list header (RFC 9110 5.6.1), over every
+/// line of it that is text, trimmed.
+pub fn header_list(
+    req: &HttpRequest,
+    name: impl actix_web::http::header::AsHeaderName,
+) -> impl Iterator<Item = &str> {
+    req.headers()
+        .get_all(name)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+}
+
 /// The caller's network address as recorded in audit events and used by the
 /// login limiter.
 ///
@@ -28,13 +41,7 @@ pub fn client_ip(req: &HttpRequest, proxy_hops: usize) -> Option<String> {
     if proxy_hops == 0 {
         return peer();
     }
-    let values: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    let values: Vec<&str> = header_list(req, "x-forwarded-for").collect();
     let Some(entry) = values.len().checked_sub(proxy_hops).map(|i| values[i]) else {
         return peer();
     };
